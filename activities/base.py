@@ -1,0 +1,23 @@
+"""What every service's activity class shares: its own session maker and the settings."""
+
+import inspect
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.settings import Settings
+
+
+class ServiceActivities:
+    """Base of the one activity class per service; each attempt opens one session and commits once."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings):
+        self.sessions = sessions
+        self.settings = settings
+
+    def activities(self) -> list:
+        """The bound methods marked `@activity.defn`, ready to register on a Worker."""
+        return [
+            getattr(self, name)
+            for name, member in inspect.getmembers(type(self), inspect.isfunction)
+            if hasattr(member, "__temporal_activity_definition")
+        ]

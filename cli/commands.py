@@ -1,0 +1,60 @@
+"""The handlers behind each `deliveryctl` command."""
+
+import asyncio
+import json
+
+from cli.errors import CommandError
+from cli.up import describe_stack, run_stack, running_stack
+from core.migrations import create_databases, current_revisions, downgrade_all, head_revisions, upgrade_all
+from core.settings import Settings
+from core.temporal import connect, ensure_search_attributes
+
+
+async def up(args, settings: Settings) -> int:
+    return await run_stack(settings)
+
+
+async def status(args, settings: Settings) -> int:
+    stack = running_stack(settings)
+    report = {"running": stack is not None, **(stack or describe_stack(settings))}
+    report.pop("pid", None)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        state = "running" if stack else "not running"
+        print(f"stack {state} (data: {report['data_dir']})")
+        print(f"  API          {report['api_url']}  (docs: {report['api_url']}/docs)")
+        print(f"  Temporal UI  {report['temporal_ui_url']}")
+        print(f"  Temporal     {report['temporal_address']}")
+        for name, dsn in report["databases"].items():
+            print(f"  {name:<12} {dsn}")
+    return 0 if stack else 1
+
+
+async def db(args, settings: Settings) -> int:
+    try:
+        if args.db_command == "upgrade":
+            created = await create_databases(settings)
+            if created:
+                print(f"created databases: {', '.join(created)}")
+            await asyncio.to_thread(upgrade_all, settings, args.revision)
+        elif args.db_command == "downgrade":
+            await asyncio.to_thread(downgrade_all, settings, args.revision)
+    except OSError as exc:
+        raise CommandError(f"cannot reach a service database: {exc}") from None
+    current = await asyncio.to_thread(current_revisions, settings)
+    heads = head_revisions()
+    for name, revision in current.items():
+        marker = "head" if revision == heads[name] else f"head is {heads[name]}"
+        print(f"{name:<13} {revision or 'base'}  ({marker})")
+    return 0
+
+
+async def temporal(args, settings: Settings) -> int:
+    try:
+        client = await connect(settings)
+    except RuntimeError as exc:
+        raise CommandError(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
+    added = await ensure_search_attributes(client)
+    print(f"search attributes registered: {', '.join(added) if added else 'all present already'}")
+    return 0

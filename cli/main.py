@@ -1,0 +1,54 @@
+"""`deliveryctl`: run, inspect and administer the delivery platform."""
+
+import argparse
+import asyncio
+import json
+import sys
+
+from cli.errors import CommandError
+from core.settings import SettingsError, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deliveryctl", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("up", help="run the whole stack in the foreground (Ctrl-C stops it)")
+
+    status = commands.add_parser("status", help="the running stack's addresses")
+    status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    db = commands.add_parser("db", help="database migrations for all seven services")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="create missing databases and migrate all to a revision")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    downgrade = db_commands.add_parser("downgrade", help="reverse the migrations of all databases")
+    downgrade.add_argument("revision", nargs="?", default="base")
+    db_commands.add_parser("current", help="each database's revision and the head it should be at")
+
+    temporal = commands.add_parser("temporal", help="Temporal namespace administration")
+    temporal_commands = temporal.add_subparsers(dest="temporal_command", required=True)
+    temporal_commands.add_parser("setup", help="register the delivery search attributes on the namespace")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return asyncio.run(dispatch(args, settings))
+    except (SettingsError, CommandError) as exc:
+        print(f"deliveryctl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def dispatch(args: argparse.Namespace, settings) -> int:
+    from cli import commands  # imported late so `--help` and settings errors stay fast
+
+    return await getattr(commands, args.command)(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

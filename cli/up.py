@@ -1,0 +1,209 @@
+"""`deliveryctl up`: the whole stack in the foreground, supervised, stopped cleanly by Ctrl-C or SIGTERM."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+
+from cli.errors import CommandError
+from cli.supervisor import Child, ChildDied, Supervisor
+from core.embedded import prepare_postgres, prepare_temporal, wait_for_postgres
+from core.migrations import create_databases, upgrade_all
+from core.services import Service, TaskQueue
+from core.settings import Settings, settings_environment
+from core.temporal import connect, ensure_search_attributes
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def say(message: str) -> None:
+    print(f"[up] {message}", flush=True)
+
+
+def stack_file(settings: Settings) -> Path:
+    return settings.data_dir / "stack.json"
+
+
+def describe_stack(settings: Settings) -> dict:
+    """The addresses other tools use to reach the stack."""
+    return {
+        "api_url": settings.api_url,
+        "temporal_address": settings.temporal_address,
+        "temporal_namespace": settings.temporal_namespace,
+        "temporal_ui_url": settings.temporal_ui_url,
+        "databases": {service.value: settings.database_dsn(service) for service in Service},
+        "data_dir": str(settings.data_dir),
+        "logs_dir": str(settings.data_dir / "logs"),
+    }
+
+
+def running_stack(settings: Settings) -> dict | None:
+    """The stack recorded in the data directory, if its `up` process is still alive."""
+    path = stack_file(settings)
+    if not path.exists():
+        return None
+    stack = json.loads(path.read_text())
+    try:
+        os.kill(stack["pid"], 0)
+    except (ProcessLookupError, KeyError):
+        return None
+    return stack
+
+
+def preflight(settings: Settings) -> None:
+    """Refuse to start on ports already in use, naming the setting that chose each port."""
+    wanted = [(settings.api_host, settings.api_port, "DELIVERY_API_PORT")]
+    if settings.temporal_embedded:
+        wanted.append((settings.temporal_host, settings.temporal_port, "DELIVERY_TEMPORAL_ADDRESS"))
+        wanted.append((settings.temporal_host, settings.temporal_ui_port, "DELIVERY_TEMPORAL_UI_PORT"))
+    if settings.embedded_postgres:
+        wanted.append((settings.postgres_host, settings.postgres_port, "DELIVERY_POSTGRES_PORT"))
+    for host, port, setting in wanted:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise CommandError(f"port {host}:{port} ({setting}) is not available: {exc.strerror}") from None
+
+
+async def start_postgres(settings: Settings, supervisor: Supervisor, logs: Path) -> None:
+    spec = prepare_postgres(settings)
+    child = await supervisor.start(
+        Child("postgres", spec.argv, logs / "postgres.log", user=spec.user, stop_signal=spec.stop_signal, critical=True)
+    )
+    say(f"postgres starting on {settings.postgres_host}:{settings.postgres_port} (pid {child.pid})")
+    maintenance = f"postgresql://postgres@{settings.postgres_host}:{settings.postgres_port}/postgres"
+    try:
+        await wait_for_postgres(maintenance, timeout=60)
+    except Exception as exc:
+        raise CommandError(f"postgres did not become ready: {exc}; see {logs / 'postgres.log'}") from None
+
+
+async def prepare_databases(settings: Settings) -> None:
+    for service in Service:
+        try:
+            await wait_for_postgres(settings.database_dsn(service).rsplit("/", 1)[0] + "/postgres", timeout=5)
+        except Exception as exc:
+            setting = f"DELIVERY_{service.value.upper()}_DATABASE_URL"
+            raise CommandError(f"cannot reach the {service.value} database server ({setting}): {exc}") from None
+    created = await create_databases(settings)
+    if created:
+        say(f"created databases: {', '.join(created)}")
+    await asyncio.to_thread(upgrade_all, settings)
+    say(f"all {len(Service)} databases migrated to head")
+
+
+async def start_temporal(settings: Settings, supervisor: Supervisor, logs: Path) -> None:
+    if settings.temporal_embedded:
+        spec = prepare_temporal(settings)
+        child = await supervisor.start(Child("temporal", spec.argv, logs / "temporal.log", critical=True))
+        say(f"temporal dev server starting on {settings.temporal_address} (pid {child.pid})")
+    for _ in range(120):
+        try:
+            client = await connect(settings)
+            break
+        except Exception as last:  # the server is still starting
+            error = last
+            await asyncio.sleep(0.5)
+    else:
+        raise CommandError(f"temporal is unreachable at {settings.temporal_address}: {error}")
+    added = await ensure_search_attributes(client)
+    if added:
+        say(f"registered search attributes: {', '.join(added)}")
+
+
+async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) -> None:
+    env = settings_environment(settings)
+    python = sys.executable
+    for queue in TaskQueue:
+        argv = [python, str(REPO_ROOT / "worker.py"), "--queue", queue.value]
+        await supervisor.start(Child(f"worker {queue.value}", argv, logs / f"worker-{queue.value}.log", env=env))
+    say(f"{len(TaskQueue)} workers started, one per task queue")
+    api = [python, "-m", "uvicorn", "api.app:create_app", "--factory",
+           "--host", settings.api_host, "--port", str(settings.api_port), "--no-access-log"]
+    await supervisor.start(Child("api", api, logs / "api.log", env=env))
+    await wait_for_health(settings, logs)
+
+
+async def wait_for_health(settings: Settings, logs: Path, timeout: float = 90) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    body = None
+    async with httpx.AsyncClient(timeout=5) as http:
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                response = await http.get(f"{settings.api_url}/healthz")
+                body = response.json()
+                if response.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.5)
+    raise CommandError(f"the API did not become healthy (last: {body}); see {logs / 'api.log'}")
+
+
+def print_ready(settings: Settings) -> None:
+    stack = describe_stack(settings)
+    print(
+        "\nThe delivery platform is up.\n"
+        f"  API docs     {stack['api_url']}/docs   (health: {stack['api_url']}/healthz)\n"
+        f"  Temporal UI  {stack['temporal_ui_url']}/namespaces/{settings.temporal_namespace}/workflows\n"
+        f"  Temporal     {stack['temporal_address']} (namespace {settings.temporal_namespace})\n"
+        f"  Databases    {len(stack['databases'])}: {stack['databases'][Service.DELIVERIES]} and siblings\n"
+        f"  Data         {stack['data_dir']}\n"
+        f"  Logs         {stack['logs_dir']}\n"
+        "Stack addresses as JSON: deliveryctl status --json. Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+
+
+async def run_stack(settings: Settings) -> int:
+    """Bring the stack up, keep it up, and stop it cleanly; return the exit status."""
+    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    existing = running_stack(settings)
+    if existing:
+        raise CommandError(f"a stack is already running from {settings.data_dir} (pid {existing['pid']})")
+    preflight(settings)
+    logs = settings.data_dir / "logs"
+    supervisor = Supervisor(say)
+    stop = asyncio.Event()
+    main = asyncio.current_task()
+    ready = False
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            return
+        say(f"{signal.Signals(signum).name} received, stopping")
+        stop.set()
+        if not ready:
+            main.cancel()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        if settings.embedded_postgres:
+            await start_postgres(settings, supervisor, logs)
+        await prepare_databases(settings)
+        await start_temporal(settings, supervisor, logs)
+        await start_clients(settings, supervisor, logs)
+        stack_file(settings).write_text(json.dumps({**describe_stack(settings), "pid": os.getpid()}, indent=2))
+        ready = True
+        print_ready(settings)
+        await supervisor.watch(stop)
+        return 0
+    except ChildDied as exc:
+        say(f"error: {exc}; stopping everything")
+        return 1
+    except asyncio.CancelledError:
+        return 130
+    finally:
+        await supervisor.stop_all()
+        stack_file(settings).unlink(missing_ok=True)
+        say("stopped; every process started by this command has exited")

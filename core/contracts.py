@@ -1,0 +1,253 @@
+"""The typed messages that cross the workflow/activity boundary: one input and one output per call.
+
+They carry identifiers and coordinates only; customer names, phones and addresses stay encrypted in
+Integrations and never enter a workflow history.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+
+class DeliveryStatus(StrEnum):
+    """Where a delivery is; the partner-facing vocabularies map from these words."""
+
+    CREATED = "created"
+    ROBOT_ASSIGNED = "robot_assigned"
+    EN_ROUTE_TO_PICKUP = "en_route_to_pickup"
+    AT_PICKUP = "at_pickup"
+    PICKED_UP = "picked_up"
+    EN_ROUTE_TO_DROPOFF = "en_route_to_dropoff"
+    AT_DROPOFF = "at_dropoff"
+    DELIVERED = "delivered"
+    RETURNING = "returning"
+    RETURNED = "returned"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED, DeliveryStatus.RETURNED})
+
+
+class RobotEventType(StrEnum):
+    """What a robot reports about the task it is serving."""
+
+    DEPARTED = "departed"
+    ARRIVED_AT_PICKUP = "arrived_at_pickup"
+    LID_OPENED = "lid_opened"
+    LID_CLOSED = "lid_closed"
+    ARRIVED_AT_DROPOFF = "arrived_at_dropoff"
+    ARRIVED_AT_STORE = "arrived_at_store"
+    FAULT = "fault"
+
+
+class Point(BaseModel):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
+class LifecyclePolicy(BaseModel):
+    """The timers of one delivery, fixed when it is created (from settings) so replays agree."""
+
+    robot_search_seconds: float = 600
+    robot_retry_seconds: float = 10
+    pickup_wait_seconds: float = 600
+    customer_no_show_seconds: float = 300
+    pilot_wait_seconds: float = 600
+    callback_initial_interval_seconds: float = 5
+    callback_max_attempts: int = 10
+    callback_max_interval_seconds: float = 3600
+    monitor_poll_seconds: float = 5
+    connectivity_lost_seconds: float = 90
+    stuck_window_seconds: float = 180
+    stuck_distance_meters: float = 20
+
+
+class DeliveryOrder(BaseModel):
+    """The workflow's input: an accepted partner order, by reference."""
+
+    delivery_id: UUID
+    partner_id: UUID
+    partner_delivery_id: UUID
+    pii_id: UUID
+    external_delivery_id: str
+    market: str
+    store_id: UUID | None = None
+    pickup: Point
+    dropoff: Point
+    quote_id: UUID | None = None
+    policy: LifecyclePolicy = LifecyclePolicy()
+
+
+class AttemptRef(BaseModel):
+    """One try at moving the order; a return to the store is an attempt of kind `return`."""
+
+    delivery_id: UUID
+    attempt_id: UUID
+    number: int
+    kind: str = "delivery"
+
+
+class NewAttempt(BaseModel):
+    delivery_id: UUID
+    number: int
+    kind: str
+    previous_attempt_id: UUID | None = None
+    previous_outcome: str | None = None
+
+
+class StatusChange(BaseModel):
+    """A delivery status reached by an attempt; `sequence` numbers the attempt's history."""
+
+    delivery_id: UUID
+    attempt_id: UUID
+    status: DeliveryStatus
+    sequence: int
+    occurred_at: datetime
+    robot_id: str | None = None
+    reason: str | None = None
+
+
+class AttemptOutcome(BaseModel):
+    attempt_id: UUID
+    succeeded: bool
+    reason: str
+    sequence: int
+    occurred_at: datetime
+
+
+class DemandRequest(BaseModel):
+    attempt: AttemptRef
+    market: str
+    pickup: Point
+    dropoff: Point
+    exclude_robot_ids: list[str] = []
+    preferred_robot_id: str | None = None
+
+
+class RobotChoice(BaseModel):
+    """The planner's decision for a demand."""
+
+    demand_id: UUID
+    plan_id: UUID
+    robot_id: str
+    pickup_eta: datetime
+    dropoff_eta: datetime
+
+
+class RobotRelease(BaseModel):
+    attempt_id: UUID
+    robot_id: str
+    location: Point | None = None
+    out_of_service: bool = False
+
+
+class TaskRequest(BaseModel):
+    attempt: AttemptRef
+    robot_id: str
+    first_leg: str
+
+
+class TaskAssignment(BaseModel):
+    task_id: UUID
+    trip_id: UUID
+    robot_id: str
+    pilot_id: UUID
+
+
+class TripUpdate(BaseModel):
+    """A trip or task status reached; sequences number the trip's and task's histories."""
+
+    task_id: UUID
+    leg: str
+    trip_status: str
+    task_status: str | None = None
+    occurred_at: datetime
+
+
+class TaskClosure(BaseModel):
+    task_id: UUID
+    robot_id: str
+    outcome: str
+    occurred_at: datetime
+    robot_out_of_service: bool = False
+
+
+class FieldTaskRequest(BaseModel):
+    robot_id: str
+    kind: str
+    reason: str
+    delivery_id: UUID | None = None
+    attempt_id: UUID | None = None
+
+
+class TripWatch(BaseModel):
+    attempt_id: UUID
+    delivery_id: UUID
+    robot_id: str
+    policy: LifecyclePolicy
+
+
+class TripFinding(BaseModel):
+    """What trip monitoring saw: `stuck` or `lost` ends the attempt."""
+
+    attempt_id: UUID
+    kind: str
+    detail: str
+
+
+class RobotEvent(BaseModel):
+    """One event reported by a robot, as accepted by its delivery workflow."""
+
+    event_id: str = Field(min_length=1, max_length=64)
+    robot_id: str
+    type: RobotEventType
+    location: Point | None = None
+    occurred_at: datetime
+    detail: str | None = None
+
+
+class EventReceipt(BaseModel):
+    """The answer to a robot event: the delivery's status after it."""
+
+    delivery_id: UUID
+    status: DeliveryStatus
+    attempt_id: UUID | None
+
+
+class CancelRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=64)
+    requested_by: str = "partner"
+
+
+class Deployment(BaseModel):
+    robot_id: str
+    market: str
+    software_version: str
+
+
+class CallbackFailure(BaseModel):
+    partner_delivery_id: UUID
+    sequence: int
+    error: str
+
+
+class RecordedRobotEvent(BaseModel):
+    event: RobotEvent
+    delivery_id: UUID | None
+    attempt_id: UUID | None
+    accepted: bool
+    rejection_reason: str | None = None
+
+
+class StatusCallback(BaseModel):
+    """One partner-facing status notice; `sequence` is per delivery and monotonic."""
+
+    partner_delivery_id: UUID
+    delivery_id: UUID
+    sequence: int
+    status: DeliveryStatus
+    occurred_at: datetime
+    robot_id: str | None = None
+    reason: str | None = None

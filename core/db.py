@@ -1,0 +1,37 @@
+"""Async engines and session makers, one per service database, made at the composition root."""
+
+from collections.abc import Iterable
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from core.services import Service
+from core.settings import Settings
+
+
+class Databases:
+    """The engines of the services one process talks to."""
+
+    def __init__(self, settings: Settings, services: Iterable[Service] = tuple(Service), pool_size: int = 5):
+        self.engines: dict[Service, AsyncEngine] = {
+            service: create_async_engine(
+                settings.database_url(service), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+            for service in services
+        }
+        self._makers = {
+            service: async_sessionmaker(engine, expire_on_commit=False) for service, engine in self.engines.items()
+        }
+
+    def sessions(self, service: Service) -> async_sessionmaker[AsyncSession]:
+        """The session maker of one service's database."""
+        return self._makers[service]
+
+    async def check(self, service: Service) -> None:
+        """Run a trivial query, raising if the database cannot be reached."""
+        async with self.engines[service].connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        for engine in self.engines.values():
+            await engine.dispose()

@@ -1,0 +1,21 @@
+"""Business failures: typed, non-retryable, and handled by the workflow instead of retried."""
+
+from temporalio.exceptions import ApplicationError
+
+NO_ROBOT_AVAILABLE = "NoRobotAvailable"
+NO_PILOT_AVAILABLE = "NoPilotAvailable"
+ROBOT_NOT_DEPLOYED = "RobotNotDeployed"
+ROBOT_UNAVAILABLE = "RobotUnavailable"
+UNKNOWN_ORDER = "UnknownOrder"
+PARTNER_ENDPOINT_GONE = "PartnerEndpointGone"
+
+BUSINESS_ERRORS = frozenset({
+    NO_ROBOT_AVAILABLE, NO_PILOT_AVAILABLE, ROBOT_NOT_DEPLOYED, ROBOT_UNAVAILABLE, UNKNOWN_ORDER,
+    PARTNER_ENDPOINT_GONE,
+})
+
+
+def business_error(error_type: str, message: str) -> ApplicationError:
+    """A failure that retrying cannot fix; the workflow decides what happens next."""
+    assert error_type in BUSINESS_ERRORS, error_type
+    return ApplicationError(message, type=error_type, non_retryable=True)

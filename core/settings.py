@@ -1,0 +1,121 @@
+"""Typed settings for every process, read from `DELIVERY_*` environment variables."""
+
+import os
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.services import Service
+
+SEARCH_ATTRIBUTES = (
+    "DeliveryStatus",
+    "PartnerId",
+    "ExternalDeliveryId",
+    "RobotId",
+    "Market",
+    "AttentionReason",
+)
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used; the message names the setting."""
+
+
+class Settings(BaseSettings):
+    """Where every part of the stack lives. Unset database URLs mean the embedded Postgres."""
+
+    model_config = SettingsConfigDict(env_prefix="DELIVERY_", extra="ignore")
+
+    data_dir: Path = Path(".data")
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = Field(8233, ge=1, le=65535)
+    temporal_embedded: bool = True
+
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = Field(55432, ge=1, le=65535)
+
+    integrations_database_url: str | None = None
+    deliveries_database_url: str | None = None
+    dispatch_database_url: str | None = None
+    operations_database_url: str | None = None
+    trip_monitor_database_url: str | None = None
+    state_database_url: str | None = None
+    device_database_url: str | None = None
+
+    walking_speed_mps: float = Field(1.4, gt=0, description="robot cruising speed, metres per second")
+    battery_reserve: float = Field(0.2, ge=0, lt=1, description="charge a robot must keep after a trip")
+    pilot_max_robots: int = Field(3, ge=1, description="robots one pilot supervises at once")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:7233")
+        return value
+
+    @field_validator(*(f"{s.value}_database_url" for s in Service))
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgresql+asyncpg://")):
+            raise ValueError("must start with postgresql:// or postgresql+asyncpg://")
+        return value
+
+    @property
+    def embedded_postgres(self) -> bool:
+        """True when any service database is left to the embedded Postgres."""
+        return any(getattr(self, f"{s.value}_database_url") is None for s in Service)
+
+    def database_url(self, service: Service) -> str:
+        """The SQLAlchemy (asyncpg) URL of a service's database."""
+        url = getattr(self, f"{service.value}_database_url")
+        if url is None:
+            url = f"postgresql://postgres@{self.postgres_host}:{self.postgres_port}/{service.value}"
+        return url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    def database_dsn(self, service: Service) -> str:
+        """The same database as a libpq DSN that psql accepts."""
+        return self.database_url(service).replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    @property
+    def temporal_host(self) -> str:
+        return self.temporal_address.rpartition(":")[0]
+
+    @property
+    def temporal_port(self) -> int:
+        return int(self.temporal_address.rpartition(":")[2])
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        return f"http://{self.temporal_host}:{self.temporal_ui_port}"
+
+
+def load_settings(**overrides) -> Settings:
+    """Read settings, turning validation errors into one line that names the setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "DELIVERY_" + "_".join(str(p) for p in error["loc"]).upper()
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid setting " + "; ".join(problems)) from None
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process read exactly these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"DELIVERY_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env

@@ -1,0 +1,138 @@
+"""Tables of the Integrations database: partners, their orders, status trail and PII."""
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import DateTime, Text, UniqueConstraint
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+TIMESTAMPTZ = DateTime(timezone=True)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware."""
+    return datetime.now(UTC)
+
+
+class IntegrationsModel(SQLModel, registry=registry()):
+    """Base of every Integrations table; it has its own MetaData."""
+
+
+metadata = IntegrationsModel.metadata
+
+
+class PartnerDialect(StrEnum):
+    """The API flavour a partner speaks."""
+
+    NATIVE = "native"
+    DOORDASH = "doordash"
+    UBER = "uber"
+    OLO = "olo"
+
+
+class CallbackStatus(StrEnum):
+    """Delivery state of one outbound status callback."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Partner(IntegrationsModel, table=True):
+    """A company that sends us deliveries and receives status callbacks."""
+
+    __tablename__ = "partner"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=200)
+    dialect: str = Field(default=PartnerDialect.NATIVE, max_length=16)
+    api_key_hash: str | None = Field(default=None, max_length=128, unique=True)
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    webhook_secret_encrypted: str | None = Field(default=None, sa_type=Text)
+    webhook_enabled: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
+
+
+class Store(IntegrationsModel, table=True):
+    """A partner's pickup location, known by the partner's own store id."""
+
+    __tablename__ = "store"
+    __table_args__ = (
+        UniqueConstraint("partner_id", "external_store_id", name="uq_store_partner_external"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    partner_id: uuid.UUID = Field(foreign_key="partner.id")
+    external_store_id: str = Field(max_length=128)
+    name: str = Field(max_length=200)
+    latitude: float
+    longitude: float
+    market: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
+
+
+class PartnerDelivery(IntegrationsModel, table=True):
+    """A partner's order as the partner sees it; `delivery_id` points into Deliveries."""
+
+    __tablename__ = "partner_delivery"
+    __table_args__ = (
+        UniqueConstraint(
+            "partner_id", "external_delivery_id", name="uq_partner_delivery_partner_external"
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    partner_id: uuid.UUID = Field(foreign_key="partner.id")
+    external_delivery_id: str = Field(max_length=128)
+    delivery_id: uuid.UUID | None = Field(default=None, index=True)
+    # Hash of the normalized request: a replay with a different body is a conflict.
+    request_hash: str = Field(max_length=128)
+    status: str = Field(max_length=32, index=True)
+    store_id: uuid.UUID | None = Field(default=None, foreign_key="store.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_type=TIMESTAMPTZ, sa_column_kwargs={"onupdate": utcnow}
+    )
+
+
+class ExternalState(IntegrationsModel, table=True):
+    """One partner-facing status of an order and the callback that reports it."""
+
+    __tablename__ = "external_state"
+    __table_args__ = (
+        UniqueConstraint(
+            "partner_delivery_id", "sequence", name="uq_external_state_delivery_sequence"
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    partner_delivery_id: uuid.UUID = Field(foreign_key="partner_delivery.id")
+    sequence: int
+    status: str = Field(max_length=32)
+    internal_status: str = Field(max_length=32)
+    occurred_at: datetime = Field(sa_type=TIMESTAMPTZ)
+    callback_status: str = Field(default=CallbackStatus.PENDING, max_length=16, index=True)
+    callback_attempts: int = 0
+    last_error: str | None = Field(default=None, sa_type=Text)
+    delivered_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
+
+
+class PII(IntegrationsModel, table=True):
+    """The customer's personal data for one order, encrypted at rest and purged after use."""
+
+    __tablename__ = "pii"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    partner_delivery_id: uuid.UUID = Field(foreign_key="partner_delivery.id", unique=True)
+    # Required on insert; a purge sets the ciphertexts to NULL and stamps purged_at.
+    customer_name_encrypted: str | None = Field(sa_type=Text)
+    customer_phone_encrypted: str | None = Field(sa_type=Text)
+    dropoff_address_encrypted: str | None = Field(sa_type=Text)
+    dropoff_instructions_encrypted: str | None = Field(default=None, sa_type=Text)
+    key_id: str = Field(max_length=64)
+    purge_after: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ, index=True)
+    purged_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)

@@ -1,0 +1,70 @@
+"""Session-wide real servers: an embedded Postgres, the Temporal dev server and the time-skipping server."""
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.common import SearchAttributeKey
+from temporalio.testing import WorkflowEnvironment
+
+from cli.supervisor import Child
+from core.embedded import prepare_postgres, temporal_cli_path, wait_for_postgres
+from core.migrations import create_databases, upgrade_all
+from core.settings import SEARCH_ATTRIBUTES, Settings
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+async def pg_settings(data_dir):
+    """Settings pointing at a running embedded Postgres; service databases are not created yet."""
+    settings = Settings(data_dir=data_dir, postgres_port=free_port(), temporal_embedded=False)
+    spec = prepare_postgres(settings)
+    server = Child("postgres", spec.argv, data_dir / "logs" / "postgres.log", user=spec.user,
+                   stop_signal=spec.stop_signal, critical=True)
+    await server.start()
+    await wait_for_postgres(f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/postgres", timeout=60)
+    yield settings
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def settings(pg_settings) -> Settings:
+    """Settings whose seven databases exist and sit at migration head."""
+    await create_databases(pg_settings)
+    upgrade_all(pg_settings)
+    return pg_settings
+
+
+@pytest.fixture(scope="session")
+async def temporal_env():
+    """A real Temporal dev server (the same binary `deliveryctl up` runs), in memory."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli_path(),
+        data_converter=pydantic_data_converter,
+        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env():
+    """The time-skipping test server, so minutes-long timers pass instantly."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=shutil.which("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()

@@ -1,0 +1,311 @@
+"""docker-compose.yml is the production shape; no Docker engine runs here, so the file is checked."""
+
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from core.services import Service, TaskQueue
+from core.settings import SEARCH_ATTRIBUTES, Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+INITDB_DIR = "/docker-entrypoint-initdb.d"
+ADMIN_TOOLS_IMAGE = "temporalio/admin-tools"
+
+REQUIRED_SETTINGS = (
+    *(f"DELIVERY_{service.name}_DATABASE_URL" for service in Service),
+    "DELIVERY_TEMPORAL_ADDRESS",
+    "DELIVERY_TEMPORAL_NAMESPACE",
+    "DELIVERY_TEMPORAL_EMBEDDED",
+)
+
+# What a deployer may set; every variable the file uses must still work with none of them set.
+ENVIRONMENTS = [pytest.param({}, id="defaults"), pytest.param({"POSTGRES_PASSWORD": "s3cret"}, id="password")]
+
+_VARIABLE = re.compile(
+    r"\$\$|\$\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$(?P<bare>[A-Za-z_]\w*)"
+)
+
+
+def interpolate(value: str, env: Mapping[str, str]) -> str:
+    """Apply compose's `${VAR}`, `${VAR:-default}`, `${VAR-default}` and `$$` rules."""
+
+    def substitute(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group("braced") or match.group("bare")
+        op, arg, current = match.group("op"), match.group("arg"), env.get(name)
+        if op == ":-":
+            return current or arg
+        if op == "-":
+            return arg if current is None else current
+        if current is None or (op == ":?" and not current):
+            raise AssertionError(f"${{{name}}} is required but has no default in {value!r}")
+        return current
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def environment(service: dict, env: Mapping[str, str] = {}) -> dict[str, str]:
+    """A service's environment as a dict, interpolated."""
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) if "=" in item else (item, None) for item in raw)
+    result = {}
+    for key, value in raw.items():
+        assert isinstance(value, (str, int, float)) and not isinstance(value, bool), (
+            f"{key}={value!r}: compose wants a string here (quote it)"
+        )
+        result[key] = interpolate(str(value), env)
+    return result
+
+
+def argv(value) -> list[str]:
+    """A command or entrypoint as a list of words."""
+    if value is None:
+        return []
+    return list(map(str, value)) if isinstance(value, list) else shlex.split(value)
+
+
+def bind_mounts(service: dict) -> list[tuple[Path, str]]:
+    """(host path, container path) of each bind mount; named volumes are left out."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            source, target = volume.get("source", ""), volume["target"]
+        else:
+            source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            mounts.append(((ROOT / source).resolve(), target))
+    return mounts
+
+
+def job_text(service: dict) -> str:
+    """Everything a one-shot job runs: its command, entrypoint, environment and mounted scripts."""
+    parts = [" ".join(argv(service.get("entrypoint"))), " ".join(argv(service.get("command")))]
+    parts += [f"{key}={value}" for key, value in environment(service).items()]
+    parts += [host.read_text() for host, _ in bind_mounts(service) if host.is_file()]
+    return "\n".join(parts)
+
+
+def depends_on(service: dict) -> dict[str, str]:
+    """Dependency name -> condition (compose's short list form means service_started)."""
+    raw = service.get("depends_on") or {}
+    if isinstance(raw, list):
+        return {name: "service_started" for name in raw}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in raw.items()}
+
+
+def queue_of(service: dict) -> str | None:
+    """The task queue a service's `worker.py --queue X` command polls, if it runs one."""
+    words = argv(service.get("entrypoint")) + argv(service.get("command"))
+    if not any(word.endswith("worker.py") for word in words):
+        return None
+    for index, word in enumerate(words):
+        if word == "--queue" and index + 1 < len(words):
+            return words[index + 1]
+        if word.startswith("--queue="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def settings_from(env: Mapping[str, str]) -> Settings:
+    """Validate DELIVERY_* variables the way a process started with them would."""
+    fields = {key.removeprefix("DELIVERY_").lower(): value for key, value in env.items()
+              if key.startswith("DELIVERY_")}
+    return load_settings(**fields)
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict]:
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(compose, dict) and isinstance(compose.get("services"), dict)
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def workers(services) -> dict[str, dict]:
+    return {name: service for name, service in services.items() if queue_of(service) is not None}
+
+
+@pytest.fixture(scope="module")
+def platform_services(services, workers) -> dict[str, dict]:
+    """Every service that runs our code and so reads core.settings."""
+    return {"migrate": services["migrate"], "api": services["api"], **workers}
+
+
+@pytest.fixture(scope="module")
+def admin_jobs(services) -> dict[str, dict]:
+    return {name: service for name, service in services.items()
+            if str(service.get("image", "")).startswith(ADMIN_TOOLS_IMAGE)}
+
+
+@pytest.fixture(scope="module")
+def init_databases(services) -> set[str]:
+    """Databases created by the scripts that the postgres service runs on first start."""
+    scripts = [host for host, target in bind_mounts(services["postgres"])
+               if target.startswith(INITDB_DIR)]
+    assert scripts, f"postgres mounts no init script into {INITDB_DIR}"
+    names = set()
+    for script in scripts:
+        text = re.sub(r"--[^\n]*", "", script.read_text())
+        names |= set(re.findall(r'CREATE\s+DATABASE\s+"?([A-Za-z_]\w*)"?', text, re.IGNORECASE))
+    return names
+
+
+def test_stack_has_its_services(services, admin_jobs):
+    for name in ("postgres", "temporal", "temporal-ui", "migrate", "api"):
+        assert name in services, f"missing service {name}"
+    assert admin_jobs, f"no {ADMIN_TOOLS_IMAGE} job"
+    assert services["postgres"]["image"] == "postgres:16"
+    assert "pg_isready" in " ".join(argv(services["postgres"]["healthcheck"]["test"]))
+
+
+def test_every_bind_mount_exists(services):
+    for name, service in services.items():
+        for host, _ in bind_mounts(service):
+            assert host.exists(), f"{name} mounts {host}, which does not exist"
+
+
+@pytest.mark.parametrize("queue", list(TaskQueue), ids=str)
+def test_each_task_queue_has_one_worker_service(queue, workers):
+    polling = [name for name, service in workers.items() if queue_of(service) == queue.value]
+    assert polling == [f"worker-{queue.value}"], f"services polling {queue.value}: {polling}"
+    replicas = workers[polling[0]].get("deploy", {}).get("replicas")
+    assert isinstance(replicas, int) and replicas >= 1, f"{polling[0]} replicas: {replicas!r}"
+
+
+def test_no_worker_polls_an_unknown_queue(services, workers):
+    queues = {queue.value for queue in TaskQueue}
+    assert {queue_of(service) for service in workers.values()} <= queues
+    stray = [name for name in services if name.startswith("worker-") and name not in workers]
+    assert not stray, f"worker services that run no `worker.py --queue`: {stray}"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_platform_services_get_valid_settings(env, platform_services, services, init_databases):
+    for name, service in platform_services.items():
+        values = environment(service, env)
+        missing = [key for key in REQUIRED_SETTINGS if key not in values]
+        assert not missing, f"{name} lacks {missing}"
+        try:
+            settings = settings_from(values)
+        except SettingsError as exc:
+            pytest.fail(f"{name}: {exc}")
+        assert settings.temporal_embedded is False, f"{name} would start its own Temporal"
+        assert not settings.embedded_postgres, f"{name} would start an embedded Postgres"
+        assert settings.temporal_host in services, f"{name}: {settings.temporal_address} is no service"
+        for db in Service:
+            url = urlsplit(settings.database_dsn(db))
+            assert url.hostname in services, f"{name}: {db.value} database on unknown host {url.hostname}"
+            assert url.path.lstrip("/") == db.value, f"{name}: {db.value} points at {url.path}"
+            assert db.value in init_databases, f"database {db.value} is not created by the init script"
+            if env.get("POSTGRES_PASSWORD"):
+                assert url.password == env["POSTGRES_PASSWORD"]
+
+
+def test_all_platform_services_share_settings_and_image(platform_services):
+    envs = {name: environment(service) for name, service in platform_services.items()}
+    first = envs["api"]
+    for name, values in envs.items():
+        assert {k: values[k] for k in REQUIRED_SETTINGS} == {k: first[k] for k in REQUIRED_SETTINGS}, name
+    images = {service.get("image") for service in platform_services.values()}
+    assert len(images) == 1 and None not in images, f"platform services run different images: {images}"
+
+
+def test_an_invalid_database_url_is_caught():
+    env = {key: "postgresql://u:p@postgres:5432/x" for key in REQUIRED_SETTINGS if key.endswith("_URL")}
+    env |= {"DELIVERY_TEMPORAL_ADDRESS": "temporal:7233", "DELIVERY_DISPATCH_DATABASE_URL": "mysql://postgres/dispatch"}
+    with pytest.raises(SettingsError, match="DELIVERY_DISPATCH_DATABASE_URL"):
+        settings_from(env)
+
+
+def test_app_services_wait_for_migrations_and_temporal(services, workers):
+    for name in ["api", *workers]:
+        deps = depends_on(services[name])
+        assert deps.get("migrate") == "service_completed_successfully", f"{name}: {deps}"
+        assert deps.get("temporal") in ("service_healthy", "service_started"), f"{name}: {deps}"
+    assert depends_on(services["migrate"]).get("postgres") == "service_healthy"
+
+
+def test_migrate_and_api_commands(services):
+    migrate, api = services["migrate"], services["api"]
+    assert argv(migrate.get("command"))[-3:] == ["deliveryctl", "db", "upgrade"]
+    assert migrate.get("build") in (".", {"context": "."})
+    command = argv(api.get("command"))
+    assert command[:3] == ["uvicorn", "api.app:create_app", "--factory"]
+    assert "8000:8000" in [str(port) for port in api.get("ports", [])]
+    assert "/healthz" in " ".join(argv(api["healthcheck"]["test"]))
+
+
+def test_temporal_server_runs_on_the_postgres_service(services, admin_jobs, init_databases):
+    temporal = services["temporal"]
+    image, _, tag = temporal["image"].partition(":")
+    assert image == "temporalio/server" and tag and tag != "latest", "pin the server's tag"
+    env = environment(temporal)
+    assert env["DB"] == "postgres12" and env["POSTGRES_SEEDS"] in services
+    for database in (env.get("DBNAME", "temporal"), env.get("VISIBILITY_DBNAME", "temporal_visibility")):
+        assert database in init_databases, f"Temporal database {database} is not created"
+    schema_jobs = [name for name, job in admin_jobs.items()
+                   if "setup-schema" in job_text(job) and "update-schema" in job_text(job)]
+    assert schema_jobs, "no admin-tools job runs temporal-sql-tool setup-schema/update-schema"
+    for name in schema_jobs:
+        text = job_text(admin_jobs[name])
+        assert environment(admin_jobs[name]).get("DB") == "postgres12"
+        assert "postgresql/v12/temporal/versioned" in text
+        assert "postgresql/v12/visibility/versioned" in text
+        assert depends_on(temporal).get(name) == "service_completed_successfully"
+
+
+def test_search_attributes_are_registered(services, admin_jobs, workers):
+    registering = {name: job_text(job) for name, job in admin_jobs.items()
+                   if "search-attribute create" in job_text(job)}
+    assert registering, "no admin-tools job runs `temporal operator search-attribute create`"
+    text = "\n".join(registering.values())
+    for attribute in SEARCH_ATTRIBUTES:
+        pattern = rf"\b{attribute}=Keyword\b|--name[= ]\"?{attribute}\"?\s+--type[= ]\"?Keyword\b"
+        assert re.search(pattern, text), f"search attribute {attribute} (Keyword) is not registered"
+    namespace = environment(services["api"])["DELIVERY_TEMPORAL_NAMESPACE"]
+    for name in registering:
+        assert depends_on(services[name]).get("temporal") == "service_healthy"
+        assert environment(services[name]).get("NAMESPACE", namespace) == namespace
+        # Workers polling before the namespace and attributes exist would fail.
+        for dependant in ["api", *workers]:
+            assert depends_on(services[dependant]).get(name) == "service_completed_successfully"
+
+
+def test_temporal_ui(services):
+    ui = services["temporal-ui"]
+    assert ui["image"].startswith("temporalio/ui:")
+    assert environment(ui)["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert "8233:8080" in [str(port) for port in ui.get("ports", [])]
+
+
+def test_dockerfile_runs_as_non_root():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
+    users = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for entry in (".venv", ".data", ".git"):
+        assert entry in ignored
+    assert any("__pycache__" in entry for entry in ignored)
+
+
+def test_docker_compose_config_validates():
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("docker client not installed: `docker compose config` validation not run")
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip("docker compose plugin not installed: `docker compose config` validation not run")
+    result = subprocess.run([docker, "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,81 @@
+"""The composition root of the workers: settings -> engines -> activity objects -> one Worker per task queue.
+
+    python worker.py --queue dispatch          # one queue (how production scales)
+    python worker.py --queue state --queue device
+    python worker.py --all                     # every queue in one process
+"""
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from core.db import Databases
+from core.services import QUEUE_DATABASE, TaskQueue
+from core.settings import Settings, SettingsError, load_settings
+from core.temporal import connect
+
+
+def activities_for(queue: TaskQueue, databases: Databases, settings: Settings) -> list:
+    """The activity functions served on one activity queue, bound to their service's database."""
+    from activities import registry
+
+    return registry.build(queue, databases, settings)
+
+
+def build_worker(client: Client, queue: TaskQueue, databases: Databases, settings: Settings) -> Worker:
+    if queue is TaskQueue.DELIVERY_WORKFLOWS:
+        from workflows import WORKFLOWS
+
+        return Worker(client, task_queue=queue.value, workflows=WORKFLOWS)
+    return Worker(
+        client,
+        task_queue=queue.value,
+        activities=activities_for(queue, databases, settings),
+        max_concurrent_activities=100,
+    )
+
+
+async def run(queues: list[TaskQueue], settings: Settings) -> None:
+    client = await connect(settings)
+    services = {QUEUE_DATABASE[q] for q in queues if q in QUEUE_DATABASE}
+    databases = Databases(settings, services)
+    workers = [build_worker(client, queue, databases, settings) for queue in queues]
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    logging.info("polling %s on %s", ", ".join(q.value for q in queues), settings.temporal_address)
+    running = [asyncio.create_task(worker.run()) for worker in workers]
+    await stop.wait()
+    await asyncio.gather(*(worker.shutdown() for worker in workers))
+    await asyncio.gather(*running, return_exceptions=True)
+    await databases.dispose()
+
+
+def parse_queues(argv: list[str] | None) -> list[TaskQueue]:
+    parser = argparse.ArgumentParser(description="Run Temporal workers for one or more task queues.")
+    choice = parser.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--queue", action="append", choices=[q.value for q in TaskQueue], help="a task queue to poll")
+    choice.add_argument("--all", action="store_true", help="poll every task queue in this process")
+    args = parser.parse_args(argv)
+    return list(TaskQueue) if args.all else [TaskQueue(q) for q in dict.fromkeys(args.queue)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    queues = parse_queues(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"worker: error: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(run(queues, settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

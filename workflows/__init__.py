@@ -1,0 +1,5 @@
+"""Deterministic orchestration: one module per lifecycle."""
+
+from workflows.delivery import DeliveryWorkflow
+
+WORKFLOWS = [DeliveryWorkflow]

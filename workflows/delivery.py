@@ -1,0 +1,503 @@
+"""The delivery lifecycle: one durable workflow per delivery, driving the services through their own queues."""
+
+import asyncio
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.deliveries import DeliveriesActivities
+    from activities.device import DeviceActivities
+    from activities.dispatch import DispatchActivities
+    from activities.integrations import IntegrationsActivities
+    from activities.operations import OperationsActivities
+    from activities.partner_callbacks import PartnerCallbackActivities
+    from activities.state import StateActivities
+    from activities.trip_monitor import TripMonitorActivities
+    from core.contracts import (
+        TERMINAL_STATUSES, AttemptOutcome, AttemptRef, CallbackFailure, CancelRequest, DeliveryOrder,
+        DeliveryStatus, DemandRequest, EventReceipt, FieldTaskRequest, NewAttempt, Point, RecordedRobotEvent,
+        RobotChoice, RobotEvent, RobotEventType, RobotRelease, StatusCallback, StatusChange, TaskAssignment,
+        TaskClosure, TaskRequest, TripFinding, TripUpdate, TripWatch,
+    )
+    from core.errors import BUSINESS_ERRORS, NO_PILOT_AVAILABLE, NO_ROBOT_AVAILABLE, ROBOT_NOT_DEPLOYED
+    from core.services import TaskQueue
+    from workflows.transitions import EventRejected, Phase, next_phase
+
+S = DeliveryStatus
+DELIVERY_STATUS = SearchAttributeKey.for_keyword("DeliveryStatus")
+ROBOT_ID = SearchAttributeKey.for_keyword("RobotId")
+ATTENTION_REASON = SearchAttributeKey.for_keyword("AttentionReason")
+NEEDS_OPERATOR = "NEEDS_OPERATOR"
+
+# Infrastructure failures retry with backoff, but boundedly: then the delivery parks for an operator.
+STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                         maximum_attempts=10, non_retryable_error_types=list(BUSINESS_ERRORS))
+STEP_TIMEOUT = timedelta(seconds=30)
+
+# Which trip leg and task status each delivery status means for Operations.
+TRIP_PROGRESS: dict[S, tuple[str, str, str | None]] = {
+    S.EN_ROUTE_TO_PICKUP: ("to_pickup", "in_progress", "in_progress"),
+    S.AT_PICKUP: ("to_pickup", "completed", None),
+    S.EN_ROUTE_TO_DROPOFF: ("to_dropoff", "in_progress", None),
+    S.AT_DROPOFF: ("to_dropoff", "completed", None),
+}
+RETURN_PROGRESS: dict[RobotEventType, tuple[str, str, str | None]] = {
+    RobotEventType.DEPARTED: ("to_store", "in_progress", "in_progress"),
+    RobotEventType.ARRIVED_AT_STORE: ("to_store", "completed", None),
+}
+
+
+def workflow_id(delivery_id: Any) -> str:
+    """The workflow ID of a delivery: one workflow per delivery, ever."""
+    return f"delivery:{delivery_id}"
+
+
+class StepParked(Exception):
+    """Raised inside the workflow when an operator cancelled a parked delivery."""
+
+
+@workflow.defn
+class DeliveryWorkflow:
+    """Creates the delivery, finds a robot and a pilot, follows the robot's events to a terminal status."""
+
+    def __init__(self) -> None:
+        self._order: DeliveryOrder | None = None
+        self._phase = Phase(S.CREATED)
+        self._attempt: AttemptRef | None = None
+        self._attempt_sequence = 0
+        self._choice: RobotChoice | None = None
+        self._task: TaskAssignment | None = None
+        self._inbox: deque[tuple[RobotEvent, Phase]] = deque()
+        self._seen_events: dict[str, EventReceipt] = {}
+        self._phase_deadline: datetime | None = None
+        self._cancel: CancelRequest | None = None
+        self._finding: TripFinding | None = None
+        self._callbacks: list[StatusCallback] = []
+        self._callbacks_done = 0
+        self._excluded_robots: list[str] = []
+        self._attention: str | None = None
+        self._operator_retry = False
+        self._last_location: Point | None = None
+        self._last_event: str | None = None
+        self._reason: str | None = None
+        self._trail: list[dict[str, Any]] = []
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, order: DeliveryOrder) -> dict[str, Any]:
+        self._order = order
+        sender = asyncio.create_task(self._send_callbacks())
+        await self._step(IntegrationsActivities.accept_order, order, TaskQueue.INTEGRATIONS)
+        self._attempt = await self._step(DeliveriesActivities.create_delivery, order, TaskQueue.DELIVERIES)
+        await self._reach(S.CREATED)
+        while self._phase.status not in TERMINAL_STATUSES:
+            if self._attempt.kind == "return":
+                await self._return_attempt()
+            else:
+                await self._delivery_attempt()
+        await workflow.wait_condition(lambda: self._callbacks_done == len(self._callbacks))
+        sender.cancel()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.status()
+
+    async def _delivery_attempt(self) -> None:
+        self._choice = await self._find_robot()
+        if self._choice is None:
+            return await self._finish(S.CANCELLED, self._reason or "no_robot_available")
+        self._task = await self._assign_task(self._choice.robot_id, "to_pickup")
+        if self._task is None:
+            await self._release_robot()
+            return await self._finish(S.CANCELLED, self._reason or "no_pilot_available")
+        self._phase = Phase(S.ROBOT_ASSIGNED)
+        await self._reach(S.ROBOT_ASSIGNED)
+        outcome = await self._follow_robot()
+        await self._end_delivery_attempt(outcome)
+
+    async def _end_delivery_attempt(self, outcome: str) -> None:
+        loaded = self._phase.status in (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
+        if outcome == "delivered":
+            await self._close_attempt("completed", succeeded=True, reason="delivered")
+            await self._release_robot()
+            return await self._finish(S.DELIVERED, None, already_reached=True)
+        if outcome == "fault":
+            return await self._replace_robot()
+        if loaded:  # cancelled after loading, or the customer did not come: the order goes back
+            reason = "customer_no_show" if outcome == "timeout" else f"cancelled:{self._cancel.reason}"
+            await self._close_attempt("failed", succeeded=False, reason=reason)
+            return await self._start_attempt("return", reason)
+        reason = "pickup_timeout" if outcome == "timeout" else self._cancel.reason
+        await self._close_attempt("cancelled", succeeded=False, reason=reason)
+        await self._release_robot()
+        await self._finish(S.CANCELLED, reason)
+
+    async def _return_attempt(self) -> None:
+        robot_id = self._choice.robot_id
+        self._choice = await self._step(DispatchActivities.plan_demand, self._demand(preferred=robot_id),
+                                        TaskQueue.DISPATCH)
+        self._task = await self._assign_task(robot_id, "to_store")
+        self._phase = Phase(S.RETURNING)
+        await self._reach(S.RETURNING, self._reason)
+        outcome = await self._follow_robot()
+        if outcome == "fault":
+            await self._open_field_task("rescue", self._finding_text())
+            await self._close_attempt("failed", succeeded=False, reason="robot_fault", out_of_service=True)
+            await self._release_robot(out_of_service=True)
+            return await self._finish(S.RETURNED, "recovered_by_field_operations")
+        await self._close_attempt("completed", succeeded=True, reason="returned")
+        await self._release_robot()
+        await self._finish(S.RETURNED, self._reason, already_reached=True)
+
+    async def _replace_robot(self) -> None:
+        """The robot broke down or stopped progressing: take it out of service and try another one."""
+        detail = self._finding_text()
+        await self._open_field_task("inspection" if self._last_event == "fault" else "rescue", detail)
+        await self._close_attempt("failed", succeeded=False, reason=f"robot_fault: {detail}", out_of_service=True)
+        await self._release_robot(out_of_service=True)
+        self._excluded_robots.append(self._choice.robot_id)
+        await self._start_attempt("delivery", "robot_replaced")
+
+    async def _follow_robot(self) -> str:
+        """Apply the robot's events in order until the attempt ends; return why it ended."""
+        self._finding = None
+        monitor = workflow.start_activity_method(
+            TripMonitorActivities.watch_trip, self._watch(), task_queue=TaskQueue.TRIP_MONITOR,
+            start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)), summary="watch the trip",
+        )
+        monitor.add_done_callback(self._on_finding)
+        try:
+            return await self._next_outcome()
+        finally:
+            monitor.cancel()
+            await self._step(TripMonitorActivities.stop_watching, self._watch(), TaskQueue.TRIP_MONITOR)
+
+    async def _next_outcome(self) -> str:
+        while True:
+            timeout = None
+            if self._phase_deadline is not None:
+                timeout = max(timedelta(0), self._phase_deadline - workflow.now())
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self._inbox) or self._cancel is not None or self._finding is not None,
+                    timeout=timeout,
+                )
+            except asyncio.TimeoutError:
+                return "timeout"
+            if self._inbox:
+                event, phase = self._inbox.popleft()
+                await self._apply(event, phase)
+                if event.type is RobotEventType.FAULT:
+                    return "fault"
+                if phase.status in (S.DELIVERED, S.RETURNED):
+                    return phase.status.value
+            elif self._finding is not None:
+                return "fault"
+            elif self._phase.status is not S.RETURNING:
+                return "cancelled"
+
+    def _on_finding(self, done: asyncio.Future) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self._finding = done.result()
+
+    # ---- steps -----------------------------------------------------------------------------------
+
+    async def _find_robot(self) -> RobotChoice | None:
+        deadline = workflow.now() + timedelta(seconds=self._order.policy.robot_search_seconds)
+        while self._cancel is None:
+            try:
+                choice = await self._step(DispatchActivities.plan_demand, self._demand(), TaskQueue.DISPATCH,
+                                          expect=(NO_ROBOT_AVAILABLE,))
+                await self._step(DeviceActivities.verify_deployment, choice.robot_id, TaskQueue.DEVICE,
+                                 expect=(ROBOT_NOT_DEPLOYED,))
+                return choice
+            except ActivityError as err:
+                if _error_type(err) == ROBOT_NOT_DEPLOYED:
+                    self._choice = choice
+                    await self._release_robot(out_of_service=True)
+                    self._excluded_robots.append(choice.robot_id)
+                    continue
+            wait = min(self._order.policy.robot_retry_seconds, (deadline - workflow.now()).total_seconds())
+            if wait <= 0:
+                self._reason = "no_robot_available"
+                return None
+            self._set_details(f"waiting for a robot until {deadline:%H:%M:%S}")
+            await _sleep_unless(lambda: self._cancel is not None, wait)
+        self._reason = self._cancel.reason
+        return None
+
+    async def _assign_task(self, robot_id: str, first_leg: str) -> TaskAssignment | None:
+        request = TaskRequest(attempt=self._attempt, robot_id=robot_id, first_leg=first_leg)
+        deadline = workflow.now() + timedelta(seconds=self._order.policy.pilot_wait_seconds)
+        while True:
+            try:
+                return await self._step(OperationsActivities.assign_task, request, TaskQueue.OPERATIONS,
+                                        expect=(NO_PILOT_AVAILABLE,))
+            except ActivityError:
+                pass
+            if workflow.now() >= deadline or (self._cancel and first_leg != "to_store"):
+                self._reason = self._cancel.reason if self._cancel else "no_pilot_available"
+                return None
+            self._set_details("waiting for a pilot to come on shift")
+            await _sleep_unless(lambda: self._cancel is not None, self._order.policy.robot_retry_seconds)
+
+    async def _apply(self, event: RobotEvent, phase: Phase) -> None:
+        """Record an accepted event in State, then the statuses it moved in Operations and Deliveries."""
+        recorded = RecordedRobotEvent(event=event, delivery_id=self._order.delivery_id,
+                                      attempt_id=self._attempt.attempt_id, accepted=True)
+        await self._step(StateActivities.record_robot_event, recorded, TaskQueue.STATE)
+        progress = RETURN_PROGRESS.get(event.type) if self._attempt.kind == "return" else TRIP_PROGRESS.get(phase.status)
+        if progress and phase.status != self._reached_status():
+            leg, trip_status, task_status = progress
+            update = TripUpdate(task_id=self._task.task_id, leg=leg, trip_status=trip_status,
+                                task_status=task_status, occurred_at=event.occurred_at)
+            await self._step(OperationsActivities.record_trip_progress, update, TaskQueue.OPERATIONS)
+        if phase.status != self._reached_status():
+            await self._reach(phase.status)
+
+    async def _reach(self, status: S, reason: str | None = None) -> None:
+        """Record a delivery status in Deliveries and queue its partner callback."""
+        self._attempt_sequence += 1
+        now = workflow.now()
+        robot_id = self._choice.robot_id if self._choice else None
+        change = StatusChange(delivery_id=self._order.delivery_id, attempt_id=self._attempt.attempt_id, status=status,
+                              sequence=self._attempt_sequence, occurred_at=now, robot_id=robot_id, reason=reason)
+        await self._step(DeliveriesActivities.record_status, change, TaskQueue.DELIVERIES)
+        self._trail.append({"status": status.value, "at": now.isoformat(), "attempt": self._attempt.number,
+                            "robot_id": robot_id, "reason": reason})
+        self._callbacks.append(StatusCallback(
+            partner_delivery_id=self._order.partner_delivery_id, delivery_id=self._order.delivery_id,
+            sequence=len(self._callbacks) + 1, status=status, occurred_at=now, robot_id=robot_id, reason=reason))
+        self._upsert_search_attributes()
+        self._set_details()
+
+    def _reached_status(self) -> S | None:
+        return S(self._trail[-1]["status"]) if self._trail else None
+
+    async def _finish(self, status: S, reason: str | None, already_reached: bool = False) -> None:
+        self._phase = Phase(status)
+        self._phase_deadline = None
+        self._reason = reason
+        if not already_reached:
+            await self._reach(status, reason)
+
+    async def _start_attempt(self, kind: str, reason: str) -> None:
+        previous = self._attempt
+        request = NewAttempt(delivery_id=self._order.delivery_id, number=previous.number + 1, kind=kind,
+                             previous_attempt_id=previous.attempt_id, previous_outcome=reason)
+        self._attempt = await self._step(DeliveriesActivities.start_attempt, request, TaskQueue.DELIVERIES)
+        self._attempt_sequence = 0
+        self._reason = reason
+        self._cancel = None
+        self._phase_deadline = None
+
+    async def _close_attempt(self, task_outcome: str, *, succeeded: bool, reason: str,
+                             out_of_service: bool = False) -> None:
+        now = workflow.now()
+        if self._task is not None:
+            closure = TaskClosure(task_id=self._task.task_id, robot_id=self._task.robot_id, outcome=task_outcome,
+                                  occurred_at=now, robot_out_of_service=out_of_service)
+            await self._step(OperationsActivities.close_task, closure, TaskQueue.OPERATIONS)
+        self._attempt_sequence += 1
+        outcome = AttemptOutcome(attempt_id=self._attempt.attempt_id, succeeded=succeeded, reason=reason,
+                                 sequence=self._attempt_sequence, occurred_at=now)
+        await self._step(DeliveriesActivities.end_attempt, outcome, TaskQueue.DELIVERIES)
+
+    async def _release_robot(self, out_of_service: bool = False) -> None:
+        release = RobotRelease(attempt_id=self._attempt.attempt_id, robot_id=self._choice.robot_id,
+                               location=self._last_location, out_of_service=out_of_service)
+        await self._step(DispatchActivities.release_robot, release, TaskQueue.DISPATCH)
+
+    async def _open_field_task(self, kind: str, reason: str) -> None:
+        request = FieldTaskRequest(robot_id=self._choice.robot_id, kind=kind, reason=reason,
+                                   delivery_id=self._order.delivery_id, attempt_id=self._attempt.attempt_id)
+        await self._step(OperationsActivities.open_field_task, request, TaskQueue.OPERATIONS)
+
+    async def _step(self, activity, arg, queue: TaskQueue, expect: tuple[str, ...] = ()):
+        """Run one activity on its service's queue; park for an operator when it cannot succeed.
+
+        Business errors named in `expect` are the caller's to handle; any other failure, once its bounded
+        retries are spent, parks the delivery until an operator asks for a retry.
+        """
+        while True:
+            try:
+                return await workflow.execute_activity_method(
+                    activity, arg, task_queue=queue.value, start_to_close_timeout=STEP_TIMEOUT,
+                    retry_policy=STEP_RETRY,
+                )
+            except ActivityError as err:
+                if _error_type(err) in expect:
+                    raise
+                await self._park(f"{activity.__name__} failed: {_error_message(err)}")
+
+    async def _park(self, reason: str) -> None:
+        """Wait, visibly, until an operator asks for a retry."""
+        self._attention = reason
+        self._operator_retry = False
+        self._upsert_search_attributes()
+        self._set_details()
+        await workflow.wait_condition(lambda: self._operator_retry)
+        self._attention = None
+        self._upsert_search_attributes()
+
+    async def _send_callbacks(self) -> None:
+        """Send each status callback in order; a partner endpoint that is down never holds up the robot."""
+        policy = self._order.policy
+        retry = RetryPolicy(initial_interval=timedelta(seconds=policy.callback_initial_interval_seconds),
+                            backoff_coefficient=4, maximum_attempts=policy.callback_max_attempts,
+                            maximum_interval=timedelta(seconds=policy.callback_max_interval_seconds),
+                            non_retryable_error_types=list(BUSINESS_ERRORS))
+        while True:
+            await workflow.wait_condition(lambda: self._callbacks_done < len(self._callbacks))
+            callback = self._callbacks[self._callbacks_done]
+            try:
+                await workflow.execute_activity_method(
+                    PartnerCallbackActivities.send_status_callback, callback,
+                    task_queue=TaskQueue.PARTNER_CALLBACKS.value, start_to_close_timeout=STEP_TIMEOUT,
+                    retry_policy=retry, summary=f"callback #{callback.sequence}: {callback.status.value}",
+                )
+            except ActivityError as err:
+                failure = CallbackFailure(partner_delivery_id=callback.partner_delivery_id,
+                                          sequence=callback.sequence, error=_error_message(err))
+                await self._step(PartnerCallbackActivities.record_callback_failure, failure,
+                                 TaskQueue.PARTNER_CALLBACKS)
+            self._callbacks_done += 1
+
+    # ---- messages from robots, partners and operators --------------------------------------------
+
+    @workflow.update
+    async def robot_event(self, event: RobotEvent) -> EventReceipt:
+        """A robot reports an event; it is applied in order, or refused if it does not fit."""
+        if event.event_id in self._seen_events:
+            return self._seen_events[event.event_id]
+        self._phase = next_phase(self._phase, event.type, self._attempt.kind == "return")
+        self._set_phase_deadline(event.type)
+        if event.location is not None:
+            self._last_location = event.location
+        self._last_event = event.type.value
+        self._inbox.append((event, self._phase))
+        receipt = EventReceipt(delivery_id=self._order.delivery_id, status=self._phase.status,
+                               attempt_id=self._attempt.attempt_id)
+        self._seen_events[event.event_id] = receipt
+        return receipt
+
+    @robot_event.validator
+    def _validate_robot_event(self, event: RobotEvent) -> None:
+        if event.event_id in self._seen_events:
+            return
+        if self._choice is None or self._task is None or event.robot_id != self._choice.robot_id:
+            raise EventRejected(f"robot {event.robot_id} is not serving this delivery")
+        if self._phase.status in TERMINAL_STATUSES:
+            raise EventRejected(f"the delivery is already {self._phase.status.value}")
+        next_phase(self._phase, event.type, self._attempt.kind == "return")
+
+    def _set_phase_deadline(self, event: RobotEventType) -> None:
+        policy = self._order.policy
+        if self._phase == Phase(S.AT_PICKUP) and event is RobotEventType.ARRIVED_AT_PICKUP:
+            self._phase_deadline = workflow.now() + timedelta(seconds=policy.pickup_wait_seconds)
+        elif self._phase == Phase(S.AT_DROPOFF):
+            self._phase_deadline = workflow.now() + timedelta(seconds=policy.customer_no_show_seconds)
+        elif self._phase.status not in (S.AT_PICKUP,):
+            self._phase_deadline = None
+
+    @workflow.update
+    async def cancel(self, request: CancelRequest) -> EventReceipt:
+        """Cancel the delivery: before pickup everything is released; after loading the order goes back."""
+        if self._cancel is None:
+            self._cancel = request
+        return EventReceipt(delivery_id=self._order.delivery_id, status=self._phase.status,
+                            attempt_id=self._attempt.attempt_id if self._attempt else None)
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelRequest) -> None:
+        if self._phase.status in TERMINAL_STATUSES or self._phase.status is S.RETURNING:
+            raise ApplicationError(f"the delivery is {self._phase.status.value} and can no longer be cancelled",
+                                   type="noncancelable_delivery")
+
+    @workflow.update
+    async def retry(self, note: str) -> str:
+        """Operator: re-run the step the delivery is parked on."""
+        self._operator_retry = True
+        return f"retrying after: {self._attention}"
+
+    @retry.validator
+    def _validate_retry(self, note: str) -> None:
+        if self._attention is None:
+            raise ApplicationError("the delivery is not waiting for an operator", type="not_parked")
+
+    @workflow.query
+    def status(self) -> dict[str, Any]:
+        """The delivery's full current state."""
+        return {
+            "delivery_id": str(self._order.delivery_id) if self._order else None,
+            "status": self._phase.status.value,
+            "lid_open": self._phase.lid_open,
+            "attempt": self._attempt.model_dump(mode="json") if self._attempt else None,
+            "robot_id": self._choice.robot_id if self._choice else None,
+            "pilot_id": str(self._task.pilot_id) if self._task else None,
+            "reason": self._reason,
+            "attention": self._attention,
+            "callbacks": {"queued": len(self._callbacks), "done": self._callbacks_done},
+            "trail": self._trail,
+        }
+
+    # ---- helpers ---------------------------------------------------------------------------------
+
+    def _demand(self, preferred: str | None = None) -> DemandRequest:
+        return DemandRequest(attempt=self._attempt, market=self._order.market, pickup=self._order.pickup,
+                             dropoff=self._order.dropoff, exclude_robot_ids=self._excluded_robots,
+                             preferred_robot_id=preferred)
+
+    def _watch(self) -> TripWatch:
+        return TripWatch(attempt_id=self._attempt.attempt_id, delivery_id=self._order.delivery_id,
+                         robot_id=self._choice.robot_id, policy=self._order.policy)
+
+    def _finding_text(self) -> str:
+        if self._finding is not None:
+            return f"{self._finding.kind}: {self._finding.detail}"
+        return "robot reported a fault"
+
+    def _upsert_search_attributes(self) -> None:
+        status = NEEDS_OPERATOR if self._attention else self._phase.status.value
+        updates = [DELIVERY_STATUS.value_set(status), ATTENTION_REASON.value_set(self._attention or "")]
+        if self._choice is not None:
+            updates.append(ROBOT_ID.value_set(self._choice.robot_id))
+        workflow.upsert_search_attributes(updates)
+
+    def _set_details(self, waiting_for: str | None = None) -> None:
+        lines = [f"**{self._attention and NEEDS_OPERATOR or self._phase.status.value}**"]
+        if self._attention:
+            lines.append(f"attention: {self._attention}")
+        if self._attempt:
+            lines.append(f"attempt {self._attempt.number} ({self._attempt.kind})")
+        if self._choice:
+            lines.append(f"robot `{self._choice.robot_id}`")
+        if self._task:
+            lines.append(f"pilot `{self._task.pilot_id}`")
+        if self._last_event:
+            lines.append(f"last event: {self._last_event}")
+        if waiting_for:
+            lines.append(f"waiting for: {waiting_for}")
+        workflow.set_current_details(" · ".join(lines))
+
+
+def _error_type(err: ActivityError) -> str | None:
+    cause = err.cause
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def _error_message(err: ActivityError) -> str:
+    cause = err.cause
+    return str(cause.message if isinstance(cause, ApplicationError) else cause or err)[:200]
+
+
+async def _sleep_unless(interrupt, seconds: float) -> None:
+    try:
+        await workflow.wait_condition(interrupt, timeout=timedelta(seconds=seconds))
+    except asyncio.TimeoutError:
+        pass
