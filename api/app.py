@@ -6,6 +6,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from api import deliveries, robots
+from api.errors import install_error_handlers
+from core.crypto import vault_from_settings
 from core.db import Databases
 from core.services import Service
 from core.settings import Settings, load_settings
@@ -20,6 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.settings = settings
         app.state.databases = Databases(settings)
+        app.state.vault = vault_from_settings(settings)
         app.state.temporal = await connect(settings)
         yield
         await app.state.databases.dispose()
@@ -30,6 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Create and track sidewalk robot deliveries; robots report their events here.",
         lifespan=lifespan,
     )
+
+    install_error_handlers(app)
+    app.include_router(deliveries.router)
+    app.include_router(robots.router)
 
     @app.get("/healthz", tags=["health"], summary="Health of every dependency")
     async def healthz() -> JSONResponse:

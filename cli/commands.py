@@ -11,7 +11,16 @@ from core.temporal import connect, ensure_search_attributes
 
 
 async def up(args, settings: Settings) -> int:
-    return await run_stack(settings)
+    overrides = {"simulator": False} if args.no_simulator else {}
+    if args.sim_speed:
+        overrides["sim_speed"] = args.sim_speed
+    return await run_stack(settings.model_copy(update=overrides))
+
+
+async def demo(args, settings: Settings) -> int:
+    from cli.demo import run_demo
+
+    return await run_demo(settings, args.deliveries, args.timeout, args.json)
 
 
 async def status(args, settings: Settings) -> int:

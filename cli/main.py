@@ -13,7 +13,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deliveryctl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("up", help="run the whole stack in the foreground (Ctrl-C stops it)")
+    up = commands.add_parser("up", help="run the whole stack in the foreground (Ctrl-C stops it)")
+    up.add_argument("--no-simulator", action="store_true", help="do not run the simulated robot fleet")
+    up.add_argument("--sim-speed", help="simulator speed: a multiple of real time, or 'instant'")
+
+    demo = commands.add_parser("demo", help="create deliveries through the API and follow them to the end")
+    demo.add_argument("--deliveries", type=int, default=10, help="how many deliveries (default 10)")
+    demo.add_argument("--timeout", type=float, default=900, help="seconds to wait for all to finish")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     status = commands.add_parser("status", help="the running stack's addresses")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")

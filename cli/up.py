@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from cli.demo_market import demo_file, ensure_demo_market
 from cli.errors import CommandError
 from cli.supervisor import Child, ChildDied, Supervisor
 from core.embedded import prepare_postgres, prepare_temporal, wait_for_postgres
@@ -147,7 +148,19 @@ async def wait_for_health(settings: Settings, logs: Path, timeout: float = 90) -
     raise CommandError(f"the API did not become healthy (last: {body}); see {logs / 'api.log'}")
 
 
-def print_ready(settings: Settings) -> None:
+async def start_demo_market(settings: Settings, supervisor: Supervisor, logs: Path) -> dict:
+    """Seed the West Hollywood demo market and, unless turned off, the simulated fleet serving it."""
+    demo = await ensure_demo_market(settings)
+    if settings.simulator:
+        argv = [sys.executable, "-m", "simulator", "--api-url", settings.api_url,
+                "--fleet", str(demo_file(settings)), "--speed", settings.sim_speed]
+        child = await supervisor.start(Child("simulator", argv, logs / "simulator.log",
+                                             env=settings_environment(settings)))
+        say(f"simulator playing {len(demo['robots'])} robots at speed {settings.sim_speed} (pid {child.pid})")
+    return demo
+
+
+def print_ready(settings: Settings, demo: dict) -> None:
     stack = describe_stack(settings)
     print(
         "\nThe delivery platform is up.\n"
@@ -157,7 +170,10 @@ def print_ready(settings: Settings) -> None:
         f"  Databases    {len(stack['databases'])}: {stack['databases'][Service.DELIVERIES]} and siblings\n"
         f"  Data         {stack['data_dir']}\n"
         f"  Logs         {stack['logs_dir']}\n"
-        "Stack addresses as JSON: deliveryctl status --json. Press Ctrl-C to stop.\n",
+        f"  Demo market  {demo['market']}: {len(demo['robots'])} robots, {len(demo['stores'])} stores\n"
+        f"  Demo partner API key: {demo['partner']['api_key']}\n"
+        "Try it: deliveryctl demo --deliveries 20   (stack addresses: deliveryctl status --json)\n"
+        "Press Ctrl-C to stop.\n",
         flush=True,
     )
 
@@ -193,9 +209,10 @@ async def run_stack(settings: Settings) -> int:
         await prepare_databases(settings)
         await start_temporal(settings, supervisor, logs)
         await start_clients(settings, supervisor, logs)
+        demo = await start_demo_market(settings, supervisor, logs)
         stack_file(settings).write_text(json.dumps({**describe_stack(settings), "pid": os.getpid()}, indent=2))
         ready = True
-        print_ready(settings)
+        print_ready(settings, demo)
         await supervisor.watch(stop)
         return 0
     except ChildDied as exc:

@@ -111,7 +111,7 @@ class StatusChange(BaseModel):
 
 class AttemptOutcome(BaseModel):
     attempt_id: UUID
-    succeeded: bool
+    status: str = Field(pattern="^(succeeded|failed|cancelled)$")
     reason: str
     sequence: int
     occurred_at: datetime

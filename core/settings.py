@@ -6,6 +6,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.contracts import LifecyclePolicy
 from core.services import Service
 
 SEARCH_ATTRIBUTES = (
@@ -25,7 +26,7 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     """Where every part of the stack lives. Unset database URLs mean the embedded Postgres."""
 
-    model_config = SettingsConfigDict(env_prefix="DELIVERY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DELIVERY_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Path(".data")
 
@@ -48,6 +49,11 @@ class Settings(BaseSettings):
     walking_speed_mps: float = Field(1.4, gt=0, description="robot cruising speed, metres per second")
     battery_reserve: float = Field(0.2, ge=0, lt=1, description="charge a robot must keep after a trip")
     pilot_max_robots: int = Field(3, ge=1, description="robots one pilot supervises at once")
+
+    lifecycle: LifecyclePolicy = LifecyclePolicy()
+    pii_keys: str | None = Field(None, repr=False, description="id:base64key,... ; the first encrypts")
+    simulator: bool = True
+    sim_speed: str = "10"
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -107,7 +113,7 @@ def load_settings(**overrides) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = "DELIVERY_" + "_".join(str(p) for p in error["loc"]).upper()
+            name = "DELIVERY_" + "__".join(str(p) for p in error["loc"]).upper()
             problems.append(f"{name}: {error['msg']}")
         raise SettingsError("invalid setting " + "; ".join(problems)) from None
 
@@ -116,6 +122,8 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process read exactly these settings."""
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
-        if value is not None:
+        if isinstance(value, dict):
+            env.update({f"DELIVERY_{name.upper()}__{k.upper()}": str(v) for k, v in value.items()})
+        elif value is not None:
             env[f"DELIVERY_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env

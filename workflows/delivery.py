@@ -122,17 +122,17 @@ class DeliveryWorkflow:
     async def _end_delivery_attempt(self, outcome: str) -> None:
         loaded = self._phase.status in (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
         if outcome == "delivered":
-            await self._close_attempt("completed", succeeded=True, reason="delivered")
+            await self._close_attempt("completed", reason="delivered")
             await self._release_robot()
             return await self._finish(S.DELIVERED, None, already_reached=True)
         if outcome == "fault":
             return await self._replace_robot()
         if loaded:  # cancelled after loading, or the customer did not come: the order goes back
             reason = "customer_no_show" if outcome == "timeout" else f"cancelled:{self._cancel.reason}"
-            await self._close_attempt("failed", succeeded=False, reason=reason)
+            await self._close_attempt("failed", reason=reason)
             return await self._start_attempt("return", reason)
         reason = "pickup_timeout" if outcome == "timeout" else self._cancel.reason
-        await self._close_attempt("cancelled", succeeded=False, reason=reason)
+        await self._close_attempt("cancelled", reason=reason)
         await self._release_robot()
         await self._finish(S.CANCELLED, reason)
 
@@ -146,10 +146,10 @@ class DeliveryWorkflow:
         outcome = await self._follow_robot()
         if outcome == "fault":
             await self._open_field_task("rescue", self._finding_text())
-            await self._close_attempt("failed", succeeded=False, reason="robot_fault", out_of_service=True)
+            await self._close_attempt("failed", reason="robot_fault", out_of_service=True)
             await self._release_robot(out_of_service=True)
             return await self._finish(S.RETURNED, "recovered_by_field_operations")
-        await self._close_attempt("completed", succeeded=True, reason="returned")
+        await self._close_attempt("completed", reason="returned")
         await self._release_robot()
         await self._finish(S.RETURNED, self._reason, already_reached=True)
 
@@ -157,7 +157,7 @@ class DeliveryWorkflow:
         """The robot broke down or stopped progressing: take it out of service and try another one."""
         detail = self._finding_text()
         await self._open_field_task("inspection" if self._last_event == "fault" else "rescue", detail)
-        await self._close_attempt("failed", succeeded=False, reason=f"robot_fault: {detail}", out_of_service=True)
+        await self._close_attempt("failed", reason=f"robot_fault: {detail}", out_of_service=True)
         await self._release_robot(out_of_service=True)
         self._excluded_robots.append(self._choice.robot_id)
         await self._start_attempt("delivery", "robot_replaced")
@@ -296,15 +296,15 @@ class DeliveryWorkflow:
         self._cancel = None
         self._phase_deadline = None
 
-    async def _close_attempt(self, task_outcome: str, *, succeeded: bool, reason: str,
-                             out_of_service: bool = False) -> None:
+    async def _close_attempt(self, task_outcome: str, *, reason: str, out_of_service: bool = False) -> None:
         now = workflow.now()
         if self._task is not None:
             closure = TaskClosure(task_id=self._task.task_id, robot_id=self._task.robot_id, outcome=task_outcome,
                                   occurred_at=now, robot_out_of_service=out_of_service)
             await self._step(OperationsActivities.close_task, closure, TaskQueue.OPERATIONS)
         self._attempt_sequence += 1
-        outcome = AttemptOutcome(attempt_id=self._attempt.attempt_id, succeeded=succeeded, reason=reason,
+        status = {"completed": "succeeded", "cancelled": "cancelled"}.get(task_outcome, "failed")
+        outcome = AttemptOutcome(attempt_id=self._attempt.attempt_id, status=status, reason=reason,
                                  sequence=self._attempt_sequence, occurred_at=now)
         await self._step(DeliveriesActivities.end_attempt, outcome, TaskQueue.DELIVERIES)
 

@@ -48,6 +48,8 @@ class MonitoredTrip(TripMonitorModel, table=True):
     last_latitude: float | None = None
     last_longitude: float | None = None
     last_progress_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
+    # The robot says whether it is driving; only a driving robot can be stuck.
+    moving: bool = False
     planned_dropoff_eta: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
     started_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
     ended_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)

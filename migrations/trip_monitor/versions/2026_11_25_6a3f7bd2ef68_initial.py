@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column('last_latitude', sa.Float(), nullable=True),
         sa.Column('last_longitude', sa.Float(), nullable=True),
         sa.Column('last_progress_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('moving', sa.Boolean(), nullable=False),
         sa.Column('planned_dropoff_eta', sa.DateTime(timezone=True), nullable=True),
         sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),

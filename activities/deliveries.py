@@ -1,0 +1,90 @@
+"""Deliveries activities: the delivery, its attempts and their status history, on the Deliveries database."""
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+
+from activities.base import ServiceActivities
+from core.contracts import AttemptOutcome, AttemptRef, DeliveryOrder, DeliveryStatus, NewAttempt, StatusChange
+from core.errors import UNKNOWN_ORDER, business_error
+from services.deliveries import repository
+from services.deliveries.models import Attempt, AttemptStatus
+
+
+class DeliveriesActivities(ServiceActivities):
+    """The Deliveries service's activities; every write is keyed so a retry changes nothing."""
+
+    @activity.defn
+    async def create_delivery(self, order: DeliveryOrder) -> AttemptRef:
+        """Store the delivery, its customer and its first attempt; a retry returns that same attempt."""
+        async with self.sessions.begin() as session:
+            if await repository.get_delivery(session, order.delivery_id) is None:
+                await self._store_delivery(session, order)
+            attempt = await repository.get_attempt(session, order.delivery_id, 1)
+            return _attempt_ref(attempt)
+
+    @activity.defn
+    async def start_attempt(self, request: NewAttempt) -> AttemptRef:
+        """Open attempt `number` of a delivery and make it the delivery's latest attempt."""
+        async with self.sessions.begin() as session:
+            if await repository.get_delivery(session, request.delivery_id, lock=True) is None:
+                raise business_error(UNKNOWN_ORDER, f"delivery {request.delivery_id} does not exist")
+            attempt_id = await repository.insert_attempt(
+                session, request.delivery_id, request.number, request.kind
+            )
+            if attempt_id is not None:
+                await repository.set_latest_attempt(session, request.delivery_id, attempt_id)
+            attempt = await repository.get_attempt(session, request.delivery_id, request.number)
+            return _attempt_ref(attempt)
+
+    @activity.defn
+    async def record_status(self, change: StatusChange) -> None:
+        """Append the status to the attempt's history and move the delivery to it, once per sequence."""
+        detail = {"robot_id": change.robot_id, "reason": change.reason}
+        async with self.sessions.begin() as session:
+            appended = await repository.append_history(
+                session, change.attempt_id, change.sequence, change.status, change.occurred_at, detail
+            )
+            if not appended:
+                return
+            await repository.set_delivery_status(
+                session, change.delivery_id, change.status, change.occurred_at, change.reason
+            )
+            if change.robot_id is not None:
+                await repository.activate_attempt(session, change.attempt_id, change.robot_id)
+            if change.status == DeliveryStatus.CANCELLED:
+                # Cancelled while still looking for a robot or a pilot: no one else closes the attempt.
+                await repository.close_attempt(
+                    session, change.attempt_id, AttemptStatus.CANCELLED, change.occurred_at, change.reason,
+                    only_open=True,
+                )
+
+    @activity.defn
+    async def end_attempt(self, outcome: AttemptOutcome) -> None:
+        """End the attempt as succeeded, failed or cancelled, and append that to its history once."""
+        status = AttemptStatus(outcome.status)
+        async with self.sessions.begin() as session:
+            appended = await repository.append_history(
+                session, outcome.attempt_id, outcome.sequence, status, outcome.occurred_at,
+                {"reason": outcome.reason},
+            )
+            if appended:
+                await repository.close_attempt(
+                    session, outcome.attempt_id, status, outcome.occurred_at, outcome.reason
+                )
+
+    async def _store_delivery(self, session: AsyncSession, order: DeliveryOrder) -> None:
+        if order.quote_id is not None and not await repository.quote_exists(session, order.quote_id):
+            raise business_error(UNKNOWN_ORDER, f"quote {order.quote_id} does not exist")
+        customer_id = await repository.upsert_customer(session, order.partner_id, order.pii_id)
+        # A concurrent duplicate of this call may have stored it first; then its rows stand.
+        if not await repository.insert_delivery(session, order, customer_id):
+            return
+        if order.quote_id is not None:
+            await repository.claim_quote(session, order.quote_id, order.delivery_id)
+        attempt_id = await repository.insert_attempt(session, order.delivery_id, 1, "delivery")
+        await repository.set_latest_attempt(session, order.delivery_id, attempt_id)
+
+
+def _attempt_ref(attempt: Attempt) -> AttemptRef:
+    return AttemptRef(delivery_id=attempt.delivery_id, attempt_id=attempt.id, number=attempt.number,
+                      kind=attempt.kind)

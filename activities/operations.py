@@ -1,0 +1,97 @@
+"""Operations activities: tasks, trips, pilots and field work, written to the Operations database only."""
+
+from uuid import UUID
+
+from temporalio import activity
+
+from activities.base import ServiceActivities
+from core.contracts import FieldTaskRequest, TaskAssignment, TaskClosure, TaskRequest, TripUpdate
+from core.errors import NO_PILOT_AVAILABLE, ROBOT_UNAVAILABLE, business_error
+from services.operations import pilots
+from services.operations import repository as repo
+from services.operations.models import RobotStatus, TaskKind, TaskStatus, TripLeg, TripStatus, utcnow
+
+CLOSING_OUTCOMES = frozenset({TaskStatus.COMPLETED, TaskStatus.CANCELLED, TaskStatus.FAILED})
+
+
+class OperationsActivities(ServiceActivities):
+    """Each activity is one unit of work, and a retry after its commit changes nothing and answers the same."""
+
+    @activity.defn
+    async def assign_task(self, request: TaskRequest) -> TaskAssignment:
+        """Give the robot a task for the attempt, its first trip and a pilot on shift; one task per attempt."""
+        leg = TripLeg(request.first_leg)
+        kind = TaskKind.RETURN if leg == TripLeg.TO_STORE else TaskKind.DELIVERY
+        async with self.sessions.begin() as session:
+            robot = await repo.lock_robot(session, request.robot_id)
+            task = await repo.find_task(session, request.attempt.attempt_id, kind)
+            if task is not None:
+                return await self._assignment(session, task.id, task.robot_id)
+            if not repo.robot_available(robot) or await repo.active_task_for_robot(session, robot.id) is not None:
+                raise business_error(ROBOT_UNAVAILABLE, f"robot {request.robot_id} cannot take a task")
+            return await self._new_assignment(session, request, robot, kind, leg)
+
+    @activity.defn
+    async def record_trip_progress(self, update: TripUpdate) -> None:
+        """Move the trip on `leg` (created if missing) and optionally its task; the robot's status follows."""
+        async with self.sessions.begin() as session:
+            task, robot = await self._locked_task(session, update.task_id)
+            if task.status in repo.TERMINAL_TASK_STATUSES:
+                return  # a late report about a closed task changes nothing
+            trip = await repo.open_trip(session, task, TripLeg(update.leg), update.occurred_at)
+            await repo.move_trip(session, trip, TripStatus(update.trip_status), update.occurred_at)
+            if update.task_status is not None:
+                await repo.move_task(session, task, TaskStatus(update.task_status), update.occurred_at)
+            repo.follow_trip(robot, task, trip)
+
+    @activity.defn
+    async def close_task(self, closure: TaskClosure) -> None:
+        """End the task with its outcome, end its open trips, and free its pilot and robot."""
+        outcome = TaskStatus(closure.outcome)
+        if outcome not in CLOSING_OUTCOMES:
+            raise ValueError(f"a task cannot close as {outcome}")
+        trip_end = TripStatus.COMPLETED if outcome == TaskStatus.COMPLETED else TripStatus.ABORTED
+        async with self.sessions.begin() as session:
+            task, robot = await self._locked_task(session, closure.task_id)
+            if task.status not in repo.TERMINAL_TASK_STATUSES:
+                await repo.move_task(session, task, outcome, closure.occurred_at)
+            await repo.end_open_trips(session, task.id, trip_end, closure.occurred_at)
+            await pilots.release_pilot(session, task.id)
+            repo.release_robot(robot, task.id, closure.robot_out_of_service)
+
+    @activity.defn
+    async def open_field_task(self, request: FieldTaskRequest) -> UUID:
+        """Ask field operations to attend to a robot; one field task per robot, attempt and kind."""
+        async with self.sessions.begin() as session:
+            return await repo.open_field_task(session, robot_id=request.robot_id, kind=request.kind,
+                                              reason=request.reason, delivery_id=request.delivery_id,
+                                              attempt_id=request.attempt_id)
+
+    async def _new_assignment(self, session, request: TaskRequest, robot, kind: TaskKind,
+                              leg: TripLeg) -> TaskAssignment:
+        now = utcnow()
+        try:
+            task = await repo.create_task(session, delivery_id=request.attempt.delivery_id,
+                                          attempt_id=request.attempt.attempt_id, robot_id=robot.id, kind=kind,
+                                          occurred_at=now)
+        except repo.RobotBusy:
+            raise business_error(ROBOT_UNAVAILABLE, f"robot {robot.id} already has an active task") from None
+        trip = await repo.open_trip(session, task, leg, now)
+        await repo.move_task(session, task, TaskStatus.ASSIGNED, now)
+        assignment = await pilots.claim_pilot(session, task, self.settings.pilot_max_robots)
+        if assignment is None:  # raising inside begin() rolls the task and trip back too
+            raise business_error(NO_PILOT_AVAILABLE, f"no pilot on shift can take robot {robot.id}")
+        robot.active_task_id, robot.status = task.id, RobotStatus.RESERVED
+        return TaskAssignment(task_id=task.id, trip_id=trip.id, robot_id=robot.id, pilot_id=assignment.pilot_id)
+
+    @staticmethod
+    async def _locked_task(session, task_id: UUID):
+        locked = await repo.lock_task(session, task_id)
+        if locked is None:
+            raise LookupError(f"no task {task_id}")
+        return locked
+
+    @staticmethod
+    async def _assignment(session, task_id: UUID, robot_id: str) -> TaskAssignment:
+        trip_id, pilot_id = await repo.assignment_of(session, task_id)
+        return TaskAssignment(task_id=task_id, trip_id=trip_id, robot_id=robot_id, pilot_id=pilot_id)

@@ -1,0 +1,60 @@
+"""One error shape for every 4xx/5xx: {"code", "message", "field_errors"}."""
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class FieldError(BaseModel):
+    field: str
+    error: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field_errors: list[FieldError] = []
+
+
+class ApiError(Exception):
+    """An error a client can act on: an HTTP status, a machine code, a message and the fields at fault."""
+
+    def __init__(self, status: int, code: str, message: str, field_errors: list[FieldError] | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.field_errors = field_errors or []
+        self.headers = headers
+
+
+def error_response(status: int, code: str, message: str, field_errors=(), headers=None) -> JSONResponse:
+    body = ErrorBody(code=code, message=message, field_errors=list(field_errors))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.field_errors, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [FieldError(field=".".join(str(p) for p in err["loc"] if p != "body"), error=err["msg"])
+                  for err in exc.errors()]
+        return error_response(422, "invalid_request", "the request does not match the schema", fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+ERROR_RESPONSES = {
+    401: {"model": ErrorBody, "description": "Missing or invalid credentials"},
+    404: {"model": ErrorBody, "description": "No such resource for this caller"},
+    409: {"model": ErrorBody, "description": "Conflicts with the current state"},
+    422: {"model": ErrorBody, "description": "Invalid input; `field_errors` names the fields"},
+    503: {"model": ErrorBody, "description": "A dependency is unavailable; retry after `Retry-After`"},
+}

@@ -1,0 +1,117 @@
+"""The robot API: a robot fetches its assignment and reports events with its device credential."""
+
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from api.auth import CurrentRobot
+from api.errors import ERROR_RESPONSES, ApiError
+from core.contracts import EventReceipt, Point, RecordedRobotEvent, RobotEvent, RobotEventType
+from core.services import Service
+from services.deliveries import repository as deliveries
+from services.operations import repository as operations
+from services.state import repository as state
+from services.trip_monitor import repository as trip_monitor
+from workflows.delivery import DeliveryWorkflow, workflow_id
+
+router = APIRouter(prefix="/v1/robot", tags=["robots"], responses=ERROR_RESPONSES)
+
+LID_EVENTS = {RobotEventType.LID_OPENED, RobotEventType.LID_CLOSED}
+
+
+class Assignment(BaseModel):
+    robot_id: str
+    delivery_id: uuid.UUID
+    attempt_id: uuid.UUID
+    task_id: uuid.UUID
+    kind: str = Field(description="delivery, or return (take the order back to the store)")
+    status: str = Field(description="the delivery's status as the workflow sees it")
+    lid_open: bool
+    pickup: Point
+    dropoff: Point
+
+
+class EventReport(BaseModel):
+    event_id: str = Field(min_length=1, max_length=64, description="unique per robot; a resend is idempotent")
+    type: RobotEventType
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    occurred_at: datetime | None = None
+    detail: str | None = Field(None, max_length=200)
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "event_id": "evt-000123", "type": "lid_closed", "latitude": 34.0837, "longitude": -118.3614}]}}
+
+
+class Heartbeat(Point):
+    moving: bool = Field(description="whether the robot is driving right now")
+
+
+async def _active_task(request: Request, robot_id: str):
+    async with request.app.state.databases.sessions(Service.OPERATIONS).begin() as session:
+        return await operations.active_task_for_robot(session, robot_id)
+
+
+@router.get("/assignment", response_model=Assignment, summary="The robot's current assignment",
+            responses={204: {"description": "no assignment right now"}})
+async def get_assignment(robot: CurrentRobot, request: Request):
+    """What the robot should be doing: the delivery, its pickup and dropoff, and the current status."""
+    task = await _active_task(request, robot.robot_id)
+    if task is None:
+        return Response(status_code=204)
+    async with request.app.state.databases.sessions(Service.DELIVERIES).begin() as session:
+        view = await deliveries.get_delivery_view(session, task.delivery_id)
+    status = await request.app.state.temporal.get_workflow_handle(workflow_id(task.delivery_id)).query(
+        DeliveryWorkflow.status)
+    return Assignment(
+        robot_id=robot.robot_id, delivery_id=task.delivery_id, attempt_id=task.attempt_id, task_id=task.id,
+        kind=task.kind, status=status["status"], lid_open=status["lid_open"],
+        pickup=Point(**view["pickup"]), dropoff=Point(**view["dropoff"]),
+    )
+
+
+@router.post("/events", response_model=EventReceipt, summary="Report an event",
+             responses={409: {"description": "the event does not fit the delivery's current state"}})
+async def report_event(report: EventReport, robot: CurrentRobot, request: Request) -> EventReceipt:
+    """Apply one event to the robot's delivery, in order; an event that does not fit is refused and kept as rejected."""
+    location = Point(latitude=report.latitude, longitude=report.longitude) if report.latitude is not None else None
+    if report.type in LID_EVENTS and location is None:
+        raise ApiError(422, "location_required", "lid events must carry the GPS position")
+    event = RobotEvent(event_id=report.event_id, robot_id=robot.robot_id, type=report.type, location=location,
+                       occurred_at=report.occurred_at or datetime.now(UTC), detail=report.detail)
+    task = await _active_task(request, robot.robot_id)
+    if task is None:
+        await _reject(request, event, None, None, "the robot has no active assignment")
+        raise ApiError(409, "no_assignment", "the robot has no active assignment")
+    handle = request.app.state.temporal.get_workflow_handle(workflow_id(task.delivery_id))
+    try:
+        return await handle.execute_update(DeliveryWorkflow.robot_event, event)
+    except WorkflowUpdateFailedError as exc:
+        reason = str(exc.cause.message if hasattr(exc.cause, "message") else exc.cause)
+        await _reject(request, event, task.delivery_id, task.attempt_id, reason)
+        raise ApiError(409, "event_rejected", reason) from None
+    except RPCError:
+        raise ApiError(503, "temporarily_unavailable", "the delivery could not take the event; resend it",
+                       headers={"Retry-After": "1"}) from None
+
+
+async def _reject(request: Request, event: RobotEvent, delivery_id, attempt_id, reason: str) -> None:
+    recorded = RecordedRobotEvent(event=event, delivery_id=delivery_id, attempt_id=attempt_id, accepted=False,
+                                  rejection_reason=reason[:200])
+    async with request.app.state.databases.sessions(Service.STATE).begin() as session:
+        await state.record_event(session, recorded)
+
+
+@router.post("/heartbeat", status_code=204, summary="Report position and motion")
+async def heartbeat(beat: Heartbeat, robot: CurrentRobot, request: Request) -> Response:
+    """Keep the robot's connectivity and its trip watch current; sent every few seconds."""
+    databases = request.app.state.databases
+    async with databases.sessions(Service.STATE).begin() as session:
+        await state.record_sighting(session, robot.robot_id, beat.latitude, beat.longitude)
+    async with databases.sessions(Service.TRIP_MONITOR).begin() as session:
+        await trip_monitor.record_heartbeat(session, robot.robot_id, beat.latitude, beat.longitude, beat.moving)
+    return Response(status_code=204)

@@ -1,0 +1,122 @@
+"""`deliveryctl demo`: create N deliveries through the partner API and follow each to a terminal status."""
+
+import asyncio
+import json
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+
+import httpx
+
+from cli.demo_market import demo_file
+from cli.errors import CommandError
+from cli.up import running_stack
+from core.contracts import TERMINAL_STATUSES, Point
+from core.markets import MARKETS
+from core.settings import Settings
+
+POLL_SECONDS = 1.0
+
+
+def random_dropoff(rng: random.Random, market_name: str) -> dict:
+    """A point inside the market's service area."""
+    market = MARKETS[market_name]
+    lats = [lat for lat, _ in market.polygon]
+    lons = [lon for _, lon in market.polygon]
+    while True:
+        point = {"latitude": rng.uniform(min(lats), max(lats)), "longitude": rng.uniform(min(lons), max(lons))}
+        if market.contains(Point(**point)):
+            return point
+
+
+def order_body(rng: random.Random, demo: dict, number: int, run_id: str) -> dict:
+    store = rng.choice(demo["stores"])
+    return {
+        "external_id": f"demo-{run_id}-{number:04d}",
+        "pickup": {"latitude": store["latitude"], "longitude": store["longitude"], "store_id": store["store_id"]},
+        "dropoff": {**random_dropoff(rng, demo["market"]), "address": f"{100 + number} Demo Street"},
+        "customer": {"name": f"Demo Customer {number}", "phone": f"+1310555{number % 10000:04d}"},
+    }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def progress(done: int, total: int, counts: Counter, quiet: bool) -> None:
+    if quiet:
+        return
+    width = 30
+    filled = int(width * done / max(total, 1))
+    summary = " ".join(f"{status}={n}" for status, n in sorted(counts.items()))
+    sys.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} finished  {summary[:90]:<90}")
+    sys.stdout.flush()
+
+
+async def run_demo(settings: Settings, count: int, timeout: float, as_json: bool) -> int:
+    stack = running_stack(settings)
+    if stack is None:
+        raise CommandError(f"no stack is running from {settings.data_dir}; start one with: deliveryctl up")
+    demo = json.loads(demo_file(settings).read_text())
+    rng, run_id = random.Random(), f"{int(time.time())}"
+    headers = {"authorization": f"Bearer {demo['partner']['api_key']}"}
+    async with httpx.AsyncClient(base_url=stack["api_url"], headers=headers, timeout=30) as http:
+        started: dict[str, float] = {}
+        for number in range(1, count + 1):
+            response = await http.post("/v1/deliveries", json=order_body(rng, demo, number, run_id))
+            if response.status_code not in (200, 201):
+                raise CommandError(f"creating delivery {number} failed: {response.status_code} {response.text}")
+            started[response.json()["id"]] = time.monotonic()
+        if not as_json:
+            print(f"created {count} deliveries (external ids demo-{run_id}-0001…); following them:")
+        finished, statuses = await follow(http, started, timeout, as_json)
+    durations = list(finished.values())
+    summary = {
+        "deliveries": count,
+        "statuses": dict(Counter(statuses.values())),
+        "unfinished": count - len(finished),
+        "lifecycle_seconds": {"p50": percentile(durations, 0.5), "p95": percentile(durations, 0.95),
+                              "mean": statistics.fmean(durations) if durations else None},
+        "temporal_ui": f"{stack['temporal_ui_url']}/namespaces/{stack.get('temporal_namespace', 'default')}/workflows",
+        "delivery_ids": list(started),
+    }
+    print_summary(summary, as_json)
+    return 0 if summary["unfinished"] == 0 else 1
+
+
+async def follow(http: httpx.AsyncClient, started: dict[str, float], timeout: float, quiet: bool):
+    """Poll each delivery until it is terminal or the time runs out."""
+    deadline = time.monotonic() + timeout
+    finished: dict[str, float] = {}
+    statuses: dict[str, str] = {}
+    while len(finished) < len(started) and time.monotonic() < deadline:
+        pending = [d for d in started if d not in finished]
+        replies = await asyncio.gather(*(http.get(f"/v1/deliveries/{d}") for d in pending))
+        for delivery_id, reply in zip(pending, replies):
+            if reply.status_code == 200:
+                statuses[delivery_id] = reply.json()["status"]
+                if statuses[delivery_id] in TERMINAL_STATUSES:
+                    finished[delivery_id] = time.monotonic() - started[delivery_id]
+        progress(len(finished), len(started), Counter(statuses.values()), quiet)
+        await asyncio.sleep(POLL_SECONDS)
+    if not quiet:
+        print()
+    return finished, statuses
+
+
+def print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    latency = summary["lifecycle_seconds"]
+    print("statuses:   " + ", ".join(f"{k}: {v}" for k, v in sorted(summary["statuses"].items())))
+    if summary["unfinished"]:
+        print(f"unfinished: {summary['unfinished']}")
+    if latency["p50"] is not None:
+        print(f"lifecycle:  p50 {latency['p50']:.1f}s, p95 {latency['p95']:.1f}s")
+    print(f"Temporal UI: {summary['temporal_ui']}")

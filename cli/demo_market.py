@@ -1,0 +1,86 @@
+"""The demo market in West Hollywood, CA: robots deployed, pilots on shift, stores, and a demo partner.
+
+Seeding writes through each service's own repository, one transaction per service database. The
+credentials it issues are kept in the data directory (dev only) so the simulator and `deliveryctl demo`
+can use them across restarts.
+"""
+
+import json
+import random
+from pathlib import Path
+
+from core.crypto import vault_from_settings
+from core.db import Databases
+from core.markets import WEST_HOLLYWOOD
+from core.services import Service
+from core.settings import Settings
+from services.device import repository as devices
+from services.dispatch import repository as dispatch
+from services.integrations import repository as integrations
+from services.operations import repository as operations
+from services.state import repository as state
+
+ROBOT_COUNT = 12
+PILOT_NAMES = ("Ana Pilot", "Ben Pilot", "Chloe Pilot", "Dev Pilot")
+SOFTWARE_VERSION = "serve-os 4.2.1"
+STORES = (
+    ("weho-sunset", "Sunset Plaza Market", 34.0905, -118.3830),
+    ("weho-santa-monica", "Santa Monica Blvd Deli", 34.0900, -118.3617),
+    ("weho-melrose", "Melrose Kitchen", 34.0837, -118.3614),
+)
+
+
+def demo_file(settings: Settings) -> Path:
+    return settings.data_dir / "demo" / "fleet.json"
+
+
+async def ensure_demo_market(settings: Settings) -> dict:
+    """Seed the demo market once; return its credentials (partner API key, robot credentials, stores)."""
+    path = demo_file(settings)
+    databases = Databases(settings, pool_size=1)
+    try:
+        if path.exists():
+            demo = json.loads(path.read_text())
+            async with databases.sessions(Service.INTEGRATIONS).begin() as session:
+                if await integrations.authenticate_partner(session, demo["partner"]["api_key"]):
+                    return demo
+        demo = await _seed(settings, databases)
+    finally:
+        await databases.dispose()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(demo, indent=2))
+    path.chmod(0o600)
+    return demo
+
+
+async def _seed(settings: Settings, databases: Databases) -> dict:
+    rng = random.Random(7)
+    robots = [(f"weho-robot-{n:02d}", WEST_HOLLYWOOD.depot.latitude + rng.uniform(-0.006, 0.006),
+               WEST_HOLLYWOOD.depot.longitude + rng.uniform(-0.012, 0.012)) for n in range(1, ROBOT_COUNT + 1)]
+    credentials = {}
+    async with databases.sessions(Service.DEVICE).begin() as session:
+        for robot_id, _, _ in robots:
+            credentials[robot_id] = await devices.deploy_robot(session, robot_id, WEST_HOLLYWOOD.name, SOFTWARE_VERSION)
+    async with databases.sessions(Service.DISPATCH).begin() as session:
+        for robot_id, latitude, longitude in robots:
+            await dispatch.register_robot(session, robot_id, WEST_HOLLYWOOD.name, latitude, longitude, 1.0)
+    async with databases.sessions(Service.STATE).begin() as session:
+        for robot_id, latitude, longitude in robots:
+            await state.record_sighting(session, robot_id, latitude, longitude)
+    async with databases.sessions(Service.OPERATIONS).begin() as session:
+        for robot_id, _, _ in robots:
+            await operations.register_robot(session, robot_id, WEST_HOLLYWOOD.name)
+        for name in PILOT_NAMES:
+            await operations.start_shift(session, await operations.create_pilot(session, name))
+    async with databases.sessions(Service.INTEGRATIONS).begin() as session:
+        partner, secrets = await integrations.create_partner(
+            session, vault_from_settings(settings), "Demo Partner", "native", None)
+        for store_id, name, latitude, longitude in STORES:
+            await integrations.add_store(session, partner.id, store_id, name, latitude, longitude, WEST_HOLLYWOOD.name)
+    return {
+        "market": WEST_HOLLYWOOD.name,
+        "partner": {"id": str(partner.id), "name": partner.name, **secrets},
+        "stores": [{"store_id": s, "name": n, "latitude": la, "longitude": lo} for s, n, la, lo in STORES],
+        "robots": [{"robot_id": r, "credential": credentials[r], "latitude": la, "longitude": lo}
+                   for r, la, lo in robots],
+    }

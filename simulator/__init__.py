@@ -1,0 +1,1 @@
+"""The robot fleet simulator: robots played through the public robot API."""

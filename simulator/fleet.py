@@ -1,0 +1,144 @@
+"""A fleet of simulated robots that drive deliveries through the same HTTP API a real robot uses.
+
+Each robot polls its assignment, looks at the status its delivery workflow reports, and takes the next
+step: depart, drive (sending heartbeats), arrive, open and close the lid. It keeps no lifecycle state of
+its own, so a restarted simulator picks up where the deliveries are.
+"""
+
+import asyncio
+import itertools
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+
+import httpx
+
+log = logging.getLogger("simulator")
+
+EARTH_RADIUS_M = 6_371_000
+HEARTBEAT_SECONDS = 5.0
+POLL_SECONDS = 0.5
+LID_DWELL_SECONDS = 20.0
+
+
+@dataclass
+class Position:
+    latitude: float
+    longitude: float
+
+    def meters_to(self, other: "Position") -> float:
+        phi1, phi2 = math.radians(self.latitude), math.radians(other.latitude)
+        dphi, dlmb = phi2 - phi1, math.radians(other.longitude - self.longitude)
+        h = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
+        return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(h))
+
+    def toward(self, other: "Position", fraction: float) -> "Position":
+        return Position(self.latitude + (other.latitude - self.latitude) * fraction,
+                        self.longitude + (other.longitude - self.longitude) * fraction)
+
+
+def parse_speed(value: str) -> float | None:
+    """`instant` means no waiting at all; otherwise a multiple of real time (1 = real time)."""
+    if value == "instant":
+        return None
+    speed = float(value)
+    if speed <= 0:
+        raise ValueError("sim speed must be positive or 'instant'")
+    return speed
+
+
+class SimulatedRobot:
+    """One robot: credentials, a position, and the loop that serves whatever it is assigned."""
+
+    def __init__(self, http: httpx.AsyncClient, robot_id: str, credential: str, position: Position,
+                 speed: float | None, walking_speed_mps: float = 1.4):
+        self.http, self.robot_id, self.position = http, robot_id, position
+        self.headers = {"authorization": f"Bearer {credential}"}
+        self.speed, self.walking_speed = speed, walking_speed_mps
+        self.events = itertools.count(1)
+        self.session = uuid.uuid4().hex[:8]
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except httpx.HTTPError as exc:
+                log.warning("%s: API unreachable (%s); retrying", self.robot_id, type(exc).__name__)
+                await asyncio.sleep(1)
+
+    async def step(self) -> None:
+        """Fetch the assignment and take the next step of it."""
+        response = await self.http.get("/v1/robot/assignment", headers=self.headers)
+        if response.status_code != 200:
+            await asyncio.sleep(POLL_SECONDS)
+            return
+        job = response.json()
+        pickup, dropoff = Position(**job["pickup"]), Position(**job["dropoff"])
+        status, lid_open = job["status"], job["lid_open"]
+        if status == "robot_assigned" or status == "picked_up":
+            await self.report("departed")
+        elif status == "en_route_to_pickup":
+            await self.drive_to(pickup)
+            await self.report("arrived_at_pickup")
+        elif status == "en_route_to_dropoff":
+            await self.drive_to(dropoff)
+            await self.report("arrived_at_dropoff")
+        elif status in ("at_pickup", "at_dropoff", "returning") and lid_open:
+            await self.wait(LID_DWELL_SECONDS)
+            await self.report("lid_closed")
+        elif status in ("at_pickup", "at_dropoff"):
+            await self.wait(LID_DWELL_SECONDS)
+            await self.report("lid_opened")
+        elif status == "returning":
+            await self.return_to_store(pickup)
+        else:
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def return_to_store(self, store: Position) -> None:
+        if self.position.meters_to(store) > 5:
+            await self.report("departed")
+            await self.drive_to(store)
+            await self.report("arrived_at_store")
+        await self.report("lid_opened")
+
+    async def drive_to(self, target: Position) -> None:
+        """Move in a straight line at walking speed, sending heartbeats on the way."""
+        distance = self.position.meters_to(target)
+        if self.speed is None:
+            self.position = target
+            await self.heartbeat(moving=False)
+            return
+        duration = distance / self.walking_speed / self.speed
+        start, elapsed = self.position, 0.0
+        while elapsed < duration:
+            tick = min(HEARTBEAT_SECONDS, duration - elapsed)
+            await asyncio.sleep(tick)
+            elapsed += tick
+            self.position = start.toward(target, elapsed / duration)
+            await self.heartbeat(moving=elapsed < duration)
+
+    async def wait(self, seconds: float) -> None:
+        if self.speed is not None:
+            await asyncio.sleep(seconds / self.speed)
+
+    async def heartbeat(self, moving: bool) -> None:
+        await self.http.post("/v1/robot/heartbeat", headers=self.headers, json={
+            "latitude": self.position.latitude, "longitude": self.position.longitude, "moving": moving})
+
+    async def report(self, event_type: str) -> None:
+        event_id = f"{self.robot_id}-{self.session}-{next(self.events)}"
+        body = {"event_id": event_id, "type": event_type,
+                "latitude": self.position.latitude, "longitude": self.position.longitude}
+        response = await self.http.post("/v1/robot/events", headers=self.headers, json=body)
+        if response.status_code >= 400:
+            log.info("%s: %s refused: %s", self.robot_id, event_type, response.text[:200])
+
+
+async def run_fleet(api_url: str, robots: list[dict], speed: float | None) -> None:
+    """Run every robot until cancelled."""
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        fleet = [SimulatedRobot(http, r["robot_id"], r["credential"], Position(r["latitude"], r["longitude"]), speed)
+                 for r in robots]
+        log.info("simulating %d robots against %s", len(fleet), api_url)
+        await asyncio.gather(*(robot.run() for robot in fleet))
