@@ -46,8 +46,11 @@ class DispatchActivities(ServiceActivities):
                 return
             if demand.status not in (DemandStatus.FULFILLED, DemandStatus.CANCELLED):
                 planned = await repository.committed_plan(session, demand.id) is not None
-                demand.status = DemandStatus.FULFILLED if planned else DemandStatus.CANCELLED
+                fulfilled = planned and release.demand_fulfilled
+                demand.status = DemandStatus.FULFILLED if fulfilled else DemandStatus.CANCELLED
                 await repository.release_plans(session, demand.id)
+            if release.robot_id is None:
+                return
             robot = await repository.lock_robot(session, release.robot_id)
             if robot is not None and robot.active_demand_id == demand.id:
                 repository.free_robot(robot, release.location, release.out_of_service)

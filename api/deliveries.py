@@ -4,18 +4,19 @@ import hashlib
 import json
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.auth import CurrentPartner
-from api.errors import ERROR_RESPONSES, ApiError, FieldError
-from core.contracts import DeliveryOrder, DeliveryStatus, Point
+from api.errors import ERROR_RESPONSES, ApiError, ErrorBody, FieldError
+from core.contracts import CancelRequest, DeliveryOrder, DeliveryStatus, Point
 from core.markets import market_for
 from core.services import Service, TaskQueue
 from services.deliveries import repository as deliveries
@@ -184,3 +185,35 @@ async def get_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, request:
         attempts=[AttemptView(**{k: a[k] for k in AttemptView.model_fields}) for a in view["attempts"]],
         history=[HistoryEntry(**{k: h[k] for k in HistoryEntry.model_fields}) for h in view["history"]],
     )
+
+
+class CancelReason(StrEnum):
+    CUSTOMER_CANCELLED = "customer_cancelled"
+    MERCHANT_CANCELLED = "merchant_cancelled"
+    ORDER_CHANGED = "order_changed"
+    DUPLICATE_ORDER = "duplicate_order"
+    OTHER = "other"
+
+
+class CancelBody(BaseModel):
+    reason: CancelReason = CancelReason.OTHER
+
+
+@router.post("/{delivery_id}/cancel", response_model=DeliveryView, summary="Cancel a delivery",
+             responses={409: {"model": ErrorBody, "description": "`noncancelable_delivery`: already delivered, "
+                                                                    "returned or on its way back"}})
+async def cancel_delivery(delivery_id: uuid.UUID, body: CancelBody, partner: CurrentPartner,
+                          request: Request) -> DeliveryView:
+    """Cancel before pickup and the robot is released; after loading, the order goes back to the store."""
+    view = await get_delivery(delivery_id, partner, request)
+    if view.status == DeliveryStatus.CANCELLED:
+        return view
+    handle = request.app.state.temporal.get_workflow_handle(workflow_id(delivery_id))
+    try:
+        await handle.execute_update(DeliveryWorkflow.cancel, CancelRequest(reason=body.reason.value))
+    except WorkflowUpdateFailedError as exc:
+        raise ApiError(409, "noncancelable_delivery", getattr(exc.cause, "message", str(exc.cause))) from None
+    except RPCError:
+        raise ApiError(503, "temporarily_unavailable", "the cancellation could not be delivered; retry",
+                       headers={"Retry-After": "1"}) from None
+    return await get_delivery(delivery_id, partner, request)

@@ -48,14 +48,26 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def progress(done: int, total: int, counts: Counter, quiet: bool) -> None:
-    if quiet:
-        return
-    width = 30
-    filled = int(width * done / max(total, 1))
-    summary = " ".join(f"{status}={n}" for status, n in sorted(counts.items()))
-    sys.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} finished  {summary[:90]:<90}")
-    sys.stdout.flush()
+class Progress:
+    """A live bar on a terminal; elsewhere (logs, CI) one line whenever the counts change."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.quiet, self.last = total, quiet, ""
+        self.live = sys.stdout.isatty()
+
+    def show(self, done: int, counts: Counter) -> None:
+        summary = " ".join(f"{status}={n}" for status, n in sorted(counts.items()))
+        if self.quiet or (not self.live and summary == self.last):
+            return
+        self.last = summary
+        filled = int(30 * done / max(self.total, 1))
+        line = f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} finished  {summary}"
+        sys.stdout.write(f"\r{line[:120]:<120}" if self.live else line + "\n")
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.live and not self.quiet:
+            print()
 
 
 async def run_demo(settings: Settings, count: int, timeout: float, as_json: bool) -> int:
@@ -94,6 +106,7 @@ async def follow(http: httpx.AsyncClient, started: dict[str, float], timeout: fl
     deadline = time.monotonic() + timeout
     finished: dict[str, float] = {}
     statuses: dict[str, str] = {}
+    bar = Progress(len(started), quiet)
     while len(finished) < len(started) and time.monotonic() < deadline:
         pending = [d for d in started if d not in finished]
         replies = await asyncio.gather(*(http.get(f"/v1/deliveries/{d}") for d in pending))
@@ -102,10 +115,9 @@ async def follow(http: httpx.AsyncClient, started: dict[str, float], timeout: fl
                 statuses[delivery_id] = reply.json()["status"]
                 if statuses[delivery_id] in TERMINAL_STATUSES:
                     finished[delivery_id] = time.monotonic() - started[delivery_id]
-        progress(len(finished), len(started), Counter(statuses.values()), quiet)
+        bar.show(len(finished), Counter(statuses.values()))
         await asyncio.sleep(POLL_SECONDS)
-    if not quiet:
-        print()
+    bar.close()
     return finished, statuses
 
 

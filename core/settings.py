@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     lifecycle: LifecyclePolicy = LifecyclePolicy()
     pii_keys: str | None = Field(None, repr=False, description="id:base64key,... ; the first encrypts")
     simulator: bool = True
-    sim_speed: str = "10"
+    sim_speed: str = "30"
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)

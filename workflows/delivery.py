@@ -109,10 +109,13 @@ class DeliveryWorkflow:
     async def _delivery_attempt(self) -> None:
         self._choice = await self._find_robot()
         if self._choice is None:
+            await self._close_attempt("cancelled", reason=self._reason)
+            await self._release_robot(fulfilled=False)
             return await self._finish(S.CANCELLED, self._reason or "no_robot_available")
         self._task = await self._assign_task(self._choice.robot_id, "to_pickup")
         if self._task is None:
-            await self._release_robot()
+            await self._close_attempt("cancelled", reason=self._reason)
+            await self._release_robot(fulfilled=False)
             return await self._finish(S.CANCELLED, self._reason or "no_pilot_available")
         self._phase = Phase(S.ROBOT_ASSIGNED)
         await self._reach(S.ROBOT_ASSIGNED)
@@ -133,7 +136,7 @@ class DeliveryWorkflow:
             return await self._start_attempt("return", reason)
         reason = "pickup_timeout" if outcome == "timeout" else self._cancel.reason
         await self._close_attempt("cancelled", reason=reason)
-        await self._release_robot()
+        await self._release_robot(fulfilled=False)
         await self._finish(S.CANCELLED, reason)
 
     async def _return_attempt(self) -> None:
@@ -184,7 +187,7 @@ class DeliveryWorkflow:
                 timeout = max(timedelta(0), self._phase_deadline - workflow.now())
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self._inbox) or self._cancel is not None or self._finding is not None,
+                    lambda: bool(self._inbox) or self._cancel_pending() or self._finding is not None,
                     timeout=timeout,
                 )
             except asyncio.TimeoutError:
@@ -198,8 +201,12 @@ class DeliveryWorkflow:
                     return phase.status.value
             elif self._finding is not None:
                 return "fault"
-            elif self._phase.status is not S.RETURNING:
+            else:
                 return "cancelled"
+
+    def _cancel_pending(self) -> bool:
+        # A return is already the answer to a cancellation: it cannot be cancelled again.
+        return self._cancel is not None and self._attempt.kind != "return"
 
     def _on_finding(self, done: asyncio.Future) -> None:
         if not done.cancelled() and done.exception() is None:
@@ -219,7 +226,7 @@ class DeliveryWorkflow:
             except ActivityError as err:
                 if _error_type(err) == ROBOT_NOT_DEPLOYED:
                     self._choice = choice
-                    await self._release_robot(out_of_service=True)
+                    await self._release_robot(out_of_service=True, fulfilled=False)
                     self._excluded_robots.append(choice.robot_id)
                     continue
             wait = min(self._order.policy.robot_retry_seconds, (deadline - workflow.now()).total_seconds())
@@ -240,7 +247,11 @@ class DeliveryWorkflow:
                                         expect=(NO_PILOT_AVAILABLE,))
             except ActivityError:
                 pass
-            if workflow.now() >= deadline or (self._cancel and first_leg != "to_store"):
+            if first_leg == "to_store" and workflow.now() >= deadline:
+                await self._park("no pilot is free to supervise the robot bringing the order back")
+                deadline = workflow.now() + timedelta(seconds=self._order.policy.pilot_wait_seconds)
+                continue
+            if first_leg != "to_store" and (workflow.now() >= deadline or self._cancel):
                 self._reason = self._cancel.reason if self._cancel else "no_pilot_available"
                 return None
             self._set_details("waiting for a pilot to come on shift")
@@ -293,8 +304,12 @@ class DeliveryWorkflow:
         self._attempt = await self._step(DeliveriesActivities.start_attempt, request, TaskQueue.DELIVERIES)
         self._attempt_sequence = 0
         self._reason = reason
-        self._cancel = None
         self._phase_deadline = None
+        self._task = None  # the old task is closed: its robot's events no longer apply
+        if kind == "delivery":
+            self._phase = Phase(S.CREATED)
+        if kind == "return":
+            self._cancel = None  # the return answers the cancellation
 
     async def _close_attempt(self, task_outcome: str, *, reason: str, out_of_service: bool = False) -> None:
         now = workflow.now()
@@ -308,8 +323,9 @@ class DeliveryWorkflow:
                                  sequence=self._attempt_sequence, occurred_at=now)
         await self._step(DeliveriesActivities.end_attempt, outcome, TaskQueue.DELIVERIES)
 
-    async def _release_robot(self, out_of_service: bool = False) -> None:
-        release = RobotRelease(attempt_id=self._attempt.attempt_id, robot_id=self._choice.robot_id,
+    async def _release_robot(self, out_of_service: bool = False, fulfilled: bool = True) -> None:
+        release = RobotRelease(attempt_id=self._attempt.attempt_id, demand_fulfilled=fulfilled,
+                               robot_id=self._choice.robot_id if self._choice else None,
                                location=self._last_location, out_of_service=out_of_service)
         await self._step(DispatchActivities.release_robot, release, TaskQueue.DISPATCH)
 
@@ -410,6 +426,7 @@ class DeliveryWorkflow:
         """Cancel the delivery: before pickup everything is released; after loading the order goes back."""
         if self._cancel is None:
             self._cancel = request
+        await workflow.wait_condition(lambda: self._reached_status() in TERMINAL_STATUSES | {S.RETURNING})
         return EventReceipt(delivery_id=self._order.delivery_id, status=self._phase.status,
                             attempt_id=self._attempt.attempt_id if self._attempt else None)
 

@@ -278,3 +278,16 @@ class RobotDriver:
     async def hand_over(self) -> None:
         await self.send("lid_opened")
         await self.send("lid_closed")
+
+
+@pytest.fixture
+def lifecycle_policy(platform):
+    """Let one test create deliveries with other timers (the API stamps them on each new delivery)."""
+    original = platform.app.state.settings
+
+    def use(**changes) -> None:
+        policy = original.lifecycle.model_copy(update=changes)
+        platform.app.state.settings = original.model_copy(update={"lifecycle": policy})
+
+    yield use
+    platform.app.state.settings = original

@@ -60,7 +60,7 @@ def a_demand(market: str, delivery_id: uuid.UUID | None = None, number: int = 1,
 
 
 def release_of(request: DemandRequest, robot_id: str, **changes) -> RobotRelease:
-    return RobotRelease(attempt_id=request.attempt.attempt_id, robot_id=robot_id, **changes)
+    return RobotRelease(attempt_id=request.attempt.attempt_id, robot_id=robot_id, demand_fulfilled=True, **changes)
 
 
 async def fetch(sessions, model, key):

@@ -1,0 +1,347 @@
+"""`deliveryctl up` end to end, run the way a user runs it: a real subprocess, real ports, Ctrl-C to stop.
+
+One test brings the whole stack up, checks it, stops it with SIGINT, checks nothing is left running, and
+brings it up again on the same data directory to check the data survived. Another checks that bad
+settings fail fast with one line naming the setting. Every port is free-chosen, every file lives in a
+pytest tmp dir, and a `finally` kills whatever a failing run leaves behind.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.migrations import current_revisions, head_revisions
+from core.services import Service
+from core.settings import Settings
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+READY = "The delivery platform is up."
+STOPPED = "stopped; every process started by this command has exited"
+KEY_PREFIX = "Demo partner API key:"
+READY_TIMEOUT = 120
+STOP_TIMEOUT = 60
+
+# A delivery inside the West Hollywood demo market (core/markets.py), from a demo store.
+ORDER = {
+    "external_id": "test-up-order-1",
+    "pickup": {"latitude": 34.0837, "longitude": -118.3614, "store_id": "weho-sunset"},
+    "dropoff": {"latitude": 34.0871, "longitude": -118.3725, "address": "8800 Melrose Ave",
+                "instructions": "leave at the lobby"},
+    "customer": {"name": "Alex Doe", "phone": "+13105550100"},
+}
+
+
+def deliveryctl() -> list[str]:
+    """The console script installed next to this interpreter, as a user would type it."""
+    script = Path(sys.executable).parent / "deliveryctl"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+
+
+@dataclass
+class Stack:
+    """The addresses one `up` is told to use through DELIVERY_* variables."""
+
+    data_dir: Path
+    api_port: int
+    temporal_port: int
+    temporal_ui_port: int
+    postgres_port: int
+
+    @classmethod
+    def fresh(cls, data_dir: Path) -> "Stack":
+        ports = set()
+        while len(ports) < 4:
+            ports.add(free_port())
+        return cls(data_dir, *sorted(ports))
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return self.api_port, self.temporal_port, self.temporal_ui_port, self.postgres_port
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DELIVERY_")}
+        env.update({
+            "DELIVERY_DATA_DIR": str(self.data_dir),
+            "DELIVERY_API_PORT": str(self.api_port),
+            "DELIVERY_TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
+            "DELIVERY_TEMPORAL_UI_PORT": str(self.temporal_ui_port),
+            "DELIVERY_POSTGRES_PORT": str(self.postgres_port),
+            "DELIVERY_SIM_SPEED": "instant",
+        })
+        env.update(extra)
+        return env
+
+
+class UpProcess:
+    """One `deliveryctl up` in its own session, its output in files so nothing blocks on a pipe."""
+
+    def __init__(self, stack: Stack, out_dir: Path, name: str, **extra_env: str):
+        self.stdout_path = out_dir / f"{name}.stdout"
+        self.stderr_path = out_dir / f"{name}.stderr"
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = subprocess.Popen(
+                [*deliveryctl(), "up"], cwd=ROOT, env=stack.env(**extra_env),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+            )
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def output(self) -> str:
+        return f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:
+        """Wait for the ready banner; return the demo partner API key it prints."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.stdout
+            if READY in text and KEY_PREFIX in text.split(READY, 1)[1]:
+                tail = text.split(READY, 1)[1]
+                if "Press Ctrl-C to stop." in tail:
+                    line = next(line for line in tail.splitlines() if KEY_PREFIX in line)
+                    return line.split(KEY_PREFIX, 1)[1].strip()
+            if self.process.poll() is not None:
+                pytest.fail(f"`up` exited with {self.process.returncode} before it was ready\n{self.output()}")
+            time.sleep(0.5)
+        pytest.fail(f"`up` printed no ready banner within {timeout:.0f}s\n{self.output()}")
+
+    def interrupt(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Ctrl-C, as a terminal sends it to the foreground process group; return the exit status."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`up` did not exit within {timeout}s of SIGINT\n{self.output()}")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=10)
+
+
+def _read(path: str, binary: bool = False):
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        return data if binary else data.decode(errors="replace")
+    except OSError:
+        return None
+
+
+def _listening_inodes(ports: tuple[int, ...]) -> dict[str, int]:
+    """Socket inodes listening on any of `ports` (from /proc/net/tcp{,6}), mapped to their port."""
+    inodes = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in (_read(table) or "").splitlines()[1:]:
+            fields = line.split()
+            port = int(fields[1].rsplit(":", 1)[1], 16)
+            if fields[3] == "0A" and port in ports:  # 0A: LISTEN
+                inodes[fields[9]] = port
+    return inodes
+
+
+def leftover_processes(stack: Stack) -> dict[int, str]:
+    """Processes still tied to this stack: by command line, working directory, environment or listening port.
+
+    Postgres rewrites its backends' command lines, but they all run in the data directory; the workers,
+    API and simulator carry DELIVERY_DATA_DIR in their environment; Temporal names its database file.
+    """
+    data_dir = str(stack.data_dir)
+    port_tokens = {str(port) for port in stack.ports}
+    inodes = _listening_inodes(stack.ports)
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        status = _read(f"/proc/{pid}/stat") or ""
+        if ") Z" in status or ") X" in status:  # exited, waiting to be reaped
+            continue
+        raw = _read(f"/proc/{pid}/cmdline", binary=True) or b""
+        argv = [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
+        command = " ".join(argv)
+        reasons = []
+        if data_dir in command:
+            reasons.append("command line names the data dir")
+        if any(arg in port_tokens or arg.rpartition(":")[2] in port_tokens or arg.rpartition("=")[2] in port_tokens
+               for arg in argv):
+            reasons.append("command line names a stack port")
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            cwd = ""
+        if cwd == data_dir or cwd.startswith(data_dir + "/"):
+            reasons.append(f"runs in {cwd}")
+        environ = (_read(f"/proc/{pid}/environ", binary=True) or b"").split(b"\0")
+        if f"DELIVERY_DATA_DIR={data_dir}".encode() in environ:
+            reasons.append("environment names the data dir")
+        if inodes:
+            try:
+                fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            except OSError:
+                fds = []
+            for link in fds:
+                inode = link[len("socket:["):-1] if link.startswith("socket:[") else None
+                if inode in inodes:
+                    reasons.append(f"listens on port {inodes[inode]}")
+        if reasons:
+            found[pid] = f"{command[:200]!r}: {', '.join(reasons)}"
+    return found
+
+
+def sweep(stack: Stack) -> None:
+    """Kill whatever a failed run left behind, so a failing test leaves nothing running."""
+    for pid in leftover_processes(stack):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def status_json(stack: Stack) -> dict:
+    result = subprocess.run([*deliveryctl(), "status", "--json"], cwd=ROOT, env=stack.env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"status exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+def check_health(stack: Stack) -> None:
+    response = httpx.get(f"{stack.api_url}/healthz", timeout=10)
+    assert response.status_code == 200, response.text
+    checks = response.json()["checks"]
+    expected = {f"database:{service.value}" for service in Service} | {"temporal"}
+    assert expected <= set(checks), f"missing health checks: {expected - set(checks)}"
+    assert all(checks[name]["ok"] for name in expected), checks
+
+
+def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("up-output")
+    stack = Stack.fresh(tmp_path_factory.mktemp("up-data"))
+    first = second = None
+    try:
+        # 1. Ready banner, then a healthy API reaching all seven databases and Temporal.
+        first = UpProcess(stack, out_dir, "first")
+        api_key = first.wait_ready()
+        assert api_key, first.output()
+        assert (stack.data_dir / "stack.json").exists()
+        check_health(stack)
+
+        # 2. `status --json` reports the running stack at the addresses it was given.
+        status = status_json(stack)
+        assert status["running"] is True
+        assert status["api_url"] == stack.api_url
+        assert status["temporal_address"] == f"127.0.0.1:{stack.temporal_port}"
+        assert status["temporal_ui_url"] == f"http://127.0.0.1:{stack.temporal_ui_port}"
+        databases = status["databases"]
+        assert set(databases) == {service.value for service in Service}
+        assert len(databases) == 7
+        for name, dsn in databases.items():
+            assert dsn.startswith("postgresql://"), dsn
+            assert f":{stack.postgres_port}/" in dsn, dsn
+
+        # 3. The Temporal Web UI answers.
+        ui = None
+        for _ in range(20):
+            try:
+                ui = httpx.get(status["temporal_ui_url"], timeout=5, follow_redirects=True)
+                if ui.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        assert ui is not None and ui.status_code == 200, f"Temporal UI: {ui and ui.status_code}"
+
+        # 4. Every service database is at its migration head.
+        settings = Settings(postgres_port=stack.postgres_port, data_dir=stack.data_dir)
+        assert current_revisions(settings) == head_revisions()
+
+        # A delivery through the public API, to look for after the restart.
+        headers = {"Authorization": f"Bearer {api_key}"}
+        created = httpx.post(f"{stack.api_url}/v1/deliveries", json=ORDER, headers=headers, timeout=30)
+        assert created.status_code == 201, created.text
+        delivery_id = created.json()["id"]
+        # The delivery record is written by the workflow's first activity, so GET may 404 for a moment.
+        deadline = time.monotonic() + 30
+        while True:
+            fetched = httpx.get(f"{stack.api_url}/v1/deliveries/{delivery_id}", headers=headers, timeout=10)
+            if fetched.status_code != 404 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert fetched.status_code == 200, fetched.text
+
+        # 5. Ctrl-C stops everything: exit 0, the stopped line, no stack.json, no process left.
+        assert first.interrupt() == 0, first.output()
+        assert STOPPED in first.stdout, first.output()
+        assert "Traceback" not in first.stdout + first.stderr, first.output()
+        assert not (stack.data_dir / "stack.json").exists()
+        orphans = leftover_processes(stack)
+        assert not orphans, "processes outlived `up`:\n" + "\n".join(f"{p}: {r}" for p, r in orphans.items())
+
+        # 6. A second `up` on the same data dir: same demo partner, and the delivery is still there.
+        second = UpProcess(stack, out_dir, "second")
+        assert second.wait_ready() == api_key, second.output()
+        assert "created databases" not in second.stdout, second.output()
+        check_health(stack)
+        again = httpx.get(f"{stack.api_url}/v1/deliveries/{delivery_id}", headers=headers, timeout=10)
+        assert again.status_code == 200, again.text
+        assert again.json()["id"] == delivery_id
+        assert again.json()["external_id"] == ORDER["external_id"]
+        assert second.interrupt() == 0, second.output()
+        assert STOPPED in second.stdout, second.output()
+        assert not leftover_processes(stack)
+    finally:
+        for run in (first, second):
+            if run is not None:
+                run.kill()
+        sweep(stack)
+
+
+def test_bad_settings_fail_fast_with_one_line(tmp_path_factory):
+    stack = Stack.fresh(tmp_path_factory.mktemp("bad-settings"))
+
+    # A value that is not a port: exit 2, one line naming the variable.
+    result = subprocess.run([*deliveryctl(), "status"], cwd=ROOT, env=stack.env(DELIVERY_API_PORT="notaport"),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result
+    assert "DELIVERY_API_PORT" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+    # The API port is taken by someone else: `up` refuses quickly and names the setting.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", stack.api_port))
+        holder.listen()
+        up = UpProcess(stack, tmp_path_factory.mktemp("bad-settings-output"), "busy-port")
+        try:
+            code = up.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`up` on a busy API port was still running after 30s\n{up.output()}")
+        finally:
+            up.kill()
+            sweep(stack)
+    assert code != 0, up.output()
+    assert "DELIVERY_API_PORT" in up.stderr, up.output()
+    assert "Traceback" not in up.stdout + up.stderr, up.output()
+    assert len(up.stderr.strip().splitlines()) == 1, up.output()
