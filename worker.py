@@ -12,7 +12,9 @@ import signal
 import sys
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from collections.abc import Sequence
+
+from temporalio.worker import Interceptor, Worker
 
 from core.db import Databases
 from core.services import QUEUE_DATABASE, TaskQueue
@@ -27,16 +29,19 @@ def activities_for(queue: TaskQueue, databases: Databases, settings: Settings) -
     return registry.build(queue, databases, settings)
 
 
-def build_worker(client: Client, queue: TaskQueue, databases: Databases, settings: Settings) -> Worker:
+def build_worker(client: Client, queue: TaskQueue, databases: Databases, settings: Settings,
+                 interceptors: Sequence[Interceptor] = ()) -> Worker:
+    """One Worker for one task queue: the delivery workflows, or one service's activities."""
     if queue is TaskQueue.DELIVERY_WORKFLOWS:
         from workflows import WORKFLOWS
 
-        return Worker(client, task_queue=queue.value, workflows=WORKFLOWS)
+        return Worker(client, task_queue=queue.value, workflows=WORKFLOWS, interceptors=interceptors)
     return Worker(
         client,
         task_queue=queue.value,
         activities=activities_for(queue, databases, settings),
         max_concurrent_activities=100,
+        interceptors=interceptors,
     )
 
 

@@ -175,8 +175,15 @@ async def start_lifecycle(client: Client, order: DeliveryOrder) -> None:
 @router.get("/{delivery_id}", response_model=DeliveryView, summary="Get a delivery")
 async def get_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, request: Request) -> DeliveryView:
     """The delivery's status and its attempt trail; only the partner who created it can see it."""
-    async with request.app.state.databases.sessions(Service.DELIVERIES).begin() as session:
+    databases = request.app.state.databases
+    async with databases.sessions(Service.DELIVERIES).begin() as session:
         view = await deliveries.get_delivery_view(session, delivery_id)
+    if view is None:  # accepted a moment ago: its lifecycle has not written to Deliveries yet
+        async with databases.sessions(Service.INTEGRATIONS).begin() as session:
+            order = await integrations.find_order_of_delivery(session, partner.id, delivery_id)
+        if order is not None:
+            return DeliveryView(id=delivery_id, external_id=order.external_delivery_id,
+                                status=DeliveryStatus.CREATED, created_at=order.created_at)
     if view is None or view["partner_id"] != partner.id:
         raise ApiError(404, "not_found", f"no delivery {delivery_id}")
     return DeliveryView(

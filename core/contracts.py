@@ -50,6 +50,8 @@ class Point(BaseModel):
 class LifecyclePolicy(BaseModel):
     """The timers of one delivery, fixed when it is created (from settings) so replays agree."""
 
+    step_retry_initial_seconds: float = 1
+    step_retry_max_attempts: int = 10
     robot_search_seconds: float = 600
     robot_retry_seconds: float = 10
     pickup_wait_seconds: float = 600

@@ -34,9 +34,6 @@ ROBOT_ID = SearchAttributeKey.for_keyword("RobotId")
 ATTENTION_REASON = SearchAttributeKey.for_keyword("AttentionReason")
 NEEDS_OPERATOR = "NEEDS_OPERATOR"
 
-# Infrastructure failures retry with backoff, but boundedly: then the delivery parks for an operator.
-STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                         maximum_attempts=10, non_retryable_error_types=list(BUSINESS_ERRORS))
 STEP_TIMEOUT = timedelta(seconds=30)
 
 # Which trip leg and task status each delivery status means for Operations.
@@ -344,12 +341,19 @@ class DeliveryWorkflow:
             try:
                 return await workflow.execute_activity_method(
                     activity, arg, task_queue=queue.value, start_to_close_timeout=STEP_TIMEOUT,
-                    retry_policy=STEP_RETRY,
+                    retry_policy=self._step_retry(),
                 )
             except ActivityError as err:
                 if _error_type(err) in expect:
                     raise
                 await self._park(f"{activity.__name__} failed: {_error_message(err)}")
+
+    def _step_retry(self) -> RetryPolicy:
+        # Infrastructure failures retry with backoff, but boundedly: then the delivery parks for an operator.
+        policy = self._order.policy
+        return RetryPolicy(initial_interval=timedelta(seconds=policy.step_retry_initial_seconds),
+                           maximum_interval=timedelta(seconds=30), maximum_attempts=policy.step_retry_max_attempts,
+                           non_retryable_error_types=list(BUSINESS_ERRORS))
 
     async def _park(self, reason: str) -> None:
         """Wait, visibly, until an operator asks for a retry."""

@@ -58,6 +58,12 @@ async def find_partner_delivery(session: AsyncSession, partner_id: uuid.UUID,
         PartnerDelivery.partner_id == partner_id, PartnerDelivery.external_delivery_id == external_delivery_id))
 
 
+async def find_order_of_delivery(session: AsyncSession, partner_id: uuid.UUID,
+                                 delivery_id: uuid.UUID) -> PartnerDelivery | None:
+    return await session.scalar(select(PartnerDelivery).where(
+        PartnerDelivery.partner_id == partner_id, PartnerDelivery.delivery_id == delivery_id))
+
+
 async def store_order(session: AsyncSession, vault: Vault, order: PartnerDelivery, customer: dict[str, str | None],
                       ) -> PII:
     """Store a partner order and its customer's data, sealed; the caller commits both or neither."""

@@ -10,13 +10,18 @@ import hashlib
 import hmac
 import itertools
 import json
+import os
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 import worker
 from api.app import create_app
@@ -32,6 +37,7 @@ from services.operations import repository as operations
 from tests.conftest import free_port
 
 FAST = LifecyclePolicy(
+    step_retry_initial_seconds=0.05,
     robot_search_seconds=4, robot_retry_seconds=0.5, pickup_wait_seconds=600, customer_no_show_seconds=600,
     pilot_wait_seconds=4, callback_initial_interval_seconds=0.2, callback_max_attempts=5,
     callback_max_interval_seconds=1, monitor_poll_seconds=0.5, connectivity_lost_seconds=60,
@@ -46,6 +52,37 @@ async def serve(app, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
     while not server.started:
         await asyncio.sleep(0.05)
     return server, task
+
+
+FLAKY = {"on": False, "injected": 0}
+
+
+class FailOnceAfterCommit(Interceptor):
+    """While FLAKY is on, every activity's first attempt does its work, then reports a failure.
+
+    Temporal then retries it: the retry must find the work done and add nothing twice.
+    """
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _FailAfterCommit(next)
+
+
+class _FailAfterCommit(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput):
+        info = activity.info()
+        result = await self.next.execute_activity(input)
+        if FLAKY["on"] and info.attempt == 1:
+            FLAKY["injected"] += 1
+            raise ApplicationError(f"injected failure after {info.activity_type} committed")
+        return result
+
+
+@pytest.fixture
+def flaky():
+    """Switch on failure injection for one test (the conftest module's own switch, shared with the workers)."""
+    FLAKY.update(on=False, injected=0)
+    yield FLAKY
+    FLAKY["on"] = False
 
 
 @dataclass
@@ -64,7 +101,8 @@ async def platform(settings, temporal_env):
     settings = settings.model_copy(update={"temporal_address": target, "lifecycle": FAST})
     databases = Databases(settings)
     client = temporal_env.client
-    workers = [worker.build_worker(client, queue, databases, settings) for queue in TaskQueue]
+    workers = [worker.build_worker(client, queue, databases, settings, [FailOnceAfterCommit()])
+               for queue in TaskQueue]
     running = [asyncio.create_task(w.run()) for w in workers]
     app = create_app(settings)
     port = free_port()
@@ -235,6 +273,11 @@ async def wait_terminal(platform: Platform, delivery_id, timeout: float = 60) ->
     handle = platform.client.get_workflow_handle(workflow_id(delivery_id))
     result = await asyncio.wait_for(handle.result(), timeout)
     assert result["status"] in TERMINAL_STATUSES
+    if record_dir := os.environ.get("RECORD_HISTORIES"):
+        # Keeps real histories for the replay test: RECORD_HISTORIES=tests/replay/histories pytest tests/lifecycle
+        test_name = os.environ["PYTEST_CURRENT_TEST"].split("::")[-1].split(" ")[0]
+        history = await handle.fetch_history()
+        Path(record_dir, f"{test_name}.json").write_text(history.to_json())
     return result
 
 

@@ -124,6 +124,8 @@ async def test_same_order_twice_is_one_delivery_and_a_changed_body_is_a_conflict
     async with market.partner_http() as partner:
         order = market.order()
         first = await partner.post("/v1/deliveries", json=order)
+        right_away = await partner.get(f"/v1/deliveries/{first.json()['id']}")
+        assert right_away.status_code == 200 and right_away.json()["status"] == "created"
         again = await partner.post("/v1/deliveries", json=order)
         assert (first.status_code, again.status_code) == (201, 200)
         assert first.json()["id"] == again.json()["id"]

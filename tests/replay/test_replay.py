@@ -1,0 +1,30 @@
+"""Determinism guard: recorded lifecycle histories must replay on today's workflow code.
+
+A change that would break deliveries already running fails here. When a change is meant to alter the
+command sequence, version it with `workflow.patched`, then re-record:
+    RECORD_HISTORIES=tests/replay/histories python -m pytest tests/lifecycle
+"""
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows import WORKFLOWS
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_recorded_history_replays(path: Path):
+    history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
+
+
+def test_histories_cover_the_lifecycle_paths():
+    names = {p.stem for p in HISTORIES}
+    assert len(names) >= 5, "record histories of the happy path and the failure paths"
