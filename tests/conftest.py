@@ -5,6 +5,8 @@ import socket
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
@@ -66,5 +68,9 @@ async def time_skipping_env():
         test_server_existing_path=shutil.which("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
+    # The test server cannot list search attributes, but it can add them.
+    await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        namespace=env.client.namespace,
+        search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in SEARCH_ATTRIBUTES}))
     yield env
     await env.shutdown()
