@@ -40,6 +40,25 @@ async def status(args, settings: Settings) -> int:
     return 0 if stack else 1
 
 
+async def audit(args, settings: Settings) -> int:
+    from cli.audit import audit as run_audit
+    from core.db import Databases
+
+    databases = Databases(settings, pool_size=1)
+    try:
+        report = await run_audit(databases)
+    except OSError as exc:
+        raise CommandError(f"cannot reach a service database: {exc}") from None
+    finally:
+        await databases.dispose()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{report['deliveries']} deliveries, {report['attempts']} attempts across seven databases")
+        print("\n".join(report["problems"]) or "no orphan rows, no missing parts")
+    return 1 if report["problems"] else 0
+
+
 async def db(args, settings: Settings) -> int:
     try:
         if args.db_command == "upgrade":

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="the running stack's addresses")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
+    audit = commands.add_parser("audit", help="check every delivery's rows across the seven databases")
+    audit.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
     db = commands.add_parser("db", help="database migrations for all seven services")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="create missing databases and migrate all to a revision")
