@@ -2,7 +2,6 @@
 
 import argparse
 import asyncio
-import json
 import sys
 
 from cli.errors import CommandError

@@ -63,7 +63,6 @@ class LifecyclePolicy(BaseModel):
     monitor_poll_seconds: float = 5
     connectivity_lost_seconds: float = 90
     stuck_window_seconds: float = 180
-    stuck_distance_meters: float = 20
 
 
 class DeliveryOrder(BaseModel):

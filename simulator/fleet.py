@@ -8,34 +8,24 @@ its own, so a restarted simulator picks up where the deliveries are.
 import asyncio
 import itertools
 import logging
-import math
 import uuid
-from dataclasses import dataclass
 
 import httpx
 
+from core.contracts import Point
+from core.geo import meters_between
+
 log = logging.getLogger("simulator")
 
-EARTH_RADIUS_M = 6_371_000
 HEARTBEAT_SECONDS = 5.0
 POLL_SECONDS = 0.5
 LID_DWELL_SECONDS = 20.0
 
 
-@dataclass
-class Position:
-    latitude: float
-    longitude: float
-
-    def meters_to(self, other: "Position") -> float:
-        phi1, phi2 = math.radians(self.latitude), math.radians(other.latitude)
-        dphi, dlmb = phi2 - phi1, math.radians(other.longitude - self.longitude)
-        h = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
-        return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(h))
-
-    def toward(self, other: "Position", fraction: float) -> "Position":
-        return Position(self.latitude + (other.latitude - self.latitude) * fraction,
-                        self.longitude + (other.longitude - self.longitude) * fraction)
+def toward(start: Point, end: Point, fraction: float) -> Point:
+    """The point `fraction` of the way along the straight line from start to end."""
+    return Point(latitude=start.latitude + (end.latitude - start.latitude) * fraction,
+                 longitude=start.longitude + (end.longitude - start.longitude) * fraction)
 
 
 def parse_speed(value: str) -> float | None:
@@ -51,7 +41,7 @@ def parse_speed(value: str) -> float | None:
 class SimulatedRobot:
     """One robot: credentials, a position, and the loop that serves whatever it is assigned."""
 
-    def __init__(self, http: httpx.AsyncClient, robot_id: str, credential: str, position: Position,
+    def __init__(self, http: httpx.AsyncClient, robot_id: str, credential: str, position: Point,
                  speed: float | None, walking_speed_mps: float = 1.4):
         self.http, self.robot_id, self.position = http, robot_id, position
         self.headers = {"authorization": f"Bearer {credential}"}
@@ -74,7 +64,7 @@ class SimulatedRobot:
             await asyncio.sleep(POLL_SECONDS)
             return
         job = response.json()
-        pickup, dropoff = Position(**job["pickup"]), Position(**job["dropoff"])
+        pickup, dropoff = Point(**job["pickup"]), Point(**job["dropoff"])
         status, lid_open = job["status"], job["lid_open"]
         if status == "robot_assigned" or status == "picked_up":
             await self.report("departed")
@@ -95,16 +85,16 @@ class SimulatedRobot:
         else:
             await asyncio.sleep(POLL_SECONDS)
 
-    async def return_to_store(self, store: Position) -> None:
-        if self.position.meters_to(store) > 5:
+    async def return_to_store(self, store: Point) -> None:
+        if meters_between(self.position, store) > 5:
             await self.report("departed")
             await self.drive_to(store)
             await self.report("arrived_at_store")
         await self.report("lid_opened")
 
-    async def drive_to(self, target: Position) -> None:
+    async def drive_to(self, target: Point) -> None:
         """Move in a straight line at walking speed, sending heartbeats on the way."""
-        distance = self.position.meters_to(target)
+        distance = meters_between(self.position, target)
         if self.speed is None:
             self.position = target
             await self.heartbeat(moving=False)
@@ -115,7 +105,7 @@ class SimulatedRobot:
             tick = min(HEARTBEAT_SECONDS, duration - elapsed)
             await asyncio.sleep(tick)
             elapsed += tick
-            self.position = start.toward(target, elapsed / duration)
+            self.position = toward(start, target, elapsed / duration)
             await self.heartbeat(moving=elapsed < duration)
 
     async def wait(self, seconds: float) -> None:
@@ -138,7 +128,7 @@ class SimulatedRobot:
 async def run_fleet(api_url: str, robots: list[dict], speed: float | None) -> None:
     """Run every robot until cancelled."""
     async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
-        fleet = [SimulatedRobot(http, r["robot_id"], r["credential"], Position(r["latitude"], r["longitude"]), speed)
+        fleet = [SimulatedRobot(http, r["robot_id"], r["credential"], Point(latitude=r["latitude"], longitude=r["longitude"]), speed)
                  for r in robots]
         log.info("simulating %d robots against %s", len(fleet), api_url)
         await asyncio.gather(*(robot.run() for robot in fleet))

@@ -1,6 +1,5 @@
 """Session-wide real servers: an embedded Postgres, the Temporal dev server and the time-skipping server."""
 
-import shutil
 import socket
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from cli.supervisor import Child
-from core.embedded import prepare_postgres, temporal_cli_path, wait_for_postgres
+from core.embedded import prepare_postgres, installed_binary, wait_for_postgres
 from core.migrations import create_databases, upgrade_all
 from core.settings import SEARCH_ATTRIBUTES, Settings
 
@@ -53,7 +52,7 @@ async def settings(pg_settings) -> Settings:
 async def temporal_env():
     """A real Temporal dev server (the same binary `deliveryctl up` runs), in memory."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli_path(),
+        dev_server_existing_path=installed_binary("temporal"),
         data_converter=pydantic_data_converter,
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
     )
@@ -65,7 +64,7 @@ async def temporal_env():
 async def time_skipping_env():
     """The time-skipping test server, so minutes-long timers pass instantly."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=shutil.which("temporal-test-server"),
+        test_server_existing_path=installed_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
     # The test server cannot list search attributes, but it can add them.

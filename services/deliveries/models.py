@@ -1,21 +1,17 @@
 """Tables of the Deliveries database: deliveries, their attempts, quotes and customers."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, UniqueConstraint
+from sqlalchemy import ForeignKey, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-TIMESTAMPTZ = DateTime(timezone=True)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
+from core.columns import TIMESTAMPTZ, utcnow
+from core.contracts import DeliveryStatus
 
 
 class DeliveriesModel(SQLModel, registry=registry()):
@@ -23,22 +19,6 @@ class DeliveriesModel(SQLModel, registry=registry()):
 
 
 metadata = DeliveriesModel.metadata
-
-
-class DeliveryStatus(StrEnum):
-    """Where a delivery is in its lifecycle."""
-
-    CREATED = "created"
-    ROBOT_ASSIGNED = "robot_assigned"
-    EN_ROUTE_TO_PICKUP = "en_route_to_pickup"
-    AT_PICKUP = "at_pickup"
-    PICKED_UP = "picked_up"
-    EN_ROUTE_TO_DROPOFF = "en_route_to_dropoff"
-    AT_DROPOFF = "at_dropoff"
-    DELIVERED = "delivered"
-    RETURNING = "returning"
-    RETURNED = "returned"
-    CANCELLED = "cancelled"
 
 
 class AttemptKind(StrEnum):

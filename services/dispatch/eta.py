@@ -1,12 +1,11 @@
 """Distances and arrival times on the sidewalk: pure functions, no I/O."""
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.contracts import Point
+from core.geo import meters_between
 
-EARTH_RADIUS_METERS = 6_371_008.8
 # Time a robot spends at the store being loaded before it sets off for the dropoff.
 PICKUP_DWELL = timedelta(seconds=120)
 # A planning assumption, not a measurement: charge drains linearly, 1% of a full battery per 500 m.
@@ -26,14 +25,6 @@ class TripEstimate:
         return self.meters * BATTERY_PER_METER
 
 
-def distance_meters(a: Point, b: Point) -> float:
-    """The great-circle (haversine) distance between two points, in metres."""
-    lat1, lat2 = math.radians(a.latitude), math.radians(b.latitude)
-    dlat = lat2 - lat1
-    dlon = math.radians(b.longitude - a.longitude)
-    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
-    return 2 * EARTH_RADIUS_METERS * math.asin(min(1.0, math.sqrt(h)))
-
 
 def travel_time(meters: float, speed_mps: float) -> timedelta:
     """How long a robot takes to cover `meters` at `speed_mps`."""
@@ -42,8 +33,8 @@ def travel_time(meters: float, speed_mps: float) -> timedelta:
 
 def estimate_trip(robot_at: Point, free_at: datetime, pickup: Point, dropoff: Point, speed_mps: float) -> TripEstimate:
     """The trip of a robot at `robot_at`, free from `free_at`, going to `pickup` then `dropoff`."""
-    to_pickup = distance_meters(robot_at, pickup)
-    to_dropoff = distance_meters(pickup, dropoff)
+    to_pickup = meters_between(robot_at, pickup)
+    to_dropoff = meters_between(pickup, dropoff)
     pickup_eta = free_at + travel_time(to_pickup, speed_mps)
     dropoff_eta = pickup_eta + PICKUP_DWELL + travel_time(to_dropoff, speed_mps)
     return TripEstimate(pickup_eta=pickup_eta, dropoff_eta=dropoff_eta, meters=to_pickup + to_dropoff)

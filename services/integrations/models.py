@@ -1,19 +1,14 @@
 """Tables of the Integrations database: partners, their orders, status trail and PII."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime, Text, UniqueConstraint
+from sqlalchemy import Text, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-TIMESTAMPTZ = DateTime(timezone=True)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
+from core.columns import TIMESTAMPTZ, utcnow
 
 
 class IntegrationsModel(SQLModel, registry=registry()):

@@ -1,13 +1,12 @@
 """Tables of the Operations database: robots, tasks, trips, pilots and field operations."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Index,
     TextClause,
@@ -18,12 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-TIMESTAMPTZ = DateTime(timezone=True)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
+from core.columns import TIMESTAMPTZ, utcnow
 
 
 class OperationsModel(SQLModel, registry=registry()):

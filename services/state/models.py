@@ -1,21 +1,16 @@
 """Tables of the State database: every robot event, lid cycles with GPS, connectivity."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, UniqueConstraint
+from sqlalchemy import UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-TIMESTAMPTZ = DateTime(timezone=True)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
+from core.columns import TIMESTAMPTZ, utcnow
 
 
 class StateModel(SQLModel, registry=registry()):

@@ -1,19 +1,13 @@
 """Tables of the Trip Monitor database: the watch kept over each attempt's trip."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-TIMESTAMPTZ = DateTime(timezone=True)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
+from core.columns import TIMESTAMPTZ, utcnow
 
 
 class TripMonitorModel(SQLModel, registry=registry()):

@@ -1,26 +1,19 @@
 """Queries of the Trip Monitor service: one watched trip per attempt, fed by robot heartbeats."""
 
-import math
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.contracts import LifecyclePolicy, TripWatch
+from core.contracts import LifecyclePolicy, Point, TripWatch
+from core.geo import meters_between
 from services.trip_monitor.models import MonitoredTrip, MonitoredTripStatus as Watch
 
-EARTH_RADIUS_M = 6_371_000
+# A robot has made progress once it is this far from where it last made progress.
+PROGRESS_METERS = 20.0
 OPEN = (Watch.WATCHING.value, Watch.DEGRADED.value)
 DEGRADED_AFTER_SECONDS = 30
-
-
-def meters_between(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi, dlmb = phi2 - phi1, math.radians(lon2 - lon1)
-    h = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(h))
 
 
 async def start_watch(session: AsyncSession, watch: TripWatch) -> None:
@@ -38,9 +31,9 @@ async def finish_watch(session: AsyncSession, attempt_id) -> None:
     )
 
 
-async def record_heartbeat(session: AsyncSession, robot_id: str, latitude: float, longitude: float, moving: bool,
-                           progress_meters: float = 20.0) -> int:
-    """Feed a heartbeat to the robot's open watches; progress counts once it moved `progress_meters`."""
+async def record_heartbeat(session: AsyncSession, robot_id: str, latitude: float, longitude: float,
+                           moving: bool) -> int:
+    """Feed a heartbeat to the robot's open watches; progress counts once it moved PROGRESS_METERS."""
     now = datetime.now(UTC)
     trips = await session.scalars(
         select(MonitoredTrip).where(MonitoredTrip.robot_id == robot_id, MonitoredTrip.status.in_(OPEN))
@@ -51,7 +44,8 @@ async def record_heartbeat(session: AsyncSession, robot_id: str, latitude: float
         count += 1
         started_moving = moving and not trip.moving
         far = trip.last_latitude is None or meters_between(
-            trip.last_latitude, trip.last_longitude, latitude, longitude) >= progress_meters
+            Point(latitude=trip.last_latitude, longitude=trip.last_longitude),
+            Point(latitude=latitude, longitude=longitude)) >= PROGRESS_METERS
         if far or started_moving:
             trip.last_latitude, trip.last_longitude, trip.last_progress_at = latitude, longitude, now
         trip.last_heartbeat_at, trip.moving, trip.status = now, moving, Watch.WATCHING.value
@@ -66,7 +60,7 @@ def assess(trip: MonitoredTrip, policy: LifecyclePolicy, now: datetime) -> tuple
     if trip.moving:
         still = (now - (trip.last_progress_at or trip.started_at)).total_seconds()
         if still > policy.stuck_window_seconds:
-            return Watch.STUCK.value, f"under {policy.stuck_distance_meters:.0f} m of progress in {still:.0f}s"
+            return Watch.STUCK.value, f"under {PROGRESS_METERS:.0f} m of progress in {still:.0f}s"
     if silent > DEGRADED_AFTER_SECONDS:
         return Watch.DEGRADED.value, f"no heartbeat for {silent:.0f}s"
     return None

@@ -5,7 +5,7 @@ from uuid import UUID
 from sqlalchemy import func, select
 
 from core.services import Service
-from services.deliveries.models import Attempt, AttemptHistory, Delivery
+from services.deliveries.models import Attempt, Delivery
 from services.dispatch.models import Demand, Plan, Robot as PlanningRobot
 from services.integrations.models import PII, ExternalState, PartnerDelivery
 from services.operations.models import PilotAssignment, Task, TaskHistory, Trip, TripHistory

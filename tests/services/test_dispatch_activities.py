@@ -14,7 +14,8 @@ from core.db import Databases
 from core.errors import NO_ROBOT_AVAILABLE, ROBOT_UNAVAILABLE
 from core.services import Service
 from services.dispatch import repository
-from services.dispatch.eta import PICKUP_DWELL, distance_meters, estimate_trip
+from core.geo import meters_between
+from services.dispatch.eta import PICKUP_DWELL, estimate_trip
 from services.dispatch.models import Demand, Plan, Robot
 
 PICKUP = Point(latitude=37.7749, longitude=-122.4194)
@@ -80,13 +81,13 @@ async def plans_of(sessions, demand_id: uuid.UUID) -> list[Plan]:
 
 def test_distance_and_trip_estimate():
     north = Point(latitude=PICKUP.latitude + 1, longitude=PICKUP.longitude)
-    assert distance_meters(PICKUP, north) == pytest.approx(DEGREE_METERS, rel=1e-3)
-    assert distance_meters(PICKUP, PICKUP) == 0
+    assert meters_between(PICKUP, north) == pytest.approx(DEGREE_METERS, rel=1e-3)
+    assert meters_between(PICKUP, PICKUP) == 0
     start = datetime(2026, 1, 1, tzinfo=UTC)
     near = Point(latitude=PICKUP.latitude + 140 / DEGREE_METERS, longitude=PICKUP.longitude)
     trip = estimate_trip(near, start, PICKUP, DROPOFF, speed_mps=1.4)
     assert (trip.pickup_eta - start).total_seconds() == pytest.approx(100, rel=1e-2)
-    leg = distance_meters(PICKUP, DROPOFF) / 1.4
+    leg = meters_between(PICKUP, DROPOFF) / 1.4
     assert (trip.dropoff_eta - trip.pickup_eta - PICKUP_DWELL).total_seconds() == pytest.approx(leg)
     assert trip.battery_used == pytest.approx(trip.meters / 500 * 0.01)
 
