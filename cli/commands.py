@@ -79,10 +79,48 @@ async def db(args, settings: Settings) -> int:
 
 
 async def temporal(args, settings: Settings) -> int:
-    try:
-        client = await connect(settings)
-    except RuntimeError as exc:
-        raise CommandError(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
+    client = await _temporal(settings)
     added = await ensure_search_attributes(client)
     print(f"search attributes registered: {', '.join(added) if added else 'all present already'}")
     return 0
+
+
+async def ops(args, settings: Settings) -> int:
+    from cli import ops as operator
+    from core.db import Databases
+
+    client = await _temporal(settings)
+    if args.ops_command == "stuck":
+        parked = await operator.stuck(client, args.market)
+        if args.json:
+            print(json.dumps(parked, indent=2))
+        for item in [] if args.json else parked:
+            print(f"{item['workflow_id']}  {item['market']}  {item['reason']}")
+        if not args.json:
+            print(f"{len(parked)} deliveries wait for an operator")
+    elif args.ops_command == "queues":
+        for row in await operator.queues(client):
+            print(f"{row['queue']:<20} pollers {row['pollers']:>3}  backlog {row['backlog']:>5} "
+                  f"(oldest {row['backlog_age_seconds']:.0f}s)  in {row['add_rate']}/s  out {row['dispatch_rate']}/s")
+    elif args.ops_command == "show":
+        databases = Databases(settings, pool_size=1)
+        try:
+            print(json.dumps(await operator.show(client, databases, args.delivery_id), indent=2))
+        except operator.OperatorError as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            await databases.dispose()
+    else:
+        try:
+            print(await operator.act(client, args.delivery_id, args.ops_command, args.operator, args.note,
+                                     robot_id=args.robot, reason=args.reason))
+        except operator.OperatorError as exc:
+            raise CommandError(f"{args.ops_command} refused: {exc}") from None
+    return 0
+
+
+async def _temporal(settings: Settings):
+    try:
+        return await connect(settings)
+    except RuntimeError as exc:
+        raise CommandError(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None

@@ -2,7 +2,9 @@
 
 import argparse
 import asyncio
+import os
 import sys
+import uuid
 
 from cli.errors import CommandError
 from core.settings import SettingsError, load_settings
@@ -34,6 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
     downgrade = db_commands.add_parser("downgrade", help="reverse the migrations of all databases")
     downgrade.add_argument("revision", nargs="?", default="base")
     db_commands.add_parser("current", help="each database's revision and the head it should be at")
+
+    ops = commands.add_parser("ops", help="operators: parked deliveries, one delivery across all databases, actions")
+    ops_commands = ops.add_subparsers(dest="ops_command", required=True)
+    stuck = ops_commands.add_parser("stuck", help="deliveries waiting for an operator, with their reasons")
+    stuck.add_argument("--market")
+    stuck.add_argument("--json", action="store_true")
+    show = ops_commands.add_parser("show", help="one delivery joined across the seven databases and its workflow")
+    show.add_argument("delivery_id", type=uuid.UUID)
+    ops_commands.add_parser("queues", help="pollers and backlog per task queue")
+    for action, text in (("retry", "re-run the step a parked delivery waits on"),
+                         ("redispatch", "end the attempt and start another, optionally with --robot"),
+                         ("cancel", "cancel with --reason; the partner is told"),
+                         ("resolve", "close as delivered: the order was handed over by hand")):
+        sub = ops_commands.add_parser(action, help=text)
+        sub.add_argument("delivery_id", type=uuid.UUID)
+        sub.add_argument("--note", required=True, help="why (recorded with the action)")
+        sub.add_argument("--operator", default=os.environ.get("USER") or "operator", help="who (default $USER)")
+        sub.add_argument("--robot", help="redispatch: the robot to use")
+        sub.add_argument("--reason", help="cancel: the reason code")
 
     temporal = commands.add_parser("temporal", help="Temporal namespace administration")
     temporal_commands = temporal.add_subparsers(dest="temporal_command", required=True)

@@ -57,6 +57,8 @@ class LifecyclePolicy(BaseModel):
     pickup_wait_seconds: float = 600
     customer_no_show_seconds: float = 300
     pilot_wait_seconds: float = 600
+    no_robot_action: str = Field("cancel", pattern="^(cancel|park)$",
+                                 description="after robot_search_seconds: cancel, or park for an operator")
     callback_initial_interval_seconds: float = 5
     callback_max_attempts: int = 10
     callback_max_interval_seconds: float = 3600
@@ -223,6 +225,15 @@ class EventReceipt(BaseModel):
 class CancelRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=64)
     requested_by: str = "partner"
+
+
+class OperatorAction(BaseModel):
+    """An operator's decision on a delivery, recorded with who and why."""
+
+    operator: str = Field(min_length=1, max_length=64, description="who decided")
+    note: str = Field(min_length=1, max_length=500, description="why")
+    robot_id: str | None = Field(None, description="redispatch only: the robot to use")
+    reason: str | None = Field(None, max_length=64, description="cancel only: the reason code")
 
 
 class Deployment(BaseModel):

@@ -1,13 +1,15 @@
 """`deliveryctl up` end to end, run the way a user runs it: a real subprocess, real ports, Ctrl-C to stop.
 
 One test brings the whole stack up, checks it, stops it with SIGINT, checks nothing is left running, and
-brings it up again on the same data directory to check the data survived. Another checks that bad
-settings fail fast with one line naming the setting. Every port is free-chosen, every file lives in a
+brings it up again on the same data directory to check the data survived. Another kills children of a
+running `up`: a worker and the API are restarted, and losing Temporal stops the whole stack with exit 1.
+Another checks that bad settings fail fast with one line naming the setting. Every port is free-chosen, every file lives in a
 pytest tmp dir, and a `finally` kills whatever a failing run leaves behind.
 """
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -345,3 +347,131 @@ def test_bad_settings_fail_fast_with_one_line(tmp_path_factory):
     assert "DELIVERY_API_PORT" in up.stderr, up.output()
     assert "Traceback" not in up.stdout + up.stderr, up.output()
     assert len(up.stderr.strip().splitlines()) == 1, up.output()
+
+
+def _parent_pid(pid: int) -> int | None:
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat or ")" not in stat:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[1]) if fields[0] not in ("Z", "X") else None  # fields: state, ppid, ...
+
+
+def stack_child(up: UpProcess, stack: Stack, matches) -> int:
+    """The pid of the one child of this `up` whose argv satisfies `matches` and which belongs to this stack.
+
+    Only direct children of this `up` process count, and only if their environment, working directory
+    or command line names this stack's data directory, so processes of other stacks are never touched.
+    """
+    data_dir = str(stack.data_dir)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if _parent_pid(pid) != up.process.pid:
+            continue
+        raw = _read(f"/proc/{pid}/cmdline", binary=True) or b""
+        argv = [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
+        if not argv or not matches(argv):
+            continue
+        environ = (_read(f"/proc/{pid}/environ", binary=True) or b"").split(b"\0")
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            cwd = ""
+        if (f"DELIVERY_DATA_DIR={data_dir}".encode() in environ or cwd == data_dir
+                or cwd.startswith(data_dir + "/") or any(data_dir in arg for arg in argv)):
+            found.append(pid)
+    assert len(found) == 1, f"expected one matching child of `up` (pid {up.process.pid}), found {found}\n{up.output()}"
+    return found[0]
+
+
+def is_dispatch_worker(argv: list[str]) -> bool:
+    return any(arg.endswith("worker.py") for arg in argv) and "--queue dispatch" in " ".join(argv)
+
+
+def is_api(argv: list[str]) -> bool:
+    return argv[1:5] == ["-m", "uvicorn", "api.app:create_app", "--factory"]
+
+
+def is_temporal(argv: list[str]) -> bool:
+    return Path(argv[0]).name == "temporal" and argv[1:3] == ["server", "start-dev"]
+
+
+def wait_for_line(up: UpProcess, pattern: str, timeout: float, after: int = 0) -> re.Match:
+    """Wait for a line of `up`'s output (from offset `after`) matching `pattern`; return the match."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = re.search(pattern, up.stdout[after:], re.MULTILINE)
+        if match:
+            return match
+        if up.process.poll() is not None:
+            pytest.fail(f"`up` exited with {up.process.returncode} while waiting for {pattern!r}\n{up.output()}")
+        time.sleep(0.2)
+    pytest.fail(f"no line matching {pattern!r} within {timeout:.0f}s\n{up.output()}")
+
+
+def wait_healthy(stack: Stack, up: UpProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check_health(stack)
+            return
+        except (AssertionError, httpx.HTTPError, KeyError) as exc:
+            if time.monotonic() > deadline:
+                pytest.fail(f"/healthz not healthy within {timeout:.0f}s: {exc!r}\n{up.output()}")
+        time.sleep(0.3)
+
+
+def kill_and_see_restart(up: UpProcess, stack: Stack, name: str, matches) -> int:
+    """SIGKILL one ordinary child; check `up` reports it and restarts it; return the new pid."""
+    old = stack_child(up, stack, matches)
+    offset = len(up.stdout)
+    os.kill(old, signal.SIGKILL)
+    logs = re.escape(str(stack.data_dir / "logs"))
+    wait_for_line(up, rf"^\[up\] {re.escape(name)} exited with code -9; restarting in \d+s \(log: {logs}/", 30, offset)
+    restarted = wait_for_line(up, rf"^\[up\] {re.escape(name)} restarted \(pid (\d+)\)$", 30, offset)
+    new = int(restarted.group(1))
+    assert new != old, up.output()
+    assert stack_child(up, stack, matches) == new, up.output()
+    return new
+
+
+def test_up_restarts_children_and_stops_when_temporal_dies(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("up-kill-output")
+    stack = Stack.fresh(tmp_path_factory.mktemp("up-kill-data"))
+    up = None
+    try:
+        up = UpProcess(stack, out_dir, "kill")
+        up.wait_ready()
+        check_health(stack)
+
+        # 1. A worker killed outright is reported and restarted; the API stays healthy meanwhile.
+        kill_and_see_restart(up, stack, "worker dispatch", is_dispatch_worker)
+        check_health(stack)
+
+        # 2. The API killed outright comes back and serves /healthz again.
+        kill_and_see_restart(up, stack, "api", is_api)
+        wait_healthy(stack, up, 30)
+
+        # 3. Temporal is critical: losing it stops everything, exit 1, nothing left running.
+        temporal = stack_child(up, stack, is_temporal)
+        os.kill(temporal, signal.SIGKILL)
+        try:
+            code = up.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`up` still running 60s after Temporal was killed\n{up.output()}")
+        assert code == 1, up.output()
+        log = re.escape(str(stack.data_dir / "logs" / "temporal.log"))
+        assert re.search(rf"^\[up\] error: temporal exited unexpectedly \(code -9\); see {log}; stopping everything$",
+                         up.stdout, re.MULTILINE), up.output()
+        assert STOPPED in up.stdout, up.output()
+        assert "Traceback" not in up.stdout + up.stderr, up.output()
+        assert not (stack.data_dir / "stack.json").exists()
+        orphans = leftover_processes(stack)
+        assert not orphans, "processes outlived `up`:\n" + "\n".join(f"{p}: {r}" for p, r in orphans.items())
+    finally:
+        if up is not None:
+            up.kill()
+        sweep(stack)

@@ -20,7 +20,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.trip_monitor import TripMonitorActivities
     from core.contracts import (
         TERMINAL_STATUSES, AttemptOutcome, AttemptRef, CallbackFailure, CancelRequest, DeliveryOrder,
-        DeliveryStatus, DemandRequest, EventReceipt, FieldTaskRequest, NewAttempt, Point, RecordedRobotEvent,
+        DeliveryStatus, DemandRequest, EventReceipt, FieldTaskRequest, NewAttempt, OperatorAction, Point,
+        RecordedRobotEvent,
         RobotChoice, RobotEvent, RobotEventType, RobotRelease, StatusCallback, StatusChange, TaskAssignment,
         TaskClosure, TaskRequest, TripFinding, TripUpdate, TripWatch,
     )
@@ -54,8 +55,12 @@ def workflow_id(delivery_id: Any) -> str:
     return f"delivery:{delivery_id}"
 
 
-class StepParked(Exception):
-    """Raised inside the workflow when an operator cancelled a parked delivery."""
+class OperatorTookOver(Exception):
+    """Unwinds the current attempt when an operator decided to cancel, resolve or redispatch it."""
+
+    def __init__(self, kind: str, action: OperatorAction):
+        super().__init__(kind)
+        self.kind, self.action = kind, action
 
 
 @workflow.defn
@@ -78,7 +83,10 @@ class DeliveryWorkflow:
         self._callbacks_done = 0
         self._excluded_robots: list[str] = []
         self._attention: str | None = None
-        self._operator_retry = False
+        self._allowed_decisions: tuple[str, ...] = ()
+        self._decision: tuple[str, OperatorAction] | None = None
+        self._operator_actions: list[dict[str, Any]] = []
+        self._preferred_robot: str | None = None
         self._last_location: Point | None = None
         self._last_event: str | None = None
         self._reason: str | None = None
@@ -90,14 +98,23 @@ class DeliveryWorkflow:
     async def run(self, order: DeliveryOrder) -> dict[str, Any]:
         self._order = order
         sender = asyncio.create_task(self._send_callbacks())
-        await self._step(IntegrationsActivities.accept_order, order, TaskQueue.INTEGRATIONS)
-        self._attempt = await self._step(DeliveriesActivities.create_delivery, order, TaskQueue.DELIVERIES)
+        # Until the first attempt exists the only way forward is a retry.
+        await self._step(IntegrationsActivities.accept_order, order, TaskQueue.INTEGRATIONS, allowed=("retry",))
+        self._attempt = await self._step(DeliveriesActivities.create_delivery, order, TaskQueue.DELIVERIES,
+                                         allowed=("retry",))
         await self._reach(S.CREATED)
+        decision: OperatorTookOver | None = None
         while self._phase.status not in TERMINAL_STATUSES:
-            if self._attempt.kind == "return":
-                await self._return_attempt()
-            else:
-                await self._delivery_attempt()
+            try:
+                if decision is not None:
+                    await self._carry_out(decision.kind, decision.action)
+                    decision = None
+                elif self._attempt.kind == "return":
+                    await self._return_attempt()
+                else:
+                    await self._delivery_attempt()
+            except OperatorTookOver as took:
+                decision = took
         await workflow.wait_condition(lambda: self._callbacks_done == len(self._callbacks))
         sender.cancel()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -153,6 +170,23 @@ class DeliveryWorkflow:
         await self._release_robot()
         await self._finish(S.RETURNED, self._reason, already_reached=True)
 
+    async def _carry_out(self, kind: str, action: OperatorAction) -> None:
+        """An operator took the delivery over: cancel it, close it as delivered by hand, or dispatch again."""
+        by = f"{action.operator}: {action.note}"
+        if kind == "resolve_delivered":
+            await self._close_attempt("completed", reason=f"resolved by {by}")
+            await self._release_robot()
+            return await self._finish(S.DELIVERED, f"handed over by hand ({by})")
+        if kind == "cancel":
+            reason = action.reason or "operator_cancelled"
+            await self._close_attempt("cancelled", reason=f"{reason} ({by})")
+            await self._release_robot(fulfilled=False)
+            return await self._finish(S.CANCELLED, reason)
+        await self._close_attempt("failed", reason=f"redispatched by {by}")
+        await self._release_robot()
+        self._preferred_robot = action.robot_id
+        await self._start_attempt("delivery", "redispatched")
+
     async def _replace_robot(self) -> None:
         """The robot broke down or stopped progressing: take it out of service and try another one."""
         detail = self._finding_text()
@@ -184,11 +218,15 @@ class DeliveryWorkflow:
                 timeout = max(timedelta(0), self._phase_deadline - workflow.now())
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self._inbox) or self._cancel_pending() or self._finding is not None,
+                    lambda: bool(self._inbox) or self._cancel_pending() or self._finding is not None
+                    or self._decision is not None,
                     timeout=timeout,
                 )
             except asyncio.TimeoutError:
                 return "timeout"
+            if self._decision is not None:
+                kind, action = self._take_decision()
+                raise OperatorTookOver(kind, action)
             if self._inbox:
                 event, phase = self._inbox.popleft()
                 await self._apply(event, phase)
@@ -227,6 +265,13 @@ class DeliveryWorkflow:
                     self._excluded_robots.append(choice.robot_id)
                     continue
             wait = min(self._order.policy.robot_retry_seconds, (deadline - workflow.now()).total_seconds())
+            if wait <= 0 and self._order.policy.no_robot_action == "park":
+                kind, action = await self._park("no robot available", allowed=("retry", "redispatch", "cancel"))
+                if kind == "cancel":
+                    raise OperatorTookOver(kind, action)
+                self._preferred_robot = action.robot_id
+                deadline = workflow.now() + timedelta(seconds=self._order.policy.robot_search_seconds)
+                continue
             if wait <= 0:
                 self._reason = "no_robot_available"
                 return None
@@ -245,7 +290,7 @@ class DeliveryWorkflow:
             except ActivityError:
                 pass
             if first_leg == "to_store" and workflow.now() >= deadline:
-                await self._park("no pilot is free to supervise the robot bringing the order back")
+                await self._park("no pilot is free to supervise the robot bringing the order back", ("retry",))
                 deadline = workflow.now() + timedelta(seconds=self._order.policy.pilot_wait_seconds)
                 continue
             if first_leg != "to_store" and (workflow.now() >= deadline or self._cancel):
@@ -331,7 +376,8 @@ class DeliveryWorkflow:
                                    delivery_id=self._order.delivery_id, attempt_id=self._attempt.attempt_id)
         await self._step(OperationsActivities.open_field_task, request, TaskQueue.OPERATIONS)
 
-    async def _step(self, activity, arg, queue: TaskQueue, expect: tuple[str, ...] = ()):
+    async def _step(self, activity, arg, queue: TaskQueue, expect: tuple[str, ...] = (),
+                    allowed: tuple[str, ...] = ("retry", "redispatch", "cancel", "resolve_delivered")):
         """Run one activity on its service's queue; park for an operator when it cannot succeed.
 
         Business errors named in `expect` are the caller's to handle; any other failure, once its bounded
@@ -346,7 +392,9 @@ class DeliveryWorkflow:
             except ActivityError as err:
                 if _error_type(err) in expect:
                     raise
-                await self._park(f"{activity.__name__} failed: {_error_message(err)}")
+                kind, action = await self._park(f"{activity.__name__} failed: {_error_message(err)}", allowed)
+                if kind != "retry":
+                    raise OperatorTookOver(kind, action) from None
 
     def _step_retry(self) -> RetryPolicy:
         # Infrastructure failures retry with backoff, but boundedly: then the delivery parks for an operator.
@@ -355,15 +403,20 @@ class DeliveryWorkflow:
                            maximum_interval=timedelta(seconds=30), maximum_attempts=policy.step_retry_max_attempts,
                            non_retryable_error_types=list(BUSINESS_ERRORS))
 
-    async def _park(self, reason: str) -> None:
-        """Wait, visibly, until an operator asks for a retry."""
-        self._attention = reason
-        self._operator_retry = False
+    async def _park(self, reason: str, allowed: tuple[str, ...]) -> tuple[str, OperatorAction]:
+        """Wait, visibly (DeliveryStatus=NEEDS_OPERATOR), for an operator's decision; return it."""
+        self._attention, self._allowed_decisions = reason, allowed
         self._upsert_search_attributes()
         self._set_details()
-        await workflow.wait_condition(lambda: self._operator_retry)
-        self._attention = None
+        await workflow.wait_condition(lambda: self._decision is not None)
+        self._attention, self._allowed_decisions = None, ()
         self._upsert_search_attributes()
+        self._set_details()
+        return self._take_decision()
+
+    def _take_decision(self) -> tuple[str, OperatorAction]:
+        decision, self._decision = self._decision, None
+        return decision
 
     async def _send_callbacks(self) -> None:
         """Send each status callback in order; a partner endpoint that is down never holds up the robot."""
@@ -385,7 +438,7 @@ class DeliveryWorkflow:
                 failure = CallbackFailure(partner_delivery_id=callback.partner_delivery_id,
                                           sequence=callback.sequence, error=_error_message(err))
                 await self._step(PartnerCallbackActivities.record_callback_failure, failure,
-                                 TaskQueue.PARTNER_CALLBACKS)
+                                 TaskQueue.PARTNER_CALLBACKS, allowed=("retry",))
             self._callbacks_done += 1
 
     # ---- messages from robots, partners and operators --------------------------------------------
@@ -428,7 +481,10 @@ class DeliveryWorkflow:
     @workflow.update
     async def cancel(self, request: CancelRequest) -> EventReceipt:
         """Cancel the delivery: before pickup everything is released; after loading the order goes back."""
-        if self._cancel is None:
+        if self._attention is not None and "cancel" in self._allowed_decisions:
+            self._decide("cancel", OperatorAction(operator=request.requested_by, note="cancelled while parked",
+                                                  reason=request.reason))
+        elif self._cancel is None:
             self._cancel = request
         await workflow.wait_condition(lambda: self._reached_status() in TERMINAL_STATUSES | {S.RETURNING})
         return EventReceipt(delivery_id=self._order.delivery_id, status=self._phase.status,
@@ -441,15 +497,54 @@ class DeliveryWorkflow:
                                    type="noncancelable_delivery")
 
     @workflow.update
-    async def retry(self, note: str) -> str:
+    async def retry(self, action: OperatorAction) -> str:
         """Operator: re-run the step the delivery is parked on."""
-        self._operator_retry = True
-        return f"retrying after: {self._attention}"
+        return self._decide("retry", action)
 
     @retry.validator
-    def _validate_retry(self, note: str) -> None:
-        if self._attention is None:
+    def _validate_retry(self, action: OperatorAction) -> None:
+        self._check_decision("retry")
+
+    @workflow.update
+    async def redispatch(self, action: OperatorAction) -> str:
+        """Operator: end this attempt and start another, with `robot_id` if given."""
+        return self._decide("redispatch", action)
+
+    @redispatch.validator
+    def _validate_redispatch(self, action: OperatorAction) -> None:
+        if self._attention is None and self._phase.status not in (S.ROBOT_ASSIGNED, S.EN_ROUTE_TO_PICKUP):
+            raise ApplicationError(f"cannot redispatch a delivery that is {self._phase.status.value}",
+                                   type="invalid_operator_action")
+        self._check_decision("redispatch", parked_only=False)
+
+    @workflow.update
+    async def resolve_delivered(self, action: OperatorAction) -> str:
+        """Operator: the order was handed over by hand; close the delivery as delivered."""
+        return self._decide("resolve_delivered", action)
+
+    @resolve_delivered.validator
+    def _validate_resolve(self, action: OperatorAction) -> None:
+        loaded = self._phase.status in (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
+        if self._attention is None and not loaded:
+            raise ApplicationError(f"cannot resolve as delivered a delivery that is {self._phase.status.value}",
+                                   type="invalid_operator_action")
+        self._check_decision("resolve_delivered", parked_only=False)
+
+    def _check_decision(self, kind: str, parked_only: bool = True) -> None:
+        if self._decision is not None:
+            raise ApplicationError("another operator decision is being carried out", type="invalid_operator_action")
+        if self._attention is None and parked_only:
             raise ApplicationError("the delivery is not waiting for an operator", type="not_parked")
+        if self._attention is not None and kind not in self._allowed_decisions:
+            raise ApplicationError(f"{kind} does not apply here; choose one of {', '.join(self._allowed_decisions)}",
+                                   type="invalid_operator_action")
+
+    def _decide(self, kind: str, action: OperatorAction) -> str:
+        self._decision = (kind, action)
+        self._operator_actions.append({"action": kind, "operator": action.operator, "note": action.note,
+                                       "robot_id": action.robot_id, "reason": action.reason,
+                                       "at": workflow.now().isoformat(), "attention": self._attention})
+        return f"{kind} accepted from {action.operator}"
 
     @workflow.query
     def status(self) -> dict[str, Any]:
@@ -463,6 +558,7 @@ class DeliveryWorkflow:
             "pilot_id": str(self._task.pilot_id) if self._task else None,
             "reason": self._reason,
             "attention": self._attention,
+            "operator_actions": self._operator_actions,
             "callbacks": {"queued": len(self._callbacks), "done": self._callbacks_done},
             "trail": self._trail,
         }
@@ -472,7 +568,7 @@ class DeliveryWorkflow:
     def _demand(self, preferred: str | None = None) -> DemandRequest:
         return DemandRequest(attempt=self._attempt, market=self._order.market, pickup=self._order.pickup,
                              dropoff=self._order.dropoff, exclude_robot_ids=self._excluded_robots,
-                             preferred_robot_id=preferred)
+                             preferred_robot_id=preferred or self._preferred_robot)
 
     def _watch(self) -> TripWatch:
         return TripWatch(attempt_id=self._attempt.attempt_id, delivery_id=self._order.delivery_id,

@@ -1,0 +1,109 @@
+"""Operators find parked deliveries by search attribute, read why, and fix them with updates."""
+
+import pytest
+from sqlalchemy import text
+
+from cli import ops
+from core.services import Service
+from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal
+from tests.lifecycle.test_failure_paths import assert_robot_free, create
+
+
+async def parked(platform, delivery_id, reason_part: str) -> dict:
+    async def listed():
+        found = [p for p in await ops.stuck(platform.client) if p["workflow_id"] == f"delivery:{delivery_id}"]
+        return found[0] if found and reason_part in (found[0]["reason"] or "") else None
+
+    listed.__name__ = f"delivery parked for '{reason_part}'"
+    return await wait_for(listed, timeout=30, interval=0.3)
+
+
+async def test_no_robot_parks_then_a_redispatch_to_a_named_robot_delivers(market, lifecycle_policy):
+    lifecycle_policy(no_robot_action="park", robot_search_seconds=1)
+    await market.add_pilot()
+    delivery_id = await create(market)
+    found = await parked(market.platform, delivery_id, "no robot available")
+    assert found["market"] == market.market.name
+    robot = await market.add_robot()
+    with pytest.raises(ops.OperatorError, match="resolve_delivered does not apply"):
+        await ops.act(market.platform.client, delivery_id, "resolve", "ana", "wrong button")
+    answer = await ops.act(market.platform.client, delivery_id, "redispatch", "ana", "new robot deployed",
+                           robot_id=robot)
+    assert "redispatch accepted from ana" in answer
+    driver = RobotDriver(market, robot)
+    await driver.to_pickup(delivery_id)
+    await driver.load_and_go()
+    await driver.hand_over()
+    result = await wait_terminal(market.platform, delivery_id)
+    assert result["status"] == "delivered"
+    assert result["operator_actions"][0]["operator"] == "ana" and result["attention"] is None
+
+
+async def test_a_step_that_keeps_failing_parks_and_a_retry_resumes_it(market, lifecycle_policy):
+    lifecycle_policy(step_retry_max_attempts=2)
+    robot = await market.add_robot()
+    await market.add_pilot()
+    delivery_id = await create(market)
+    driver = RobotDriver(market, robot)
+    await wait_status(market.platform, delivery_id, "robot_assigned")
+    state = market.platform.databases.engines[Service.STATE]
+    async with state.begin() as connection:  # the State database loses its event table
+        await connection.execute(text("ALTER TABLE state_history RENAME TO state_history_away"))
+    try:
+        await driver.send("departed")
+        found = await parked(market.platform, delivery_id, "record_robot_event failed")
+        assert "state_history" in found["reason"]
+    finally:
+        async with state.begin() as connection:
+            await connection.execute(text("ALTER TABLE state_history_away RENAME TO state_history"))
+    await ops.act(market.platform.client, delivery_id, "retry", "ben", "state database repaired")
+    await wait_status(market.platform, delivery_id, "en_route_to_pickup")
+    await driver.send("arrived_at_pickup")
+    await driver.load_and_go()
+    await driver.hand_over()
+    assert (await wait_terminal(market.platform, delivery_id))["status"] == "delivered"
+
+
+async def test_resolve_as_delivered_by_hand_and_refusals(market):
+    robot = await market.add_robot()
+    await market.add_pilot()
+    delivery_id = await create(market)
+    with pytest.raises(ops.OperatorError, match="not waiting for an operator"):
+        await ops.act(market.platform.client, delivery_id, "retry", "cy", "nothing to retry")
+    driver = RobotDriver(market, robot)
+    await driver.to_pickup(delivery_id)
+    with pytest.raises(ops.OperatorError, match="cannot resolve"):
+        await ops.act(market.platform.client, delivery_id, "resolve", "cy", "still at the store")
+    await driver.load_and_go()
+    await ops.act(market.platform.client, delivery_id, "resolve", "cy", "customer met the robot at the door")
+    result = await wait_terminal(market.platform, delivery_id)
+    assert result["status"] == "delivered" and "handed over by hand" in result["reason"]
+    await assert_robot_free(market.platform, robot)
+    story = await ops.show(market.platform.client, market.platform.databases, delivery_id)
+    assert story["deliveries"]["status"] == "delivered"
+    assert story["operations"]["tasks"][0]["status"] == "completed"
+    assert story["dispatch"]["demands"][0]["status"] == "fulfilled"
+    assert story["trip_monitor"][0]["status"] == "finished"
+    assert story["device"][0]["robot_id"] == robot and "credential_hash" not in story["device"][0]
+    assert story["workflow"]["operator_actions"][0]["note"] == "customer met the robot at the door"
+
+
+async def test_cancel_while_parked_tells_the_partner(market, lifecycle_policy, receiver):
+    lifecycle_policy(no_robot_action="park", robot_search_seconds=1)
+    delivery_id = await create(market)
+    await parked(market.platform, delivery_id, "no robot available")
+    await ops.act(market.platform.client, delivery_id, "cancel", "dee", "store closed", reason="store_closed")
+    result = await wait_terminal(market.platform, delivery_id)
+    assert (result["status"], result["reason"]) == ("cancelled", "store_closed")
+
+    async def partner_told():
+        return receiver.statuses(delivery_id)[-1:] == ["cancelled"]
+
+    await wait_for(partner_told)
+
+
+async def test_queues_report_pollers_for_every_queue(platform):
+    report = await ops.queues(platform.client)
+    assert {row["queue"] for row in report} >= {"delivery-workflows", "dispatch", "partner-callbacks"}
+    assert all(row["pollers"] >= 1 for row in report)
+
