@@ -3,8 +3,8 @@
 One test brings the whole stack up, checks it, stops it with SIGINT, checks nothing is left running, and
 brings it up again on the same data directory to check the data survived. Another kills children of a
 running `up`: a worker and the API are restarted, and losing Temporal stops the whole stack with exit 1.
-Another checks that bad settings fail fast with one line naming the setting. Every port is free-chosen, every file lives in a
-pytest tmp dir, and a `finally` kills whatever a failing run leaves behind.
+Another checks that bad settings fail fast with one line naming the setting. Every port is free-chosen,
+every file lives in a pytest tmp dir, and a `finally` kills whatever a failing run leaves behind.
 """
 
 import json
