@@ -25,7 +25,9 @@ with workflow.unsafe.imports_passed_through():
         RobotChoice, RobotEvent, RobotEventType, RobotRelease, StatusCallback, StatusChange, TaskAssignment,
         TaskClosure, TaskRequest, TripFinding, TripUpdate, TripWatch,
     )
-    from core.errors import BUSINESS_ERRORS, NO_PILOT_AVAILABLE, NO_ROBOT_AVAILABLE, ROBOT_NOT_DEPLOYED
+    from core.errors import (
+        BUSINESS_ERRORS, NO_PILOT_AVAILABLE, NO_ROBOT_AVAILABLE, ROBOT_NOT_DEPLOYED, ROBOT_UNAVAILABLE,
+    )
     from core.services import TaskQueue
     from workflows.transitions import EventRejected, Phase, next_phase
 
@@ -121,12 +123,18 @@ class DeliveryWorkflow:
         return self.status()
 
     async def _delivery_attempt(self) -> None:
-        self._choice = await self._find_robot()
-        if self._choice is None:
-            await self._close_attempt("cancelled", reason=self._reason)
-            await self._release_robot(fulfilled=False)
-            return await self._finish(S.CANCELLED, self._reason or "no_robot_available")
-        self._task = await self._assign_task(self._choice.robot_id, "to_pickup")
+        while True:
+            self._choice = await self._find_robot()
+            if self._choice is None:
+                await self._close_attempt("cancelled", reason=self._reason)
+                await self._release_robot(fulfilled=False)
+                return await self._finish(S.CANCELLED, self._reason or "no_robot_available")
+            try:
+                self._task = await self._assign_task(self._choice.robot_id, "to_pickup")
+                break
+            except ActivityError:  # Operations holds the robot busy or out of service: plan another one
+                await self._release_robot(fulfilled=False)
+                self._excluded_robots.append(self._choice.robot_id)
         if self._task is None:
             await self._close_attempt("cancelled", reason=self._reason)
             await self._release_robot(fulfilled=False)
@@ -286,9 +294,10 @@ class DeliveryWorkflow:
         while True:
             try:
                 return await self._step(OperationsActivities.assign_task, request, TaskQueue.OPERATIONS,
-                                        expect=(NO_PILOT_AVAILABLE,))
-            except ActivityError:
-                pass
+                                        expect=(NO_PILOT_AVAILABLE, ROBOT_UNAVAILABLE))
+            except ActivityError as err:
+                if _error_type(err) == ROBOT_UNAVAILABLE and first_leg != "to_store":
+                    raise
             if first_leg == "to_store" and workflow.now() >= deadline:
                 await self._park("no pilot is free to supervise the robot bringing the order back", ("retry",))
                 deadline = workflow.now() + timedelta(seconds=self._order.policy.pilot_wait_seconds)
@@ -349,7 +358,7 @@ class DeliveryWorkflow:
         self._phase_deadline = None
         self._task = None  # the old task is closed: its robot's events no longer apply
         if kind == "delivery":
-            self._phase = Phase(S.CREATED)
+            self._phase, self._choice = Phase(S.CREATED), None
         if kind == "return":
             self._cancel = None  # the return answers the cancellation
 
