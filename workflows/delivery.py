@@ -227,12 +227,12 @@ class DeliveryWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: bool(self._inbox) or self._cancel_pending() or self._finding is not None
-                    or self._decision is not None,
+                    or self._unparked_decision(),
                     timeout=timeout,
                 )
             except asyncio.TimeoutError:
                 return "timeout"
-            if self._decision is not None:
+            if self._unparked_decision():
                 kind, action = self._take_decision()
                 raise OperatorTookOver(kind, action)
             if self._inbox:
@@ -274,7 +274,8 @@ class DeliveryWorkflow:
                     continue
             wait = min(self._order.policy.robot_retry_seconds, (deadline - workflow.now()).total_seconds())
             if wait <= 0 and self._order.policy.no_robot_action == "park":
-                kind, action = await self._park("no robot available", allowed=("retry", "redispatch", "cancel"))
+                kind, action = await self._park("no robot available", allowed=("retry", "redispatch", "cancel"),
+                                                cause="no_robot")
                 if kind == "cancel":
                     raise OperatorTookOver(kind, action)
                 self._preferred_robot = action.robot_id
@@ -299,7 +300,8 @@ class DeliveryWorkflow:
                 if _error_type(err) == ROBOT_UNAVAILABLE and first_leg != "to_store":
                     raise
             if first_leg == "to_store" and workflow.now() >= deadline:
-                await self._park("no pilot is free to supervise the robot bringing the order back", ("retry",))
+                await self._park("no pilot is free to supervise the robot bringing the order back", ("retry",),
+                                 cause="no_pilot")
                 deadline = workflow.now() + timedelta(seconds=self._order.policy.pilot_wait_seconds)
                 continue
             if first_leg != "to_store" and (workflow.now() >= deadline or self._cancel):
@@ -330,6 +332,7 @@ class DeliveryWorkflow:
         change = StatusChange(delivery_id=self._order.delivery_id, attempt_id=self._attempt.attempt_id, status=status,
                               sequence=self._attempt_sequence, occurred_at=now, robot_id=robot_id, reason=reason)
         await self._step(DeliveriesActivities.record_status, change, TaskQueue.DELIVERIES)
+        self._count_status(status, now)
         self._trail.append({"status": status.value, "at": now.isoformat(), "attempt": self._attempt.number,
                             "robot_id": robot_id, "reason": reason})
         self._callbacks.append(StatusCallback(
@@ -337,6 +340,26 @@ class DeliveryWorkflow:
             sequence=len(self._callbacks) + 1, status=status, occurred_at=now, robot_id=robot_id, reason=reason))
         self._upsert_search_attributes()
         self._set_details()
+
+    def _count_status(self, status: S, now: datetime) -> None:
+        """Metrics (skipped on replay): delivery_status_total{status}, and the time the previous status lasted."""
+        meter = workflow.metric_meter()
+        meter.create_counter("delivery_status_total", "Deliveries reaching each status").add(
+            1, {"status": status.value})
+        if self._trail:
+            previous = self._trail[-1]
+            seconds = (now - datetime.fromisoformat(previous["at"])).total_seconds()
+            meter.create_histogram_float(
+                "delivery_status_duration_seconds", "Time a delivery spent in each status", "s",
+            ).record(max(seconds, 0.0), {"status": previous["status"]})
+        workflow.logger.info("delivery %s", status.value, extra=self._log_context(status=status.value))
+
+    def _log_context(self, **fields: Any) -> dict[str, Any]:
+        """IDs only: the workflow logger adds the workflow_id; never the customer's details."""
+        context = {"delivery_id": str(self._order.delivery_id)}
+        if self._attempt is not None:
+            context["attempt_id"] = str(self._attempt.attempt_id)
+        return {**context, **fields}
 
     def _reached_status(self) -> S | None:
         return S(self._trail[-1]["status"]) if self._trail else None
@@ -396,12 +419,13 @@ class DeliveryWorkflow:
             try:
                 return await workflow.execute_activity_method(
                     activity, arg, task_queue=queue.value, start_to_close_timeout=STEP_TIMEOUT,
-                    retry_policy=self._step_retry(),
+                    retry_policy=self._step_retry(), summary=self._summary(activity),
                 )
             except ActivityError as err:
                 if _error_type(err) in expect:
                     raise
-                kind, action = await self._park(f"{activity.__name__} failed: {_error_message(err)}", allowed)
+                kind, action = await self._park(f"{activity.__name__} failed: {_error_message(err)}", allowed,
+                                                cause=activity.__name__)
                 if kind != "retry":
                     raise OperatorTookOver(kind, action) from None
 
@@ -412,9 +436,17 @@ class DeliveryWorkflow:
                            maximum_interval=timedelta(seconds=30), maximum_attempts=policy.step_retry_max_attempts,
                            non_retryable_error_types=list(BUSINESS_ERRORS))
 
-    async def _park(self, reason: str, allowed: tuple[str, ...]) -> tuple[str, OperatorAction]:
-        """Wait, visibly (DeliveryStatus=NEEDS_OPERATOR), for an operator's decision; return it."""
+    async def _park(self, reason: str, allowed: tuple[str, ...], cause: str) -> tuple[str, OperatorAction]:
+        """Wait, visibly (DeliveryStatus=NEEDS_OPERATOR), for an operator's decision; return it.
+
+        `cause` is a short, fixed label (the failing activity's name, no_robot, no_pilot) for the
+        `deliveries_parked_total{reason}` metric; `reason` is the operator's full text.
+        """
         self._attention, self._allowed_decisions = reason, allowed
+        workflow.metric_meter().create_counter(
+            "deliveries_parked_total", "Deliveries parked for an operator (NEEDS_OPERATOR), by cause",
+        ).add(1, {"reason": cause})
+        workflow.logger.warning("delivery parked for an operator: %s", cause, extra=self._log_context(reason=cause))
         self._upsert_search_attributes()
         self._set_details()
         await workflow.wait_condition(lambda: self._decision is not None)
@@ -422,6 +454,10 @@ class DeliveryWorkflow:
         self._upsert_search_attributes()
         self._set_details()
         return self._take_decision()
+
+    def _unparked_decision(self) -> bool:
+        # A decision made while something is parked belongs to whatever parked; others end the attempt.
+        return self._decision is not None and self._attention is None
 
     def _take_decision(self) -> tuple[str, OperatorAction]:
         decision, self._decision = self._decision, None
@@ -587,6 +623,12 @@ class DeliveryWorkflow:
         if self._finding is not None:
             return f"{self._finding.kind}: {self._finding.detail}"
         return "robot reported a fault"
+
+    def _summary(self, activity) -> str:
+        """What an activity is for, as the UI lists it."""
+        where = f"attempt {self._attempt.number}" if self._attempt else "order"
+        robot = f", robot {self._choice.robot_id}" if self._choice else ""
+        return f"{activity.__name__.replace('_', ' ')} ({where}{robot})"
 
     def _upsert_search_attributes(self) -> None:
         status = NEEDS_OPERATOR if self._attention else self._phase.status.value

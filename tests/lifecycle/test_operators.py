@@ -107,3 +107,27 @@ async def test_queues_report_pollers_for_every_queue(platform):
     assert {row["queue"] for row in report} >= {"delivery-workflows", "dispatch", "partner-callbacks"}
     assert all(row["pollers"] >= 1 for row in report)
 
+
+
+async def test_a_stuck_robot_with_no_replacement_parks_for_an_operator(market, lifecycle_policy):
+    lifecycle_policy(no_robot_action="park", robot_search_seconds=1, stuck_window_seconds=1.5,
+                     monitor_poll_seconds=0.3)
+    robot = await market.add_robot()
+    await market.add_pilot()
+    delivery_id = await create(market)
+    driver = RobotDriver(market, robot)
+    await wait_status(market.platform, delivery_id, "robot_assigned")
+    await driver.send("departed")
+
+    async def parked_after_the_fault():
+        await driver.heartbeat(moving=True)  # driving on the spot
+        found = [p for p in await ops.stuck(market.platform.client) if p["workflow_id"] == f"delivery:{delivery_id}"]
+        return found[0] if found else None
+
+    found = await wait_for(parked_after_the_fault, timeout=30, interval=0.3)
+    assert found["reason"] == "no robot available"
+    story = await ops.show(market.platform.client, market.platform.databases, delivery_id)
+    assert [t["kind"] for t in story["operations"]["field_tasks"]] == ["rescue"]
+    assert [a["status"] for a in story["deliveries"]["attempts"]] == ["failed", "pending"]
+    await ops.act(market.platform.client, delivery_id, "cancel", "eve", "no robot in the area", reason="no_capacity")
+    assert (await wait_terminal(market.platform, delivery_id))["status"] == "cancelled"
