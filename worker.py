@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from temporalio.worker import Interceptor, Worker
 
 from core.db import Databases
+from core.logging import ActivityLogContext, configure_logging
 from core.services import QUEUE_DATABASE, TaskQueue
 from core.settings import Settings, SettingsError, load_settings
 from core.temporal import connect
@@ -31,7 +32,11 @@ def activities_for(queue: TaskQueue, databases: Databases, settings: Settings) -
 
 def build_worker(client: Client, queue: TaskQueue, databases: Databases, settings: Settings,
                  interceptors: Sequence[Interceptor] = ()) -> Worker:
-    """One Worker for one task queue: the delivery workflows, or one service's activities."""
+    """One Worker for one task queue: the delivery workflows, or one service's activities.
+
+    Its metrics go wherever the client's runtime sends them (`core.temporal.connect`); activity logs carry
+    the delivery's ids (`ActivityLogContext`).
+    """
     if queue is TaskQueue.DELIVERY_WORKFLOWS:
         from workflows import WORKFLOWS
 
@@ -41,7 +46,7 @@ def build_worker(client: Client, queue: TaskQueue, databases: Databases, setting
         task_queue=queue.value,
         activities=activities_for(queue, databases, settings),
         max_concurrent_activities=100,
-        interceptors=interceptors,
+        interceptors=[ActivityLogContext(), *interceptors],
     )
 
 
@@ -53,7 +58,8 @@ async def run(queues: list[TaskQueue], settings: Settings) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    logging.info("polling %s on %s", ", ".join(q.value for q in queues), settings.temporal_address)
+    logging.info("polling %s on %s", ", ".join(q.value for q in queues), settings.temporal_address,
+                 extra={"metrics": f"http://{settings.metrics_address}/metrics" if settings.metrics_address else None})
     running = [asyncio.create_task(worker.run()) for worker in workers]
     await stop.wait()
     await asyncio.gather(*(worker.shutdown() for worker in workers))
@@ -72,7 +78,7 @@ def parse_queues(argv: list[str] | None) -> list[TaskQueue]:
 
 def main(argv: list[str] | None = None) -> int:
     queues = parse_queues(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     try:
         settings = load_settings()
     except SettingsError as exc:

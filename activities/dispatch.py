@@ -1,5 +1,6 @@
 """Dispatch activities: commit one robot to an attempt's demand, and free it when the attempt is done."""
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ from temporalio import activity
 from activities.base import ServiceActivities
 from core.contracts import DemandRequest, Point, RobotChoice, RobotRelease
 from core.errors import NO_ROBOT_AVAILABLE, ROBOT_UNAVAILABLE, business_error
+from core.temporal import activity_meter
 from services.dispatch import repository
 from services.dispatch.eta import TripEstimate, estimate_trip
 from services.dispatch.models import Demand, DemandStatus, Plan, Robot, RobotStatus
@@ -21,7 +23,26 @@ class DispatchActivities(ServiceActivities):
 
     @activity.defn
     async def plan_demand(self, request: DemandRequest) -> RobotChoice:
-        """Commit a robot to the attempt's demand; a retry returns the plan already committed."""
+        """Commit a robot to the attempt's demand; a retry returns the plan already committed.
+
+        Its latency is `dispatch_planning_seconds{outcome=planned|no_robot|error}`.
+        """
+        started, outcome = time.perf_counter(), "error"
+        try:
+            choice = await self._plan_demand(request)
+            outcome = "planned" if choice is not None else "no_robot"
+        finally:
+            activity_meter().create_histogram_float(
+                "dispatch_planning_seconds", "Time to plan a demand (choose and commit a robot)", "s",
+            ).record(time.perf_counter() - started, {"outcome": outcome})
+        # Raised after the commit, so the unmet demand stays on record as open.
+        if choice is None:
+            activity.logger.info("no robot available", extra={"market": request.market})
+            raise business_error(NO_ROBOT_AVAILABLE, f"no idle robot with enough charge in {request.market}")
+        activity.logger.info("robot %s planned", choice.robot_id, extra={"robot_id": choice.robot_id})
+        return choice
+
+    async def _plan_demand(self, request: DemandRequest) -> RobotChoice | None:
         attempt = request.attempt
         async with self.sessions.begin() as session:
             demand = await repository.upsert_demand(
@@ -31,11 +52,7 @@ class DispatchActivities(ServiceActivities):
             if plan is None:
                 demand.status = DemandStatus.OPEN
                 plan = await self._plan(session, demand, request)
-            choice = _choice(plan) if plan is not None else None
-        # Raised after the commit, so the unmet demand stays on record as open.
-        if choice is None:
-            raise business_error(NO_ROBOT_AVAILABLE, f"no idle robot with enough charge in {request.market}")
-        return choice
+            return _choice(plan) if plan is not None else None
 
     @activity.defn
     async def release_robot(self, release: RobotRelease) -> None:

@@ -1,6 +1,7 @@
 """Partner status callbacks: signed, sequenced, sent once per status, retried by Temporal with backoff."""
 
 import json
+import logging
 import time
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ from activities.base import ServiceActivities
 from core.contracts import CallbackFailure, StatusCallback
 from core.crypto import sign_webhook, vault_from_settings
 from core.errors import PARTNER_ENDPOINT_GONE, business_error
+from core.temporal import activity_meter
 from services.integrations import repository
 from services.integrations.models import CallbackStatus
 
@@ -35,6 +37,7 @@ class PartnerCallbackActivities(ServiceActivities):
             if not (partner.webhook_url and partner.webhook_enabled):
                 await repository.mark_callback(session, callback.partner_delivery_id, callback.sequence,
                                                CallbackStatus.SKIPPED, "no webhook endpoint enabled")
+                _count(callback, "skipped")
                 return CallbackStatus.SKIPPED.value
             url, secret = partner.webhook_url, self.vault.decrypt(partner.webhook_secret_encrypted)
         body = _native_body(callback, order.external_delivery_id)
@@ -43,11 +46,13 @@ class PartnerCallbackActivities(ServiceActivities):
             if error is None:
                 await repository.mark_callback(session, callback.partner_delivery_id, callback.sequence,
                                                CallbackStatus.DELIVERED)
+                _count(callback, "delivered")
                 return CallbackStatus.DELIVERED.value
             await repository.mark_callback(session, callback.partner_delivery_id, callback.sequence,
                                            CallbackStatus.PENDING, error.message)
             if error.type == PARTNER_ENDPOINT_GONE:
                 await repository.disable_webhook(session, partner.id)
+        _count(callback, "gone" if error.type == PARTNER_ENDPOINT_GONE else "failed_attempt", error.message)
         raise error
 
     async def _post(self, url: str, secret: str, callback: StatusCallback, body: bytes) -> ApplicationError | None:
@@ -76,6 +81,25 @@ class PartnerCallbackActivities(ServiceActivities):
         async with self.sessions.begin() as session:
             await repository.mark_callback(session, failure.partner_delivery_id, failure.sequence,
                                            CallbackStatus.FAILED, failure.error)
+        _count(failure, "failed", failure.error)
+
+
+def _count(callback: StatusCallback | CallbackFailure, outcome: str, error: str | None = None) -> None:
+    """Count a callback outcome (partner_callbacks_total{outcome}) and log it with the delivery's context.
+
+    delivered, skipped (no webhook), failed_attempt (will be retried), gone (410: webhook disabled),
+    failed (retries ran out). Only IDs, the outcome and our own error text are logged, never the URL.
+    """
+    activity_meter().create_counter(
+        "partner_callbacks_total", "Partner status callbacks by outcome").add(1, {"outcome": outcome})
+    fields = {"outcome": outcome, "sequence": callback.sequence,
+              "partner_delivery_id": str(callback.partner_delivery_id)}
+    if isinstance(callback, StatusCallback):
+        fields.update(delivery_id=str(callback.delivery_id), status=callback.status.value)
+    if error:
+        fields["error"] = error
+    level = logging.INFO if outcome in ("delivered", "skipped") else logging.WARNING
+    activity.logger.log(level, "partner callback %s", outcome, extra=fields)
 
 
 def _native_body(callback: StatusCallback, external_delivery_id: str) -> bytes:

@@ -1,30 +1,41 @@
 """The HTTP API: partners, robots and health. Built by `create_app` so settings are passed in, not global."""
 
 import asyncio
+import logging
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
 from api import deliveries, robots
 from api.errors import install_error_handlers
 from core.crypto import vault_from_settings
 from core.db import Databases
+from core.logging import configure_logging
 from core.services import Service
 from core.settings import Settings, load_settings
 from core.temporal import connect
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API for the given settings (read from the environment when omitted)."""
-    settings = settings or load_settings()
+    """Build the API for the given settings.
+
+    Without settings (how `uvicorn --factory` calls it), the app is its process's: settings come from the
+    environment and the process logs JSON lines.
+    """
+    if settings is None:
+        settings = load_settings()
+        configure_logging()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.settings = settings
         app.state.databases = Databases(settings)
         app.state.vault = vault_from_settings(settings)
-        app.state.temporal = await connect(settings)
+        app.state.temporal = await connect(settings, metrics=False)  # the API serves its own /metrics
         yield
         await app.state.databases.dispose()
 
@@ -38,6 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(deliveries.router)
     app.include_router(robots.router)
+    registry = RequestMetrics.install(app)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["health"], summary="Health of every dependency")
     async def healthz() -> JSONResponse:
@@ -60,3 +76,56 @@ async def _check_dependencies(app: FastAPI) -> dict[str, dict]:
     probes = [probe(f"database:{s.value}", databases.check(s)) for s in Service]
     probes.append(probe("temporal", app.state.temporal.service_client.check_health()))
     return dict(await asyncio.gather(*probes))
+
+
+request_log = logging.getLogger("api.requests")
+
+
+class RequestMetrics:
+    """ASGI middleware: per route template (never the raw path) and status, count, time and log each request.
+
+    The log line names the method, route, status and duration, and the delivery ID when the route has one;
+    never the query string, headers (Authorization) or bodies, which carry keys and customers' details.
+    """
+
+    def __init__(self, app, requests: Counter, latency: Histogram):
+        self.app, self.requests, self.latency = app, requests, latency
+
+    @classmethod
+    def install(cls, app: FastAPI) -> CollectorRegistry:
+        """Add the middleware to `app`, with its own registry (several apps may live in one process)."""
+        registry = CollectorRegistry()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=registry)
+        requests = Counter("api_requests_total", "HTTP requests by route and status",
+                           ["method", "route", "status"], registry=registry)
+        latency = Histogram("api_request_duration_seconds", "HTTP request latency by route and status",
+                            ["method", "route", "status"], registry=registry)
+        app.add_middleware(cls, requests=requests, latency=latency)
+        return registry
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), 500
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            labels = {"method": scope["method"], "route": route, "status": str(status)}
+            self.requests.labels(**labels).inc()
+            self.latency.labels(**labels).observe(elapsed)
+            if route != "/metrics":
+                delivery_id = (scope.get("path_params") or {}).get("delivery_id")
+                extra = {**labels, "status": status, "duration_ms": round(elapsed * 1000, 1)}
+                if delivery_id is not None:
+                    extra["delivery_id"] = str(delivery_id)
+                request_log.info("%s %s %s", scope["method"], route, status, extra=extra)

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -30,9 +31,25 @@ def stack_file(settings: Settings) -> Path:
     return settings.data_dir / "stack.json"
 
 
+def worker_metrics_ports(settings: Settings) -> dict[TaskQueue, int]:
+    """The Prometheus port of each worker process `up` starts: base + i for the i-th queue; none when base is 0."""
+    if not settings.metrics_base_port:
+        return {}
+    return {queue: settings.metrics_base_port + i for i, queue in enumerate(TaskQueue)}
+
+
+def metrics_urls(settings: Settings) -> dict[str, str]:
+    """Where each process of the stack serves Prometheus metrics, by process name (as its log is named)."""
+    if not settings.metrics_base_port:
+        return {}
+    urls = {f"worker-{queue.value}": f"http://{settings.metrics_host}:{port}/metrics"
+            for queue, port in worker_metrics_ports(settings).items()}
+    return {**urls, "api": f"{settings.api_url}/metrics"}
+
+
 def describe_stack(settings: Settings) -> dict:
     """The addresses other tools use to reach the stack."""
-    return {
+    stack = {
         "api_url": settings.api_url,
         "temporal_address": settings.temporal_address,
         "temporal_namespace": settings.temporal_namespace,
@@ -41,6 +58,9 @@ def describe_stack(settings: Settings) -> dict:
         "data_dir": str(settings.data_dir),
         "logs_dir": str(settings.data_dir / "logs"),
     }
+    if urls := metrics_urls(settings):
+        stack["metrics_urls"] = urls
+    return stack
 
 
 def running_stack(settings: Settings) -> dict | None:
@@ -64,13 +84,45 @@ def preflight(settings: Settings) -> None:
         wanted.append((settings.temporal_host, settings.temporal_ui_port, "DELIVERY_TEMPORAL_UI_PORT"))
     if settings.embedded_postgres:
         wanted.append((settings.postgres_host, settings.postgres_port, "DELIVERY_POSTGRES_PORT"))
+    for queue, port in worker_metrics_ports(settings).items():
+        if not 0 < port < 65536:
+            raise CommandError(f"DELIVERY_METRICS_BASE_PORT: port {port} of worker {queue.value} is out of range")
+        wanted.append((settings.metrics_host, port, f"DELIVERY_METRICS_BASE_PORT (worker {queue.value})"))
     for host, port, setting in wanted:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                raise CommandError(f"port {host}:{port} ({setting}) is not available: {exc.strerror}") from None
+        error = _port_taken(host, port)
+        if error:
+            raise CommandError(f"port {host}:{port} ({setting}) is not available: {error}")
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """Why `port` cannot be bound on `host`, or None when it is free."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def choose_metrics_ports(settings: Settings) -> Settings:
+    """Keep the default metrics block if it is free; else take a free block at random in 20000-32767.
+
+    Only for the default (DELIVERY_METRICS_BASE_PORT not set): another stack on this machine must not stop
+    `up`, and a random block keeps stacks starting at the same time apart. A base port that was set is used
+    as given, and `preflight` refuses it if it is taken.
+    """
+    count = len(TaskQueue)
+    if "metrics_base_port" in settings.model_fields_set or not settings.metrics_base_port:
+        return settings
+    candidates = [settings.metrics_base_port, *(random.randrange(20000, 32768 - count) for _ in range(50))]
+    for base in candidates:
+        if not any(_port_taken(settings.metrics_host, base + i) for i in range(count)):
+            if base != settings.metrics_base_port:
+                say(f"metrics ports {settings.metrics_base_port}-{settings.metrics_base_port + count - 1} are in use; "
+                    f"workers use {base}-{base + count - 1} (set DELIVERY_METRICS_BASE_PORT to choose)")
+            return settings.model_copy(update={"metrics_base_port": base})
+    raise CommandError("no free block of metrics ports; set DELIVERY_METRICS_BASE_PORT (0 turns metrics off)")
 
 
 async def start_postgres(settings: Settings, supervisor: Supervisor, logs: Path) -> None:
@@ -107,7 +159,7 @@ async def start_temporal(settings: Settings, supervisor: Supervisor, logs: Path)
         say(f"temporal dev server starting on {settings.temporal_address} (pid {child.pid})")
     for _ in range(120):
         try:
-            client = await connect(settings)
+            client = await connect(settings, metrics=False)
             break
         except Exception as last:  # the server is still starting
             error = last
@@ -121,11 +173,18 @@ async def start_temporal(settings: Settings, supervisor: Supervisor, logs: Path)
 
 async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) -> None:
     env = settings_environment(settings)
+    env.pop("DELIVERY_METRICS_PORT", None)  # each worker gets its own port below; the API serves /metrics
     python = sys.executable
+    ports = worker_metrics_ports(settings)
     for queue in TaskQueue:
         argv = [python, str(REPO_ROOT / "worker.py"), "--queue", queue.value]
-        await supervisor.start(Child(f"worker {queue.value}", argv, logs / f"worker-{queue.value}.log", env=env))
+        worker_env = {**env, "DELIVERY_METRICS_PORT": str(ports[queue])} if queue in ports else env
+        await supervisor.start(Child(f"worker {queue.value}", argv, logs / f"worker-{queue.value}.log",
+                                     env=worker_env))
     say(f"{len(TaskQueue)} workers started, one per task queue")
+    if ports:
+        say(f"worker metrics on http://{settings.metrics_host}:{min(ports.values())}-{max(ports.values())}/metrics "
+            f"(one port per queue), API metrics on {settings.api_url}/metrics")
     api = [python, "-m", "uvicorn", "api.app:create_app", "--factory",
            "--host", settings.api_host, "--port", str(settings.api_port), "--no-access-log"]
     await supervisor.start(Child("api", api, logs / "api.log", env=env))
@@ -169,13 +228,23 @@ def print_ready(settings: Settings, demo: dict) -> None:
         f"  Temporal     {stack['temporal_address']} (namespace {settings.temporal_namespace})\n"
         f"  Databases    {len(stack['databases'])}: {stack['databases'][Service.DELIVERIES]} and siblings\n"
         f"  Data         {stack['data_dir']}\n"
-        f"  Logs         {stack['logs_dir']}\n"
+        f"  Logs         {stack['logs_dir']}   (workers and API: JSON lines)\n"
+        f"{_metrics_lines(stack)}"
         f"  Demo market  {demo['market']}: {len(demo['robots'])} robots, {len(demo['stores'])} stores\n"
         f"  Demo partner API key: {demo['partner']['api_key']}\n"
         "Try it: deliveryctl demo --deliveries 20   (stack addresses: deliveryctl status --json)\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
     )
+
+
+def _metrics_lines(stack: dict) -> str:
+    urls = stack.get("metrics_urls")
+    if not urls:
+        return "  Metrics      off (DELIVERY_METRICS_BASE_PORT=0)\n"
+    workers = [url for name, url in urls.items() if name.startswith("worker-")]
+    return (f"  Metrics      {urls['api']} (API), {workers[0]} .. {workers[-1]} (one per worker)\n"
+            "               all of them: deliveryctl status --json (metrics_urls)\n")
 
 
 async def run_stack(settings: Settings) -> int:
@@ -185,6 +254,7 @@ async def run_stack(settings: Settings) -> int:
     existing = running_stack(settings)
     if existing:
         raise CommandError(f"a stack is already running from {settings.data_dir} (pid {existing['pid']})")
+    settings = choose_metrics_ports(settings)
     preflight(settings)
     logs = settings.data_dir / "logs"
     supervisor = Supervisor(say)

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
 
+    metrics_host: str = Field("127.0.0.1", description="where worker Prometheus endpoints listen")
+    metrics_port: int | None = Field(None, ge=1, le=65535,
+                                     description="this worker process's Prometheus port; unset: no metrics")
+    metrics_base_port: int = Field(9400, ge=0, le=65535,
+                                   description="`up` gives worker i the port base+i; 0 turns worker metrics off")
+
     @field_validator("temporal_address")
     @classmethod
     def _host_and_port(cls, value: str) -> str:
@@ -104,6 +110,11 @@ class Settings(BaseSettings):
     @property
     def temporal_ui_url(self) -> str:
         return f"http://{self.temporal_host}:{self.temporal_ui_port}"
+
+    @property
+    def metrics_address(self) -> str | None:
+        """HOST:PORT of this process's Temporal Prometheus endpoint, or None when metrics are off."""
+        return f"{self.metrics_host}:{self.metrics_port}" if self.metrics_port else None
 
 
 def load_settings(**overrides) -> Settings:

@@ -1,19 +1,60 @@
 """The Temporal client, built once per process from settings."""
 
+import logging
+
+from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from core.settings import SEARCH_ATTRIBUTES, Settings
 
+# Buckets (seconds) of the business histograms; Temporal's own metrics keep the SDK's defaults.
+HISTOGRAM_BUCKETS = {
+    "delivery_status_duration_seconds": [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200],
+    "dispatch_planning_seconds": [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+}
+_runtimes: dict[str, Runtime] = {}
 
-async def connect(settings: Settings) -> Client:
-    """Connect to the configured Temporal namespace with the pydantic data converter."""
+
+def metrics_runtime(bind_address: str) -> Runtime | None:
+    """A Temporal runtime serving the SDK's and the workflows'/activities' metrics at http://ADDRESS/metrics.
+
+    One per address and process: the endpoint binds its port when the runtime is made. If the port is taken,
+    the error is logged and None returned: a worker without metrics still delivers orders.
+    """
+    if bind_address not in _runtimes:
+        prometheus = PrometheusConfig(bind_address=bind_address, durations_as_seconds=True,
+                                      histogram_bucket_overrides=HISTOGRAM_BUCKETS)
+        try:
+            _runtimes[bind_address] = Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+        except (ValueError, RuntimeError) as exc:  # the bridge reports "Address already in use" as ValueError
+            logging.getLogger(__name__).error("no metrics: cannot serve Prometheus metrics on %s: %s",
+                                              bind_address, exc)
+            return None
+    return _runtimes[bind_address]
+
+
+def activity_meter() -> MetricMeter:
+    """The running activity's metric meter (the worker's Prometheus endpoint); a no-op outside an activity."""
+    return activity.metric_meter() if activity.in_activity() else MetricMeter.noop
+
+
+async def connect(settings: Settings, *, metrics: bool = True) -> Client:
+    """Connect to the configured Temporal namespace with the pydantic data converter.
+
+    With `metrics` and a `metrics_port` setting (worker processes), the client's runtime serves Prometheus
+    metrics on that port; workers built on this client report through it.
+    """
+    address = settings.metrics_address if metrics else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=metrics_runtime(address) if address else None,
     )
 
 

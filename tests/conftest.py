@@ -50,14 +50,29 @@ async def settings(pg_settings) -> Settings:
 
 @pytest.fixture(scope="session")
 async def temporal_env():
-    """A real Temporal dev server (the same binary `deliveryctl up` runs), in memory."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=installed_binary("temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
-    )
+    """A real Temporal dev server (the same binary `deliveryctl up` runs), in memory, with its Web UI."""
+    for attempt in range(3):
+        ui_port = free_port()  # the server's own random ports (HTTP, metrics) may take it first: then another
+        try:
+            env = await WorkflowEnvironment.start_local(
+                dev_server_existing_path=installed_binary("temporal"),
+                ui=True, ui_port=ui_port,
+                data_converter=pydantic_data_converter,
+                search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
+            )
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
+    env.ui_url = f"http://127.0.0.1:{ui_port}"
     yield env
     await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal_ui_url(temporal_env) -> str:
+    """Where the session's dev server serves its Web UI (the browser test opens it)."""
+    return temporal_env.ui_url
 
 
 @pytest.fixture(scope="session")

@@ -83,6 +83,7 @@ class Stack:
             "DELIVERY_TEMPORAL_UI_PORT": str(self.temporal_ui_port),
             "DELIVERY_POSTGRES_PORT": str(self.postgres_port),
             "DELIVERY_SIM_SPEED": "instant",
+            "DELIVERY_METRICS_BASE_PORT": "0",
         })
         env.update(extra)
         return env
