@@ -5,6 +5,8 @@ import logging
 import time
 from datetime import timedelta
 
+from uuid import UUID
+
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -51,7 +53,7 @@ class PartnerCallbackActivities(ServiceActivities):
             await repository.mark_callback(session, callback.partner_delivery_id, callback.sequence,
                                            CallbackStatus.PENDING, error.message)
             if error.type == PARTNER_ENDPOINT_GONE:
-                await repository.disable_webhook(session, partner.id)
+                await repository.set_webhook_enabled(session, partner.id, False)
         _count(callback, "gone" if error.type == PARTNER_ENDPOINT_GONE else "failed_attempt", error.message)
         raise error
 
@@ -74,6 +76,13 @@ class PartnerCallbackActivities(ServiceActivities):
             f"partner endpoint answered {response.status_code}", type="CallbackFailed",
             next_retry_delay=_seconds(retry_after) if response.status_code in (429, 502, 503, 504) else None,
         )
+
+    @activity.defn
+    async def enable_webhook(self, partner_delivery_id: UUID) -> None:
+        """Turn the partner's endpoint back on once an operator confirms it is fixed."""
+        async with self.sessions.begin() as session:
+            partner, _ = await repository.partner_of(session, partner_delivery_id)
+            await repository.set_webhook_enabled(session, partner.id, True)
 
     @activity.defn
     async def record_callback_failure(self, failure: CallbackFailure) -> None:

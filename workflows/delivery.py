@@ -26,7 +26,8 @@ with workflow.unsafe.imports_passed_through():
         TaskClosure, TaskRequest, TripFinding, TripUpdate, TripWatch,
     )
     from core.errors import (
-        BUSINESS_ERRORS, NO_PILOT_AVAILABLE, NO_ROBOT_AVAILABLE, ROBOT_NOT_DEPLOYED, ROBOT_UNAVAILABLE,
+        BUSINESS_ERRORS, NO_PILOT_AVAILABLE, NO_ROBOT_AVAILABLE, PARTNER_ENDPOINT_GONE, ROBOT_NOT_DEPLOYED,
+        ROBOT_UNAVAILABLE,
     )
     from core.services import TaskQueue
     from workflows.transitions import EventRejected, Phase, next_phase
@@ -117,7 +118,9 @@ class DeliveryWorkflow:
                     await self._delivery_attempt()
             except OperatorTookOver as took:
                 decision = took
-        await workflow.wait_condition(lambda: self._callbacks_done == len(self._callbacks))
+        await workflow.wait_condition(lambda: self._callbacks_done == len(self._callbacks) or sender.done())
+        if sender.done():
+            await sender  # the callback sender broke: surface its error instead of waiting forever
         sender.cancel()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
@@ -480,6 +483,13 @@ class DeliveryWorkflow:
                     retry_policy=retry, summary=f"callback #{callback.sequence}: {callback.status.value}",
                 )
             except ActivityError as err:
+                if _error_type(err) == PARTNER_ENDPOINT_GONE:
+                    # The partner disabled its endpoint: hold the callbacks, in order, until an operator
+                    # confirms it is back; the robot's lifecycle goes on meanwhile.
+                    await self._park("partner endpoint disabled (410 Gone)", ("retry",), cause="partner_endpoint_gone")
+                    await self._step(PartnerCallbackActivities.enable_webhook, callback.partner_delivery_id,
+                                     TaskQueue.PARTNER_CALLBACKS, allowed=("retry",))
+                    continue
                 failure = CallbackFailure(partner_delivery_id=callback.partner_delivery_id,
                                           sequence=callback.sequence, error=_error_message(err))
                 await self._step(PartnerCallbackActivities.record_callback_failure, failure,

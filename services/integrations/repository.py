@@ -124,8 +124,8 @@ async def mark_callback(session: AsyncSession, partner_delivery_id: uuid.UUID, s
         ExternalState.partner_delivery_id == partner_delivery_id, ExternalState.sequence == sequence).values(**values))
 
 
-async def disable_webhook(session: AsyncSession, partner_id: uuid.UUID) -> None:
-    await session.execute(update(Partner).where(Partner.id == partner_id).values(webhook_enabled=False))
+async def set_webhook_enabled(session: AsyncSession, partner_id: uuid.UUID, enabled: bool) -> None:
+    await session.execute(update(Partner).where(Partner.id == partner_id).values(webhook_enabled=enabled))
 
 
 async def external_trail(session: AsyncSession, partner_delivery_id: uuid.UUID) -> list[ExternalState]:

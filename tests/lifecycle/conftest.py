@@ -129,6 +129,7 @@ class Receiver:
     received: list[dict] = field(default_factory=list)
     bad_signatures: int = 0
     fail_next: int = 0
+    gone_for: dict[str, int] = field(default_factory=dict)  # external delivery id -> 410 answers left
     # Every market's partner shares this endpoint: a callback of an earlier test's delivery that is still in
     # flight is signed with its own partner's secret, which is as valid as the latest one.
     earlier_secrets: list[str] = field(default_factory=list)
@@ -154,10 +155,14 @@ async def receiver():
 
     @app.post("/hooks")
     async def hook(request: Request) -> Response:
+        body = await request.body()
+        external_id = json.loads(body)["data"]["external_delivery_id"]
+        if state.gone_for.get(external_id, 0) > 0:
+            state.gone_for[external_id] -= 1
+            return Response(status_code=410)
         if state.fail_next > 0:
             state.fail_next -= 1
             return Response(status_code=503)
-        body = await request.body()
         if not state.verify(request.headers, body):
             state.bad_signatures += 1
             return Response(status_code=400)

@@ -3,6 +3,8 @@
 import pytest
 from sqlalchemy import text
 
+from uuid import UUID
+
 from cli import ops
 from core.services import Service
 from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal
@@ -131,3 +133,25 @@ async def test_a_stuck_robot_with_no_replacement_parks_for_an_operator(market, l
     assert [a["status"] for a in story["deliveries"]["attempts"]] == ["failed", "pending"]
     await ops.act(market.platform.client, delivery_id, "cancel", "eve", "no robot in the area", reason="no_capacity")
     assert (await wait_terminal(market.platform, delivery_id))["status"] == "cancelled"
+
+
+async def test_a_disabled_partner_endpoint_parks_the_callbacks_not_the_robot(market, receiver):
+    robot = await market.add_robot()
+    await market.add_pilot()
+    order = market.order()
+    receiver.gone_for[order["external_id"]] = 1
+    async with market.partner_http() as partner:
+        delivery_id = UUID((await partner.post("/v1/deliveries", json=order)).json()["id"])
+    await parked(market.platform, delivery_id, "partner endpoint disabled")
+    driver = RobotDriver(market, robot)  # the robot is not held up by the partner's endpoint
+    await driver.to_pickup(delivery_id)
+    await driver.load_and_go()
+    await driver.hand_over()
+    await wait_status(market.platform, delivery_id, "delivered")
+    assert receiver.statuses(delivery_id) == []
+    await ops.act(market.platform.client, delivery_id, "retry", "fay", "partner fixed their endpoint")
+    result = await wait_terminal(market.platform, delivery_id)
+    assert result["status"] == "delivered"
+    assert receiver.statuses(delivery_id) == [
+        "created", "robot_assigned", "en_route_to_pickup", "at_pickup", "picked_up", "en_route_to_dropoff",
+        "at_dropoff", "delivered"]
