@@ -1,7 +1,6 @@
 """Operations activities against a real Postgres: idempotent retries, pilot choice, and freeing robots and pilots."""
 
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import pytest
@@ -12,7 +11,6 @@ from activities.operations import OperationsActivities
 from core.contracts import AttemptRef, FieldTaskRequest, TaskClosure, TaskRequest, TripUpdate
 from core.db import Databases
 from core.errors import NO_PILOT_AVAILABLE, ROBOT_UNAVAILABLE
-from core.migrations import create_databases, upgrade_all
 from core.services import Service
 from core.settings import Settings
 from services.operations import pilots
@@ -22,17 +20,6 @@ from services.operations.models import (
 )
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-async def ops_settings(settings: Settings) -> Settings:
-    """Settings with a private Operations database: pilots are one shared pool, so no other test may add to it."""
-    name = f"operations_{uuid4().hex[:12]}"
-    url = urlsplit(settings.database_dsn(Service.OPERATIONS))._replace(path=f"/{name}").geturl()
-    own = settings.model_copy(update={"operations_database_url": url})
-    await create_databases(own)
-    upgrade_all(own)
-    return own
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import pytest
@@ -14,23 +13,11 @@ from activities.operations import OperationsActivities
 from core.contracts import AttemptRef, TaskClosure, TaskRequest
 from core.db import Databases
 from core.errors import NO_PILOT_AVAILABLE
-from core.migrations import create_databases, upgrade_all
 from core.services import Service
 from core.settings import Settings
 from services.operations import pilots
 from services.operations import repository as repo
 from services.operations.models import Pilot, PilotAssignment, PilotShift, PilotShiftStateHistory
-
-
-@pytest.fixture(scope="module")
-async def ops_settings(settings: Settings) -> Settings:
-    """Settings with a private Operations database: pilots are one shared pool, so no other test may add to it."""
-    name = f"operations_{uuid4().hex[:12]}"
-    url = urlsplit(settings.database_dsn(Service.OPERATIONS))._replace(path=f"/{name}").geturl()
-    own = settings.model_copy(update={"operations_database_url": url})
-    await create_databases(own)
-    upgrade_all(own)
-    return own
 
 
 @pytest.fixture(scope="module")
