@@ -124,3 +124,9 @@ async def _temporal(settings: Settings):
         return await connect(settings)
     except RuntimeError as exc:
         raise CommandError(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
+
+
+async def bench(args, settings: Settings) -> int:
+    from cli.bench import run_bench
+
+    return await run_bench(args, settings)

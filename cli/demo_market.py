@@ -54,9 +54,18 @@ async def ensure_demo_market(settings: Settings) -> dict:
 
 
 async def _seed(settings: Settings, databases: Databases) -> dict:
-    rng = random.Random(7)
-    robots = [(f"weho-robot-{n:02d}", WEST_HOLLYWOOD.depot.latitude + rng.uniform(-0.006, 0.006),
-               WEST_HOLLYWOOD.depot.longitude + rng.uniform(-0.012, 0.012)) for n in range(1, ROBOT_COUNT + 1)]
+    return await seed_market(settings, databases, robot_prefix="weho-robot", robot_count=ROBOT_COUNT,
+                             pilot_names=PILOT_NAMES, partner_name="Demo Partner", webhook_url=None, seed=7)
+
+
+async def seed_market(settings: Settings, databases: Databases, *, robot_prefix: str, robot_count: int,
+                      pilot_names: list[str] | tuple[str, ...], partner_name: str, webhook_url: str | None,
+                      seed: int) -> dict:
+    """Deploy robots around the West Hollywood depot, put pilots on shift, register a partner and its stores."""
+    rng = random.Random(seed)
+    depot = WEST_HOLLYWOOD.depot
+    robots = [(f"{robot_prefix}-{n:02d}", depot.latitude + rng.uniform(-0.006, 0.006),
+               depot.longitude + rng.uniform(-0.012, 0.012)) for n in range(1, robot_count + 1)]
     credentials = {}
     async with databases.sessions(Service.DEVICE).begin() as session:
         for robot_id, _, _ in robots:
@@ -70,16 +79,17 @@ async def _seed(settings: Settings, databases: Databases) -> dict:
     async with databases.sessions(Service.OPERATIONS).begin() as session:
         for robot_id, _, _ in robots:
             await operations.register_robot(session, robot_id, WEST_HOLLYWOOD.name)
-        for name in PILOT_NAMES:
+        for name in pilot_names:
             await operations.start_shift(session, await operations.create_pilot(session, name))
     async with databases.sessions(Service.INTEGRATIONS).begin() as session:
         partner, secrets = await integrations.create_partner(
-            session, vault_from_settings(settings), "Demo Partner", "native", None)
+            session, vault_from_settings(settings), partner_name, "native", webhook_url)
         for store_id, name, latitude, longitude in STORES:
             await integrations.add_store(session, partner.id, store_id, name, latitude, longitude, WEST_HOLLYWOOD.name)
     return {
         "market": WEST_HOLLYWOOD.name,
         "partner": {"id": str(partner.id), "name": partner.name, **secrets},
+        "pilots": len(pilot_names),
         "stores": [{"store_id": s, "name": n, "latitude": la, "longitude": lo} for s, n, la, lo in STORES],
         "robots": [{"robot_id": r, "credential": credentials[r], "latitude": la, "longitude": lo}
                    for r, la, lo in robots],

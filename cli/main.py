@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--robot", help="redispatch: the robot to use")
         sub.add_argument("--reason", help="cancel: the reason code")
 
+    from cli.bench import add_arguments as bench_arguments  # light: argparse only
+
+    bench_arguments(commands.add_parser("bench", help="throughput and latency of the real stack vs a bare baseline"))
+
     temporal = commands.add_parser("temporal", help="Temporal namespace administration")
     temporal_commands = temporal.add_subparsers(dest="temporal_command", required=True)
     temporal_commands.add_parser("setup", help="register the delivery search attributes on the namespace")

@@ -1,0 +1,532 @@
+"""The bench run itself: stack up, seed, load ours, count the shape, load bare, report, stack down."""
+
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue as TaskQueueRef
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from bench.bare import BARE_WORKFLOW_QUEUE, BareDeliveryWorkflow, BareScript, bare_queue
+from bench.history import BACKGROUND_QUEUES, bare_script, delivery_shape
+from bench.receiver import Receiver
+from bench.sampler import Sampler
+from bench.seed import seed_bench
+from bench.stack import (
+    REPO_ROOT,
+    BenchError,
+    Process,
+    Stack,
+    child_environment,
+    free_ports,
+    stack_settings,
+)
+from cli.demo import percentile, random_dropoff
+from cli.demo_market import PILOT_NAMES, ROBOT_COUNT, demo_file
+from cli.errors import CommandError
+from core.services import TaskQueue
+from core.settings import Settings
+from core.temporal import connect
+from workflows.delivery import workflow_id
+
+DEMO_ROBOTS = ROBOT_COUNT  # the demo market's robots, which the bench's simulator plays too
+ROBOT_MARGIN = 10
+IDLE_SECONDS = 5
+
+
+@dataclass
+class BenchOptions:
+    deliveries: int
+    concurrency: list[int]
+    robots: int
+    warmup: int = 5
+    run_seconds: float | None = 20
+    workers_per_queue: int = 1
+    scale_queue: str = TaskQueue.DELIVERY_WORKFLOWS.value
+    timeout: float = 180
+    json: bool = False
+    output: str | None = None
+    plot: str | None = None
+    keep_data: bool = False
+    quick: bool = False
+
+    @classmethod
+    def from_args(cls, args) -> "BenchOptions":
+        from cli.bench import DEFAULTS, QUICK
+
+        preset = QUICK if args.quick else DEFAULTS
+        deliveries = args.deliveries if args.deliveries is not None else preset["deliveries"]
+        text = args.concurrency if args.concurrency is not None else preset["concurrency"]
+        try:
+            concurrency = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError(f"--concurrency must be a comma list of integers, not {text!r}") from None
+        if not concurrency or min(concurrency) < 1:
+            raise ValueError("--concurrency needs at least one positive integer")
+        # Closed loop: C deliveries in flight need C robots, and a few more while robots are being released.
+        robots = args.robots if args.robots is not None else max(max(concurrency) + ROBOT_MARGIN - DEMO_ROBOTS, 0)
+        if deliveries < 1 or robots < 0 or args.warmup < 0 or args.workers_per_queue < 1:
+            raise ValueError("--deliveries and --workers-per-queue must be positive, "
+                             "--robots and --warmup not negative")
+        if args.scale_queue not in {q.value for q in TaskQueue}:
+            raise ValueError(f"--scale-queue must be one of {', '.join(q.value for q in TaskQueue)}")
+        if args.run_seconds < 0:
+            raise ValueError("--run-seconds must not be negative")
+        return cls(deliveries=deliveries, concurrency=concurrency, robots=robots, warmup=args.warmup,
+                   run_seconds=args.run_seconds or None,
+                   workers_per_queue=args.workers_per_queue, scale_queue=args.scale_queue, timeout=args.timeout,
+                   json=args.json, output=args.output, plot=args.plot, keep_data=args.keep_data, quick=args.quick)
+
+
+class Say:
+    """Progress lines: on stdout, or on stderr when stdout carries the JSON report."""
+
+    def __init__(self, to_stderr: bool):
+        self.stream = sys.stderr if to_stderr else sys.stdout
+
+    def __call__(self, message: str) -> None:
+        print(f"[bench] {message}", file=self.stream, flush=True)
+
+
+def stats(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
+    return {"p50": round(percentile(values, 0.50), 4), "p95": round(percentile(values, 0.95), 4),
+            "p99": round(percentile(values, 0.99), 4), "mean": round(statistics.fmean(values), 4),
+            "max": round(max(values), 4)}
+
+
+def machine() -> dict:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cores": cores, "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+# ---- ours -----------------------------------------------------------------------------------------------------
+
+
+def order(rng: random.Random, fleet: dict, tag: str, number: int) -> dict:
+    store = rng.choice(fleet["stores"])
+    return {
+        "external_id": f"bench-{tag}-{number:05d}",
+        "pickup": {"latitude": store["latitude"], "longitude": store["longitude"], "store_id": store["store_id"]},
+        "dropoff": {**random_dropoff(rng, fleet["market"]), "address": f"{100 + number} Bench Street"},
+        "customer": {"name": f"Bench Customer {number}", "phone": f"+1310555{number % 10000:04d}"},
+    }
+
+
+def numbered(count: int, budget: float | None):
+    """1..count, but none handed out once `budget` seconds have passed since the first."""
+    deadline = time.monotonic() + budget if budget else None
+    for number in range(1, count + 1):
+        if deadline is not None and time.monotonic() > deadline:
+            return
+        yield number
+
+
+async def drive_ours(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, count: int, concurrency: int,
+                     timeout: float, tag: str, budget: float | None = None) -> dict:
+    """Up to `count` deliveries, `concurrency` in flight: POST, wait for the terminal callback, next.
+
+    With a `budget`, no delivery is created after that many seconds; those in flight are still awaited.
+    """
+    rng = random.Random(tag)
+    numbers = numbered(count, budget)
+    api, lifecycle, firsts, lasts, delivered_ids, slowest = [], [], [], [], [], []
+    outcomes: Counter[str] = Counter()
+
+    async def client() -> None:
+        for number in numbers:
+            started = time.monotonic()
+            firsts.append(started)
+            try:
+                response = await http.post("/v1/deliveries", json=order(rng, fleet, tag, number))
+            except httpx.HTTPError as exc:
+                outcomes[f"post failed: {type(exc).__name__}"] += 1
+                continue
+            created = time.monotonic()
+            if response.status_code != 201:
+                outcomes[f"post answered {response.status_code}"] += 1
+                continue
+            api.append(created - started)
+            delivery_id = response.json()["id"]
+            result = await receiver.wait_terminal(delivery_id, timeout)
+            if result is None:
+                outcomes["timed out"] += 1
+                continue
+            status, received = result
+            outcomes[status] += 1
+            if status == "delivered":
+                lifecycle.append(received - created)
+                lasts.append(received)
+                delivered_ids.append(delivery_id)
+                slowest.append((received - created, delivery_id))
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    duration = (max(lasts) - min(firsts)) if lasts else None
+    return {
+        "deliveries": len(firsts), "delivered": outcomes.get("delivered", 0), "outcomes": dict(outcomes),
+        "duration_seconds": round(duration, 3) if duration else None,
+        "throughput_per_second": round(len(lasts) / duration, 3) if duration else 0.0,
+        "latency_seconds": stats(lifecycle), "api_post_seconds": stats(api),
+        "sample_workflow_id": workflow_id(delivered_ids[0]) if delivered_ids else None,
+        "slowest": [{"workflow_id": workflow_id(d), "seconds": round(t, 3)} for t, d in sorted(slowest)[-3:][::-1]],
+    }
+
+
+# ---- bare -----------------------------------------------------------------------------------------------------
+
+
+async def drive_bare(client: Client, script: BareScript, count: int, concurrency: int, timeout: float,
+                     tag: str, budget: float | None = None) -> dict:
+    """Up to `count` bare workflows, `concurrency` in flight: start, send the updates in turn, await the result."""
+    numbers = numbered(count, budget)
+    starts, lifecycle, firsts, lasts = [], [], [], []
+    outcomes: Counter[str] = Counter()
+
+    async def one(number: int) -> float:
+        began = time.monotonic()
+        firsts.append(began)
+        handle = await client.start_workflow(BareDeliveryWorkflow.run, script, id=f"bare-{tag}-{number:05d}",
+                                             task_queue=BARE_WORKFLOW_QUEUE)
+        started = time.monotonic()
+        starts.append(started - began)
+        for n in range(script.updates):
+            await handle.execute_update(BareDeliveryWorkflow.event, n)
+        await handle.result()
+        return started
+
+    async def driver() -> None:
+        for number in numbers:
+            try:
+                started = await asyncio.wait_for(one(number), timeout)
+            except Exception as exc:  # a baseline that fails is reported, not fatal
+                outcomes[f"failed: {type(exc).__name__}"] += 1
+                continue
+            done = time.monotonic()
+            outcomes["completed"] += 1
+            lifecycle.append(done - started)
+            lasts.append(done)
+
+    await asyncio.gather(*(driver() for _ in range(concurrency)))
+    duration = (max(lasts) - min(firsts)) if lasts else None
+    return {
+        "workflows": len(firsts), "completed": outcomes.get("completed", 0), "outcomes": dict(outcomes),
+        "duration_seconds": round(duration, 3) if duration else None,
+        "throughput_per_second": round(len(lasts) / duration, 3) if duration else 0.0,
+        "latency_seconds": stats(lifecycle), "start_workflow_seconds": stats(starts),
+    }
+
+
+# ---- processes ------------------------------------------------------------------------------------------------
+
+
+async def wait_for_pollers(client: Client, wanted: dict[str, tuple[int, int]], timeout: float = 60) -> None:
+    """Wait until each queue has at least the wanted number of pollers: {queue: (TaskQueueType, count)}."""
+    deadline = time.monotonic() + timeout
+    missing = dict(wanted)
+    while missing:
+        for queue, (kind, count) in list(missing.items()):
+            described = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+                namespace=client.namespace, task_queue=TaskQueueRef(name=queue), task_queue_type=kind))
+            if len({poller.identity for poller in described.pollers}) >= count:
+                del missing[queue]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"no worker polls {', '.join(missing)} after {timeout:.0f}s")
+        await asyncio.sleep(0.5)
+
+
+def queue_kind(queue: str) -> int:
+    workflows = (TaskQueue.DELIVERY_WORKFLOWS.value, BARE_WORKFLOW_QUEUE)
+    return TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW if queue in workflows else TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+
+
+GROUPS = ("workers", "bare workers", "api", "temporal", "postgres", "simulator", "bench")
+
+
+def cpu_per_completed(resources: dict, completed: int) -> dict:
+    """CPU seconds per completed delivery (or bare workflow), per group of processes; `platform` sums the
+    servers (workers, API, Temporal, Postgres), leaving out the robots' simulator and the bench itself."""
+    if not completed:
+        return {}
+    per = {g: round(resources[g]["cpu_seconds"] / completed, 3) for g in GROUPS if g in resources}
+    per["platform"] = round(sum(v for g, v in per.items() if g not in ("simulator", "bench")), 3)
+    return per
+
+
+def budget_text(options: BenchOptions) -> str:
+    return f" or {options.run_seconds:g}s of creating" if options.run_seconds else ""
+
+
+def resource_line(resources: dict, machine: dict | None = None) -> str:
+    groups = [g for g in ("workers", "bare workers", "api", "temporal", "postgres", "simulator", "bench")
+              if g in resources]
+    cpu = ", ".join(f"{g} {resources[g]['cpu_seconds']:.1f}" for g in groups)
+    rss = ", ".join(f"{g} {resources[g]['peak_rss_mb']:.0f}" for g in groups)
+    line = f"CPU s: {cpu} | peak RSS MB: {rss}"
+    if machine:
+        line += (f" | machine {100 * machine['utilisation']:.0f}% busy, "
+                 f"{machine['other_cpu_seconds']:.1f} CPU s by other processes")
+    return line
+
+
+def fmt(value: float | None, unit: str = "s", scale: float = 1.0) -> str:
+    return "-" if value is None else f"{value * scale:.{0 if unit == 'ms' else 2}f}{unit}"
+
+
+# ---- the run --------------------------------------------------------------------------------------------------
+
+
+async def run(options: BenchOptions, base: Settings) -> int:
+    to_stderr = options.json and not options.output
+    say = Say(to_stderr)
+    main, loop = asyncio.current_task(), asyncio.get_running_loop()
+    stopping: list[str] = []
+
+    def on_signal(signum: int) -> None:  # Ctrl-C or SIGTERM: unwind, and the `finally` stops everything
+        if not stopping:
+            stopping.append(signal.Signals(signum).name)
+            say(f"{stopping[0]} received, stopping")
+            main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    data_dir = Path(tempfile.mkdtemp(prefix="deliveryctl-bench-"))
+    settings = stack_settings(base, data_dir)
+    env = child_environment(settings)
+    logs = data_dir / "logs"
+    stack: Stack | None = None
+    children: list[Process] = []
+    receiver = Receiver()
+    report: dict = {
+        "machine": machine(),
+        "command": " ".join(["deliveryctl bench", *(sys.argv[sys.argv.index("bench") + 1:] if "bench" in sys.argv
+                                                     else [])]),
+        "parameters": {**asdict(options), "mode": "closed loop: C clients, each creates a delivery (or starts a "
+                                                  "bare workflow) and waits for it to finish before the next"},
+    }
+    try:
+        say(f"starting deliveryctl up (data {data_dir}, API port {settings.api_port}, "
+            f"Temporal {settings.temporal_address}, Postgres port {settings.postgres_port})")
+        stack = Stack(settings)
+        await asyncio.to_thread(stack.wait_ready)
+        report["stack"] = {"api_url": settings.api_url, "temporal_address": settings.temporal_address,
+                           "temporal_ui_url": settings.temporal_ui_url, "data_dir": str(data_dir)}
+        say(f"stack up at {settings.api_url} (Temporal {settings.temporal_address}, "
+            f"UI {settings.temporal_ui_url}), pid {stack.pid}")
+
+        await receiver.start(free_ports(1)[0])
+        fleet = await seed_bench(settings, options.robots, receiver.url)
+        receiver.secret = fleet["partner"]["webhook_secret"]
+        demo = json.loads(demo_file(settings).read_text())
+        robots = demo["robots"] + fleet["robots"]
+        fleet_path = data_dir / "bench" / "fleet.json"
+        fleet_path.parent.mkdir(parents=True, exist_ok=True)
+        fleet_path.write_text(json.dumps({"robots": robots}))
+        fleet_path.chmod(0o600)
+        pilots = fleet["pilots"] + len(PILOT_NAMES)
+        report["parameters"].update(robots_total=len(robots), pilots_total=pilots)
+        say(f"seeded bench partner (webhook {receiver.url}), {len(fleet['stores'])} stores, "
+            f"{options.robots} robots + {fleet['pilots']} pilots; fleet {len(robots)} robots, {pilots} pilots")
+
+        simulator = Process("simulator", [sys.executable, "-m", "simulator", "--api-url", settings.api_url,
+                                          "--fleet", str(fleet_path), "--speed", "instant"],
+                            logs / "bench-simulator.log", env)
+        children.append(simulator)
+        extra = []
+        for n in range(options.workers_per_queue - 1):
+            extra.append(Process(f"worker {options.scale_queue} #{n + 2}",
+                                 [sys.executable, str(REPO_ROOT / "worker.py"), "--queue", options.scale_queue],
+                                 logs / f"bench-worker-{options.scale_queue}-{n + 2}.log", env))
+        children.extend(extra)
+        client = await connect(settings)
+        await wait_for_pollers(client, {q.value: (queue_kind(q.value),
+                                                  options.workers_per_queue if q.value == options.scale_queue else 1)
+                                        for q in TaskQueue})
+        say(f"simulator playing {len(robots)} robots at speed instant (pid {simulator.pid}); "
+            f"{len(TaskQueue)} queues polled, {options.workers_per_queue} worker process(es) on {options.scale_queue}")
+
+        sampler = Sampler([stack.pid, os.getpid()])
+        runs = []
+        limits = httpx.Limits(max_connections=max(options.concurrency) + 10,
+                              max_keepalive_connections=max(options.concurrency) + 10)
+        headers = {"authorization": f"Bearer {fleet['partner']['api_key']}"}
+        async with httpx.AsyncClient(base_url=settings.api_url, headers=headers, timeout=60, limits=limits) as http:
+            if options.warmup:
+                say(f"warm-up: {options.warmup} deliveries (not measured)")
+                await drive_ours(http, receiver, fleet, options.warmup, min(options.warmup, 5), options.timeout,
+                                 f"warmup-{int(time.time())}")
+            sampler.start()  # what the stack costs doing nothing: mostly idle robots polling their assignment
+            await asyncio.sleep(IDLE_SECONDS)
+            idle = await sampler.stop()
+            report["idle"] = {"seconds": IDLE_SECONDS, "machine": sampler.machine,
+                              "cpu_percent": {label: round(100 * v["cpu_seconds"] / IDLE_SECONDS, 1)
+                                              for label, v in idle.items()}}
+            say(f"idle for {IDLE_SECONDS}s with {len(robots)} robots polling: CPU % "
+                + ", ".join(f"{g} {report['idle']['cpu_percent'][g]:.0f}"
+                            for g in ("workers", "api", "temporal", "postgres", "simulator")
+                            if g in report["idle"]["cpu_percent"]))
+            for index, concurrency in enumerate(options.concurrency, 1):
+                say(f"run {index}/{len(options.concurrency)}: concurrency {concurrency}, up to {options.deliveries} "
+                    f"deliveries{budget_text(options)} through POST /v1/deliveries ...")
+                sampler.start()
+                ours = await drive_ours(http, receiver, fleet, options.deliveries, concurrency, options.timeout,
+                                        f"c{concurrency}-{int(time.time())}", options.run_seconds)
+                ours["resources"] = await sampler.stop()
+                ours["machine"] = sampler.machine
+                ours["cpu_seconds_per_delivery"] = cpu_per_completed(ours["resources"], ours["delivered"])
+                say(f"  ours: {ours['delivered']}/{ours['deliveries']} delivered in {fmt(ours['duration_seconds'])} "
+                    f"= {ours['throughput_per_second']:.2f}/s; lifecycle p50 {fmt(ours['latency_seconds']['p50'])} "
+                    f"p95 {fmt(ours['latency_seconds']['p95'])} p99 {fmt(ours['latency_seconds']['p99'])}; "
+                    f"POST p50 {fmt(ours['api_post_seconds']['p50'], 'ms', 1000)} "
+                    f"p99 {fmt(ours['api_post_seconds']['p99'], 'ms', 1000)}")
+                say(f"  ours {resource_line(ours['resources'], ours['machine'])}")
+                if ours["delivered"] < ours["deliveries"]:
+                    say(f"  not delivered: {ours['outcomes']}")
+                runs.append({"concurrency": concurrency, "ours": ours})
+
+        sample = next((run["ours"]["sample_workflow_id"] for run in runs if run["ours"]["sample_workflow_id"]), None)
+        if sample is None:
+            raise BenchError("no delivery reached delivered: nothing to measure or to count; see the logs in "
+                             f"{logs} (run with --keep-data to keep them)")
+        shape = await delivery_shape(client, sample)
+        script = bare_script(shape)
+        report["history"] = {**shape, "bare_background_queues": list(BACKGROUND_QUEUES)}
+        say(f"history of {sample}: {shape['activities']} activities "
+            f"({', '.join(f'{q} {n}' for q, n in shape['activities_per_queue'].items())}), "
+            f"{shape['updates']} updates, {shape['events']} events")
+        others = [run["ours"]["sample_workflow_id"] for run in runs[1:] if run["ours"]["sample_workflow_id"]]
+        report["history"]["other_runs"] = {}
+        for other in others:  # one delivered workflow of every other run: the same shape?
+            counted = await delivery_shape(client, other)
+            report["history"]["other_runs"][other] = {"activities_per_queue": counted["activities_per_queue"],
+                                                      "updates": counted["updates"]}
+
+        # The baseline runs alone: the robots stop polling the API, the extra real workers go.
+        for child in [simulator, *extra]:
+            child.stop()
+        bare_queues = [*script.activity_queues, BARE_WORKFLOW_QUEUE]
+        scaled = bare_queue(options.scale_queue)
+        for queue in bare_queues:
+            for n in range(options.workers_per_queue if queue == scaled else 1):
+                children.append(Process(f"bare worker {queue}", [sys.executable, "-m", "bench.bare", "--queue", queue],
+                                        logs / f"bench-bare-{queue}-{n + 1}.log", env))
+        await wait_for_pollers(client, {q: (queue_kind(q), options.workers_per_queue if q == scaled else 1)
+                                        for q in bare_queues})
+        report["bare_workers"] = (f"one process per bare queue ({len(bare_queues)}: {', '.join(bare_queues)}), "
+                                  f"{options.workers_per_queue} on {scaled}; no-op activities, "
+                                  "max_concurrent_activities=100 as the real workers")
+        say(f"bare baseline: {len(bare_queues)} worker processes started, one per queue")
+        if options.warmup:
+            await drive_bare(client, script, options.warmup, min(options.warmup, 5), options.timeout,
+                             f"warmup-{int(time.time())}")
+        for index, run in enumerate(runs, 1):
+            concurrency = run["concurrency"]
+            say(f"bare run {index}/{len(runs)}: concurrency {concurrency}, up to {options.deliveries} workflows"
+                f"{budget_text(options)} of {shape['activities']} no-op activities + {shape['updates']} updates ...")
+            sampler.start()
+            bare = await drive_bare(client, script, options.deliveries, concurrency, options.timeout,
+                                    f"c{concurrency}-{int(time.time())}", options.run_seconds)
+            bare["resources"] = await sampler.stop()
+            bare["machine"] = sampler.machine
+            bare["cpu_seconds_per_workflow"] = cpu_per_completed(bare["resources"], bare["completed"])
+            run["bare"] = bare
+            ours = run["ours"]
+            run["ratio"] = {
+                "throughput": round(ours["throughput_per_second"] / bare["throughput_per_second"], 3)
+                if bare["throughput_per_second"] else None,
+                **{f"latency_{p}": round(ours["latency_seconds"][p] / bare["latency_seconds"][p], 3)
+                   if ours["latency_seconds"][p] and bare["latency_seconds"][p] else None
+                   for p in ("p50", "p95", "p99")},
+            }
+            say(f"  bare: {bare['completed']}/{bare['workflows']} in {fmt(bare['duration_seconds'])} "
+                f"= {bare['throughput_per_second']:.2f}/s; p50 {fmt(bare['latency_seconds']['p50'])} "
+                f"p95 {fmt(bare['latency_seconds']['p95'])} p99 {fmt(bare['latency_seconds']['p99'])}")
+            say(f"  bare {resource_line(bare['resources'], bare['machine'])}")
+        report["runs"] = runs
+        report["webhooks"] = {"bad_signatures": receiver.bad_signatures, "duplicates": receiver.duplicates,
+                              "statuses": dict(receiver.statuses)}
+        print_summary(report, say)
+        if options.json or options.output:
+            text = json.dumps(report, indent=2)
+            if options.output:
+                Path(options.output).write_text(text + "\n")
+                say(f"report written to {options.output}")
+            else:
+                print(text, flush=True)
+        if options.plot:
+            from bench.plot import plot
+
+            try:
+                plot(report, Path(options.plot))
+            except RuntimeError as exc:
+                raise CommandError(str(exc)) from None
+            say(f"plot written to {options.plot}")
+        failed = sum(run["ours"]["deliveries"] - run["ours"]["delivered"] + run["bare"]["workflows"]
+                     - run["bare"]["completed"] for run in runs)
+        return 1 if failed else 0
+    except BenchError as exc:
+        raise CommandError(str(exc)) from None
+    except asyncio.CancelledError:
+        if stopping:
+            return 130
+        raise
+    finally:
+        for child in reversed(children):
+            child.stop()
+        if stack is not None:
+            status = stack.stop()
+            say(f"stack stopped (deliveryctl up exited {status})")
+        try:
+            await receiver.stop()
+        except BaseException:
+            pass
+        if options.keep_data:
+            say(f"data and logs kept in {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def print_summary(report: dict, say: Say) -> None:
+    shape = report["history"]
+    say(f"per delivery (from {shape['workflow_id']}'s history): {shape['activities']} activities, "
+        f"{shape['updates']} updates, {shape['workflow_tasks']} workflow tasks, {shape['events']} events")
+    say(f"{'C':>4} {'ours/s':>8} {'bare/s':>8} {'ours/bare':>9}   {'ours p50/p95/p99 s':>20}   "
+        f"{'bare p50/p95/p99 s':>20}   {'POST p50/p99 ms':>15}")
+    for run in report["runs"]:
+        ours, bare, ratio = run["ours"], run["bare"], run["ratio"]
+        lo, lb, api = ours["latency_seconds"], bare["latency_seconds"], ours["api_post_seconds"]
+        trio = lambda s: "/".join("-" if s[p] is None else f"{s[p]:.2f}" for p in ("p50", "p95", "p99"))
+        duo = "/".join("-" if api[p] is None else f"{api[p] * 1000:.0f}" for p in ("p50", "p99"))
+        share = "-" if ratio["throughput"] is None else f"{ratio['throughput']:.2f}"
+        say(f"{run['concurrency']:>4} {ours['throughput_per_second']:>8.2f} {bare['throughput_per_second']:>8.2f} "
+            f"{share:>9}   {trio(lo):>20}   {trio(lb):>20}   {duo:>15}")
+    for run in report["runs"]:
+        ours, bare = run["ours"].get("cpu_seconds_per_delivery"), run["bare"].get("cpu_seconds_per_workflow")
+        if ours and bare:
+            def detail(per: dict) -> str:
+                servers = ", ".join(f"{g} {v:.2f}" for g, v in per.items()
+                                    if g not in ("platform", "simulator", "bench") and v >= 0.005)
+                others = ", ".join(f"{g} {per[g]:.2f}" for g in ("simulator", "bench") if g in per)
+                return f"{per['platform']:.2f} ({servers}) + {others}"
+
+            say(f"C={run['concurrency']}: CPU s per delivery {detail(ours)}; per bare workflow {detail(bare)}")

@@ -1,0 +1,56 @@
+"""`deliveryctl bench`: how many deliveries per second the real stack carries, against a bare Temporal baseline.
+
+1. Starts `deliveryctl up` (same interpreter) on a fresh temp data dir and free ports, with the simulator left
+   to the bench (`DELIVERY_SIMULATOR=false`, `DELIVERY_SIM_SPEED=instant`; lifecycle timers at their defaults).
+2. Seeds a bench partner whose webhook is a receiver in this process (Standard Webhooks signatures verified),
+   the demo market's stores for it, and `--robots` more robots with enough pilots on shift; one simulator
+   subprocess plays the demo robots and the bench's at speed `instant`.
+3. For each concurrency C: N deliveries through `POST /v1/deliveries`, closed loop (C clients, each creates a
+   delivery, waits for its `delivered` callback, creates the next) until N or `--run-seconds`, then the
+   deliveries in flight finish. Measures throughput (first POST to last delivered callback), lifecycle latency
+   (201 to the callback), POST latency, and CPU seconds and peak RSS of every process (psutil, every 0.5 s).
+4. Counts one delivered workflow's activities per task queue and its updates from its Temporal history, and
+   runs the bare baseline (`bench/bare.py`) of that shape against the same Temporal server: no-op activities
+   on `bare-<queue>`, one worker process per queue, N workflows at the same concurrency, the same updates.
+5. Prints both and the ratio ours/bare; `--json` for machine-readable output, `--plot FILE` for a PNG.
+
+The stack is always stopped at the end (SIGINT, then its process group killed), on error and Ctrl-C too.
+"""
+
+import argparse
+
+QUICK = {"deliveries": 50, "concurrency": "10"}
+DEFAULTS = {"deliveries": 200, "concurrency": "10,25,50"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--deliveries", type=int, help="deliveries per run at most (default 200; --quick 50)")
+    parser.add_argument("--concurrency", help="comma list, one run each (default 10,25,50; --quick 10)")
+    parser.add_argument("--run-seconds", type=float, default=20,
+                        help="stop creating deliveries after this many seconds of a run, then wait for those in "
+                             "flight (default 20, so the default bench takes about 5 minutes; 0: no limit)")
+    parser.add_argument("--robots", type=int, help="robots the bench deploys besides the demo market's 12, with "
+                                                   "pilots for them (default: enough for 10 more than the top "
+                                                   "concurrency)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 50 deliveries at concurrency 10")
+    parser.add_argument("--warmup", type=int, default=5, help="unmeasured deliveries (and bare workflows) first")
+    parser.add_argument("--workers-per-queue", type=int, default=1,
+                        help="worker processes on --scale-queue, for ours and for bare (default 1)")
+    parser.add_argument("--scale-queue", default="delivery-workflows",
+                        help="the queue --workers-per-queue applies to (default delivery-workflows)")
+    parser.add_argument("--timeout", type=float, default=180, help="seconds one delivery may take (default 180)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON (progress goes to stderr)")
+    parser.add_argument("--output", help="write the JSON report to this file")
+    parser.add_argument("--plot", help="write a PNG of throughput and p95 latency vs concurrency (needs .[bench])")
+    parser.add_argument("--keep-data", action="store_true", help="keep the temp data dir (logs) afterwards")
+
+
+async def run_bench(args, settings) -> int:
+    from bench.runner import BenchOptions, run
+    from cli.errors import CommandError
+
+    try:
+        options = BenchOptions.from_args(args)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return await run(options, settings)

@@ -1,0 +1,84 @@
+"""`deliveryctl bench` end to end, tiny: the real stack as a subprocess, a few deliveries, the bare baseline.
+
+Checks the report a user gets from `--json`: positive throughput for ours and bare and their ratio,
+latency percentiles in order, the shape counted from a real delivery's history (activities per task queue,
+updates), signed webhooks all verified, and nothing left running or on disk afterwards.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ordered(percentiles: dict) -> bool:
+    return percentiles["p50"] is not None and percentiles["p50"] <= percentiles["p95"] <= percentiles["p99"]
+
+
+def processes_naming(data_dir: str) -> list[str]:
+    """Processes whose command line or environment still names the bench's data dir."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if data_dir in cmdline or f"DELIVERY_DATA_DIR={data_dir}".encode() in environ:
+            found.append(f"{entry.name}: {cmdline[:160]}")
+    return found
+
+
+def test_bench_measures_ours_and_bare_from_a_real_history():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DELIVERY_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "bench", "--deliveries", "10", "--concurrency", "5",
+         "--warmup", "2", "--run-seconds", "0", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    report = json.loads(result.stdout)
+    progress = result.stderr
+    assert "[bench] stack up at" in progress and "[bench] run 1/1: concurrency 5" in progress, progress
+    assert "stack stopped (deliveryctl up exited 0)" in progress, progress
+
+    # The shape comes from a real delivered workflow's history, not from a constant.
+    shape = report["history"]
+    assert shape["workflow_id"].startswith("delivery:")
+    per_queue = shape["activities_per_queue"]
+    for queue in ("dispatch", "operations", "deliveries", "state"):
+        assert per_queue.get(queue, 0) > 0, per_queue
+    assert shape["activities"] == sum(per_queue.values())
+    assert shape["updates"] > 0
+    assert shape["steps"].count("@update") == shape["updates"]
+
+    [run] = report["runs"]
+    ours, bare, ratio = run["ours"], run["bare"], run["ratio"]
+    assert run["concurrency"] == 5
+    assert ours["delivered"] == ours["deliveries"] == 10, ours["outcomes"]
+    assert bare["completed"] == bare["workflows"] == 10, bare["outcomes"]
+    assert ours["throughput_per_second"] > 0 and bare["throughput_per_second"] > 0
+    assert ratio["throughput"] > 0
+    assert abs(ratio["throughput"] - ours["throughput_per_second"] / bare["throughput_per_second"]) < 0.01
+    assert ordered(ours["latency_seconds"]) and ordered(bare["latency_seconds"]), (ours, bare)
+    assert ordered(ours["api_post_seconds"])
+
+    # Resources were sampled for the processes under test.
+    for group in ("workers", "api", "temporal"):
+        assert ours["resources"][group]["cpu_seconds"] > 0, ours["resources"]
+        assert ours["resources"][group]["peak_rss_mb"] > 0, ours["resources"]
+    assert bare["resources"]["bare workers"]["cpu_seconds"] > 0, bare["resources"]
+
+    # Every callback carried a valid signature; every delivery's `delivered` arrived.
+    assert report["webhooks"]["bad_signatures"] == 0
+    assert report["webhooks"]["statuses"]["delivered"] >= 10 + 2
+
+    # The stack is gone: no process names the bench's data dir, which was removed.
+    data_dir = report["stack"]["data_dir"]
+    assert not Path(data_dir).exists()
+    assert not processes_naming(data_dir)
