@@ -36,7 +36,7 @@ from bench.stack import (
     free_ports,
     stack_settings,
 )
-from cli.demo import percentile, random_dropoff
+from cli.demo import order_body, percentile
 from cli.demo_market import PILOT_NAMES, ROBOT_COUNT, demo_file
 from cli.errors import CommandError
 from core.services import TaskQueue
@@ -121,13 +121,7 @@ def machine() -> dict:
 
 
 def order(rng: random.Random, fleet: dict, tag: str, number: int) -> dict:
-    store = rng.choice(fleet["stores"])
-    return {
-        "external_id": f"bench-{tag}-{number:05d}",
-        "pickup": {"latitude": store["latitude"], "longitude": store["longitude"], "store_id": store["store_id"]},
-        "dropoff": {**random_dropoff(rng, fleet["market"]), "address": f"{100 + number} Bench Street"},
-        "customer": {"name": f"Bench Customer {number}", "phone": f"+1310555{number % 10000:04d}"},
-    }
+    return order_body(rng, fleet, number, tag, prefix="bench")
 
 
 def numbered(count: int, budget: float | None):

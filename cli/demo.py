@@ -31,13 +31,14 @@ def random_dropoff(rng: random.Random, market_name: str) -> dict:
             return point
 
 
-def order_body(rng: random.Random, demo: dict, number: int, run_id: str) -> dict:
-    store = rng.choice(demo["stores"])
+def order_body(rng: random.Random, market: dict, number: int, run_id: str, prefix: str = "demo") -> dict:
+    """A delivery from one of the market's seeded stores to a random point of its service area."""
+    store = rng.choice(market["stores"])
     return {
-        "external_id": f"demo-{run_id}-{number:04d}",
+        "external_id": f"{prefix}-{run_id}-{number:05d}",
         "pickup": {"latitude": store["latitude"], "longitude": store["longitude"], "store_id": store["store_id"]},
-        "dropoff": {**random_dropoff(rng, demo["market"]), "address": f"{100 + number} Demo Street"},
-        "customer": {"name": f"Demo Customer {number}", "phone": f"+1310555{number % 10000:04d}"},
+        "dropoff": {**random_dropoff(rng, market["market"]), "address": f"{100 + number} {prefix.title()} Street"},
+        "customer": {"name": f"{prefix.title()} Customer {number}", "phone": f"+1310555{number % 10000:04d}"},
     }
 
 
@@ -85,7 +86,7 @@ async def run_demo(settings: Settings, count: int, timeout: float, as_json: bool
                 raise CommandError(f"creating delivery {number} failed: {response.status_code} {response.text}")
             started[response.json()["id"]] = time.monotonic()
         if not as_json:
-            print(f"created {count} deliveries (external ids demo-{run_id}-0001…); following them:")
+            print(f"created {count} deliveries (external ids demo-{run_id}-00001…); following them:")
         finished, statuses = await follow(http, started, timeout, as_json)
     durations = list(finished.values())
     summary = {
