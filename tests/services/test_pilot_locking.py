@@ -11,45 +11,30 @@ from temporalio.exceptions import ApplicationError
 
 from activities.operations import OperationsActivities
 from core.contracts import AttemptRef, TaskClosure, TaskRequest
-from core.db import Databases
 from core.errors import NO_PILOT_AVAILABLE
-from core.services import Service
 from core.settings import Settings
 from services.operations import pilots
 from services.operations import repository as repo
 from services.operations.models import Pilot, PilotAssignment, PilotShift, PilotShiftStateHistory
 
 
-@pytest.fixture(scope="module")
-async def sessions(ops_settings):
-    databases = Databases(ops_settings, services=[Service.OPERATIONS], pool_size=16)
-    yield databases.sessions(Service.OPERATIONS)
-    await databases.dispose()
+pytestmark = pytest.mark.usefixtures("pilots_off_duty")
 
 
-@pytest.fixture(autouse=True)
-async def nobody_on_duty(sessions):
-    """Each test starts with every pilot off shift."""
-    async with sessions.begin() as session:
-        for pilot in await pilots.list_pilots(session):
-            if pilot.shift_id is not None:
-                await pilots.end_shift(session, pilot.id)
+def operations(ops_sessions, settings: Settings, max_robots: int) -> OperationsActivities:
+    return OperationsActivities(ops_sessions, settings.model_copy(update={"pilot_max_robots": max_robots}))
 
 
-def operations(sessions, settings: Settings, max_robots: int) -> OperationsActivities:
-    return OperationsActivities(sessions, settings.model_copy(update={"pilot_max_robots": max_robots}))
-
-
-async def new_robots(sessions, count: int) -> list[str]:
+async def new_robots(ops_sessions, count: int) -> list[str]:
     robot_ids = [f"robot-{uuid4().hex[:12]}" for _ in range(count)]
-    async with sessions.begin() as session:
+    async with ops_sessions.begin() as session:
         for robot_id in robot_ids:
             await repo.register_robot(session, robot_id, "test-market")
     return robot_ids
 
 
-async def pilots_on_duty(sessions, count: int) -> list[UUID]:
-    async with sessions.begin() as session:
+async def pilots_on_duty(ops_sessions, count: int) -> list[UUID]:
+    async with ops_sessions.begin() as session:
         pilot_ids = [await pilots.create_pilot(session, f"pilot-{uuid4().hex[:8]}") for _ in range(count)]
         for pilot_id in pilot_ids:
             await pilots.start_shift(session, pilot_id)
@@ -61,25 +46,25 @@ def task_request(robot_id: str) -> TaskRequest:
                        first_leg="to_pickup")
 
 
-async def pilot_state(sessions, pilot_id: UUID) -> tuple[Pilot, list[PilotAssignment]]:
-    async with sessions() as session:
+async def pilot_state(ops_sessions, pilot_id: UUID) -> tuple[Pilot, list[PilotAssignment]]:
+    async with ops_sessions() as session:
         pilot = await session.get(Pilot, pilot_id)
         assignments = await session.scalars(select(PilotAssignment).where(PilotAssignment.pilot_id == pilot_id))
         return pilot, list(assignments)
 
 
-async def test_a_shift_starts_pauses_resumes_and_ends_with_history(sessions):
-    async with sessions.begin() as session:
+async def test_a_shift_starts_pauses_resumes_and_ends_with_history(ops_sessions):
+    async with ops_sessions.begin() as session:
         pilot_id = await pilots.create_pilot(session, "Ada")
     steps = [pilots.start_shift, pilots.pause_shift, pilots.resume_shift, pilots.end_shift]
     seen = []
     for step in steps:
-        async with sessions.begin() as session:
+        async with ops_sessions.begin() as session:
             shift_id = await step(session, pilot_id)
-        seen.append((await pilot_state(sessions, pilot_id))[0].active_shift_id)
+        seen.append((await pilot_state(ops_sessions, pilot_id))[0].active_shift_id)
 
     assert seen == [shift_id, shift_id, shift_id, None]
-    async with sessions() as session:
+    async with ops_sessions() as session:
         shift = await session.get(PilotShift, shift_id)
         states = list(await session.scalars(select(PilotShiftStateHistory.state)
                                             .where(PilotShiftStateHistory.shift_id == shift_id)
@@ -90,54 +75,54 @@ async def test_a_shift_starts_pauses_resumes_and_ends_with_history(sessions):
     assert pilot.version == 5  # created, then one write per shift step
 
 
-async def test_shift_changes_that_do_not_fit_are_refused(sessions):
-    (pilot_id,) = await pilots_on_duty(sessions, 1)
+async def test_shift_changes_that_do_not_fit_are_refused(ops_sessions):
+    (pilot_id,) = await pilots_on_duty(ops_sessions, 1)
     for refused in (pilots.start_shift, pilots.resume_shift):
         with pytest.raises(pilots.ShiftError):
-            async with sessions.begin() as session:
+            async with ops_sessions.begin() as session:
                 await refused(session, pilot_id)
-    async with sessions.begin() as session:
+    async with ops_sessions.begin() as session:
         await pilots.end_shift(session, pilot_id)
     for refused in (pilots.pause_shift, pilots.end_shift):
         with pytest.raises(pilots.ShiftError):
-            async with sessions.begin() as session:
+            async with ops_sessions.begin() as session:
                 await refused(session, pilot_id)
-    assert (await pilot_state(sessions, pilot_id))[0].version == 3  # created, started, ended; refusals wrote nothing
+    assert (await pilot_state(ops_sessions, pilot_id))[0].version == 3  # created, started, ended; refusals wrote nothing
 
 
-async def test_two_concurrent_shift_starts_open_one_shift(sessions):
-    async with sessions.begin() as session:
+async def test_two_concurrent_shift_starts_open_one_shift(ops_sessions):
+    async with ops_sessions.begin() as session:
         pilot_id = await pilots.create_pilot(session, "Grace")
 
     async def start():
-        async with sessions.begin() as session:
+        async with ops_sessions.begin() as session:
             return await pilots.start_shift(session, pilot_id)
 
     results = await asyncio.gather(start(), start(), return_exceptions=True)
 
     assert sorted(type(r).__name__ for r in results) == ["ShiftError", "UUID"]
-    pilot = (await pilot_state(sessions, pilot_id))[0]
+    pilot = (await pilot_state(ops_sessions, pilot_id))[0]
     assert pilot.active_shift_id in results and pilot.version == 2
 
 
-async def test_a_write_against_a_stale_version_is_detected_not_applied(sessions):
-    (pilot_id,) = await pilots_on_duty(sessions, 1)
-    async with sessions() as first, sessions() as second:
+async def test_a_write_against_a_stale_version_is_detected_not_applied(ops_sessions):
+    (pilot_id,) = await pilots_on_duty(ops_sessions, 1)
+    async with ops_sessions() as first, ops_sessions() as second:
         seen_first = await first.scalar(select(Pilot.version).where(Pilot.id == pilot_id))
         seen_second = await second.scalar(select(Pilot.version).where(Pilot.id == pilot_id))
         assert await repo.compare_and_set(first, Pilot, pilot_id, seen_first, name="first") == seen_first + 1
         await first.commit()
         assert await repo.compare_and_set(second, Pilot, pilot_id, seen_second, name="second") is None
         await second.commit()
-    pilot = (await pilot_state(sessions, pilot_id))[0]
+    pilot = (await pilot_state(ops_sessions, pilot_id))[0]
     assert (pilot.name, pilot.version) == ("first", seen_first + 1)
 
 
 @pytest.mark.parametrize("round_", range(5))
-async def test_two_robots_racing_for_one_pilot_with_room_for_one(sessions, ops_settings, round_):
-    activities = operations(sessions, ops_settings, max_robots=1)
-    (pilot_id,) = await pilots_on_duty(sessions, 1)
-    robots = await new_robots(sessions, 2)
+async def test_two_robots_racing_for_one_pilot_with_room_for_one(ops_sessions, ops_settings, round_):
+    activities = operations(ops_sessions, ops_settings, max_robots=1)
+    (pilot_id,) = await pilots_on_duty(ops_sessions, 1)
+    robots = await new_robots(ops_sessions, 2)
 
     results = await asyncio.gather(*(activities.assign_task(task_request(r)) for r in robots), return_exceptions=True)
 
@@ -145,16 +130,16 @@ async def test_two_robots_racing_for_one_pilot_with_room_for_one(sessions, ops_s
     lost = [r for r in results if isinstance(r, BaseException)]
     assert len(won) == 1 and won[0].pilot_id == pilot_id
     assert len(lost) == 1 and isinstance(lost[0], ApplicationError) and lost[0].type == NO_PILOT_AVAILABLE
-    pilot, assignments = await pilot_state(sessions, pilot_id)
+    pilot, assignments = await pilot_state(ops_sessions, pilot_id)
     assert [a.task_id for a in assignments] == [won[0].task_id]
     assert pilot.version == 3 and assignments[0].pilot_version == 3  # created, shift, one assignment
     assert pilot.active_assignment_id == assignments[0].id
 
 
-async def test_thirty_concurrent_assignments_against_five_pilots_lose_no_update(sessions, ops_settings):
-    activities = operations(sessions, ops_settings, max_robots=3)
-    pilot_ids = await pilots_on_duty(sessions, 5)
-    robots = await new_robots(sessions, 30)
+async def test_thirty_concurrent_assignments_against_five_pilots_lose_no_update(ops_sessions, ops_settings):
+    activities = operations(ops_sessions, ops_settings, max_robots=3)
+    pilot_ids = await pilots_on_duty(ops_sessions, 5)
+    robots = await new_robots(ops_sessions, 30)
 
     results = await asyncio.gather(*(activities.assign_task(task_request(r)) for r in robots), return_exceptions=True)
 
@@ -163,11 +148,11 @@ async def test_thirty_concurrent_assignments_against_five_pilots_lose_no_update(
     assert len(won) == 15 and len(refused) == 15, [r for r in results if isinstance(r, BaseException)][:3]
     assert Counter(r.pilot_id for r in won) == {pilot_id: 3 for pilot_id in pilot_ids}
     for pilot_id in pilot_ids:
-        pilot, assignments = await pilot_state(sessions, pilot_id)
+        pilot, assignments = await pilot_state(ops_sessions, pilot_id)
         assert pilot.version == 2 + len(assignments)  # every write advanced the version exactly once
         assert sorted(a.pilot_version for a in assignments) == [3, 4, 5]
         assert pilot.active_assignment_id == max(assignments, key=lambda a: a.pilot_version).id
-    async with sessions() as session:
+    async with ops_sessions() as session:
         summaries = {p.id: p for p in await pilots.list_pilots(session)}
         won_tasks = await session.scalar(select(func.count()).select_from(PilotAssignment)
                                          .where(PilotAssignment.task_id.in_([r.task_id for r in won])))
@@ -175,10 +160,10 @@ async def test_thirty_concurrent_assignments_against_five_pilots_lose_no_update(
     assert all(summaries[p].active_assignments == 3 and summaries[p].shift_status == "active" for p in pilot_ids)
 
 
-async def test_releases_and_claims_racing_on_one_pilot_keep_every_write(sessions, ops_settings):
-    activities = operations(sessions, ops_settings, max_robots=4)  # room for one while three are released
-    (pilot_id,) = await pilots_on_duty(sessions, 1)
-    robots = await new_robots(sessions, 6)
+async def test_releases_and_claims_racing_on_one_pilot_keep_every_write(ops_sessions, ops_settings):
+    activities = operations(ops_sessions, ops_settings, max_robots=4)  # room for one while three are released
+    (pilot_id,) = await pilots_on_duty(ops_sessions, 1)
+    robots = await new_robots(ops_sessions, 6)
     held = [await activities.assign_task(task_request(r)) for r in robots[:3]]
     now = datetime.now(UTC)
     closures = [TaskClosure(task_id=t.task_id, robot_id=t.robot_id, outcome="completed", occurred_at=now) for t in held]
@@ -191,7 +176,7 @@ async def test_releases_and_claims_racing_on_one_pilot_keep_every_write(sessions
     assert results[:3] == [None, None, None] and len(claimed) >= 1, results
     refused = [r for r in results[3:] if isinstance(r, BaseException)]
     assert all(isinstance(r, ApplicationError) and r.type == NO_PILOT_AVAILABLE for r in refused), refused
-    pilot, assignments = await pilot_state(sessions, pilot_id)
+    pilot, assignments = await pilot_state(ops_sessions, pilot_id)
     active = [a for a in assignments if a.status == "active"]
     assert sorted(a.task_id for a in active) == sorted(r.task_id for r in claimed)
     assert pilot.version == 2 + 3 + 3 + len(claimed)  # shift, three claims, three releases, the new claims
