@@ -1,19 +1,21 @@
 """Dispatch activities: commit one robot to an attempt's demand, and free it when the attempt is done."""
 
 import time
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.base import ServiceActivities
-from core.contracts import DemandRequest, Point, RobotChoice, RobotRelease
-from core.errors import NO_ROBOT_AVAILABLE, ROBOT_UNAVAILABLE, business_error
+from core.contracts import DemandRequest, Point, QuoteEstimate, QuoteRequest, RobotChoice, RobotRelease
+from core.errors import NO_CAPACITY, NO_ROBOT_AVAILABLE, ROBOT_UNAVAILABLE, business_error
 from core.temporal import activity_meter
 from services.dispatch import repository
 from services.dispatch.eta import TripEstimate, estimate_trip
 from services.dispatch.models import Demand, DemandStatus, Plan, Robot, RobotStatus
+from services.dispatch.pricing import delivery_fee_cents
 
 RUNNERS_UP = 3
 
@@ -53,6 +55,29 @@ class DispatchActivities(ServiceActivities):
                 demand.status = DemandStatus.OPEN
                 plan = await self._plan(session, demand, request)
             return _choice(plan) if plan is not None else None
+
+    @activity.defn
+    async def estimate_quote(self, request: QuoteRequest) -> QuoteEstimate:
+        """The earliest pickup the fleet can promise for this trip, and its fee; reserves nothing.
+
+        Read-only, so a retry is harmless. `NoCapacity` when no robot in the market could do the trip.
+        """
+        now = datetime.now(UTC)
+        demand = Demand(delivery_id=uuid.uuid4(), attempt_id=uuid.uuid4(), market=request.market,
+                        pickup_latitude=request.pickup.latitude, pickup_longitude=request.pickup.longitude,
+                        dropoff_latitude=request.dropoff.latitude, dropoff_longitude=request.dropoff.longitude)
+        async with self.sessions.begin() as session:
+            robots = await repository.available_robots(session, request.market)
+        ranked = sorted(((robot, trip) for robot in robots if (trip := self._charged_trip(robot, demand, now))),
+                        key=lambda pair: pair[1].pickup_eta)
+        if not ranked:
+            raise business_error(NO_CAPACITY, f"no robot in {request.market} can take this trip now")
+        robot, trip = ranked[0]
+        # An order that is not ready yet is collected when it is: the robot waits, the trip does not change.
+        late = max(timedelta(0), request.ready_at - trip.pickup_eta) if request.ready_at else timedelta(0)
+        return QuoteEstimate(robot_id=robot.id, pickup_eta=trip.pickup_eta + late, dropoff_eta=trip.dropoff_eta + late,
+                             distance_meters=round(trip.meters, 1),
+                             fee_cents=delivery_fee_cents(trip.meters, trip.pickup_eta - now), planner=repository.PLANNER)
 
     @activity.defn
     async def release_robot(self, release: RobotRelease) -> None:

@@ -129,6 +129,27 @@ class DemandRequest(BaseModel):
     preferred_robot_id: str | None = None
 
 
+class QuoteRequest(BaseModel):
+    """What a quote is asked for: where from, where to, and when the order will be ready."""
+
+    market: str
+    pickup: Point
+    dropoff: Point
+    ready_at: datetime | None = Field(None, description="earliest time the order can be picked up")
+
+
+class QuoteEstimate(BaseModel):
+    """Dispatch's answer to a quote: the robot it would send now, its ETAs and the fee."""
+
+    robot_id: str
+    pickup_eta: datetime
+    dropoff_eta: datetime
+    distance_meters: float
+    fee_cents: int
+    currency: str = "USD"
+    planner: str
+
+
 class RobotChoice(BaseModel):
     """The planner's decision for a demand."""
 

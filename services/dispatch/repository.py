@@ -58,6 +58,13 @@ async def idle_robots(session: AsyncSession, market: str, exclude: list[str]) ->
     return list(await session.scalars(query.order_by(Robot.id)))
 
 
+async def available_robots(session: AsyncSession, market: str) -> list[Robot]:
+    """The robots of a market that are working or could work: idle ones and those busy with a delivery."""
+    busy = (RobotStatus.IDLE, RobotStatus.RESERVED, RobotStatus.EN_ROUTE, RobotStatus.LOADED)
+    query = select(Robot).where(Robot.market == market, Robot.status.in_(busy))
+    return list(await session.scalars(query.order_by(Robot.id)))
+
+
 async def lock_idle_robot(session: AsyncSession, robot_id: str) -> Robot | None:
     """Lock a robot if it is still idle and no other planner holds it (SKIP LOCKED)."""
     query = (
