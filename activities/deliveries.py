@@ -4,7 +4,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.base import ServiceActivities
-from core.contracts import AttemptOutcome, AttemptRef, DeliveryOrder, DeliveryStatus, NewAttempt, StatusChange
+from core.contracts import (
+    AttemptOutcome, AttemptRef, DeliveryOrder, DeliveryStatus, NewAttempt, QuoteOffer, StatusChange,
+)
 from core.errors import UNKNOWN_ORDER, business_error
 from services.deliveries import repository
 from services.deliveries.models import Attempt, AttemptStatus
@@ -21,6 +23,12 @@ class DeliveriesActivities(ServiceActivities):
                 await self._store_delivery(session, order)
             attempt = await repository.get_attempt(session, order.delivery_id, 1)
             return _attempt_ref(attempt)
+
+    @activity.defn
+    async def record_quote(self, offer: QuoteOffer) -> None:
+        """Store a quote's offer once; a retry finds it stored."""
+        async with self.sessions.begin() as session:
+            await repository.record_quote(session, offer)
 
     @activity.defn
     async def start_attempt(self, request: NewAttempt) -> AttemptRef:

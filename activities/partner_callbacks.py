@@ -1,5 +1,6 @@
 """Partner status callbacks: signed, sequenced, sent once per status, retried by Temporal with backoff."""
 
+import asyncio
 import json
 import logging
 import time
@@ -12,12 +13,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import ServiceActivities
-from core.contracts import CallbackFailure, StatusCallback
+from core.contracts import TERMINAL_STATUSES, CallbackFailure, StatusCallback
 from core.crypto import sign_webhook, vault_from_settings
 from core.errors import PARTNER_ENDPOINT_GONE, business_error
 from core.temporal import activity_meter
-from services.integrations import repository
-from services.integrations.models import CallbackStatus
+from core.webhooks import WebhookTargetError, check_webhook_target
+from services.integrations import credentials, repository
+from services.integrations.models import CallbackStatus, CredentialKind
 
 
 class PartnerCallbackActivities(ServiceActivities):
@@ -34,6 +36,9 @@ class PartnerCallbackActivities(ServiceActivities):
         async with self.sessions.begin() as session:
             partner, order = await repository.partner_of(session, callback.partner_delivery_id)
             state = await repository.record_external_state(session, callback, callback.status.value)
+            if callback.status in TERMINAL_STATUSES:
+                retention = timedelta(days=self.settings.pii_retention_days)
+                await repository.schedule_purge(session, callback.partner_delivery_id, callback.occurred_at + retention)
             if state.callback_status in (CallbackStatus.DELIVERED, CallbackStatus.SKIPPED):
                 return state.callback_status
             if not (partner.webhook_url and partner.webhook_enabled):
@@ -41,9 +46,15 @@ class PartnerCallbackActivities(ServiceActivities):
                                                CallbackStatus.SKIPPED, "no webhook endpoint enabled")
                 _count(callback, "skipped")
                 return CallbackStatus.SKIPPED.value
-            url, secret = partner.webhook_url, self.vault.decrypt(partner.webhook_secret_encrypted)
+            url = partner.webhook_url
+            webhook_secrets = await credentials.sealed_secrets(session, self.vault, partner.id, CredentialKind.WEBHOOK_SECRET)
+        try:
+            if not self.settings.allow_private_webhooks:  # production: resolve now, a name can change its address
+                await asyncio.to_thread(check_webhook_target, url, allow_private=False)
+        except WebhookTargetError as exc:
+            raise business_error(PARTNER_ENDPOINT_GONE, f"webhook target refused: {exc}") from None
         body = _native_body(callback, order.external_delivery_id)
-        error = await self._post(url, secret, callback, body)
+        error = await self._post(url, webhook_secrets, callback, body)
         async with self.sessions.begin() as session:
             if error is None:
                 await repository.mark_callback(session, callback.partner_delivery_id, callback.sequence,
@@ -57,12 +68,13 @@ class PartnerCallbackActivities(ServiceActivities):
         _count(callback, "gone" if error.type == PARTNER_ENDPOINT_GONE else "failed_attempt", error.message)
         raise error
 
-    async def _post(self, url: str, secret: str, callback: StatusCallback, body: bytes) -> ApplicationError | None:
+    async def _post(self, url: str, secrets: list[str], callback: StatusCallback, body: bytes) -> ApplicationError | None:
         message_id = f"{callback.partner_delivery_id}:{callback.sequence}"  # stable, so receivers de-duplicate
         timestamp = int(time.time())
         headers = {"content-type": "application/json", "webhook-id": message_id,
                    "webhook-timestamp": str(timestamp),
-                   "webhook-signature": sign_webhook(secret, message_id, timestamp, body)}
+                   # Every unexpired secret signs, so a partner rotating its secret verifies with either.
+                   "webhook-signature": " ".join(sign_webhook(s, message_id, timestamp, body) for s in secrets)}
         try:
             response = await self.http.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -10,10 +10,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
-from api import deliveries, robots
+from api import deliveries, robots, tracking
+from api.limits import BodyLimit, RateLimiter
 from api.errors import install_error_handlers
 from core.crypto import vault_from_settings
 from core.db import Databases
+from core.geocoding import geocoder_from_settings
 from core.logging import configure_logging
 from core.services import Service
 from core.settings import Settings, load_settings
@@ -35,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.databases = Databases(settings)
         app.state.vault = vault_from_settings(settings)
+        app.state.geocoder = geocoder_from_settings(settings)
+        app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_second, settings.api_rate_limit_burst)
         app.state.temporal = await connect(settings, metrics=False)  # the API serves its own /metrics
         yield
         await app.state.databases.dispose()
@@ -49,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(deliveries.router)
     app.include_router(robots.router)
+    app.include_router(tracking.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     registry = RequestMetrics.install(app)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=False)

@@ -9,8 +9,8 @@ from api.errors import ApiError
 from core.services import Service
 from services.device import repository as devices
 from services.device.models import Deployment
-from services.integrations import repository as integrations
-from services.integrations.models import Partner
+from services.integrations import credentials as partner_credentials
+from services.integrations.models import CredentialKind, Partner
 
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <credential>`")
 
@@ -23,11 +23,17 @@ def _credential(credentials: HTTPAuthorizationCredentials | None) -> str:
 
 async def partner_from_key(request: Request,
                            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Partner:
-    """The partner whose API key is presented."""
+    """The partner whose API key is presented (native and Olo dialects), within its rate limit."""
     async with request.app.state.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        partner = await integrations.authenticate_partner(session, _credential(credentials))
+        partner = await partner_credentials.partner_by_secret(session, CredentialKind.API_KEY, _credential(credentials))
     if partner is None:
-        raise ApiError(401, "unauthorized", "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "unauthorized", "unknown or expired API key", headers={"WWW-Authenticate": "Bearer"})
+    return admitted(request, partner)
+
+
+def admitted(request: Request, partner: Partner) -> Partner:
+    """The partner, once its request fits its rate limit (429 with Retry-After otherwise)."""
+    request.app.state.rate_limiter.admit(partner.id)
     return partner
 
 

@@ -1,60 +1,100 @@
-"""The native partner API: create a delivery and follow it."""
+"""The native partner API (`/v1`): quotes, deliveries, their proof of delivery, and stores."""
 
-import hashlib
-import json
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field, model_validator
 
+from api import intake
 from api.auth import CurrentPartner
-from api.errors import ERROR_RESPONSES, ApiError, ErrorBody, FieldError
-from core.contracts import CancelRequest, DeliveryOrder, DeliveryStatus, Point
+from api.errors import ERROR_RESPONSES, ErrorBody
+from core.contracts import DeliveryStatus, Point
 from core.markets import market_for
-from core.services import Service, TaskQueue
-from services.deliveries import repository as deliveries
+from core.services import Service
 from services.integrations import repository as integrations
-from services.integrations.models import Partner, PartnerDelivery
-from workflows.delivery import DeliveryWorkflow, workflow_id
 
-router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
-
-class Pickup(Point):
-    store_id: str | None = Field(None, max_length=128, description="your store id, if registered")
+PHONE = r"^\+?[0-9 ()-]+$"
+ORDER_ID = r"^[A-Za-z0-9._~-]+$"
 
 
-class Dropoff(Point):
-    address: str = Field("", max_length=500)
+class Location(BaseModel):
+    """Coordinates, or an address the geocoder can locate."""
+
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    address: str | None = Field(None, max_length=500)
+
+    @model_validator(mode="after")
+    def _coordinates_in_pairs(self):
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("latitude and longitude go together")
+        return self
+
+    def point(self) -> Point | None:
+        return Point(latitude=self.latitude, longitude=self.longitude) if self.latitude is not None else None
+
+
+class Pickup(Location):
+    store_id: str | None = Field(None, max_length=128, description="your registered store id; its location is used")
+
+
+class Dropoff(Location):
     instructions: str | None = Field(None, max_length=500)
 
 
 class Customer(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    phone: str = Field(min_length=5, max_length=32, pattern=r"^\+?[0-9 ()-]+$")
+    phone: str = Field(min_length=5, max_length=32, pattern=PHONE)
+
+
+class QuoteCreate(BaseModel):
+    pickup: Pickup
+    dropoff: Location
+    ready_at: datetime | None = Field(None, description="when the order will be ready at the store")
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "pickup": {"store_id": "weho-melrose"},
+        "dropoff": {"latitude": 34.0871, "longitude": -118.3725},
+    }]}}
+
+
+class QuoteView(BaseModel):
+    id: uuid.UUID
+    fee: int = Field(description="in the currency's minor unit (cents)")
+    currency: str
+    pickup_eta: datetime
+    dropoff_eta: datetime
+    expires_at: datetime = Field(description="create the delivery with `quote_id` before this")
+    market: str
 
 
 class DeliveryCreate(BaseModel):
-    external_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$",
+    external_id: str = Field(min_length=1, max_length=128, pattern=ORDER_ID,
                              description="your id for this order; creating it again is idempotent")
+    quote_id: uuid.UUID | None = Field(None, description="a quote of yours that has not expired or been used")
     pickup: Pickup
     dropoff: Dropoff
     customer: Customer
 
     model_config = {"json_schema_extra": {"examples": [{
         "external_id": "order-1042",
-        "pickup": {"latitude": 34.0837, "longitude": -118.3614, "store_id": "weho-sunset"},
+        "pickup": {"store_id": "weho-melrose"},
         "dropoff": {"latitude": 34.0871, "longitude": -118.3725, "address": "8800 Melrose Ave",
                     "instructions": "leave at the lobby"},
         "customer": {"name": "Alex Doe", "phone": "+13105550100"},
     }]}}
+
+
+class DeliveryUpdate(BaseModel):
+    dropoff_instructions: str | None = Field(None, max_length=500)
+    customer_phone: str | None = Field(None, min_length=5, max_length=32, pattern=PHONE)
+
+    model_config = {"json_schema_extra": {"examples": [{"dropoff_instructions": "call on arrival"}]}}
 
 
 class AttemptView(BaseModel):
@@ -77,121 +117,40 @@ class HistoryEntry(BaseModel):
 class DeliveryView(BaseModel):
     id: uuid.UUID
     external_id: str
-    status: str
+    status: DeliveryStatus
     market: str | None = None
+    tracking_url: str
+    quote_id: uuid.UUID | None = None
+    fee: int | None = None
+    currency: str | None = None
+    pickup_eta: datetime | None = None
+    dropoff_eta: datetime | None = None
+    picked_up_at: datetime | None = None
+    delivered_at: datetime | None = None
+    robot_id: str | None = None
+    cancellation_reason: str | None = None
     created_at: datetime | None = None
     ended_at: datetime | None = None
     attempts: list[AttemptView] = []
     history: list[HistoryEntry] = Field([], description="every status of every attempt, in order")
 
-
-def request_hash(body: DeliveryCreate) -> str:
-    """A digest of the request, to tell an idempotent replay from a conflicting reuse of an external id."""
-    return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-
-
-@router.post("", status_code=201, response_model=DeliveryView, summary="Create a delivery")
-async def create_delivery(body: DeliveryCreate, partner: CurrentPartner, request: Request,
-                          response: Response) -> DeliveryView:
-    """Store the order, then start its lifecycle. The same body under the same external id returns the same delivery."""
-    app = request.app.state
-    pickup, dropoff = Point(**body.pickup.model_dump(include={"latitude", "longitude"})), body.dropoff
-    market = market_for(pickup)
-    if market is None or not market.contains(Point(latitude=dropoff.latitude, longitude=dropoff.longitude)):
-        field = "pickup" if market is None else "dropoff"
-        raise ApiError(422, "outside_service_area", f"the {field} is outside every service area",
-                       [FieldError(field=field, error="outside_service_area")])
-    digest = request_hash(body)
-    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        order = await integrations.find_partner_delivery(session, partner.id, body.external_id)
-        store = await _store(session, partner, body.pickup.store_id)
-        created = order is None
-        if created:
-            order, pii_id = await _store_order(session, app.vault, partner, body, digest, store)
-        else:
-            pii_id = await integrations.pii_id_of(session, order.id)
-    if order is None:  # lost a race with a concurrent create of the same external id
-        return await create_delivery(body, partner, request, response)
-    if order.request_hash != digest:
-        raise ApiError(409, "duplicate_delivery", f"external_id {body.external_id} was used for a different delivery",
-                       [FieldError(field="external_id", error="already used with another body")])
-    delivery_order = DeliveryOrder(
-        delivery_id=order.delivery_id, partner_id=partner.id, partner_delivery_id=order.id, pii_id=pii_id,
-        external_delivery_id=body.external_id, market=market.name, store_id=store.id if store else None,
-        pickup=pickup, dropoff=Point(latitude=dropoff.latitude, longitude=dropoff.longitude),
-        policy=app.settings.lifecycle,
-    )
-    await start_lifecycle(app.temporal, delivery_order)
-    response.status_code = 201 if created else 200
-    return DeliveryView(id=order.delivery_id, external_id=body.external_id, status=DeliveryStatus.CREATED,
-                        market=market.name)
-
-
-async def _store(session, partner: Partner, store_id: str | None):
-    if store_id is None:
-        return None
-    store = await integrations.find_store(session, partner.id, store_id)
-    if store is None:
-        raise ApiError(422, "unknown_store", f"no store {store_id} is registered for this partner",
-                       [FieldError(field="pickup.store_id", error="unknown_store")])
-    return store
-
-
-async def _store_order(session, vault, partner, body: DeliveryCreate, digest: str, store):
-    order = PartnerDelivery(partner_id=partner.id, external_delivery_id=body.external_id, delivery_id=uuid.uuid4(),
-                            request_hash=digest, status="created", store_id=store.id if store else None)
-    customer = {"name": body.customer.name, "phone": body.customer.phone, "address": body.dropoff.address,
-                "instructions": body.dropoff.instructions}
-    try:
-        async with session.begin_nested():
-            pii = await integrations.store_order(session, vault, order, customer)
-    except IntegrityError:
-        return None, None
-    return order, pii.id
-
-
-async def start_lifecycle(client: Client, order: DeliveryOrder) -> None:
-    """Start the delivery's workflow, exactly once per delivery however often this is called."""
-    attributes = TypedSearchAttributes([
-        SearchAttributePair(SearchAttributeKey.for_keyword("PartnerId"), str(order.partner_id)),
-        SearchAttributePair(SearchAttributeKey.for_keyword("ExternalDeliveryId"), order.external_delivery_id),
-        SearchAttributePair(SearchAttributeKey.for_keyword("Market"), order.market),
-        SearchAttributePair(SearchAttributeKey.for_keyword("DeliveryStatus"), DeliveryStatus.CREATED.value),
-    ])
-    try:
-        await client.start_workflow(
-            DeliveryWorkflow.run, order, id=workflow_id(order.delivery_id),
-            task_queue=TaskQueue.DELIVERY_WORKFLOWS.value, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=attributes,
-            static_summary=f"partner {order.partner_id} · order {order.external_delivery_id}",
+    @classmethod
+    def of(cls, view: intake.OrderView) -> "DeliveryView":
+        order = view.order
+        return cls(
+            id=order.delivery_id, external_id=order.external_delivery_id, status=view.status, market=view.market,
+            tracking_url=view.tracking_url, quote_id=order.quote_id, fee=view.fee_cents, currency=view.currency,
+            pickup_eta=view.pickup_eta, dropoff_eta=view.dropoff_eta, picked_up_at=view.picked_up_at,
+            delivered_at=view.delivered_at, robot_id=view.robot_id, cancellation_reason=order.cancel_reason,
+            created_at=order.created_at, ended_at=view.ended_at,
+            attempts=[AttemptView(**{k: a[k] for k in AttemptView.model_fields}) for a in view.attempts],
+            history=[HistoryEntry(**{k: h[k] for k in HistoryEntry.model_fields}) for h in view.history],
         )
-    except WorkflowAlreadyStartedError:
-        return  # the delivery finished and its workflow closed: nothing to start again
-    except RPCError:
-        raise ApiError(503, "temporarily_unavailable", "the delivery is stored but could not start yet; retry",
-                       headers={"Retry-After": "2"}) from None
 
 
-@router.get("/{delivery_id}", response_model=DeliveryView, summary="Get a delivery")
-async def get_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, request: Request) -> DeliveryView:
-    """The delivery's status and its attempt trail; only the partner who created it can see it."""
-    databases = request.app.state.databases
-    async with databases.sessions(Service.DELIVERIES).begin() as session:
-        view = await deliveries.get_delivery_view(session, delivery_id)
-    if view is None:  # accepted a moment ago: its lifecycle has not written to Deliveries yet
-        async with databases.sessions(Service.INTEGRATIONS).begin() as session:
-            order = await integrations.find_order_of_delivery(session, partner.id, delivery_id)
-        if order is not None:
-            return DeliveryView(id=delivery_id, external_id=order.external_delivery_id,
-                                status=DeliveryStatus.CREATED, created_at=order.created_at)
-    if view is None or view["partner_id"] != partner.id:
-        raise ApiError(404, "not_found", f"no delivery {delivery_id}")
-    return DeliveryView(
-        id=view["delivery_id"], external_id=view["external_delivery_id"], status=view["status"],
-        market=view["market"], created_at=view["created_at"], ended_at=view["ended_at"],
-        attempts=[AttemptView(**{k: a[k] for k in AttemptView.model_fields}) for a in view["attempts"]],
-        history=[HistoryEntry(**{k: h[k] for k in HistoryEntry.model_fields}) for h in view["history"]],
-    )
+class DeliveryPage(BaseModel):
+    deliveries: list[DeliveryView]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last")
 
 
 class CancelReason(StrEnum):
@@ -206,21 +165,165 @@ class CancelBody(BaseModel):
     reason: CancelReason = CancelReason.OTHER
 
 
-@router.post("/{delivery_id}/cancel", response_model=DeliveryView, summary="Cancel a delivery",
+class ProofOfDeliveryView(BaseModel):
+    delivery_id: uuid.UUID
+    robot_id: str
+    lid_opened_at: datetime = Field(description="when the customer opened the robot's lid")
+    location: Point = Field(description="where the robot was when the lid opened")
+    delivered_at: datetime | None
+
+
+class StoreCreate(BaseModel):
+    store_id: str = Field(min_length=1, max_length=128, pattern=ORDER_ID)
+    name: str = Field(min_length=1, max_length=200)
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "store_id": "weho-melrose", "name": "Melrose Kitchen", "latitude": 34.0837, "longitude": -118.3614}]}}
+
+
+class StoreView(StoreCreate):
+    market: str
+
+
+# ---- quotes ----------------------------------------------------------------------------------------
+
+@router.post("/quotes", status_code=201, response_model=QuoteView, tags=["quotes"], summary="Quote a delivery",
+             responses={422: {"model": ErrorBody, "description": "`outside_service_area`, `unknown_location`, "
+                                                                    "`unknown_store` or `no_capacity`"}})
+async def create_quote(body: QuoteCreate, partner: CurrentPartner, request: Request) -> QuoteView:
+    """The fee and the pickup and dropoff ETAs the fleet can keep now, held until `expires_at`."""
+    app = request.app.state
+    pickup, _ = await _pickup(app, partner.id, body.pickup)
+    dropoff = await intake.locate(app, body.dropoff.point(), body.dropoff.address, "dropoff")
+    offer = await intake.quote(app, partner.id, pickup, dropoff, ready_at=body.ready_at)
+    return QuoteView(id=offer.quote_id, fee=offer.fee_cents, currency=offer.currency, pickup_eta=offer.pickup_eta,
+                     dropoff_eta=offer.dropoff_eta, expires_at=offer.expires_at, market=offer.market)
+
+
+async def _pickup(app, partner_id: uuid.UUID, pickup: Pickup) -> tuple[Point, str | None]:
+    if pickup.store_id is not None:
+        async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
+            store = await intake.store_of(session, partner_id, pickup.store_id, "pickup.store_id")
+        return Point(latitude=store.latitude, longitude=store.longitude), store.external_store_id
+    return await intake.locate(app, pickup.point(), pickup.address, "pickup"), None
+
+
+# ---- deliveries ------------------------------------------------------------------------------------
+
+@router.post("/deliveries", status_code=201, response_model=DeliveryView, tags=["deliveries"],
+             summary="Create a delivery",
+             responses={200: {"model": DeliveryView, "description": "The same request again: the same delivery"},
+                        404: {"model": ErrorBody, "description": "`unknown_quote`"},
+                        409: {"model": ErrorBody, "description": "`duplicate_delivery` (external_id used with "
+                                                                 "another body) or `used_quote`"},
+                        422: {"model": ErrorBody, "description": "`outside_service_area`, `unknown_location`, "
+                                                                 "`unknown_store`, `expired_quote` or an invalid "
+                                                                 "field"}})
+async def create_delivery(body: DeliveryCreate, partner: CurrentPartner, request: Request,
+                          response: Response) -> DeliveryView:
+    """Store the order, then start its lifecycle. The same body under the same external id returns the same delivery."""
+    order = intake.Intake(
+        external_id=body.external_id, customer_name=body.customer.name, customer_phone=body.customer.phone,
+        digest=intake.digest_of(body.model_dump(mode="json")), pickup=body.pickup.point(),
+        pickup_store_id=body.pickup.store_id, pickup_address=body.pickup.address, dropoff=body.dropoff.point(),
+        dropoff_address=body.dropoff.address, dropoff_instructions=body.dropoff.instructions, quote_id=body.quote_id,
+        fields={"pickup_store_id": "pickup.store_id"},
+    )
+    view, created = await intake.create(request.app.state, partner.id, order)
+    response.status_code = 201 if created else 200
+    return DeliveryView.of(view)
+
+
+@router.get("/deliveries", response_model=DeliveryPage, tags=["deliveries"], summary="List deliveries")
+async def list_deliveries(
+    partner: CurrentPartner, request: Request,
+    status: Annotated[list[DeliveryStatus] | None, Query(description="only these statuses (repeatable)")] = None,
+    created_after: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
+    created_before: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
+    cursor: Annotated[str | None, Query(max_length=200, description="from a previous page's `next_cursor`")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> DeliveryPage:
+    """Your deliveries, newest first, a page at a time."""
+    app = request.app.state
+    orders, next_cursor = await intake.list_orders(
+        app, partner.id, statuses=[s.value for s in status] if status else None, created_after=created_after,
+        created_before=created_before, cursor=cursor, limit=limit)
+    views = [DeliveryView.of(await intake.view_of(app, order, live=False)) for order in orders]
+    return DeliveryPage(deliveries=views, next_cursor=next_cursor)
+
+
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryView, tags=["deliveries"], summary="Get a delivery")
+async def get_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, request: Request) -> DeliveryView:
+    """The delivery's status, live ETAs and its attempt trail; only the partner who created it can see it."""
+    app = request.app.state
+    return DeliveryView.of(await intake.view_of(app, await intake.order_by_delivery_id(app, partner.id, delivery_id)))
+
+
+@router.patch("/deliveries/{delivery_id}", response_model=DeliveryView, tags=["deliveries"],
+              summary="Change the dropoff instructions or phone",
+              responses={409: {"model": ErrorBody, "description": "`delivery_in_progress`: already picked up"}})
+async def update_delivery(delivery_id: uuid.UUID, body: DeliveryUpdate, partner: CurrentPartner,
+                          request: Request) -> DeliveryView:
+    """Allowed until the order is in the robot."""
+    app = request.app.state
+    order = await intake.order_by_delivery_id(app, partner.id, delivery_id)
+    if body.dropoff_instructions is None and body.customer_phone is None:
+        raise intake.refuse(422, "invalid_request", "nothing to change: send dropoff_instructions or customer_phone",
+                            "dropoff_instructions")
+    view = await intake.update_dropoff(app, order, instructions=body.dropoff_instructions, phone=body.customer_phone,
+                                       field_name="dropoff_instructions")
+    return DeliveryView.of(view)
+
+
+@router.post("/deliveries/{delivery_id}/cancel", response_model=DeliveryView, tags=["deliveries"],
+             summary="Cancel a delivery",
              responses={409: {"model": ErrorBody, "description": "`noncancelable_delivery`: already delivered, "
                                                                     "returned or on its way back"}})
 async def cancel_delivery(delivery_id: uuid.UUID, body: CancelBody, partner: CurrentPartner,
                           request: Request) -> DeliveryView:
-    """Cancel before pickup and the robot is released; after loading, the order goes back to the store."""
-    view = await get_delivery(delivery_id, partner, request)
-    if view.status == DeliveryStatus.CANCELLED:
-        return view
-    handle = request.app.state.temporal.get_workflow_handle(workflow_id(delivery_id))
-    try:
-        await handle.execute_update(DeliveryWorkflow.cancel, CancelRequest(reason=body.reason.value))
-    except WorkflowUpdateFailedError as exc:
-        raise ApiError(409, "noncancelable_delivery", getattr(exc.cause, "message", str(exc.cause))) from None
-    except RPCError:
-        raise ApiError(503, "temporarily_unavailable", "the cancellation could not be delivered; retry",
-                       headers={"Retry-After": "1"}) from None
-    return await get_delivery(delivery_id, partner, request)
+    """Cancel before pickup and the robot is released; after loading, the order goes back to the store.
+    Cancelling a cancelled delivery returns it unchanged."""
+    app = request.app.state
+    order = await intake.order_by_delivery_id(app, partner.id, delivery_id)
+    return DeliveryView.of(await intake.cancel(app, order, body.reason.value))
+
+
+@router.get("/deliveries/{delivery_id}/proof-of-delivery", response_model=ProofOfDeliveryView, tags=["deliveries"],
+            summary="Proof of delivery",
+            responses={404: {"model": ErrorBody, "description": "`not_found`, or `not_delivered` yet"}})
+async def proof_of_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, request: Request) -> ProofOfDeliveryView:
+    """When and where the customer opened the robot's lid, and which robot it was."""
+    app = request.app.state
+    proof = await intake.proof_of_delivery(app, await intake.order_by_delivery_id(app, partner.id, delivery_id))
+    return ProofOfDeliveryView(delivery_id=proof.delivery_id, robot_id=proof.robot_id,
+                               lid_opened_at=proof.lid_opened_at, location=proof.location,
+                               delivered_at=proof.delivered_at)
+
+
+# ---- stores ----------------------------------------------------------------------------------------
+
+@router.post("/stores", status_code=201, response_model=StoreView, tags=["stores"], summary="Register a store",
+             responses={422: {"model": ErrorBody, "description": "`outside_service_area` or an invalid field"}})
+async def add_store(body: StoreCreate, partner: CurrentPartner, request: Request) -> StoreView:
+    """Register a pickup location under your own store id (registering it again updates it)."""
+    market = market_for(Point(latitude=body.latitude, longitude=body.longitude))
+    if market is None:
+        raise intake.refuse(422, "outside_service_area", "the store is outside every service area", "latitude")
+    async with request.app.state.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        store = await integrations.add_store(session, partner.id, body.store_id, body.name, body.latitude,
+                                             body.longitude, market.name)
+    return _store_view(store)
+
+
+@router.get("/stores", response_model=list[StoreView], tags=["stores"], summary="List your stores")
+async def list_stores(partner: CurrentPartner, request: Request) -> list[StoreView]:
+    async with request.app.state.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        return [_store_view(store) for store in await integrations.list_stores(session, partner.id)]
+
+
+def _store_view(store) -> StoreView:
+    return StoreView(store_id=store.external_store_id, name=store.name, latitude=store.latitude,
+                     longitude=store.longitude, market=store.market)
+

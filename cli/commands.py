@@ -7,7 +7,7 @@ from cli.errors import CommandError
 from cli.up import describe_stack, run_stack, running_stack
 from core.migrations import create_databases, current_revisions, downgrade_all, head_revisions, upgrade_all
 from core.settings import Settings
-from core.temporal import connect, ensure_search_attributes
+from core.temporal import connect, ensure_schedules, ensure_search_attributes
 
 
 async def up(args, settings: Settings) -> int:
@@ -82,6 +82,8 @@ async def temporal(args, settings: Settings) -> int:
     client = await _temporal(settings)
     added = await ensure_search_attributes(client)
     print(f"search attributes registered: {', '.join(added) if added else 'all present already'}")
+    created = await ensure_schedules(client)
+    print(f"schedules created: {', '.join(created) if created else 'all present already'}")
     return 0
 
 
@@ -130,3 +132,12 @@ async def bench(args, settings: Settings) -> int:
     from cli.bench import run_bench
 
     return await run_bench(args, settings)
+
+
+async def partners(args, settings: Settings) -> int:
+    from cli.partner_admin import run
+
+    return await run(args, settings)
+
+
+stores = callbacks = pii = partners

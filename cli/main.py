@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--reason", help="cancel: the reason code")
 
     from cli.bench import add_arguments as bench_arguments  # light: argparse only
+    from cli.partners import add_arguments as partner_arguments
+
+    partner_arguments(commands)
 
     bench_arguments(commands.add_parser("bench", help="throughput and latency of the real stack vs a bare baseline"))
 

@@ -150,6 +150,32 @@ class QuoteEstimate(BaseModel):
     planner: str
 
 
+class QuoteOrder(BaseModel):
+    """The quote workflow's input: who asks, for which order, and for how long the price holds."""
+
+    quote_id: UUID
+    partner_id: UUID
+    external_delivery_id: str | None = None
+    request: QuoteRequest
+    valid_seconds: float = Field(300, gt=0)
+
+
+class QuoteOffer(BaseModel):
+    """A quote as stored in Deliveries and shown to the partner."""
+
+    quote_id: UUID
+    partner_id: UUID
+    external_delivery_id: str | None = None
+    market: str
+    pickup: Point
+    dropoff: Point
+    fee_cents: int
+    currency: str
+    pickup_eta: datetime
+    dropoff_eta: datetime
+    expires_at: datetime
+
+
 class RobotChoice(BaseModel):
     """The planner's decision for a demand."""
 

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DELIVERY_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Path(".data")
+    profile: str = Field("dev", pattern="^(dev|production)$",
+                         description="production refuses webhook URLs into private networks and plain http")
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
@@ -52,11 +54,19 @@ class Settings(BaseSettings):
 
     lifecycle: LifecyclePolicy = LifecyclePolicy()
     pii_keys: str | None = Field(None, repr=False, description="id:base64key,... ; the first encrypts")
+    geocoder: str = Field("offline", description="`offline`, or `package.module:factory` taking the settings")
+    geocoder_addresses_file: Path | None = Field(None, description="JSON {address: [lat, lon]} the offline geocoder adds")
+    quote_valid_seconds: float = Field(300, gt=0, description="how long a quote's price and ETAs hold")
+    pii_retention_days: float = Field(30, ge=0, description="days after a delivery ends before its PII is purged")
+    api_rate_limit_per_second: float = Field(20, gt=0, description="sustained requests per second per partner")
+    api_rate_limit_burst: int = Field(40, ge=1, description="requests a partner may send at once")
+    api_max_body_bytes: int = Field(65536, ge=1024, description="largest request body the API accepts")
     simulator: bool = True
     sim_speed: str = "30"
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    public_base_url: str | None = Field(None, description="the API's address as partners reach it (tracking links)")
 
     metrics_host: str = Field("127.0.0.1", description="where worker Prometheus endpoints listen")
     metrics_port: int | None = Field(None, ge=1, le=65535,
@@ -83,6 +93,14 @@ class Settings(BaseSettings):
     def embedded_postgres(self) -> bool:
         """True when any service database is left to the embedded Postgres."""
         return any(getattr(self, f"{s.value}_database_url") is None for s in Service)
+
+    @property
+    def allow_private_webhooks(self) -> bool:
+        return self.profile == "dev"
+
+    @property
+    def public_url(self) -> str:
+        return (self.public_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     def database_url(self, service: Service) -> str:
         """The SQLAlchemy (asyncpg) URL of a service's database."""

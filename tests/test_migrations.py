@@ -193,7 +193,8 @@ async def _partner_delivery(session: AsyncSession) -> dict[str, Any]:
     session.add(partner)
     await session.flush()
     order = integrations.PartnerDelivery(
-        partner_id=partner.id, external_delivery_id="dd-1", request_hash="h", status="created"
+        partner_id=partner.id, external_delivery_id="dd-1", request_hash="h", status="created", market="m",
+        pickup_latitude=0, pickup_longitude=0, dropoff_latitude=0, dropoff_longitude=0, tracking_token="t-1",
     )
     session.add(order)
     await session.flush()

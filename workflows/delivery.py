@@ -610,6 +610,8 @@ class DeliveryWorkflow:
             "lid_open": self._phase.lid_open,
             "attempt": self._attempt.model_dump(mode="json") if self._attempt else None,
             "robot_id": self._choice.robot_id if self._choice else None,
+            "eta": {"pickup": self._choice.pickup_eta.isoformat(), "dropoff": self._choice.dropoff_eta.isoformat()}
+            if self._choice else None,
             "pilot_id": str(self._task.pilot_id) if self._task else None,
             "reason": self._reason,
             "attention": self._attention,

@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -53,9 +53,13 @@ class Quote(DeliveriesModel, table=True):
     """A priced offer for a route, valid until `expires_at` and usable by one delivery."""
 
     __tablename__ = "quote"
+    __table_args__ = (Index("ix_quote_partner_external", "partner_id", "external_delivery_id"),)
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     partner_id: uuid.UUID = Field(index=True)
+    # The partner's order id when the dialect quotes per order (DoorDash accepts a quote by it).
+    external_delivery_id: str | None = Field(default=None, max_length=128)
+    market: str = Field(max_length=64)
     fee_cents: int
     currency: str = Field(default="USD", max_length=3)
     pickup_latitude: float

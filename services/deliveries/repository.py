@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.contracts import DeliveryOrder
+from core.contracts import DeliveryOrder, QuoteOffer
 from services.deliveries.models import (
     Attempt, AttemptHistory, AttemptStatus, Customer, Delivery, DeliveryStatus, Quote, utcnow,
 )
@@ -46,6 +46,29 @@ async def insert_delivery(session: AsyncSession, order: DeliveryOrder, customer_
         .returning(Delivery.id)
     )
     return inserted is not None
+
+
+async def record_quote(session: AsyncSession, offer: QuoteOffer) -> None:
+    """Store a quote's offer, once."""
+    await session.execute(insert(Quote).values(
+        id=offer.quote_id, partner_id=offer.partner_id, external_delivery_id=offer.external_delivery_id,
+        market=offer.market, fee_cents=offer.fee_cents, currency=offer.currency,
+        pickup_latitude=offer.pickup.latitude, pickup_longitude=offer.pickup.longitude,
+        dropoff_latitude=offer.dropoff.latitude, dropoff_longitude=offer.dropoff.longitude,
+        pickup_eta=offer.pickup_eta, dropoff_eta=offer.dropoff_eta, expires_at=offer.expires_at,
+        created_at=utcnow(),
+    ).on_conflict_do_nothing(index_elements=[Quote.id]))
+
+
+async def find_quote(session: AsyncSession, partner_id: uuid.UUID, quote_id: uuid.UUID | None = None,
+                     external_delivery_id: str | None = None) -> Quote | None:
+    """A partner's quote by id, or its newest quote for one of its order ids."""
+    query = select(Quote).where(Quote.partner_id == partner_id)
+    if quote_id is not None:
+        query = query.where(Quote.id == quote_id)
+    if external_delivery_id is not None:
+        query = query.where(Quote.external_delivery_id == external_delivery_id)
+    return await session.scalar(query.order_by(Quote.created_at.desc()).limit(1))
 
 
 async def quote_exists(session: AsyncSession, quote_id: uuid.UUID) -> bool:

@@ -44,11 +44,38 @@ class Partner(IntegrationsModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(max_length=200)
     dialect: str = Field(default=PartnerDialect.NATIVE, max_length=16)
-    api_key_hash: str | None = Field(default=None, max_length=128, unique=True)
+    # The partner's account in its dialect: DoorDash developer_id, Uber customer_id.
+    account_id: str | None = Field(default=None, max_length=64, unique=True)
     webhook_url: str | None = Field(default=None, max_length=2048)
-    webhook_secret_encrypted: str | None = Field(default=None, sa_type=Text)
     webhook_enabled: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
+
+
+class CredentialKind(StrEnum):
+    """What a partner credential is for."""
+
+    API_KEY = "api_key"  # native and olo: a bearer key, stored hashed
+    SIGNING_KEY = "signing_key"  # doordash: the JWT signing secret, sealed (we must verify with it)
+    CLIENT_SECRET = "client_secret"  # uber: the OAuth client secret, stored hashed
+    ACCESS_TOKEN = "access_token"  # uber: a bearer token issued by /oauth/v2/token, stored hashed
+    WEBHOOK_SECRET = "webhook_secret"  # every dialect: signs our callbacks, sealed
+    WEBHOOK_AUTHORIZATION = "webhook_auth"  # doordash: the Authorization header the partner registered, sealed
+
+
+class PartnerCredential(IntegrationsModel, table=True):
+    """One secret of a partner. Rotation adds a new one and gives the old one an expiry (the overlap)."""
+
+    __tablename__ = "partner_credential"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    partner_id: uuid.UUID = Field(foreign_key="partner.id", index=True)
+    kind: str = Field(max_length=16)
+    # The public half, where the dialect has one: DoorDash key_id, Uber client_id.
+    key_id: str | None = Field(default=None, max_length=64, index=True)
+    secret_hash: str | None = Field(default=None, max_length=128, unique=True)
+    secret_encrypted: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
+    expires_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
 
 
 class Store(IntegrationsModel, table=True):
@@ -87,7 +114,17 @@ class PartnerDelivery(IntegrationsModel, table=True):
     request_hash: str = Field(max_length=128)
     status: str = Field(max_length=32, index=True)
     store_id: uuid.UUID | None = Field(default=None, foreign_key="store.id")
-    created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
+    quote_id: uuid.UUID | None = Field(default=None, unique=True)
+    # Where the order goes, as accepted (coordinates only; the addresses are PII, sealed in PII).
+    market: str = Field(max_length=64)
+    pickup_latitude: float
+    pickup_longitude: float
+    dropoff_latitude: float
+    dropoff_longitude: float
+    # The public tracking page's key: random, unguessable, and unrelated to any id.
+    tracking_token: str = Field(max_length=64, unique=True)
+    cancel_reason: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ, index=True)
     updated_at: datetime = Field(
         default_factory=utcnow, sa_type=TIMESTAMPTZ, sa_column_kwargs={"onupdate": utcnow}
     )

@@ -3,30 +3,15 @@
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import StatusCallback
-from core.crypto import Vault, hash_credential, new_credential, new_webhook_secret
+from core.crypto import Vault
 from services.integrations.models import (
-    PII, CallbackStatus, ExternalState, Partner, PartnerDelivery, Store,
+    PII, CallbackStatus, ExternalState, Partner, PartnerCredential, PartnerDelivery, Store,
 )
-
-
-async def create_partner(session: AsyncSession, vault: Vault, name: str, dialect: str,
-                         webhook_url: str | None) -> tuple[Partner, dict[str, str]]:
-    """Register a partner; return it with its credentials, which are shown once and stored only hashed or sealed."""
-    api_key, webhook_secret = new_credential("sk"), new_webhook_secret()
-    partner = Partner(name=name, dialect=dialect, api_key_hash=hash_credential(api_key), webhook_url=webhook_url,
-                      webhook_secret_encrypted=vault.encrypt(webhook_secret), webhook_enabled=webhook_url is not None)
-    session.add(partner)
-    await session.flush()
-    return partner, {"api_key": api_key, "webhook_secret": webhook_secret}
-
-
-async def authenticate_partner(session: AsyncSession, api_key: str) -> Partner | None:
-    return await session.scalar(select(Partner).where(Partner.api_key_hash == hash_credential(api_key)))
 
 
 async def add_store(session: AsyncSession, partner_id: uuid.UUID, external_store_id: str, name: str,
@@ -89,7 +74,7 @@ async def accept_order(session: AsyncSession, partner_delivery_id: uuid.UUID, de
     result = await session.execute(
         update(PartnerDelivery).where(PartnerDelivery.id == partner_delivery_id,
                                       PartnerDelivery.delivery_id == delivery_id)
-        .values(status="accepted", updated_at=datetime.now(UTC))
+        .values(updated_at=datetime.now(UTC))
     )
     return result.rowcount == 1
 
@@ -131,3 +116,109 @@ async def set_webhook_enabled(session: AsyncSession, partner_id: uuid.UUID, enab
 async def external_trail(session: AsyncSession, partner_delivery_id: uuid.UUID) -> list[ExternalState]:
     return list(await session.scalars(select(ExternalState).where(
         ExternalState.partner_delivery_id == partner_delivery_id).order_by(ExternalState.sequence)))
+
+
+async def order_of_quote(session: AsyncSession, quote_id: uuid.UUID) -> PartnerDelivery | None:
+    """The order that used a quote, if any."""
+    return await session.scalar(select(PartnerDelivery).where(PartnerDelivery.quote_id == quote_id))
+
+
+async def order_by_tracking_token(session: AsyncSession, token: str) -> PartnerDelivery | None:
+    return await session.scalar(select(PartnerDelivery).where(PartnerDelivery.tracking_token == token))
+
+
+async def list_orders(session: AsyncSession, partner_id: uuid.UUID, *, statuses: list[str] | None,
+                      created_after: datetime | None, created_before: datetime | None,
+                      after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[PartnerDelivery]:
+    """A partner's orders, newest first, from just after the cursor `after` (created_at, id)."""
+    query = select(PartnerDelivery).where(PartnerDelivery.partner_id == partner_id)
+    if statuses:
+        query = query.where(PartnerDelivery.status.in_(statuses))
+    if created_after is not None:
+        query = query.where(PartnerDelivery.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(PartnerDelivery.created_at < created_before)
+    if after is not None:
+        query = query.where(tuple_(PartnerDelivery.created_at, PartnerDelivery.id) < tuple_(*after))
+    query = query.order_by(PartnerDelivery.created_at.desc(), PartnerDelivery.id.desc()).limit(limit)
+    return list(await session.scalars(query))
+
+
+async def update_customer(session: AsyncSession, vault: Vault, partner_delivery_id: uuid.UUID, *,
+                          instructions: str | None, phone: str | None) -> None:
+    """Replace the sealed dropoff instructions and/or phone of an order."""
+    values = {}
+    if instructions is not None:
+        values["dropoff_instructions_encrypted"] = vault.encrypt(instructions)
+    if phone is not None:
+        values["customer_phone_encrypted"] = vault.encrypt(phone)
+    if values:
+        await session.execute(update(PII).where(PII.partner_delivery_id == partner_delivery_id,
+                                                PII.purged_at.is_(None)).values(**values))
+
+
+async def set_cancel_reason(session: AsyncSession, partner_delivery_id: uuid.UUID, reason: str) -> None:
+    await session.execute(update(PartnerDelivery).where(PartnerDelivery.id == partner_delivery_id)
+                          .values(cancel_reason=reason, updated_at=datetime.now(UTC)))
+
+
+async def schedule_purge(session: AsyncSession, partner_delivery_id: uuid.UUID, purge_after: datetime) -> None:
+    """Set when an ended order's personal data is erased (kept if already set)."""
+    await session.execute(update(PII).where(PII.partner_delivery_id == partner_delivery_id,
+                                            PII.purge_after.is_(None)).values(purge_after=purge_after))
+
+
+async def purge_pii(session: AsyncSession) -> int:
+    """Erase the sealed personal data whose time has come; return how many orders were purged."""
+    now = datetime.now(UTC)
+    result = await session.execute(update(PII).where(PII.purge_after <= now, PII.purged_at.is_(None)).values(
+        customer_name_encrypted=None, customer_phone_encrypted=None, dropoff_address_encrypted=None,
+        dropoff_instructions_encrypted=None, purged_at=now))
+    return result.rowcount
+
+
+async def list_partners(session: AsyncSession) -> list[Partner]:
+    return list(await session.scalars(select(Partner).order_by(Partner.created_at)))
+
+
+async def find_partner(session: AsyncSession, name_or_id: str) -> Partner | None:
+    """A partner by id, or by a name no other partner has."""
+    try:
+        return await session.get(Partner, uuid.UUID(name_or_id))
+    except ValueError:
+        named = list(await session.scalars(select(Partner).where(Partner.name == name_or_id).limit(2)))
+        return named[0] if len(named) == 1 else None
+
+
+async def failed_callbacks(session: AsyncSession, delivery_id: uuid.UUID | None = None) -> list[StatusCallback]:
+    """Callbacks that ran out of retries, as they were sent, in delivery and sequence order."""
+    query = (select(ExternalState, PartnerDelivery.delivery_id)
+             .join(PartnerDelivery, PartnerDelivery.id == ExternalState.partner_delivery_id)
+             .where(ExternalState.callback_status == CallbackStatus.FAILED))
+    if delivery_id is not None:
+        query = query.where(PartnerDelivery.delivery_id == delivery_id)
+    rows = await session.execute(query.order_by(PartnerDelivery.delivery_id, ExternalState.sequence))
+    return [StatusCallback(partner_delivery_id=state.partner_delivery_id, delivery_id=delivery, sequence=state.sequence,
+                           status=state.internal_status, occurred_at=state.occurred_at)
+            for state, delivery in rows]
+
+
+async def reseal(session: AsyncSession, vault: Vault) -> dict[str, int]:
+    """Re-encrypt every sealed value that is not under the vault's current key; return the counts."""
+    counts = {"pii": 0, "credentials": 0}
+    fields = ("customer_name_encrypted", "customer_phone_encrypted", "dropoff_address_encrypted",
+              "dropoff_instructions_encrypted")
+    for pii in await session.scalars(select(PII).where(PII.key_id != vault.current, PII.purged_at.is_(None))
+                                     .with_for_update()):
+        for name in fields:
+            if (sealed := getattr(pii, name)) is not None:
+                setattr(pii, name, vault.encrypt(vault.decrypt(sealed)))
+        pii.key_id = vault.current
+        counts["pii"] += 1
+    prefix = f"{vault.current}:"
+    for credential in await session.scalars(select(PartnerCredential).where(
+            PartnerCredential.secret_encrypted.is_not(None),
+            PartnerCredential.secret_encrypted.not_like(prefix + "%")).with_for_update()):
+        credential.secret_encrypted = vault.encrypt(vault.decrypt(credential.secret_encrypted))
+        counts["credentials"] += 1
+    return counts

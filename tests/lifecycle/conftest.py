@@ -33,7 +33,7 @@ from core.services import Service, TaskQueue
 from core.temporal import connect
 from services.device import repository as devices
 from services.dispatch import repository as dispatch
-from services.integrations import repository as integrations
+from services.integrations import credentials
 from services.operations import repository as operations
 from tests.conftest import free_port
 
@@ -218,7 +218,7 @@ class Market_:
 
     async def add_partner(self, webhook_url: str | None) -> dict:
         async with self.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
-            partner, secrets = await integrations.create_partner(
+            partner, secrets = await credentials.create_partner(
                 session, vault_from_settings(self.platform.settings), f"partner {self.market.name}", "native",
                 webhook_url)
         self.api_key, self.partner_id = secrets["api_key"], partner.id

@@ -1,0 +1,67 @@
+"""Limits on what one caller can send: request rate per partner, and request body size.
+
+Each API replica limits on its own, so N replicas admit up to N × the configured rate; the rate is
+set per replica with that in mind (docs/deploy.md).
+"""
+
+import math
+import time
+import uuid
+
+from api.errors import ApiError, error_response
+
+
+class RateLimiter:
+    """`rate` requests per second sustained, bursts of up to `burst`."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[uuid.UUID, tuple[float, float]] = {}
+
+    def admit(self, partner_id: uuid.UUID) -> None:
+        """Take one token for the partner, or refuse with 429 and how long to wait."""
+        now = time.monotonic()
+        tokens, stamp = self._buckets.get(partner_id, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - stamp) * self.rate)
+        if tokens < 1:
+            self._buckets[partner_id] = (tokens, now)
+            wait = math.ceil((1 - tokens) / self.rate)
+            raise ApiError(429, "rate_limited", f"too many requests; retry in {wait} s",
+                           headers={"Retry-After": str(wait)})
+        self._buckets[partner_id] = (tokens - 1, now)
+
+
+class BodyLimit:
+    """ASGI middleware: a body over `max_bytes` is refused with 413 before the route reads it."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope, receive, send):
+        response = error_response(413, "payload_too_large", f"the request body is over {self.max_bytes} bytes")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass

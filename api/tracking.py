@@ -1,0 +1,50 @@
+"""The public tracking page: a customer follows one delivery by its unguessable link, without credentials."""
+
+import html
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from api import intake
+from core.contracts import DeliveryStatus
+from core.services import Service
+from services.integrations import repository as integrations
+
+router = APIRouter(tags=["tracking"])
+
+S = DeliveryStatus
+HEADLINES = {
+    S.CREATED: "Order received", S.ROBOT_ASSIGNED: "A robot is assigned",
+    S.EN_ROUTE_TO_PICKUP: "The robot is on its way to the store", S.AT_PICKUP: "The robot is at the store",
+    S.PICKED_UP: "Your order is in the robot", S.EN_ROUTE_TO_DROPOFF: "Your order is on its way",
+    S.AT_DROPOFF: "The robot has arrived: open the lid", S.DELIVERED: "Delivered",
+    S.RETURNING: "The order is going back to the store", S.RETURNED: "The order went back to the store",
+    S.CANCELLED: "Cancelled",
+}
+
+
+@router.get("/track/{token}", response_class=HTMLResponse, summary="Tracking page",
+            responses={404: {"description": "No delivery has this link"}})
+async def tracking_page(token: str, request: Request) -> HTMLResponse:
+    """Status and ETA of one delivery. It shows no personal data and no internal ids."""
+    app = request.app.state
+    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        order = await integrations.order_by_tracking_token(session, token[:64])
+    if order is None:
+        return HTMLResponse(_page("Not found", "This tracking link is not valid.", None), status_code=404)
+    view = await intake.view_of(app, order)
+    eta = view.dropoff_eta if view.status not in (S.AT_DROPOFF, S.DELIVERED, S.RETURNING, S.RETURNED,
+                                                  S.CANCELLED) else None
+    return HTMLResponse(_page(HEADLINES[view.status], f"Order {order.external_delivery_id}", eta),
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+def _page(headline: str, detail: str, eta) -> str:
+    eta_line = f"<p>Expected at <time datetime='{eta.isoformat()}'>{eta:%H:%M}</time> UTC</p>" if eta else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="30"><meta name="robots" content="noindex">
+<title>{html.escape(headline)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}}
+h1{{font-size:1.5rem}}</style></head>
+<body><h1>{html.escape(headline)}</h1><p>{html.escape(detail)}</p>{eta_line}</body></html>"""

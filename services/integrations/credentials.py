@@ -1,0 +1,124 @@
+"""Partner credentials: issued per dialect, stored only hashed or sealed, rotated with an overlap window."""
+
+import base64
+import os
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.crypto import Vault, hash_credential, new_credential, new_webhook_secret
+from services.integrations.models import CredentialKind, Partner, PartnerCredential, PartnerDialect
+
+K = CredentialKind
+# The credentials each dialect authenticates with; every dialect also gets a webhook secret.
+DIALECT_CREDENTIALS = {
+    PartnerDialect.NATIVE: (K.API_KEY,),
+    PartnerDialect.OLO: (K.API_KEY,),
+    PartnerDialect.DOORDASH: (K.SIGNING_KEY,),
+    PartnerDialect.UBER: (K.CLIENT_SECRET,),
+}
+
+
+def _active(now: datetime):
+    return or_(PartnerCredential.expires_at.is_(None), PartnerCredential.expires_at > now)
+
+
+async def create_partner(session: AsyncSession, vault: Vault, name: str, dialect: str, webhook_url: str | None,
+                         webhook_authorization: str | None = None) -> tuple[Partner, dict[str, str]]:
+    """Register a partner; return it with its credentials, shown once and stored only hashed or sealed."""
+    account_id = str(uuid.uuid4()) if dialect in (PartnerDialect.DOORDASH, PartnerDialect.UBER) else None
+    partner = Partner(name=name, dialect=dialect, account_id=account_id, webhook_url=webhook_url,
+                      webhook_enabled=webhook_url is not None)
+    session.add(partner)
+    await session.flush()
+    shown = {"partner_id": str(partner.id), "dialect": dialect}
+    if dialect == PartnerDialect.DOORDASH:
+        shown["developer_id"] = account_id
+    if dialect == PartnerDialect.UBER:
+        shown["customer_id"] = account_id
+    shown.update(await _issue(session, vault, partner))
+    if webhook_authorization:
+        session.add(PartnerCredential(partner_id=partner.id, kind=K.WEBHOOK_AUTHORIZATION,
+                                      secret_encrypted=vault.encrypt(webhook_authorization)))
+    return partner, shown
+
+
+async def rotate(session: AsyncSession, vault: Vault, partner: Partner, overlap: timedelta) -> dict[str, str]:
+    """Issue new credentials; the current ones keep working for `overlap`, then expire."""
+    now = datetime.now(UTC)
+    kinds = (*DIALECT_CREDENTIALS[PartnerDialect(partner.dialect)], K.WEBHOOK_SECRET)
+    await session.execute(update(PartnerCredential).where(
+        PartnerCredential.partner_id == partner.id, PartnerCredential.kind.in_(kinds), _active(now),
+    ).values(expires_at=now + overlap))
+    shown = {"partner_id": str(partner.id), "dialect": partner.dialect,
+             "previous_credentials_expire_at": (now + overlap).isoformat()}
+    shown.update(await _issue(session, vault, partner))
+    return shown
+
+
+async def _issue(session: AsyncSession, vault: Vault, partner: Partner) -> dict[str, str]:
+    shown: dict[str, str] = {}
+    for kind in DIALECT_CREDENTIALS[PartnerDialect(partner.dialect)]:
+        if kind is K.API_KEY:
+            shown["api_key"] = new_credential("sk")
+            row = PartnerCredential(kind=kind, secret_hash=hash_credential(shown["api_key"]))
+        elif kind is K.SIGNING_KEY:
+            shown["key_id"] = str(uuid.uuid4())
+            shown["signing_secret"] = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+            row = PartnerCredential(kind=kind, key_id=shown["key_id"],
+                                    secret_encrypted=vault.encrypt(shown["signing_secret"]))
+        else:
+            shown["client_id"] = f"cli_{secrets.token_hex(12)}"
+            shown["client_secret"] = new_credential("cs")
+            row = PartnerCredential(kind=kind, key_id=shown["client_id"],
+                                    secret_hash=hash_credential(shown["client_secret"]))
+        row.partner_id = partner.id
+        session.add(row)
+    shown["webhook_secret"] = new_webhook_secret()
+    session.add(PartnerCredential(partner_id=partner.id, kind=K.WEBHOOK_SECRET,
+                                  secret_encrypted=vault.encrypt(shown["webhook_secret"])))
+    await session.flush()
+    return shown
+
+
+async def partner_by_secret(session: AsyncSession, kind: CredentialKind, secret: str,
+                            key_id: str | None = None) -> Partner | None:
+    """The partner holding this unexpired hashed secret (an API key, an access token, a client secret)."""
+    query = select(Partner).join(PartnerCredential, PartnerCredential.partner_id == Partner.id).where(
+        PartnerCredential.kind == kind, PartnerCredential.secret_hash == hash_credential(secret),
+        _active(datetime.now(UTC)))
+    if key_id is not None:
+        query = query.where(PartnerCredential.key_id == key_id)
+    return await session.scalar(query)
+
+
+async def signing_secret(session: AsyncSession, vault: Vault, account_id: str, key_id: str,
+                         ) -> tuple[Partner, str] | None:
+    """A DoorDash-dialect partner and its unexpired signing secret for (developer_id, key_id)."""
+    row = (await session.execute(
+        select(Partner, PartnerCredential).join(PartnerCredential, PartnerCredential.partner_id == Partner.id)
+        .where(Partner.account_id == account_id, PartnerCredential.kind == K.SIGNING_KEY,
+               PartnerCredential.key_id == key_id, _active(datetime.now(UTC)))
+    )).first()
+    return (row[0], vault.decrypt(row[1].secret_encrypted)) if row else None
+
+
+async def issue_access_token(session: AsyncSession, partner: Partner, ttl: timedelta) -> str:
+    """A bearer token for an OAuth client-credentials grant, stored hashed, valid for `ttl`."""
+    token = new_credential("at")
+    session.add(PartnerCredential(partner_id=partner.id, kind=K.ACCESS_TOKEN, secret_hash=hash_credential(token),
+                                  expires_at=datetime.now(UTC) + ttl))
+    await session.flush()
+    return token
+
+
+async def sealed_secrets(session: AsyncSession, vault: Vault, partner_id: uuid.UUID, kind: CredentialKind,
+                         ) -> list[str]:
+    """A partner's unexpired sealed secrets of one kind, newest first (callbacks sign with all of them)."""
+    rows = await session.scalars(select(PartnerCredential.secret_encrypted).where(
+        PartnerCredential.partner_id == partner_id, PartnerCredential.kind == kind, _active(datetime.now(UTC)),
+    ).order_by(PartnerCredential.created_at.desc()))
+    return [vault.decrypt(sealed) for sealed in rows]
