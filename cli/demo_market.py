@@ -16,7 +16,7 @@ from core.services import Service
 from core.settings import Settings
 from services.device import repository as devices
 from services.dispatch import repository as dispatch
-from services.integrations import credentials
+from services.integrations import credentials as partner_credentials
 from services.integrations import repository as integrations
 from services.integrations.models import CredentialKind
 from services.operations import repository as operations
@@ -44,7 +44,7 @@ async def ensure_demo_market(settings: Settings) -> dict:
         if path.exists():
             demo = json.loads(path.read_text())
             async with databases.sessions(Service.INTEGRATIONS).begin() as session:
-                if await credentials.partner_by_secret(session, CredentialKind.API_KEY, demo["partner"]["api_key"]):
+                if await partner_credentials.partner_by_secret(session, CredentialKind.API_KEY, demo["partner"]["api_key"]):
                     return demo
         demo = await _seed(settings, databases)
     finally:
@@ -84,7 +84,7 @@ async def seed_market(settings: Settings, databases: Databases, *, robot_prefix:
         for name in pilot_names:
             await operations.start_shift(session, await operations.create_pilot(session, name))
     async with databases.sessions(Service.INTEGRATIONS).begin() as session:
-        partner, secrets = await credentials.create_partner(
+        partner, secrets = await partner_credentials.create_partner(
             session, vault_from_settings(settings), partner_name, "native", webhook_url)
         for store_id, name, latitude, longitude in STORES:
             await integrations.add_store(session, partner.id, store_id, name, latitude, longitude, WEST_HOLLYWOOD.name)

@@ -34,15 +34,18 @@ async def skipping_workers(platform, time_skipping_env):
 
 async def stored_order(market) -> DeliveryOrder:
     """An order stored in Integrations as the API stores it, for a workflow started on another server."""
+    pickup, dropoff = Point(**market.point(north_m=100)), Point(**market.point(north_m=300))
     async with market.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
         order = PartnerDelivery(partner_id=market.partner_id, external_delivery_id=f"skip-{uuid.uuid4().hex[:8]}",
-                                delivery_id=uuid.uuid4(), request_hash="-", status="created")
+                                delivery_id=uuid.uuid4(), request_hash="-", status="created",
+                                market=market.market.name, pickup_latitude=pickup.latitude,
+                                pickup_longitude=pickup.longitude, dropoff_latitude=dropoff.latitude,
+                                dropoff_longitude=dropoff.longitude, tracking_token=uuid.uuid4().hex)
         pii = await integrations.store_order(session, vault_from_settings(market.platform.settings), order, {
             "name": "Skip Customer", "phone": "+13105550111", "address": "2 Test Way", "instructions": None})
-    pickup = Point(**market.point(north_m=100))
     return DeliveryOrder(delivery_id=order.delivery_id, partner_id=market.partner_id, partner_delivery_id=order.id,
                          pii_id=pii.id, external_delivery_id=order.external_delivery_id, market=market.market.name,
-                         pickup=pickup, dropoff=Point(**market.point(north_m=300)), policy=LifecyclePolicy())
+                         pickup=pickup, dropoff=dropoff, policy=LifecyclePolicy())
 
 
 async def test_no_robot_for_ten_minutes_cancels_with_the_default_deadline(market, skipping_workers):

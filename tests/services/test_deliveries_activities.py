@@ -90,7 +90,7 @@ async def test_concurrent_duplicate_create_delivery_stores_it_once(deliveries, s
 
 async def test_create_delivery_claims_its_quote(deliveries, sessions):
     partner_id = uuid.uuid4()
-    quote = Quote(partner_id=partner_id, fee_cents=499, pickup_latitude=PICKUP.latitude,
+    quote = Quote(partner_id=partner_id, market="test", fee_cents=499, pickup_latitude=PICKUP.latitude,
                   pickup_longitude=PICKUP.longitude, dropoff_latitude=DROPOFF.latitude,
                   dropoff_longitude=DROPOFF.longitude, pickup_eta=NOW, dropoff_eta=NOW, expires_at=NOW)
     async with sessions.begin() as session:
