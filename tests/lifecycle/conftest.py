@@ -100,8 +100,9 @@ class Platform:
 async def platform(settings, temporal_env):
     """Workers on every task queue and the API, against the session's Postgres and Temporal dev server."""
     target = temporal_env.client.service_client.config.target_host
+    port = free_port()
     settings = settings.model_copy(update={"temporal_address": target, "lifecycle": FAST,
-                                           "metrics_port": free_port()})
+                                           "metrics_port": free_port(), "public_base_url": f"http://127.0.0.1:{port}"})
     databases = Databases(settings)
     # The workers' own client, as worker.py makes it: its runtime serves their metrics on metrics_port.
     client = await connect(settings)
@@ -109,7 +110,6 @@ async def platform(settings, temporal_env):
                for queue in TaskQueue]
     running = [asyncio.create_task(w.run()) for w in workers]
     app = create_app(settings)
-    port = free_port()
     server, serving = await serve(app, port)
     yield Platform(settings, client, databases, f"http://127.0.0.1:{port}", app,
                    f"http://{settings.metrics_address}/metrics")
