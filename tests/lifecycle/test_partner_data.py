@@ -1,0 +1,81 @@
+"""What happens to a partner's data after the delivery: PII purged on schedule; failed callbacks replayed in order."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+
+from core.services import Service, TaskQueue
+from core.temporal import PII_PURGE_SCHEDULE, ensure_schedules
+from services.integrations import repository
+from services.integrations.models import PII, CallbackStatus, ExternalState, PartnerDelivery
+from tests.lifecycle.conftest import wait_for, wait_terminal
+from workflows.callback_replay import replay_callbacks
+from workflows.pii_purge import PiiPurgeWorkflow
+
+
+async def pii_of(platform, delivery_id) -> PII:
+    async with platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        return await session.scalar(select(PII).join(PartnerDelivery, PartnerDelivery.id == PII.partner_delivery_id)
+                                    .where(PartnerDelivery.delivery_id == uuid.UUID(str(delivery_id))))
+
+
+async def test_an_ended_deliverys_pii_is_purged_by_the_scheduled_workflow(market):
+    platform = market.platform
+    async with market.partner_http() as partner:
+        delivery_id = (await partner.post("/v1/deliveries", json=market.order())).json()["id"]
+        await partner.post(f"/v1/deliveries/{delivery_id}/cancel", json={"reason": "other"})
+    await wait_terminal(platform, delivery_id)
+
+    async def purge_set():
+        pii = await pii_of(platform, delivery_id)
+        return pii if pii.purge_after is not None else None
+
+    pii = await purge_set() or await wait_for(purge_set)
+    retention = timedelta(days=platform.settings.pii_retention_days)
+    assert retention - timedelta(minutes=1) < pii.purge_after - datetime.now(UTC) <= retention
+    assert pii.customer_name_encrypted is not None and pii.purged_at is None
+
+    # Its time comes: the purge the schedule runs erases it (and only what is due).
+    async with platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        await session.execute(update(PII).where(PII.id == pii.id).values(purge_after=datetime.now(UTC)))
+    purged = await platform.client.execute_workflow(PiiPurgeWorkflow.run, id=f"purge-{uuid.uuid4()}",
+                                                    task_queue=TaskQueue.DELIVERY_WORKFLOWS.value)
+    assert purged >= 1
+    pii = await pii_of(platform, delivery_id)
+    assert pii.purged_at is not None
+    assert (pii.customer_name_encrypted, pii.customer_phone_encrypted, pii.dropoff_address_encrypted) == (None,) * 3
+
+    assert await ensure_schedules(platform.client) in ([PII_PURGE_SCHEDULE], [])
+    assert await ensure_schedules(platform.client) == []
+    described = await platform.client.get_schedule_handle(PII_PURGE_SCHEDULE).describe()
+    assert described.schedule.action.workflow == PiiPurgeWorkflow.__name__
+    assert described.schedule.spec.intervals[0].every == timedelta(hours=1)
+
+
+async def test_callbacks_that_ran_out_of_retries_are_replayed_in_order(market, receiver, lifecycle_policy):
+    platform = market.platform
+    lifecycle_policy(callback_max_attempts=2, callback_initial_interval_seconds=0.05)
+    receiver.fail_next = 1000
+    try:
+        async with market.partner_http() as partner:
+            delivery_id = (await partner.post("/v1/deliveries", json=market.order())).json()["id"]
+            await partner.post(f"/v1/deliveries/{delivery_id}/cancel", json={"reason": "other"})
+        await wait_terminal(platform, delivery_id)
+    finally:
+        receiver.fail_next = 0
+    async with platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        failed = await repository.failed_callbacks(session, uuid.UUID(delivery_id))
+    assert [c.status.value for c in failed] == ["created", "cancelled"] and receiver.statuses(delivery_id) == []
+
+    lines = await replay_callbacks(platform.client, failed)
+    assert lines == [f"delivery {delivery_id}: sent [1, 2]"]
+    assert receiver.statuses(delivery_id) == ["created", "cancelled"]
+    sequences = [c["data"]["sequence"] for c in receiver.received if c["data"]["delivery_id"] == delivery_id]
+    assert sequences == [1, 2]
+    async with platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        trail = list(await session.scalars(select(ExternalState.callback_status)
+                                           .where(ExternalState.partner_delivery_id == failed[0].partner_delivery_id)
+                                           .order_by(ExternalState.sequence)))
+        assert trail == [CallbackStatus.DELIVERED, CallbackStatus.DELIVERED]
+        assert await repository.failed_callbacks(session, uuid.UUID(delivery_id)) == []

@@ -1,0 +1,154 @@
+"""`deliveryctl partners|stores|pii` as an operator runs them: a real subprocess against the test databases."""
+
+import base64
+import json
+import os
+import subprocess
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from core.crypto import Vault, vault_from_settings
+from core.db import Databases
+from core.migrations import create_databases, upgrade_all
+from core.services import Service
+from core.settings import settings_environment
+from services.integrations import credentials, repository
+from services.integrations.models import PII, CredentialKind, PartnerCredential, PartnerDelivery
+from tests.test_up import ROOT, deliveryctl
+
+
+def run(settings, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DELIVERY_")}
+    environment.update(settings_environment(settings), **env)
+    return subprocess.run([*deliveryctl(), *args], cwd=ROOT, env=environment, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.fixture(scope="module")
+async def own_settings(settings):
+    """A private Integrations database: re-sealing under a new key must not touch other tests' partners."""
+    name = f"integrations_{uuid.uuid4().hex[:12]}"
+    url = urlsplit(settings.database_dsn(Service.INTEGRATIONS))._replace(path=f"/{name}").geturl()
+    own = settings.model_copy(update={"integrations_database_url": url})
+    await create_databases(own)
+    upgrade_all(own)
+    return own
+
+
+@pytest.fixture
+async def integrations_db(own_settings):
+    databases = Databases(own_settings, services=[Service.INTEGRATIONS])
+    yield databases.sessions(Service.INTEGRATIONS)
+    await databases.dispose()
+
+
+EXPECTED = {
+    "native": {"api_key", "webhook_secret"},
+    "olo": {"api_key", "webhook_secret"},
+    "doordash": {"developer_id", "key_id", "signing_secret", "webhook_secret"},
+    "uber": {"client_id", "client_secret", "customer_id", "webhook_secret"},
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(EXPECTED))
+async def test_create_prints_each_dialects_credentials_and_stores_none_in_clear(own_settings, integrations_db, dialect):
+    result = run(own_settings, "partners", "create", f"Partner {dialect} {uuid.uuid4().hex[:4]}", "--dialect", dialect,
+                 "--webhook-url", "https://partner.example/hooks")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert EXPECTED[dialect] <= set(shown) and shown["dialect"] == dialect
+    assert shown["webhook_secret"].startswith("whsec_")
+    async with integrations_db.begin() as session:
+        rows = list(await session.scalars(select(PartnerCredential).where(
+            PartnerCredential.partner_id == uuid.UUID(shown["partner_id"]))))
+        stored = " ".join(f"{r.secret_hash} {r.secret_encrypted}" for r in rows)
+        for name in ("api_key", "signing_secret", "client_secret", "webhook_secret"):
+            if name in shown:
+                assert shown[name] not in stored
+        if "api_key" in shown:
+            assert (await credentials.partner_by_secret(session, CredentialKind.API_KEY, shown["api_key"])).dialect \
+                == dialect
+        if dialect == "doordash":
+            _, secret = await credentials.signing_secret(session, vault_from_settings(own_settings),
+                                                         shown["developer_id"], shown["key_id"])
+            assert secret == shown["signing_secret"]
+        if dialect == "uber":
+            partner = await credentials.partner_by_secret(session, CredentialKind.CLIENT_SECRET,
+                                                          shown["client_secret"], key_id=shown["client_id"])
+            assert partner.account_id == shown["customer_id"]
+
+
+async def test_rotation_keeps_the_old_key_for_the_overlap_only(own_settings, integrations_db):
+    name = f"Rotating {uuid.uuid4().hex[:6]}"
+    first = json.loads(run(own_settings, "partners", "create", name).stdout)
+    second = json.loads(run(own_settings, "partners", "rotate", name, "--overlap-hours", "1").stdout)
+    assert second["api_key"] != first["api_key"] and second["previous_credentials_expire_at"]
+
+    async def works(key: str) -> bool:
+        async with integrations_db.begin() as session:
+            return await credentials.partner_by_secret(session, CredentialKind.API_KEY, key) is not None
+
+    assert await works(first["api_key"]) and await works(second["api_key"])
+    third = json.loads(run(own_settings, "partners", "rotate", first["partner_id"], "--overlap-hours", "0").stdout)
+    assert not await works(first["api_key"]) and not await works(second["api_key"])
+    assert await works(third["api_key"])
+    async with integrations_db.begin() as session:
+        secrets = await credentials.sealed_secrets(session, vault_from_settings(own_settings),
+                                                   uuid.UUID(first["partner_id"]), CredentialKind.WEBHOOK_SECRET)
+    assert secrets == [third["webhook_secret"]]
+    unknown = run(own_settings, "partners", "rotate", "nobody-by-this-name")
+    assert unknown.returncode == 2 and "no partner 'nobody-by-this-name'" in unknown.stderr
+
+
+def test_stores_add_and_list_and_refuse_a_store_outside_every_market(own_settings):
+    name = f"Stores {uuid.uuid4().hex[:6]}"
+    assert run(own_settings, "partners", "create", name).returncode == 0
+    added = run(own_settings, "stores", "add", "--partner", name, "--store-id", "melrose-1", "--name", "Melrose Kitchen",
+                "--lat", "34.0837", "--lng", "-118.3614")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["market"] == "west-hollywood"
+    listed = json.loads(run(own_settings, "stores", "list", "--partner", name, "--json").stdout)
+    assert [s["store_id"] for s in listed] == ["melrose-1"]
+    outside = run(own_settings, "stores", "add", "--partner", name, "--store-id", "x", "--name", "X", "--lat", "1",
+                  "--lng", "1")
+    assert outside.returncode == 2 and "outside every service area" in outside.stderr
+
+
+def test_production_refuses_webhooks_into_private_networks(own_settings):
+    for url in ("http://127.0.0.1:9000/hooks", "https://10.1.2.3/hooks", "https://localhost/hooks",
+                "https://user:pw@partner.example/hooks"):
+        refused = run(own_settings, "partners", "create", "Intruder", "--webhook-url", url, DELIVERY_PROFILE="production")
+        assert refused.returncode == 2 and "--webhook-url" in refused.stderr, (url, refused.stderr)
+    allowed = run(own_settings, "partners", "create", "Local dev", "--webhook-url", "http://127.0.0.1:9000/hooks")
+    assert allowed.returncode == 0, allowed.stderr
+
+
+async def test_pii_rotate_key_reseals_everything_under_the_new_key(own_settings, integrations_db):
+    old_vault = vault_from_settings(own_settings)
+    async with integrations_db.begin() as session:
+        partner, _ = await credentials.create_partner(session, old_vault, "Sealed", "native", None)
+        order = PartnerDelivery(partner_id=partner.id, external_delivery_id="seal-1", delivery_id=uuid.uuid4(),
+                                request_hash="-", status="created", market="m", pickup_latitude=0,
+                                pickup_longitude=0, dropoff_latitude=0, dropoff_longitude=0,
+                                tracking_token=uuid.uuid4().hex)
+        await repository.store_order(session, old_vault, order, {"name": "Rita Key", "phone": "+13105550123",
+                                                                 "address": "1 Key St", "instructions": "knock"})
+    old_spec = (own_settings.data_dir / "secrets" / "pii.key").read_text().strip()
+    new_key = base64.b64encode(os.urandom(32)).decode()
+    keys = f"k{uuid.uuid4().hex[:6]}:{new_key},{old_spec}"
+    result = run(own_settings, "pii", "rotate-key", DELIVERY_PII_KEYS=keys)
+    assert result.returncode == 0, result.stderr
+    assert "re-sealed under key" in result.stdout
+    new_vault = vault_from_settings(own_settings.model_copy(update={"pii_keys": keys}))
+    only_new = Vault({new_vault.current: base64.b64decode(new_key)}, new_vault.current)
+    async with integrations_db.begin() as session:
+        pii = await session.scalar(select(PII).where(PII.partner_delivery_id == order.id))
+        assert pii.key_id == new_vault.current
+        assert only_new.decrypt(pii.customer_name_encrypted) == "Rita Key"
+        assert only_new.decrypt(pii.dropoff_instructions_encrypted) == "knock"
+        sealed = await session.scalars(select(PartnerCredential.secret_encrypted).where(
+            PartnerCredential.partner_id == partner.id, PartnerCredential.secret_encrypted.is_not(None)))
+        assert all(only_new.decrypt(value) for value in sealed)
