@@ -26,8 +26,11 @@ REQUIRED_SETTINGS = (
     "DELIVERY_TEMPORAL_EMBEDDED",
 )
 
-# What a deployer may set; every variable the file uses must still work with none of them set.
-ENVIRONMENTS = [pytest.param({}, id="defaults"), pytest.param({"POSTGRES_PASSWORD": "s3cret"}, id="password")]
+# What a deployer must set (the PII sealing key: a secret has no default) and may set; every other variable
+# the file uses must work unset.
+REQUIRED = {"DELIVERY_PII_KEYS": "prod1:" + "A" * 43 + "="}
+ENVIRONMENTS = [pytest.param(REQUIRED, id="defaults"),
+                pytest.param({**REQUIRED, "POSTGRES_PASSWORD": "s3cret"}, id="password")]
 
 _VARIABLE = re.compile(
     r"\$\$|\$\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$(?P<bare>[A-Za-z_]\w*)"
@@ -53,8 +56,8 @@ def interpolate(value: str, env: Mapping[str, str]) -> str:
     return _VARIABLE.sub(substitute, value)
 
 
-def environment(service: dict, env: Mapping[str, str] = {}) -> dict[str, str]:
-    """A service's environment as a dict, interpolated."""
+def environment(service: dict, env: Mapping[str, str] = REQUIRED) -> dict[str, str]:
+    """A service's environment as a dict, interpolated (by default with only what a deployer must set)."""
     raw = service.get("environment") or {}
     if isinstance(raw, list):
         raw = dict(item.split("=", 1) if "=" in item else (item, None) for item in raw)
@@ -218,6 +221,18 @@ def test_all_platform_services_share_settings_and_image(platform_services):
         assert {k: values[k] for k in REQUIRED_SETTINGS} == {k: first[k] for k in REQUIRED_SETTINGS}, name
     images = {service.get("image") for service in platform_services.values()}
     assert len(images) == 1 and None not in images, f"platform services run different images: {images}"
+
+
+def test_the_pii_key_must_be_set_by_the_deployer(platform_services):
+    with pytest.raises(AssertionError, match="DELIVERY_PII_KEYS"):
+        environment(platform_services["api"], {})
+    assert settings_from(environment(platform_services["api"])).profile == "production"
+
+
+def test_the_pii_purge_schedule_is_created(admin_jobs):
+    text = "\n".join(job_text(job) for job in admin_jobs.values())
+    assert re.search(r"schedule create .*--schedule-id pii-purge", text.replace("\\\n", " "))
+    assert "--type PiiPurgeWorkflow" in text and "--task-queue delivery-workflows" in text
 
 
 def test_an_invalid_database_url_is_caught():

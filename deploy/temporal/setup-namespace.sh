@@ -37,3 +37,10 @@ for attribute in $SEARCH_ATTRIBUTES; do
     --name "${attribute%%=*}" --type "${attribute#*=}"
 done
 temporal operator search-attribute list --address "$address" --namespace "$NAMESPACE"
+
+# The hourly purge of customers' personal data past retention (workflows/pii_purge.py).
+if ! temporal schedule describe --address "$address" --namespace "$NAMESPACE" --schedule-id pii-purge >/dev/null 2>&1; then
+  retry temporal schedule create --address "$address" --namespace "$NAMESPACE" --schedule-id pii-purge \
+    --interval 1h --overlap-policy Skip --workflow-id pii-purge --type PiiPurgeWorkflow \
+    --task-queue delivery-workflows
+fi
