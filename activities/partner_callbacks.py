@@ -4,8 +4,7 @@ import asyncio
 import json
 import logging
 import time
-from datetime import timedelta
-
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import httpx
@@ -14,12 +13,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import ServiceActivities
 from core.contracts import TERMINAL_STATUSES, CallbackFailure, StatusCallback
-from core.crypto import sign_webhook, vault_from_settings
+from core.crypto import vault_from_settings
 from core.errors import PARTNER_ENDPOINT_GONE, business_error
 from core.temporal import activity_meter
 from core.webhooks import WebhookTargetError, check_webhook_target
 from services.integrations import credentials, repository
-from services.integrations.models import CallbackStatus, CredentialKind
+from services.integrations.dialects import callback_format
+from services.integrations.dialects.base import CallbackFormat, snapshot_of_trail
+from services.integrations.models import CallbackStatus
 
 
 class PartnerCallbackActivities(ServiceActivities):
@@ -32,29 +33,35 @@ class PartnerCallbackActivities(ServiceActivities):
 
     @activity.defn
     async def send_status_callback(self, callback: StatusCallback) -> str:
-        """Record the partner-facing status, then deliver it unless it was delivered already."""
+        """Record the partner-facing status in the partner's dialect, then deliver it unless it was already."""
         async with self.sessions.begin() as session:
             partner, order = await repository.partner_of(session, callback.partner_delivery_id)
-            state = await repository.record_external_state(session, callback, callback.status.value)
+            dialect = callback_format(partner.dialect)
+            state = await repository.record_external_state(session, callback, dialect.partner_status(callback.status))
             if callback.status in TERMINAL_STATUSES:
                 retention = timedelta(days=self.settings.pii_retention_days)
                 await repository.schedule_purge(session, callback.partner_delivery_id, callback.occurred_at + retention)
             if state.callback_status in (CallbackStatus.DELIVERED, CallbackStatus.SKIPPED):
                 return state.callback_status
-            if not (partner.webhook_url and partner.webhook_enabled):
+            skipped = _skip_reason(partner, dialect, callback)
+            if skipped:
                 await repository.mark_callback(session, callback.partner_delivery_id, callback.sequence,
-                                               CallbackStatus.SKIPPED, "no webhook endpoint enabled")
+                                               CallbackStatus.SKIPPED, skipped)
                 _count(callback, "skipped")
                 return CallbackStatus.SKIPPED.value
             url = partner.webhook_url
-            webhook_secrets = await credentials.sealed_secrets(session, self.vault, partner.id, CredentialKind.WEBHOOK_SECRET)
+            webhook_secrets = await credentials.sealed_secrets(session, self.vault, partner.id, dialect.secret_kind)
+            trail = await repository.external_trail(session, order.id)
+            snapshot = snapshot_of_trail(order, trail, callback, self.settings.public_url)
         try:
             if not self.settings.allow_private_webhooks:  # production: resolve now, a name can change its address
                 await asyncio.to_thread(check_webhook_target, url, allow_private=False)
         except WebhookTargetError as exc:
             raise business_error(PARTNER_ENDPOINT_GONE, f"webhook target refused: {exc}") from None
-        body = _native_body(callback, order.external_delivery_id)
-        error = await self._post(url, webhook_secrets, callback, body)
+        body = json.dumps(dialect.body(callback, snapshot), separators=(",", ":"), default=_json_value).encode()
+        message_id = f"{callback.partner_delivery_id}:{callback.sequence}"  # stable, so receivers de-duplicate
+        headers = dialect.headers(url, body, message_id, int(time.time()), webhook_secrets)
+        error = await self._post(url, {"content-type": "application/json", **headers}, body)
         async with self.sessions.begin() as session:
             if error is None:
                 await repository.mark_callback(session, callback.partner_delivery_id, callback.sequence,
@@ -68,13 +75,7 @@ class PartnerCallbackActivities(ServiceActivities):
         _count(callback, "gone" if error.type == PARTNER_ENDPOINT_GONE else "failed_attempt", error.message)
         raise error
 
-    async def _post(self, url: str, secrets: list[str], callback: StatusCallback, body: bytes) -> ApplicationError | None:
-        message_id = f"{callback.partner_delivery_id}:{callback.sequence}"  # stable, so receivers de-duplicate
-        timestamp = int(time.time())
-        headers = {"content-type": "application/json", "webhook-id": message_id,
-                   "webhook-timestamp": str(timestamp),
-                   # Every unexpired secret signs, so a partner rotating its secret verifies with either.
-                   "webhook-signature": " ".join(sign_webhook(s, message_id, timestamp, body) for s in secrets)}
+    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> ApplicationError | None:
         try:
             response = await self.http.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -123,20 +124,18 @@ def _count(callback: StatusCallback | CallbackFailure, outcome: str, error: str 
     activity.logger.log(level, "partner callback %s", outcome, extra=fields)
 
 
-def _native_body(callback: StatusCallback, external_delivery_id: str) -> bytes:
-    payload = {
-        "type": "delivery.status_changed",
-        "timestamp": callback.occurred_at.isoformat(),
-        "data": {
-            "delivery_id": str(callback.delivery_id),
-            "external_delivery_id": external_delivery_id,
-            "sequence": callback.sequence,
-            "status": callback.status.value,
-            "robot_id": callback.robot_id,
-            "reason": callback.reason,
-        },
-    }
-    return json.dumps(payload, separators=(",", ":")).encode()
+def _skip_reason(partner, dialect: CallbackFormat, callback: StatusCallback) -> str | None:
+    """Why this callback is not sent at all, if it is not: no endpoint, or no event for it in the dialect."""
+    if not (partner.webhook_url and partner.webhook_enabled):
+        return "no webhook endpoint enabled"
+    if not dialect.sends(callback):
+        return f"the {dialect.dialect} dialect has no event for {callback.status.value}"
+    return None
+
+
+def _json_value(value):
+    """Dates and ids in callback bodies: ISO 8601 and their string form."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def _seconds(value: str | None) -> timedelta | None:

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
 from api import deliveries, robots, tracking
+from api.dialects import doordash, olo, uber
 from api.limits import BodyLimit, RateLimiter
 from api.errors import install_error_handlers
 from core.crypto import vault_from_settings
@@ -46,12 +47,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Sidewalk Delivery Platform API",
         version="0.1.0",
-        description="Create and track sidewalk robot deliveries; robots report their events here.",
+        description="Create and track sidewalk robot deliveries; robots report their events here. Partners may "
+                    "also speak DoorDash Drive v2 (`/drive/v2`), Uber Direct (`/oauth/v2/token`, "
+                    "`/v1/customers/{customer_id}`) or Olo dispatch (`/olo/v1`): see docs/partners.md.",
         lifespan=lifespan,
     )
 
-    install_error_handlers(app)
+    install_error_handlers(app, {doordash.PREFIX: doordash.render_error, uber.PREFIX: uber.render_error,
+                                 "/oauth/": uber.render_oauth_error})
     app.include_router(deliveries.router)
+    for dialect in (doordash, uber, olo):
+        app.include_router(dialect.router)
     app.include_router(robots.router)
     app.include_router(tracking.router)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)

@@ -1,5 +1,11 @@
-"""Who is calling: a partner by API key, or a robot by its device credential."""
+"""Who is calling: a partner by API key, DoorDash JWT or Uber access token, or a robot by its device credential."""
 
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -31,6 +37,81 @@ async def partner_from_key(request: Request,
     return admitted(request, partner)
 
 
+# DoorDash Drive JWTs (DD-JWT-V1): HS256, audience "doordash", at most 30 minutes from iat to exp.
+DRIVE_AUDIENCE = "doordash"
+DRIVE_MAX_LIFETIME_SECONDS = 1800
+CLOCK_SKEW_SECONDS = 60
+
+
+def _refuse(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _b64url(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _drive_token_parts(token: str) -> tuple[dict, bytes, bytes]:
+    """The claims, the signed bytes and the signature of a DD-JWT-V1 token, refused if it is not one."""
+    try:
+        header_part, claims_part, signature_part = token.split(".")
+        header, claims = json.loads(_b64url(header_part)), json.loads(_b64url(claims_part))
+        signature = _b64url(signature_part)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise _refuse("the bearer token is not a JWT") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise _refuse("the bearer token is not a JWT")
+    if header.get("alg") != "HS256" or header.get("dd-ver") != "DD-JWT-V1":
+        raise _refuse("the JWT must be HS256 with dd-ver DD-JWT-V1")
+    return claims, f"{header_part}.{claims_part}".encode(), signature
+
+
+def _check_drive_claims(claims: dict, now: float) -> None:
+    if claims.get("aud") != DRIVE_AUDIENCE:
+        raise _refuse(f"the JWT audience must be {DRIVE_AUDIENCE}")
+    iat, exp = claims.get("iat"), claims.get("exp")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (iat, exp)):
+        raise _refuse("the JWT needs numeric iat and exp")
+    if exp - iat > DRIVE_MAX_LIFETIME_SECONDS:
+        raise _refuse("the JWT expires more than 30 minutes after it was issued")
+    if exp <= now:
+        raise _refuse("the JWT expired")
+    if iat > now + CLOCK_SKEW_SECONDS:
+        raise _refuse("the JWT was issued in the future")
+
+
+async def partner_from_drive_jwt(request: Request,
+                                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                                 ) -> Partner:
+    """The DoorDash-dialect partner whose signing secret (developer_id `iss`, key_id `kid`) signed the JWT."""
+    claims, signed, signature = _drive_token_parts(_credential(credentials))
+    developer_id, key_id = claims.get("iss"), claims.get("kid")
+    if not isinstance(developer_id, str) or not isinstance(key_id, str):
+        raise _refuse("the JWT needs iss (developer_id) and kid (key_id)")
+    async with request.app.state.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        found = await partner_credentials.signing_secret(session, request.app.state.vault, developer_id, key_id)
+    if found is None:
+        raise _refuse("unknown developer_id or key_id, or the key expired")
+    partner, secret = found
+    expected = hmac.new(_b64url(secret), signed, hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, signature):
+        raise _refuse("the JWT signature does not verify")
+    _check_drive_claims(claims, time.time())
+    return admitted(request, partner)
+
+
+async def partner_from_access_token(request: Request,
+                                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                                    ) -> Partner:
+    """The Uber-dialect partner an unexpired access token from `/oauth/v2/token` was issued to."""
+    async with request.app.state.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        partner = await partner_credentials.partner_by_secret(session, CredentialKind.ACCESS_TOKEN,
+                                                              _credential(credentials))
+    if partner is None:
+        raise _refuse("unknown or expired access token")
+    return admitted(request, partner)
+
+
 def admitted(request: Request, partner: Partner) -> Partner:
     """The partner, once its request fits its rate limit (429 with Retry-After otherwise)."""
     request.app.state.rate_limiter.admit(partner.id)
@@ -50,4 +131,6 @@ async def robot_from_credential(request: Request,
 
 
 CurrentPartner = Annotated[Partner, Depends(partner_from_key)]
+DrivePartner = Annotated[Partner, Depends(partner_from_drive_jwt)]
+UberPartner = Annotated[Partner, Depends(partner_from_access_token)]
 CurrentRobot = Annotated[Deployment, Depends(robot_from_credential)]

@@ -195,7 +195,8 @@ class StoreView(StoreCreate):
 async def create_quote(body: QuoteCreate, partner: CurrentPartner, request: Request) -> QuoteView:
     """The fee and the pickup and dropoff ETAs the fleet can keep now, held until `expires_at`."""
     app = request.app.state
-    pickup, _ = await _pickup(app, partner.id, body.pickup)
+    pickup = await intake.pickup_point(app, partner.id, body.pickup.store_id, body.pickup.point(), body.pickup.address,
+                                       "pickup.store_id", "pickup")
     dropoff = await intake.locate(app, body.dropoff.point(), body.dropoff.address, "dropoff")
     offer = await intake.quote(app, partner.id, pickup, dropoff, ready_at=body.ready_at)
     return QuoteView(id=offer.quote_id, fee=offer.fee_cents, currency=offer.currency, pickup_eta=offer.pickup_eta,

@@ -1,4 +1,11 @@
-"""One error shape for every 4xx/5xx: {"code", "message", "field_errors"}."""
+"""One error shape for every 4xx/5xx: {"code", "message", "field_errors"}, unless a dialect renders its own.
+
+A partner dialect mounted under a path prefix (DoorDash `/drive/v2`, Uber `/v1/customers`) registers a
+renderer, and every error under that prefix (from a route, the request validation or the router itself)
+is shown in that dialect's shape, with its status codes.
+"""
+
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,21 +41,36 @@ def error_response(status: int, code: str, message: str, field_errors=(), header
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+ErrorRenderer = Callable[[ApiError], JSONResponse]
+
+
+def native_error(error: ApiError) -> JSONResponse:
+    return error_response(error.status, error.code, error.message, error.field_errors, error.headers)
+
+
+def install_error_handlers(app: FastAPI, dialects: dict[str, ErrorRenderer] | None = None) -> None:
+    """Render every error as the native body, or as the dialect's whose path prefix the request is under."""
+    dialects = dialects or {}
+
+    def render(request: Request, error: ApiError) -> JSONResponse:
+        path = request.url.path
+        renderer = next((r for prefix, r in dialects.items() if path.startswith(prefix)), native_error)
+        return renderer(error)
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.field_errors, exc.headers)
+        return render(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         fields = [FieldError(field=".".join(str(p) for p in err["loc"] if p != "body"), error=err["msg"])
                   for err in exc.errors()]
-        return error_response(422, "invalid_request", "the request does not match the schema", fields)
+        return render(request, ApiError(422, "invalid_request", "the request does not match the schema", fields))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        return render(request, ApiError(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None)))
 
 
 ERROR_RESPONSES = {

@@ -30,6 +30,7 @@ from core.markets import Market, market_for
 from core.services import Service, TaskQueue
 from services.deliveries import repository as deliveries
 from services.integrations import repository as integrations
+from services.integrations.dialects import base as dialects
 from services.integrations.models import PartnerDelivery, Store
 from services.state import repository as state
 from workflows.delivery import DeliveryWorkflow, workflow_id
@@ -134,16 +135,30 @@ async def store_of(session, partner_id: uuid.UUID, external_store_id: str | None
     return store
 
 
+async def pickup_point(app, partner_id: uuid.UUID, store_id: str | None, point: Point | None, address: str | None,
+                       store_field: str, field_name: str) -> Point:
+    """Where the pickup is: the partner's registered store, or the coordinates, or the geocoded address."""
+    if store_id is not None:
+        async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
+            store = await store_of(session, partner_id, store_id, store_field)
+        return Point(latitude=store.latitude, longitude=store.longitude)
+    return await locate(app, point, address, field_name)
+
+
 # ---- quotes ----------------------------------------------------------------------------------------
 
 async def quote(app, partner_id: uuid.UUID, pickup: Point, dropoff: Point, *, external_id: str | None = None,
-                ready_at: datetime | None = None, fields: dict[str, str] | None = None) -> QuoteOffer:
-    """Price a trip from Dispatch's current plan; 422 `no_capacity` when no robot could take it."""
+                ready_at: datetime | None = None, fields: dict[str, str] | None = None,
+                valid_seconds: float | None = None) -> QuoteOffer:
+    """Price a trip from Dispatch's current plan; 422 `no_capacity` when no robot could take it.
+
+    The offer holds for `valid_seconds` (default: the `quote_valid_seconds` setting).
+    """
     fields = fields or {}
     market = service_area(pickup, dropoff, fields.get("pickup", "pickup"), fields.get("dropoff", "dropoff"))
     order = QuoteOrder(quote_id=uuid.uuid4(), partner_id=partner_id, external_delivery_id=external_id,
                        request=QuoteRequest(market=market.name, pickup=pickup, dropoff=dropoff, ready_at=ready_at),
-                       valid_seconds=app.settings.quote_valid_seconds)
+                       valid_seconds=valid_seconds or app.settings.quote_valid_seconds)
     try:
         offer = await app.temporal.execute_workflow(
             QuoteWorkflow.run, order, id=quote_workflow_id(order.quote_id),
@@ -191,6 +206,8 @@ async def create(app, partner_id: uuid.UUID, intake: Intake) -> tuple[OrderView,
     order = PartnerDelivery(partner_id=partner_id, external_delivery_id=intake.external_id, delivery_id=uuid.uuid4(),
                             request_hash=intake.digest, status=S.CREATED.value, store_id=store.id if store else None,
                             quote_id=stored_quote.id if stored_quote else None, market=market.name,
+                            fee_cents=stored_quote.fee_cents if stored_quote else None,
+                            currency=stored_quote.currency if stored_quote else None,
                             pickup_latitude=pickup.latitude, pickup_longitude=pickup.longitude,
                             dropoff_latitude=dropoff.latitude, dropoff_longitude=dropoff.longitude,
                             tracking_token=secrets.token_urlsafe(24))
@@ -289,7 +306,7 @@ async def order_by_external_id(app, partner_id: uuid.UUID, external_id: str) -> 
 
 
 def tracking_url(app, order: PartnerDelivery) -> str:
-    return f"{app.settings.public_url}/track/{order.tracking_token}"
+    return dialects.tracking_url(app.settings.public_url, order)
 
 
 async def view_of(app, order: PartnerDelivery, live: bool = True) -> OrderView:

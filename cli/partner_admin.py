@@ -100,7 +100,7 @@ async def _pii(args, settings: Settings, databases: Databases) -> int:
     async with databases.sessions(Service.INTEGRATIONS).begin() as session:
         resealed = await repository.reseal(session, vault)
     print(f"re-sealed under key {vault.current}: {resealed['pii']} orders' personal data, "
-          f"{resealed['credentials']} partner secrets")
+          f"{resealed['credentials']} partner secrets, {resealed['quote_requests']} quoted orders")
     return 0
 
 

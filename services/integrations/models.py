@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Text, UniqueConstraint
+from sqlalchemy import Index, Text, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -124,10 +124,30 @@ class PartnerDelivery(IntegrationsModel, table=True):
     # The public tracking page's key: random, unguessable, and unrelated to any id.
     tracking_token: str = Field(max_length=64, unique=True)
     cancel_reason: str | None = Field(default=None, max_length=64)
+    # The price of the quote the order was created with (none without a quote).
+    fee_cents: int | None = None
+    currency: str | None = Field(default=None, max_length=3)
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ, index=True)
     updated_at: datetime = Field(
         default_factory=utcnow, sa_type=TIMESTAMPTZ, sa_column_kwargs={"onupdate": utcnow}
     )
+
+
+class QuoteRequest(IntegrationsModel, table=True):
+    """The whole order behind a quote, for dialects that accept a quote by its id alone (DoorDash, Olo).
+
+    The request names the customer, so it is sealed, and purged once the quote has expired.
+    """
+
+    __tablename__ = "quote_request"
+    __table_args__ = (Index("ix_quote_request_partner_external", "partner_id", "external_delivery_id"),)
+
+    quote_id: uuid.UUID = Field(primary_key=True)
+    partner_id: uuid.UUID = Field(foreign_key="partner.id")
+    external_delivery_id: str = Field(max_length=128)
+    request_encrypted: str = Field(sa_type=Text)
+    expires_at: datetime = Field(sa_type=TIMESTAMPTZ, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
 
 
 class ExternalState(IntegrationsModel, table=True):

@@ -3,14 +3,16 @@
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select, tuple_, update
+import json
+
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import StatusCallback
 from core.crypto import Vault
 from services.integrations.models import (
-    PII, CallbackStatus, ExternalState, Partner, PartnerCredential, PartnerDelivery, Store,
+    PII, CallbackStatus, ExternalState, Partner, PartnerCredential, PartnerDelivery, QuoteRequest, Store,
 )
 
 
@@ -80,14 +82,14 @@ async def accept_order(session: AsyncSession, partner_delivery_id: uuid.UUID, de
 
 
 async def record_external_state(session: AsyncSession, callback: StatusCallback, partner_status: str) -> ExternalState:
-    """The partner-facing status for one callback sequence, written once."""
+    """The partner-facing status for one callback sequence, written once; the order keeps our own status word."""
     await session.execute(insert(ExternalState).values(
         id=uuid.uuid4(), partner_delivery_id=callback.partner_delivery_id, sequence=callback.sequence,
         status=partner_status, internal_status=callback.status.value, occurred_at=callback.occurred_at,
         callback_status=CallbackStatus.PENDING.value, callback_attempts=0,
     ).on_conflict_do_nothing(constraint="uq_external_state_delivery_sequence"))
     await session.execute(update(PartnerDelivery).where(PartnerDelivery.id == callback.partner_delivery_id)
-                          .values(status=partner_status, updated_at=datetime.now(UTC)))
+                          .values(status=callback.status.value, updated_at=datetime.now(UTC)))
     return await session.scalar(select(ExternalState).where(
         ExternalState.partner_delivery_id == callback.partner_delivery_id,
         ExternalState.sequence == callback.sequence).with_for_update())
@@ -168,9 +170,33 @@ async def schedule_purge(session: AsyncSession, partner_delivery_id: uuid.UUID, 
                                             PII.purge_after.is_(None)).values(purge_after=purge_after))
 
 
+async def save_quote_request(session: AsyncSession, vault: Vault, quote_id: uuid.UUID, partner_id: uuid.UUID,
+                             external_delivery_id: str, request: dict, expires_at: datetime) -> None:
+    """Keep a quoted order's request, sealed, until the quote is accepted or expires."""
+    await session.execute(insert(QuoteRequest).values(
+        quote_id=quote_id, partner_id=partner_id, external_delivery_id=external_delivery_id,
+        request_encrypted=vault.encrypt(json.dumps(request)), expires_at=expires_at, created_at=datetime.now(UTC),
+    ).on_conflict_do_nothing(index_elements=[QuoteRequest.quote_id]))
+
+
+async def find_quote_request(session: AsyncSession, vault: Vault, partner_id: uuid.UUID, *,
+                             quote_id: uuid.UUID | None = None, external_delivery_id: str | None = None,
+                             ) -> tuple[QuoteRequest, dict] | None:
+    """A partner's quoted request by quote id, or its newest for one order id, with the request unsealed."""
+    query = select(QuoteRequest).where(QuoteRequest.partner_id == partner_id)
+    if quote_id is not None:
+        query = query.where(QuoteRequest.quote_id == quote_id)
+    if external_delivery_id is not None:
+        query = query.where(QuoteRequest.external_delivery_id == external_delivery_id)
+    found = await session.scalar(query.order_by(QuoteRequest.created_at.desc()).limit(1))
+    return (found, json.loads(vault.decrypt(found.request_encrypted))) if found else None
+
+
 async def purge_pii(session: AsyncSession) -> int:
-    """Erase the sealed personal data whose time has come; return how many orders were purged."""
+    """Erase the sealed personal data whose time has come, and expired quote requests; return how many orders
+    were purged."""
     now = datetime.now(UTC)
+    await session.execute(delete(QuoteRequest).where(QuoteRequest.expires_at <= now))
     result = await session.execute(update(PII).where(PII.purge_after <= now, PII.purged_at.is_(None)).values(
         customer_name_encrypted=None, customer_phone_encrypted=None, dropoff_address_encrypted=None,
         dropoff_instructions_encrypted=None, purged_at=now))
@@ -205,7 +231,7 @@ async def failed_callbacks(session: AsyncSession, delivery_id: uuid.UUID | None 
 
 async def reseal(session: AsyncSession, vault: Vault) -> dict[str, int]:
     """Re-encrypt every sealed value that is not under the vault's current key; return the counts."""
-    counts = {"pii": 0, "credentials": 0}
+    counts = {"pii": 0, "credentials": 0, "quote_requests": 0}
     fields = ("customer_name_encrypted", "customer_phone_encrypted", "dropoff_address_encrypted",
               "dropoff_instructions_encrypted")
     for pii in await session.scalars(select(PII).where(PII.key_id != vault.current, PII.purged_at.is_(None))
@@ -221,4 +247,8 @@ async def reseal(session: AsyncSession, vault: Vault) -> dict[str, int]:
             PartnerCredential.secret_encrypted.not_like(prefix + "%")).with_for_update()):
         credential.secret_encrypted = vault.encrypt(vault.decrypt(credential.secret_encrypted))
         counts["credentials"] += 1
+    for request in await session.scalars(select(QuoteRequest).where(
+            QuoteRequest.request_encrypted.not_like(prefix + "%")).with_for_update()):
+        request.request_encrypted = vault.encrypt(vault.decrypt(request.request_encrypted))
+        counts["quote_requests"] += 1
     return counts

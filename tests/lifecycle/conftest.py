@@ -27,6 +27,7 @@ import worker
 from api.app import create_app
 from core.contracts import LifecyclePolicy, Point, TERMINAL_STATUSES
 from core.crypto import vault_from_settings
+from core.geocoding import DEMO_ADDRESSES, OfflineGeocoder
 from core.db import Databases
 from core.markets import Market, register_market
 from core.services import Service, TaskQueue
@@ -216,13 +217,27 @@ class Market_:
             await operations.start_shift(session, pilot_id)
         return pilot_id
 
-    async def add_partner(self, webhook_url: str | None) -> dict:
+    async def add_partner(self, webhook_url: str | None, dialect: str = "native",
+                          webhook_authorization: str | None = None) -> dict:
+        """A partner of any dialect; a native one becomes the market's own partner (`api_key`, `partner_id`)."""
         async with self.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
             partner, secrets = await credentials.create_partner(
-                session, vault_from_settings(self.platform.settings), f"partner {self.market.name}", "native",
-                webhook_url)
-        self.api_key, self.partner_id = secrets["api_key"], partner.id
+                session, vault_from_settings(self.platform.settings), f"{dialect} partner {self.market.name}",
+                dialect, webhook_url, webhook_authorization)
+        if dialect == "native":
+            self.api_key, self.partner_id = secrets["api_key"], partner.id
         return secrets
+
+    @property
+    def addresses(self) -> dict[str, tuple[float, float]]:
+        """Street addresses in (and one just outside) this market, for the geocoder."""
+        def at(north_m: float, east_m: float = 0) -> tuple[float, float]:
+            point = self.point(north_m, east_m)
+            return point["latitude"], point["longitude"]
+
+        town = f"Testville {self.market.name}, TS 00001"
+        return {f"1 Store Way, {town}": at(100), f"2 Home Ave, {town}": at(400, 200),
+                f"9 Far Away Rd, {town}": at(5_000)}
 
     def partner_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.platform.api_url, timeout=30,
@@ -343,6 +358,73 @@ class RobotDriver:
 
 
 @pytest.fixture
+def geocoded(platform, market) -> dict[str, tuple[float, float]]:
+    """The API's offline geocoder knows the market's street addresses for one test."""
+    original = platform.app.state.geocoder
+    platform.app.state.geocoder = OfflineGeocoder({**DEMO_ADDRESSES, **market.addresses})
+    yield market.addresses
+    platform.app.state.geocoder = original
+
+
+@dataclass
+class Hook:
+    """One request a webhook endpoint received."""
+
+    headers: dict[str, str]
+    body: bytes
+    url: str
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+@dataclass
+class Hooks:
+    """A partner's webhook endpoints, one path per test: every request is kept as received, with its raw body."""
+
+    base_url: str = ""
+    received: dict[str, list[Hook]] = field(default_factory=dict)
+
+    def endpoint(self) -> str:
+        path = uuid.uuid4().hex
+        self.received[path] = []
+        return f"{self.base_url}/{path}"
+
+    def of(self, url: str) -> list[Hook]:
+        return self.received[url.rsplit("/", 1)[1]]
+
+
+@pytest.fixture(scope="session")
+async def hooks():
+    state = Hooks()
+    app = FastAPI()
+
+    @app.post("/{path}")
+    async def hook(path: str, request: Request) -> Response:
+        state.received.setdefault(path, []).append(Hook(dict(request.headers), await request.body(), str(request.url)))
+        return Response(status_code=204)
+
+    port = free_port()
+    server, serving = await serve(app, port)
+    state.base_url = f"http://127.0.0.1:{port}"
+    yield state
+    server.should_exit = True
+    await serving
+
+
+@pytest.fixture
+def settings_override(platform):
+    """Let one test run the API with other settings (e.g. a short quote validity)."""
+    original = platform.app.state.settings
+
+    def use(**changes) -> None:
+        platform.app.state.settings = original.model_copy(update=changes)
+
+    yield use
+    platform.app.state.settings = original
+
+
+@pytest.fixture
 def lifecycle_policy(platform):
     """Let one test create deliveries with other timers (the API stamps them on each new delivery)."""
     original = platform.app.state.settings
@@ -353,3 +435,23 @@ def lifecycle_policy(platform):
 
     yield use
     platform.app.state.settings = original
+
+
+async def order_rows(platform: Platform) -> dict[str, int]:
+    """How many orders, sealed customers and quoted requests Integrations holds: a refused request adds none."""
+    from sqlalchemy import func, select
+
+    from services.integrations.models import PII, PartnerDelivery, QuoteRequest
+
+    async with platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        return {table.__tablename__: await session.scalar(select(func.count()).select_from(table))
+                for table in (PartnerDelivery, PII, QuoteRequest)}
+
+
+async def drive(market: Market_, robot: str, delivery_id) -> dict:
+    """Play the robot from assignment to handing the order over; the delivery's final status."""
+    driver = RobotDriver(market, robot)
+    await driver.to_pickup(delivery_id)
+    await driver.load_and_go()
+    await driver.hand_over()
+    return await wait_terminal(market.platform, delivery_id)

@@ -1,0 +1,233 @@
+"""DoorDash Drive v2 (`/drive/v2`): quotes, accepting them, deliveries, their updates and cancellation.
+
+A Drive client points its base URL at us and signs its JWTs with the developer_id, key_id and signing
+secret `deliveryctl partners create NAME --dialect doordash` printed. Deliveries are named by the partner's
+`external_delivery_id`. Drive fields we do not use (tip, order_value, business names...) are accepted and
+ignored.
+"""
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api import intake
+from api.auth import DrivePartner
+from api.dialects import snapshot_of
+from api.errors import ApiError, ErrorBody, error_response
+from core.contracts import DeliveryStatus, Point
+from core.services import Service
+from services.integrations import repository as integrations
+from services.integrations.dialects import doordash as drive
+
+PREFIX = "/drive/v2"
+TAG = "DoorDash Drive v2"
+ORDER_ID = r"^[A-Za-z0-9._~-]+$"
+PHONE = r"^\+?[0-9 ()-]+$"
+# The desk's field names in Drive's words.
+FIELDS = {"external_id": "external_delivery_id", "pickup": "pickup_address", "dropoff": "dropoff_address",
+          "pickup_store_id": "pickup_external_store_id", "quote_id": "external_delivery_id"}
+# Desk error codes whose Drive status or code differs; every other error keeps its status and code.
+ERRORS = {
+    "invalid_request": (400, "validation_error"),
+    "invalid_cursor": (400, "validation_error"),
+    "unauthorized": (401, "authentication_error"),
+    "duplicate_delivery": (409, "duplicate_delivery_id"),
+    "noncancelable_delivery": (409, "delivery_not_cancellable"),
+    "rate_limited": (429, "request_rate_limited"),
+}
+DRIVE_ERRORS = {
+    400: {"model": ErrorBody, "description": "`validation_error`: `field_errors` names the fields"},
+    401: {"model": ErrorBody, "description": "`authentication_error`: missing, malformed, expired or unknown JWT"},
+    404: {"model": ErrorBody, "description": "`not_found`: no such delivery for this developer"},
+    429: {"model": ErrorBody, "description": "`request_rate_limited`; retry after `Retry-After`"},
+}
+
+router = APIRouter(prefix=PREFIX, tags=[TAG], responses=DRIVE_ERRORS)
+
+
+def render_error(error: ApiError) -> JSONResponse:
+    """Drive's error body: `{code, message, field_errors: [{field, error}]}` with Drive's status codes."""
+    status, code = ERRORS.get(error.code, (error.status, error.code))
+    return error_response(status, code, error.message, error.field_errors, error.headers)
+
+
+class DropoffLocation(BaseModel):
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+
+
+class DriveDeliveryRequest(BaseModel):
+    """A quote or delivery request: pickup from a registered store or an address; dropoff by location or address."""
+
+    external_delivery_id: str = Field(min_length=1, max_length=128, pattern=ORDER_ID)
+    pickup_address: str | None = Field(None, max_length=500)
+    pickup_external_business_id: str | None = Field(None, max_length=128, description="a registered store id")
+    pickup_external_store_id: str | None = Field(None, max_length=128, description="a registered store id")
+    dropoff_address: str | None = Field(None, max_length=500)
+    dropoff_location: DropoffLocation | None = None
+    dropoff_phone_number: str = Field(min_length=5, max_length=32, pattern=PHONE)
+    dropoff_contact_given_name: str | None = Field(None, max_length=100)
+    dropoff_contact_family_name: str | None = Field(None, max_length=100)
+    dropoff_instructions: str | None = Field(None, max_length=500)
+    pickup_time: datetime | None = Field(None, description="quotes only: when the order will be ready")
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "external_delivery_id": "D-1042", "pickup_external_store_id": "weho-melrose",
+        "dropoff_address": "8800 Melrose Ave, West Hollywood, CA 90069", "dropoff_phone_number": "+13105550100",
+        "dropoff_contact_given_name": "Alex", "dropoff_instructions": "leave at the lobby"}]}}
+
+    def intake(self, digest: str, quote_id=None) -> intake.Intake:
+        names = (self.dropoff_contact_given_name, self.dropoff_contact_family_name)
+        location = self.dropoff_location
+        return intake.Intake(
+            external_id=self.external_delivery_id, customer_name=" ".join(n for n in names if n),
+            customer_phone=self.dropoff_phone_number, digest=digest, pickup_store_id=self.store_id,
+            pickup_address=self.pickup_address, dropoff_address=self.dropoff_address,
+            dropoff=Point(latitude=location.lat, longitude=location.lng) if location else None,
+            dropoff_instructions=self.dropoff_instructions, quote_id=quote_id, fields=FIELDS)
+
+    @property
+    def store_id(self) -> str | None:
+        return self.pickup_external_store_id or self.pickup_external_business_id
+
+
+class DriveAccept(BaseModel):
+    dropoff_phone_number: str | None = Field(None, min_length=5, max_length=32, pattern=PHONE)
+
+
+class DriveUpdate(BaseModel):
+    dropoff_phone_number: str | None = Field(None, min_length=5, max_length=32, pattern=PHONE)
+    dropoff_instructions: str | None = Field(None, max_length=500)
+
+    model_config = {"json_schema_extra": {"examples": [{"dropoff_instructions": "call on arrival"}]}}
+
+
+class DriveQuote(BaseModel):
+    external_delivery_id: str
+    delivery_status: str = drive.QUOTE_STATUS
+    fee: int = Field(description="cents")
+    currency: str
+    pickup_time_estimated: datetime
+    dropoff_time_estimated: datetime
+    expires_by: datetime = Field(description="accept before this")
+
+
+class DriveDelivery(BaseModel):
+    external_delivery_id: str
+    delivery_status: str = Field(description=", ".join(drive.STATUSES.values()))
+    fee: int | None = Field(None, description="cents; set when the delivery came from a quote")
+    currency: str | None = None
+    tracking_url: str
+    support_reference: str
+    cancellation_reason: str | None = None
+    pickup_time_estimated: datetime | None = None
+    pickup_time_actual: datetime | None = None
+    dropoff_time_estimated: datetime | None = None
+    dropoff_time_actual: datetime | None = None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, view: intake.OrderView) -> "DriveDelivery":
+        return cls(**drive.delivery_fields(snapshot_of(view)))
+
+
+async def _refuse_existing(app, partner_id, external_delivery_id: str) -> None:
+    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        if await integrations.find_partner_delivery(session, partner_id, external_delivery_id):
+            raise intake.refuse(409, "duplicate_delivery", f"delivery {external_delivery_id} already exists",
+                                "external_delivery_id")
+
+
+@router.post("/quotes", response_model=DriveQuote, summary="Quote a delivery",
+             responses={409: {"model": ErrorBody, "description": "`duplicate_delivery_id`: already a delivery"},
+                        422: {"model": ErrorBody, "description": "`outside_service_area`, `unknown_location`, "
+                                                                 "`unknown_store` or `no_capacity`"}})
+async def create_quote(body: DriveDeliveryRequest, partner: DrivePartner, request: Request) -> DriveQuote:
+    """Price the delivery now; accept it by its `external_delivery_id` before `expires_by`."""
+    app = request.app.state
+    await _refuse_existing(app, partner.id, body.external_delivery_id)
+    pickup = await intake.pickup_point(app, partner.id, body.store_id, None, body.pickup_address,
+                                       "pickup_external_store_id", "pickup_address")
+    location = body.dropoff_location
+    dropoff = await intake.locate(app, Point(latitude=location.lat, longitude=location.lng) if location else None,
+                                  body.dropoff_address, "dropoff_address")
+    offer = await intake.quote(app, partner.id, pickup, dropoff, external_id=body.external_delivery_id,
+                               ready_at=body.pickup_time, fields=FIELDS)
+    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        await integrations.save_quote_request(session, app.vault, offer.quote_id, partner.id,
+                                              body.external_delivery_id, body.model_dump(mode="json"),
+                                              offer.expires_at)
+    return DriveQuote(external_delivery_id=body.external_delivery_id, fee=offer.fee_cents, currency=offer.currency,
+                      pickup_time_estimated=offer.pickup_eta, dropoff_time_estimated=offer.dropoff_eta,
+                      expires_by=offer.expires_at)
+
+
+@router.post("/quotes/{external_delivery_id}/accept", response_model=DriveDelivery, summary="Accept a quote",
+             responses={404: {"model": ErrorBody, "description": "`not_found`: no quote for this id"},
+                        409: {"model": ErrorBody, "description": "`duplicate_delivery_id`: accepted with "
+                                                                 "another phone number"},
+                        422: {"model": ErrorBody, "description": "`expired_quote`"}})
+async def accept_quote(external_delivery_id: str, partner: DrivePartner, request: Request,
+                       body: DriveAccept | None = None) -> DriveDelivery:
+    """Create the quoted delivery at the quoted fee. Accepting it again returns the same delivery."""
+    app = request.app.state
+    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        found = await integrations.find_quote_request(session, app.vault, partner.id,
+                                                      external_delivery_id=external_delivery_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no quote for {external_delivery_id}")
+    stored, quoted = found
+    accepted = {**quoted, **(body.model_dump(exclude_none=True) if body else {})}
+    order = DriveDeliveryRequest.model_validate(accepted).intake(intake.digest_of(accepted), stored.quote_id)
+    view, _ = await intake.create(app, partner.id, order)
+    return DriveDelivery.of(view)
+
+
+@router.post("/deliveries", response_model=DriveDelivery, summary="Create a delivery",
+             responses={409: {"model": ErrorBody, "description": "`duplicate_delivery_id`: the id was used for "
+                                                                 "another delivery"},
+                        422: {"model": ErrorBody, "description": "`outside_service_area`, `unknown_location` or "
+                                                                 "`unknown_store`"}})
+async def create_delivery(body: DriveDeliveryRequest, partner: DrivePartner, request: Request) -> DriveDelivery:
+    """Create a delivery without a quote. The same request again returns the same delivery."""
+    view, _ = await intake.create(request.app.state, partner.id,
+                                  body.intake(intake.digest_of(body.model_dump(mode="json"))))
+    return DriveDelivery.of(view)
+
+
+@router.get("/deliveries/{external_delivery_id}", response_model=DriveDelivery, summary="Get a delivery")
+async def get_delivery(external_delivery_id: str, partner: DrivePartner, request: Request) -> DriveDelivery:
+    """Status, fee, times and tracking link; only the developer who created it can see it."""
+    app = request.app.state
+    return DriveDelivery.of(await intake.view_of(app, await intake.order_by_external_id(
+        app, partner.id, external_delivery_id)))
+
+
+@router.patch("/deliveries/{external_delivery_id}", response_model=DriveDelivery,
+              summary="Update the dropoff phone number or instructions",
+              responses={409: {"model": ErrorBody, "description": "`delivery_in_progress`: already picked up"}})
+async def update_delivery(external_delivery_id: str, body: DriveUpdate, partner: DrivePartner,
+                          request: Request) -> DriveDelivery:
+    """Allowed until the order is in the robot."""
+    app = request.app.state
+    order = await intake.order_by_external_id(app, partner.id, external_delivery_id)
+    if body.dropoff_phone_number is None and body.dropoff_instructions is None:
+        raise intake.refuse(422, "invalid_request", "send dropoff_phone_number or dropoff_instructions",
+                            "dropoff_instructions")
+    view = await intake.update_dropoff(app, order, instructions=body.dropoff_instructions,
+                                       phone=body.dropoff_phone_number, field_name="dropoff_instructions")
+    return DriveDelivery.of(view)
+
+
+@router.put("/deliveries/{external_delivery_id}/cancel", response_model=DriveDelivery, summary="Cancel a delivery",
+            responses={409: {"model": ErrorBody, "description": "`delivery_not_cancellable`: already cancelled, "
+                                                                "delivered or on its way back"}})
+async def cancel_delivery(external_delivery_id: str, partner: DrivePartner, request: Request) -> DriveDelivery:
+    """Before pickup the robot is released; after loading, the order goes back to the store."""
+    app = request.app.state
+    order = await intake.order_by_external_id(app, partner.id, external_delivery_id)
+    if await intake.current_status(app, order) == DeliveryStatus.CANCELLED:
+        raise ApiError(409, "noncancelable_delivery", f"delivery {external_delivery_id} is already cancelled")
+    return DriveDelivery.of(await intake.cancel(app, order, drive.CANCELLED_BY_PARTNER))
