@@ -415,15 +415,15 @@ async def cancel(app, order: PartnerDelivery, reason: str) -> OrderView:
         raise ApiError(409, "noncancelable_delivery", f"the delivery is {status.value} and can no longer be cancelled")
     handle = app.temporal.get_workflow_handle(workflow_id(order.delivery_id))
     try:
-        await handle.execute_update(DeliveryWorkflow.cancel, CancelRequest(reason=reason))
+        receipt = await handle.execute_update(DeliveryWorkflow.cancel, CancelRequest(reason=reason))
     except WorkflowUpdateFailedError as exc:
         raise ApiError(409, "noncancelable_delivery", getattr(exc.cause, "message", str(exc.cause))) from None
     except RPCError:
         raise ApiError(503, "temporarily_unavailable", "the cancellation could not be delivered; retry",
                        headers={"Retry-After": "1"}) from None
     async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        await integrations.set_cancel_reason(session, order.id, reason)
-    order.cancel_reason = reason
+        await integrations.record_cancellation(session, order.id, reason, receipt.status.value)
+    order.cancel_reason, order.status = reason, receipt.status.value
     return await view_of(app, order)
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.contracts import StatusCallback
+from core.contracts import TERMINAL_STATUSES, StatusCallback
 from core.crypto import Vault
 from services.integrations.models import (
     PII, CallbackStatus, ExternalState, Partner, PartnerCredential, PartnerDelivery, QuoteRequest, Store,
@@ -88,8 +88,13 @@ async def record_external_state(session: AsyncSession, callback: StatusCallback,
         status=partner_status, internal_status=callback.status.value, occurred_at=callback.occurred_at,
         callback_status=CallbackStatus.PENDING.value, callback_attempts=0,
     ).on_conflict_do_nothing(constraint="uq_external_state_delivery_sequence"))
-    await session.execute(update(PartnerDelivery).where(PartnerDelivery.id == callback.partner_delivery_id)
-                          .values(status=callback.status.value, updated_at=datetime.now(UTC)))
+    # The order's status only moves forward: never back past a later sequence, never out of an end state.
+    later = select(ExternalState.id).where(ExternalState.partner_delivery_id == callback.partner_delivery_id,
+                                           ExternalState.sequence > callback.sequence)
+    moving = update(PartnerDelivery).where(PartnerDelivery.id == callback.partner_delivery_id, ~later.exists())
+    if callback.status not in TERMINAL_STATUSES:
+        moving = moving.where(PartnerDelivery.status.not_in([s.value for s in TERMINAL_STATUSES]))
+    await session.execute(moving.values(status=callback.status.value, updated_at=datetime.now(UTC)))
     return await session.scalar(select(ExternalState).where(
         ExternalState.partner_delivery_id == callback.partner_delivery_id,
         ExternalState.sequence == callback.sequence).with_for_update())
@@ -159,9 +164,11 @@ async def update_customer(session: AsyncSession, vault: Vault, partner_delivery_
                                                 PII.purged_at.is_(None)).values(**values))
 
 
-async def set_cancel_reason(session: AsyncSession, partner_delivery_id: uuid.UUID, reason: str) -> None:
+async def record_cancellation(session: AsyncSession, partner_delivery_id: uuid.UUID, reason: str,
+                              status: str) -> None:
+    """The partner's cancellation and where it left the order (cancelled, or returning once loaded)."""
     await session.execute(update(PartnerDelivery).where(PartnerDelivery.id == partner_delivery_id)
-                          .values(cancel_reason=reason, updated_at=datetime.now(UTC)))
+                          .values(cancel_reason=reason, status=status, updated_at=datetime.now(UTC)))
 
 
 async def schedule_purge(session: AsyncSession, partner_delivery_id: uuid.UUID, purge_after: datetime) -> None:
