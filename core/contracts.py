@@ -160,6 +160,15 @@ class RobotChoice(BaseModel):
     dropoff_eta: datetime
 
 
+class PlanningRound(BaseModel):
+    """What one Dispatch planning round did in a market."""
+
+    market: str
+    committed: int
+    proposed: int
+    unplanned: int
+
+
 class RobotRelease(BaseModel):
     """The end of an attempt for Dispatch: its demand closes and its robot (if it had one) is free again."""
 
