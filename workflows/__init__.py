@@ -1,5 +1,6 @@
 """Deterministic orchestration: one module per lifecycle."""
 
 from workflows.delivery import DeliveryWorkflow
+from workflows.planning_rounds import PlanningRoundsWorkflow
 
-WORKFLOWS = [DeliveryWorkflow]
+WORKFLOWS = [DeliveryWorkflow, PlanningRoundsWorkflow]

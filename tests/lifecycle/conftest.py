@@ -36,6 +36,7 @@ from services.dispatch import repository as dispatch
 from services.integrations import repository as integrations
 from services.operations import repository as operations
 from tests.conftest import free_port
+from workflows.planning_rounds import start_planning_rounds
 
 FAST = LifecyclePolicy(
     step_retry_initial_seconds=0.05,
@@ -108,6 +109,7 @@ async def platform(settings, temporal_env):
     workers = [worker.build_worker(client, queue, databases, settings, [FailOnceAfterCommit()])
                for queue in TaskQueue]
     running = [asyncio.create_task(w.run()) for w in workers]
+    await start_planning_rounds(client, settings.planning_round_seconds)
     app = create_app(settings)
     port = free_port()
     server, serving = await serve(app, port)
