@@ -1,7 +1,6 @@
 """Dispatch activities: plan demands in rounds, quote from the same planning view, and free robots."""
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -16,7 +15,8 @@ from core.errors import NO_CAPACITY, NO_ROBOT_AVAILABLE, ROBOT_UNAVAILABLE, busi
 from core.temporal import activity_meter
 from services.dispatch import repository, rounds
 from services.dispatch.models import Demand, DemandStatus, Plan, PlanStatus, RobotStatus
-from services.dispatch.planner import PLANNERS, PickupProblem
+from services.dispatch.eta import PICKUP_DWELL, travel_time
+from services.dispatch.planner import PLANNERS, Demands, PickupProblem
 from services.dispatch.pricing import delivery_fee_cents
 
 
@@ -91,22 +91,22 @@ class DispatchActivities(ServiceActivities):
         market could do the trip.
         """
         now = datetime.now(UTC)
-        demand = Demand(delivery_id=uuid.uuid4(), attempt_id=uuid.uuid4(), market=request.market,
-                        pickup_latitude=request.pickup.latitude, pickup_longitude=request.pickup.longitude,
-                        dropoff_latitude=request.dropoff.latitude, dropoff_longitude=request.dropoff.longitude)
         rules = rounds.planning_rules(request.market, self.settings)
         async with self.sessions.begin() as session:
-            robots, free = await rounds.quote_view(session, request.market, now, rules.speed_mps)
-        problem = PickupProblem.build(rounds.demands_view([demand]), rounds.fleet_view(free, now), rules)
-        if not problem.feasible.any():
+            robots, fleet = await rounds.quote_view(session, request.market, now, rules.speed_mps)
+        trip = Demands(pickups=np.array([[request.pickup.latitude, request.pickup.longitude]]),
+                       dropoffs=np.array([[request.dropoff.latitude, request.dropoff.longitude]]))
+        problem = PickupProblem.build(trip, fleet, rules)
+        best = problem.earliest(0)
+        if best is None:
             raise business_error(NO_CAPACITY, f"no robot in {request.market} can take this trip")
-        best = int(np.argmin(np.where(problem.feasible[0], problem.eta[0], np.inf)))
-        trip = rounds.trip_from(free[best], demand, rules.speed_mps)
+        pickup_eta = now + timedelta(seconds=float(problem.eta[0, best]))
+        dropoff_eta = pickup_eta + PICKUP_DWELL + travel_time(float(problem.delivery[0]), rules.speed_mps)
         # An order that is not ready yet is collected when it is: the robot waits, the trip does not change.
-        late = max(timedelta(0), request.ready_at - trip.pickup_eta) if request.ready_at else timedelta(0)
-        return QuoteEstimate(robot_id=robots[best].id, pickup_eta=trip.pickup_eta + late,
-                             dropoff_eta=trip.dropoff_eta + late, distance_meters=round(trip.delivery_meters, 1),
-                             fee_cents=delivery_fee_cents(trip.delivery_meters, trip.pickup_eta - now),
+        late = max(timedelta(0), request.ready_at - pickup_eta) if request.ready_at else timedelta(0)
+        return QuoteEstimate(robot_id=robots[best].id, pickup_eta=pickup_eta + late, dropoff_eta=dropoff_eta + late,
+                             distance_meters=round(float(problem.delivery[0]), 1),
+                             fee_cents=delivery_fee_cents(float(problem.delivery[0]), pickup_eta - now),
                              planner=PLANNERS[self.settings.planner].version)
 
     @activity.defn

@@ -130,3 +130,16 @@ async def bench(args, settings: Settings) -> int:
     from cli.bench import run_bench
 
     return await run_bench(args, settings)
+
+
+async def bench_planner(args, settings: Settings) -> int:
+    from bench import planner
+
+    if args.repeats < 1:
+        raise CommandError("--repeats must be at least 1")
+    if args.arrival_minutes <= 0:
+        raise CommandError("--arrival-minutes must be positive")
+    report = await asyncio.to_thread(planner.run, args.sizes, args.seed, args.repeats, args.arrival_minutes,
+                                     settings.battery_reserve)
+    print(json.dumps(report, indent=2) if args.json else planner.table(report))
+    return 0

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from core.geo import EARTH_RADIUS_METERS
-from services.dispatch.eta import BATTERY_PER_METER
+from services.dispatch.eta import BATTERY_PER_METER, PICKUP_DWELL
 
 RUNNERS_UP = 3
 
@@ -54,6 +54,16 @@ class Fleet:
     def __len__(self) -> int:
         return len(self.positions)
 
+    def after(self, robots: np.ndarray, queued: Demands, speed_mps: float) -> "Fleet":
+        """The fleet once each of `robots` has also served the queued demand of the same index."""
+        to_pickup = meters_pairwise(self.positions[robots], queued.pickups)
+        delivery = meters_pairwise(queued.pickups, queued.dropoffs)
+        positions, free_in, battery = self.positions.copy(), self.free_in.copy(), self.battery.copy()
+        positions[robots] = queued.dropoffs
+        free_in[robots] += (to_pickup + delivery) / speed_mps + PICKUP_DWELL.total_seconds()
+        battery[robots] -= (to_pickup + delivery) * BATTERY_PER_METER
+        return Fleet(positions, free_in, battery)
+
 
 def meters_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Haversine distances in metres between every point of `a` (n, 2) and every point of `b` (m, 2)."""
@@ -74,10 +84,13 @@ def _haversine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PickupProblem:
-    """Seconds until each robot can be at each pickup (n, m), and which pairs the robot can finish."""
+    """Seconds until each robot can be at each pickup (n, m), which pairs the robot can finish, the metres
+    from where each robot becomes free to each pickup (n, m), and each demand's pickup-to-dropoff metres (n,)."""
 
     eta: np.ndarray
     feasible: np.ndarray
+    to_pickup: np.ndarray
+    delivery: np.ndarray
 
     @classmethod
     def build(cls, demands: Demands, fleet: Fleet, rules: PlanningRules,
@@ -85,14 +98,21 @@ class PickupProblem:
         """The matrix of one round; `excluded` (n, m) marks pairs a demand refuses."""
         to_pickup = meters_matrix(demands.pickups, fleet.positions)
         eta = fleet.free_in[None, :] + to_pickup / rules.speed_mps
-        onward = meters_pairwise(demands.pickups, demands.dropoffs)
+        delivery = meters_pairwise(demands.pickups, demands.dropoffs)
+        onward = delivery
         if rules.depot is not None:
-            onward = onward + meters_matrix(demands.dropoffs, np.array([rules.depot]))[:, 0]
+            onward = delivery + meters_matrix(demands.dropoffs, np.array([rules.depot]))[:, 0]
         used = (to_pickup + onward[:, None]) * BATTERY_PER_METER
         feasible = fleet.battery[None, :] - used >= rules.battery_reserve
         if excluded is not None:
             feasible &= ~excluded
-        return cls(eta=eta, feasible=feasible)
+        return cls(eta=eta, feasible=feasible, to_pickup=to_pickup, delivery=delivery)
+
+    def earliest(self, demand: int) -> int | None:
+        """The robot that can be at the demand's pickup first, or None if none can take it."""
+        row = np.where(self.feasible[demand], self.eta[demand], np.inf)
+        best = int(np.argmin(row)) if len(row) else 0
+        return best if len(row) and np.isfinite(row[best]) else None
 
     def runners_up(self, demand: int, chosen: int, count: int = RUNNERS_UP) -> list[tuple[int, float]]:
         """The next best feasible robots for a demand after the chosen one, with their pickup ETAs."""

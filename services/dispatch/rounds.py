@@ -74,13 +74,6 @@ def trip_from(free: Availability, demand: Demand, speed_mps: float) -> TripEstim
     return estimate_trip(free.point, free.at, pickup, dropoff, speed_mps)
 
 
-def after(free: Availability, demand: Demand, speed_mps: float) -> Availability:
-    """A robot's availability once it has also served `demand` (work queued behind its current trip)."""
-    trip = trip_from(free, demand, speed_mps)
-    dropoff = Point(latitude=demand.dropoff_latitude, longitude=demand.dropoff_longitude)
-    return Availability(dropoff, trip.dropoff_eta, free.battery - trip.battery_used)
-
-
 def fleet_view(free: list[Availability], now: datetime) -> Fleet:
     """The planner's arrays for these availabilities."""
     return Fleet(
@@ -161,18 +154,13 @@ def _withdraw(proposal: Plan | None) -> None:
         proposal.status = PlanStatus.SUPERSEDED
 
 
-async def quote_view(session: AsyncSession, market: str, now: datetime, speed_mps: float
-                     ) -> tuple[list[Robot], list[Availability]]:
-    """A market's working robots and when each is free for new work: after its current trip and after the
-    proposal queued behind it, if any."""
+async def quote_view(session: AsyncSession, market: str, now: datetime, speed_mps: float) -> tuple[list[Robot], Fleet]:
+    """A market's working robots and the fleet as a new demand sees it: each robot free after its current
+    trip and after the proposal queued behind it (a round gives a robot at most one)."""
     robots = await repository.available_robots(session, market)
-    queued: dict[str, list[Demand]] = {}
-    for plan, demand in sorted(await repository.queued_proposals(session, market), key=lambda pair: pair[0].pickup_eta):
-        queued.setdefault(plan.robot_id, []).append(demand)
-    free = []
-    for robot in robots:
-        when = availability(robot, now)
-        for demand in queued.get(robot.id, []):
-            when = after(when, demand, speed_mps)
-        free.append(when)
-    return robots, free
+    fleet = fleet_view([availability(robot, now) for robot in robots], now)
+    queued = {plan.robot_id: demand for plan, demand in await repository.queued_proposals(session, market)}
+    behind = [j for j, robot in enumerate(robots) if robot.id in queued]
+    if behind:
+        fleet = fleet.after(np.array(behind), demands_view([queued[robots[j].id] for j in behind]), speed_mps)
+    return robots, fleet
