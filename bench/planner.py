@@ -161,7 +161,8 @@ class Simulation:
                 self.proposals[int(j)] = demand
                 continue
             self.pickup_at[demand] = now + problem.eta[i, j]
-            self.free_at[j] = self.pickup_at[demand] + PICKUP_DWELL.total_seconds() + problem.delivery[i] / self.rules.speed_mps
+            onward = PICKUP_DWELL.total_seconds() + problem.delivery[i] / self.rules.speed_mps
+            self.free_at[j] = self.pickup_at[demand] + onward
             self.battery[j] -= (problem.to_pickup[i, j] + problem.delivery[i]) * BATTERY_PER_METER
             self.positions[j] = self.load.demands.dropoffs[demand]
         still_busy = (self.free_at > now).any()
@@ -228,7 +229,8 @@ def table(report: dict) -> str:
         lat, one, roll = item["latency_ms"], item["one_batch"], item["rolling"]
         lines.append(
             f"{item['demands']:>5}x{item['robots']:<4} | "
-            f"{lat['batch']['p50']:>5.1f}/{lat['batch']['p99']:<6.1f} {lat['greedy']['p50']:>5.1f}/{lat['greedy']['p99']:<6.1f} | "
+            f"{lat['batch']['p50']:>5.1f}/{lat['batch']['p99']:<6.1f} "
+            f"{lat['greedy']['p50']:>5.1f}/{lat['greedy']['p99']:<6.1f} | "
             f"{one['greedy']['mean_pickup_eta_s']:>10.0f} {one['batch']['mean_pickup_eta_s']:>14.0f} "
             f"{one['batch']['served']:>7} | "
             f"{roll['greedy']['mean_pickup_wait_s']:>8.0f}/{roll['greedy']['p90_pickup_wait_s']:<8.0f} "

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_arguments(commands.add_parser("bench", help="throughput and latency of the real stack vs a bare baseline"))
 
-    planner = commands.add_parser("bench-planner", help="the Dispatch planner on seeded city workloads: batch vs greedy")
+    planner = commands.add_parser("bench-planner",
+                                  help="the Dispatch planner on seeded city workloads: batch vs greedy")
     planner.add_argument("--sizes", type=_sizes, default="100x50,500x250,1000x500,1000x100",
                          help="instances as DEMANDSxROBOTS, comma-separated (default 100x50,500x250,1000x500,1000x100)")
     planner.add_argument("--seed", type=int, default=7, help="workload seed (default 7)")
