@@ -1,23 +1,23 @@
-"""Dispatch activities: commit one robot to an attempt's demand, and free it when the attempt is done."""
+"""Dispatch activities: plan demands in rounds, quote from the same planning view, and free robots."""
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.base import ServiceActivities
-from core.contracts import DemandRequest, Point, QuoteEstimate, QuoteRequest, RobotChoice, RobotRelease
+from core.contracts import (
+    DemandRequest, PlanningRound, Point, QuoteEstimate, QuoteRequest, RobotChoice, RobotRelease,
+)
 from core.errors import NO_CAPACITY, NO_ROBOT_AVAILABLE, ROBOT_UNAVAILABLE, business_error
 from core.temporal import activity_meter
-from services.dispatch import repository
-from services.dispatch.eta import TripEstimate, estimate_trip
-from services.dispatch.models import Demand, DemandStatus, Plan, Robot, RobotStatus
+from services.dispatch import repository, rounds
+from services.dispatch.models import Demand, DemandStatus, Plan, PlanStatus, RobotStatus
+from services.dispatch.eta import PICKUP_DWELL, travel_time
+from services.dispatch.planner import PLANNERS, Demands, PickupProblem
 from services.dispatch.pricing import delivery_fee_cents
-
-RUNNERS_UP = 3
 
 
 class DispatchActivities(ServiceActivities):
@@ -25,9 +25,11 @@ class DispatchActivities(ServiceActivities):
 
     @activity.defn
     async def plan_demand(self, request: DemandRequest) -> RobotChoice:
-        """Commit a robot to the attempt's demand; a retry returns the plan already committed.
+        """Plan the market with this demand in it; return the demand's committed robot.
 
-        Its latency is `dispatch_planning_seconds{outcome=planned|no_robot|error}`.
+        A retry returns the plan already committed. `NoRobotAvailable` while the demand is not committed
+        (no robot can take it, or the robot it waits for is still busy). Its latency is
+        `dispatch_planning_seconds{outcome=planned|no_robot|error}`.
         """
         started, outcome = time.perf_counter(), "error"
         try:
@@ -37,126 +39,123 @@ class DispatchActivities(ServiceActivities):
             activity_meter().create_histogram_float(
                 "dispatch_planning_seconds", "Time to plan a demand (choose and commit a robot)", "s",
             ).record(time.perf_counter() - started, {"outcome": outcome})
-        # Raised after the commit, so the unmet demand stays on record as open.
+        # Raised after the commit, so the unmet demand stays on record for the next rounds.
         if choice is None:
             activity.logger.info("no robot available", extra={"market": request.market})
-            raise business_error(NO_ROBOT_AVAILABLE, f"no idle robot with enough charge in {request.market}")
+            raise business_error(NO_ROBOT_AVAILABLE, f"no robot is free for this demand in {request.market} yet")
         activity.logger.info("robot %s planned", choice.robot_id, extra={"robot_id": choice.robot_id})
         return choice
 
     async def _plan_demand(self, request: DemandRequest) -> RobotChoice | None:
         attempt = request.attempt
         async with self.sessions.begin() as session:
+            await repository.lock_market(session, request.market)
             demand = await repository.upsert_demand(
                 session, attempt.attempt_id, attempt.delivery_id, request.market, request.pickup, request.dropoff
             )
+            now = datetime.now(UTC)
+            demand.requested_at, demand.excluded_robot_ids = now, list(request.exclude_robot_ids)
             plan = await repository.committed_plan(session, demand.id)
             if plan is None:
-                demand.status = DemandStatus.OPEN
-                plan = await self._plan(session, demand, request)
+                if demand.status not in repository.UNCOMMITTED:
+                    demand.status = DemandStatus.OPEN  # a new try of a closed demand (e.g. its robot broke down)
+                if request.preferred_robot_id:
+                    plan = await self._take_preferred(session, demand, request.preferred_robot_id, now)
+                else:
+                    await rounds.replan_market(session, request.market, now, self.settings)
+                    plan = await repository.committed_plan(session, demand.id)
             return _choice(plan) if plan is not None else None
+
+    @activity.defn
+    async def replan_market(self, market: str) -> PlanningRound:
+        """One planning round for a market (the periodic driver calls it); commits and proposals as it finds."""
+        async with self.sessions.begin() as session:
+            await repository.lock_market(session, market)
+            outcome = await rounds.replan_market(session, market, datetime.now(UTC), self.settings)
+        return PlanningRound(market=market, committed=outcome.committed, proposed=outcome.proposed,
+                             unplanned=outcome.unplanned)
+
+    @activity.defn
+    async def markets_to_plan(self) -> list[str]:
+        """Markets with demands a round could still plan."""
+        since = datetime.now(UTC) - timedelta(seconds=self.settings.demand_hold_seconds)
+        async with self.sessions.begin() as session:
+            return await repository.markets_to_plan(session, since)
 
     @activity.defn
     async def estimate_quote(self, request: QuoteRequest) -> QuoteEstimate:
         """The earliest pickup the fleet can promise for this trip, and its fee; reserves nothing.
 
-        Read-only, so a retry is harmless. `NoCapacity` when no robot in the market could do the trip.
+        The same planning view as the rounds: each robot from where and when it becomes free, after the
+        proposal queued behind it. Read-only, so a retry is harmless. `NoCapacity` when no robot in the
+        market could do the trip.
         """
         now = datetime.now(UTC)
-        demand = Demand(delivery_id=uuid.uuid4(), attempt_id=uuid.uuid4(), market=request.market,
-                        pickup_latitude=request.pickup.latitude, pickup_longitude=request.pickup.longitude,
-                        dropoff_latitude=request.dropoff.latitude, dropoff_longitude=request.dropoff.longitude)
+        rules = rounds.planning_rules(request.market, self.settings)
         async with self.sessions.begin() as session:
-            robots = await repository.available_robots(session, request.market)
-        ranked = sorted(((robot, trip) for robot in robots if (trip := self._charged_trip(robot, demand, now))),
-                        key=lambda pair: pair[1].pickup_eta)
-        if not ranked:
-            raise business_error(NO_CAPACITY, f"no robot in {request.market} can take this trip now")
-        robot, trip = ranked[0]
+            robots, fleet = await rounds.quote_view(session, request.market, now, rules.speed_mps)
+        trip = Demands(pickups=np.array([[request.pickup.latitude, request.pickup.longitude]]),
+                       dropoffs=np.array([[request.dropoff.latitude, request.dropoff.longitude]]))
+        problem = PickupProblem.build(trip, fleet, rules)
+        best = problem.earliest(0)
+        if best is None:
+            raise business_error(NO_CAPACITY, f"no robot in {request.market} can take this trip")
+        pickup_eta = now + timedelta(seconds=float(problem.eta[0, best]))
+        dropoff_eta = pickup_eta + PICKUP_DWELL + travel_time(float(problem.delivery[0]), rules.speed_mps)
         # An order that is not ready yet is collected when it is: the robot waits, the trip does not change.
-        late = max(timedelta(0), request.ready_at - trip.pickup_eta) if request.ready_at else timedelta(0)
-        return QuoteEstimate(robot_id=robot.id, pickup_eta=trip.pickup_eta + late, dropoff_eta=trip.dropoff_eta + late,
-                             distance_meters=round(trip.meters, 1),
-                             fee_cents=delivery_fee_cents(trip.meters, trip.pickup_eta - now), planner=repository.PLANNER)
+        late = max(timedelta(0), request.ready_at - pickup_eta) if request.ready_at else timedelta(0)
+        return QuoteEstimate(robot_id=robots[best].id, pickup_eta=pickup_eta + late, dropoff_eta=dropoff_eta + late,
+                             distance_meters=round(float(problem.delivery[0]), 1),
+                             fee_cents=delivery_fee_cents(float(problem.delivery[0]), pickup_eta - now),
+                             planner=PLANNERS[self.settings.planner].version)
 
     @activity.defn
     async def release_robot(self, release: RobotRelease) -> None:
-        """Close the attempt's demand and plan, and free its robot unless it already serves another demand."""
+        """Close the attempt's demand and plans, free its robot unless it already serves another demand, and
+        re-plan the market (the freed robot may take a waiting demand)."""
         async with self.sessions.begin() as session:
-            demand = await repository.demand_by_attempt(session, release.attempt_id)
-            if demand is None:
+            market = await repository.market_of_attempt(session, release.attempt_id)
+            if market is None:
                 return
+            await repository.lock_market(session, market)
+            demand = await repository.demand_by_attempt(session, release.attempt_id)
             if demand.status not in (DemandStatus.FULFILLED, DemandStatus.CANCELLED):
                 planned = await repository.committed_plan(session, demand.id) is not None
                 fulfilled = planned and release.demand_fulfilled
                 demand.status = DemandStatus.FULFILLED if fulfilled else DemandStatus.CANCELLED
                 await repository.release_plans(session, demand.id)
-            if release.robot_id is None:
-                return
-            robot = await repository.lock_robot(session, release.robot_id)
+            # A round may have committed a robot the delivery never heard of: that one is freed too.
+            robot_id = release.robot_id or demand.robot_id
+            robot = await repository.lock_robot(session, robot_id) if robot_id else None
             if robot is not None and robot.active_demand_id == demand.id:
                 repository.free_robot(robot, release.location, release.out_of_service)
+            await rounds.replan_market(session, market, datetime.now(UTC), self.settings)
 
-    async def _plan(self, session: AsyncSession, demand: Demand, request: DemandRequest) -> Plan | None:
-        now = datetime.now(UTC)
-        if request.preferred_robot_id:
-            robot = await self._take_preferred(session, demand, request.preferred_robot_id)
-            trip, runners_up = self._trip(robot, demand, now), []
-        else:
-            taken = await self._take_nearest(session, demand, request.exclude_robot_ids, now)
-            if taken is None:
-                return None
-            robot, trip, runners_up = taken
-        cost = (trip.pickup_eta - now).total_seconds()
-        plan = await repository.add_plan(session, demand, robot.id, trip, cost, runners_up)
-        repository.reserve_robot(robot, demand.id, plan.id, trip.dropoff_eta)
-        return plan
-
-    async def _take_preferred(self, session: AsyncSession, demand: Demand, robot_id: str) -> Robot:
-        """Lock the named robot if it is idle, or move it over from another demand of the same delivery."""
+    async def _take_preferred(self, session: AsyncSession, demand: Demand, robot_id: str, now: datetime) -> Plan:
+        """Commit the named robot if it is idle, or move it over from another demand of the same delivery."""
         robot = await repository.lock_robot(session, robot_id)
-        if robot is not None and robot.active_demand_id is None and robot.status == RobotStatus.IDLE:
-            return robot
+        current = None
         if robot is not None and robot.active_demand_id is not None:
             current = await repository.get_demand(session, robot.active_demand_id)
-            # The robot still carries this delivery's order (a return trip): its old demand is done.
-            if current is not None and current.delivery_id == demand.delivery_id:
-                current.status = DemandStatus.FULFILLED
-                await repository.release_plans(session, current.id)
-                return robot
-        raise business_error(ROBOT_UNAVAILABLE, f"robot {robot_id} cannot serve delivery {demand.delivery_id}")
-
-    async def _take_nearest(
-        self, session: AsyncSession, demand: Demand, exclude: list[str], now: datetime
-    ) -> tuple[Robot, TripEstimate, list[dict[str, Any]]] | None:
-        """Lock the idle robot with the earliest pickup that has the charge for the trip."""
-        robots = await repository.idle_robots(session, demand.market, exclude)
-        ranked = [(robot, trip) for robot in robots if (trip := self._charged_trip(robot, demand, now))]
-        ranked.sort(key=lambda pair: pair[1].pickup_eta)
-        for index, (candidate, _) in enumerate(ranked):
-            # SKIP LOCKED: a robot another planner holds right now is skipped, never shared or waited for.
-            robot = await repository.lock_idle_robot(session, candidate.id)
-            trip = self._charged_trip(robot, demand, now) if robot is not None else None
-            if trip is not None:
-                runners_up = [
-                    {"robot_id": other.id, "cost_seconds": round((other_trip.pickup_eta - now).total_seconds(), 1)}
-                    for other, other_trip in ranked[index + 1:index + 1 + RUNNERS_UP]
-                ]
-                return robot, trip, runners_up
-        return None
-
-    def _charged_trip(self, robot: Robot, demand: Demand, now: datetime) -> TripEstimate | None:
-        """The robot's trip for the demand, or None if it would end below the battery reserve."""
-        trip = self._trip(robot, demand, max(now, robot.available_at))
-        if robot.battery - trip.battery_used < self.settings.battery_reserve:
-            return None
-        return trip
-
-    def _trip(self, robot: Robot, demand: Demand, free_at: datetime) -> TripEstimate:
-        pickup = Point(latitude=demand.pickup_latitude, longitude=demand.pickup_longitude)
-        dropoff = Point(latitude=demand.dropoff_latitude, longitude=demand.dropoff_longitude)
-        robot_at = Point(latitude=robot.latitude, longitude=robot.longitude)
-        return estimate_trip(robot_at, free_at, pickup, dropoff, self.settings.walking_speed_mps)
+        if robot is not None and robot.active_demand_id is None and robot.status == RobotStatus.IDLE:
+            free = rounds.availability(robot, now)
+        elif current is not None and current.delivery_id == demand.delivery_id:
+            # The robot still carries this delivery's order (a return trip): its old demand is done, and it
+            # sets off now from that demand's dropoff.
+            current.status = DemandStatus.FULFILLED
+            await repository.release_plans(session, current.id)
+            point = Point(latitude=robot.available_latitude, longitude=robot.available_longitude)
+            free = rounds.Availability(point, now, robot.available_battery)
+        else:
+            raise business_error(ROBOT_UNAVAILABLE, f"robot {robot_id} cannot serve delivery {demand.delivery_id}")
+        await repository.release_plans(session, demand.id)
+        rules = rounds.planning_rules(demand.market, self.settings)
+        trip = rounds.trip_from(free, demand, rules.speed_mps)
+        cost = round((trip.pickup_eta - now).total_seconds(), 1)
+        plan = await repository.add_plan(session, demand, robot.id, trip, cost, [], rounds.PREFERRED,
+                                         PlanStatus.COMMITTED)
+        repository.reserve_robot(robot, demand, plan, trip)
+        return plan
 
 
 def _choice(plan: Plan) -> RobotChoice:

@@ -141,3 +141,16 @@ async def partners(args, settings: Settings) -> int:
 
 
 stores = callbacks = pii = partners
+
+
+async def bench_planner(args, settings: Settings) -> int:
+    from bench import planner
+
+    if args.repeats < 1:
+        raise CommandError("--repeats must be at least 1")
+    if args.arrival_minutes <= 0:
+        raise CommandError("--arrival-minutes must be positive")
+    report = await asyncio.to_thread(planner.run, args.sizes, args.seed, args.repeats, args.arrival_minutes,
+                                     settings.battery_reserve)
+    print(json.dumps(report, indent=2) if args.json else planner.table(report))
+    return 0

@@ -63,10 +63,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_arguments(commands.add_parser("bench", help="throughput and latency of the real stack vs a bare baseline"))
 
+    planner = commands.add_parser("bench-planner",
+                                  help="the Dispatch planner on seeded city workloads: batch vs greedy")
+    planner.add_argument("--sizes", type=_sizes, default="100x50,500x250,1000x500,1000x100",
+                         help="instances as DEMANDSxROBOTS, comma-separated (default 100x50,500x250,1000x500,1000x100)")
+    planner.add_argument("--seed", type=int, default=7, help="workload seed (default 7)")
+    planner.add_argument("--repeats", type=int, default=20, help="timed solves per instance and planner (default 20)")
+    planner.add_argument("--arrival-minutes", type=float, default=30,
+                         help="rolling horizon: demands arrive over this many minutes (default 30)")
+    planner.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
     temporal = commands.add_parser("temporal", help="Temporal namespace administration")
     temporal_commands = temporal.add_subparsers(dest="temporal_command", required=True)
     temporal_commands.add_parser("setup", help="register the delivery search attributes on the namespace")
     return parser
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    """`100x50,1000x500` -> [(100, 50), (1000, 500)]."""
+    sizes = []
+    for item in text.split(","):
+        demands, _, robots = item.strip().partition("x")
+        if not (demands.isdigit() and robots.isdigit() and int(demands) > 0 and int(robots) > 0):
+            raise argparse.ArgumentTypeError(f"{item!r} is not DEMANDSxROBOTS with positive numbers, e.g. 100x50")
+        sizes.append((int(demands), int(robots)))
+    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 async def dispatch(args: argparse.Namespace, settings) -> int:
     from cli import commands  # imported late so `--help` and settings errors stay fast
 
-    return await getattr(commands, args.command)(args, settings)
+    return await getattr(commands, args.command.replace("-", "_"))(args, settings)
 
 
 if __name__ == "__main__":

@@ -191,6 +191,15 @@ async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) 
            "--host", settings.api_host, "--port", str(settings.api_port), "--no-access-log"]
     await supervisor.start(Child("api", api, logs / "api.log", env=env))
     await wait_for_health(settings, logs)
+    await start_rounds(settings)
+
+
+async def start_rounds(settings: Settings) -> None:
+    """The periodic Dispatch planning rounds (kept if a previous `up` on this data already started them)."""
+    from workflows.planning_rounds import WORKFLOW_ID, start_planning_rounds  # the planner pulls in scipy
+
+    await start_planning_rounds(await connect(settings, metrics=False), settings.planning_round_seconds)
+    say(f"dispatch planning rounds every {settings.planning_round_seconds:g} s (workflow {WORKFLOW_ID})")
 
 
 async def wait_for_health(settings: Settings, logs: Path, timeout: float = 90) -> None:

@@ -186,6 +186,22 @@ class RobotChoice(BaseModel):
     dropoff_eta: datetime
 
 
+class RoundSchedule(BaseModel):
+    """How often the periodic planning rounds run, and how many before the workflow starts afresh."""
+
+    interval_seconds: float = Field(gt=0)
+    rounds_per_run: int = Field(200, ge=1)
+
+
+class PlanningRound(BaseModel):
+    """What one Dispatch planning round did in a market."""
+
+    market: str
+    committed: int
+    proposed: int
+    unplanned: int
+
+
 class RobotRelease(BaseModel):
     """The end of an attempt for Dispatch: its demand closes and its robot (if it had one) is free again."""
 

@@ -3,6 +3,7 @@
 from workflows.callback_replay import CallbackReplayWorkflow
 from workflows.delivery import DeliveryWorkflow
 from workflows.pii_purge import PiiPurgeWorkflow
+from workflows.planning_rounds import PlanningRoundsWorkflow
 from workflows.quote import QuoteWorkflow
 
-WORKFLOWS = [DeliveryWorkflow, QuoteWorkflow, PiiPurgeWorkflow, CallbackReplayWorkflow]
+WORKFLOWS = [DeliveryWorkflow, QuoteWorkflow, PlanningRoundsWorkflow, PiiPurgeWorkflow, CallbackReplayWorkflow]

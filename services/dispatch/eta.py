@@ -18,12 +18,12 @@ class TripEstimate:
 
     pickup_eta: datetime
     dropoff_eta: datetime
-    meters: float
+    meters: float  # the robot's whole way: to the pickup, then to the dropoff
+    delivery_meters: float  # the order's way: pickup to dropoff
 
     @property
     def battery_used(self) -> float:
         return self.meters * BATTERY_PER_METER
-
 
 
 def travel_time(meters: float, speed_mps: float) -> timedelta:
@@ -37,4 +37,5 @@ def estimate_trip(robot_at: Point, free_at: datetime, pickup: Point, dropoff: Po
     to_dropoff = meters_between(pickup, dropoff)
     pickup_eta = free_at + travel_time(to_pickup, speed_mps)
     dropoff_eta = pickup_eta + PICKUP_DWELL + travel_time(to_dropoff, speed_mps)
-    return TripEstimate(pickup_eta=pickup_eta, dropoff_eta=dropoff_eta, meters=to_pickup + to_dropoff)
+    return TripEstimate(pickup_eta=pickup_eta, dropoff_eta=dropoff_eta, meters=to_pickup + to_dropoff,
+                        delivery_meters=to_dropoff)

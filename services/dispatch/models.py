@@ -69,6 +69,10 @@ class Demand(DispatchModel, table=True):
     robot_id: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
     deadline_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
+    # When the delivery last asked for a robot: rounds plan the demand on their own only for a while after.
+    requested_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
+    # Robots this attempt must not get (not deployed, broken down): every round respects them.
+    excluded_robot_ids: list[str] = Field(default_factory=list, sa_type=JSONB)
     updated_at: datetime = Field(
         default_factory=utcnow, sa_type=TIMESTAMPTZ, sa_column_kwargs={"onupdate": utcnow}
     )
@@ -89,7 +93,12 @@ class Robot(DispatchModel, table=True):
     longitude: float
     battery: float = 1.0
     status: str = Field(default=RobotStatus.IDLE, max_length=16)
+    # Where, when and with what charge the robot becomes free: its current demand's dropoff and dropoff ETA,
+    # or where it is now when it has no demand.
     available_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
+    available_latitude: float
+    available_longitude: float
+    available_battery: float
     active_demand_id: uuid.UUID | None = Field(default=None, foreign_key="demand.id")
     # Robot and plan reference each other, so this key is added after both tables.
     scheduled_pickup_id: uuid.UUID | None = Field(

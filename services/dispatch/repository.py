@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,24 +12,37 @@ from core.contracts import Point
 from services.dispatch.eta import TripEstimate
 from services.dispatch.models import Demand, DemandStatus, Plan, PlanStatus, Robot, RobotStatus, utcnow
 
-PLANNER = "nearest-v1"
+UNCOMMITTED = (DemandStatus.OPEN, DemandStatus.PLANNED)
+WORKING = (RobotStatus.IDLE, RobotStatus.RESERVED, RobotStatus.EN_ROUTE, RobotStatus.LOADED)
+
+
+async def lock_market(session: AsyncSession, market: str) -> None:
+    """Take the market's planning lock (a Postgres advisory lock) until this transaction ends."""
+    key = func.hashtextextended(f"dispatch-market:{market}", 0)
+    await session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 async def upsert_demand(
     session: AsyncSession, attempt_id: uuid.UUID, delivery_id: uuid.UUID, market: str, pickup: Point, dropoff: Point
 ) -> Demand:
     """The demand of an attempt, created open if new, locked for this transaction."""
+    now = utcnow()
     await session.execute(
         insert(Demand)
         .values(
             id=uuid.uuid4(), attempt_id=attempt_id, delivery_id=delivery_id, market=market,
             status=DemandStatus.OPEN, pickup_latitude=pickup.latitude, pickup_longitude=pickup.longitude,
             dropoff_latitude=dropoff.latitude, dropoff_longitude=dropoff.longitude,
-            created_at=utcnow(), updated_at=utcnow(),
+            created_at=now, requested_at=now, excluded_robot_ids=[], updated_at=now,
         )
         .on_conflict_do_nothing(index_elements=[Demand.attempt_id])
     )
     return await demand_by_attempt(session, attempt_id)
+
+
+async def market_of_attempt(session: AsyncSession, attempt_id: uuid.UUID) -> str | None:
+    """The market of an attempt's demand, without locking it."""
+    return await session.scalar(select(Demand.market).where(Demand.attempt_id == attempt_id))
 
 
 async def demand_by_attempt(session: AsyncSession, attempt_id: uuid.UUID) -> Demand | None:
@@ -50,29 +63,45 @@ async def committed_plan(session: AsyncSession, demand_id: uuid.UUID) -> Plan | 
     return await session.scalar(query.order_by(Plan.created_at.desc()).limit(1))
 
 
-async def idle_robots(session: AsyncSession, market: str, exclude: list[str]) -> list[Robot]:
-    """The idle robots of a market, without locking them."""
-    query = select(Robot).where(Robot.market == market, Robot.status == RobotStatus.IDLE)
-    if exclude:
-        query = query.where(Robot.id.not_in(exclude))
-    return list(await session.scalars(query.order_by(Robot.id)))
+async def uncommitted_demands(session: AsyncSession, market: str, requested_since: datetime) -> list[Demand]:
+    """A market's demands without a committed robot, oldest first: those asked for since `requested_since`,
+    and older ones that still hold a proposal (the round withdraws it)."""
+    query = select(Demand).where(
+        Demand.market == market, Demand.status.in_(UNCOMMITTED),
+        or_(Demand.requested_at >= requested_since, Demand.status == DemandStatus.PLANNED),
+    )
+    query = query.order_by(Demand.created_at, Demand.id).execution_options(populate_existing=True)
+    return list(await session.scalars(query))
+
+
+async def markets_to_plan(session: AsyncSession, requested_since: datetime) -> list[str]:
+    """Markets with a demand a round could still plan."""
+    query = select(Demand.market).distinct().where(
+        Demand.status.in_(UNCOMMITTED),
+        or_(Demand.requested_at >= requested_since, Demand.status == DemandStatus.PLANNED),
+    )
+    return list(await session.scalars(query.order_by(Demand.market)))
 
 
 async def available_robots(session: AsyncSession, market: str) -> list[Robot]:
     """The robots of a market that are working or could work: idle ones and those busy with a delivery."""
-    busy = (RobotStatus.IDLE, RobotStatus.RESERVED, RobotStatus.EN_ROUTE, RobotStatus.LOADED)
-    query = select(Robot).where(Robot.market == market, Robot.status.in_(busy))
-    return list(await session.scalars(query.order_by(Robot.id)))
+    query = select(Robot).where(Robot.market == market, Robot.status.in_(WORKING))
+    return list(await session.scalars(query.order_by(Robot.id).execution_options(populate_existing=True)))
 
 
-async def lock_idle_robot(session: AsyncSession, robot_id: str) -> Robot | None:
-    """Lock a robot if it is still idle and no other planner holds it (SKIP LOCKED)."""
+async def proposals(session: AsyncSession, demand_ids: list[uuid.UUID]) -> dict[uuid.UUID, Plan]:
+    """The standing proposal of each of these demands."""
+    query = select(Plan).where(Plan.demand_id.in_(demand_ids), Plan.status == PlanStatus.PROPOSED)
+    return {plan.demand_id: plan for plan in await session.scalars(query)}
+
+
+async def queued_proposals(session: AsyncSession, market: str) -> list[tuple[Plan, Demand]]:
+    """A market's proposals with their demands: work queued behind each busy robot's current trip."""
     query = (
-        select(Robot)
-        .where(Robot.id == robot_id, Robot.status == RobotStatus.IDLE)
-        .with_for_update(skip_locked=True)
+        select(Plan, Demand).join(Demand, Demand.id == Plan.demand_id)
+        .where(Demand.market == market, Plan.status == PlanStatus.PROPOSED)
     )
-    return await session.scalar(query.execution_options(populate_existing=True))
+    return [(plan, demand) for plan, demand in await session.execute(query)]
 
 
 async def lock_robot(session: AsyncSession, robot_id: str) -> Robot | None:
@@ -83,47 +112,52 @@ async def lock_robot(session: AsyncSession, robot_id: str) -> Robot | None:
 
 async def add_plan(
     session: AsyncSession, demand: Demand, robot_id: str, trip: TripEstimate, cost_seconds: float,
-    alternatives: list[dict[str, Any]],
+    alternatives: list[dict[str, Any]], planner: str, status: PlanStatus,
 ) -> Plan:
-    """Write a committed plan and point the demand at its robot."""
+    """Write a plan: a committed one points the demand at its robot, a proposal marks the demand planned."""
     plan = Plan(
-        demand_id=demand.id, robot_id=robot_id, planner=PLANNER, status=PlanStatus.COMMITTED,
+        demand_id=demand.id, robot_id=robot_id, planner=planner, status=status,
         cost_seconds=cost_seconds, pickup_eta=trip.pickup_eta, dropoff_eta=trip.dropoff_eta,
         alternatives=alternatives,
     )
     session.add(plan)
-    demand.status = DemandStatus.COMMITTED
-    demand.robot_id = robot_id
+    if status == PlanStatus.COMMITTED:
+        demand.status, demand.robot_id = DemandStatus.COMMITTED, robot_id
+    else:
+        demand.status = DemandStatus.PLANNED
     # The robot will point at this plan, so the plan row must exist first.
     await session.flush()
     return plan
 
 
-def reserve_robot(robot: Robot, demand_id: uuid.UUID, plan_id: uuid.UUID, available_at: datetime) -> None:
-    """Point a locked robot at the demand and plan it now serves."""
+def reserve_robot(robot: Robot, demand: Demand, plan: Plan, trip: TripEstimate) -> None:
+    """Point a robot at the demand and plan it now serves; it becomes free at the dropoff, at its ETA."""
     robot.status = RobotStatus.RESERVED
-    robot.active_demand_id = demand_id
-    robot.scheduled_pickup_id = plan_id
-    robot.available_at = available_at
+    robot.active_demand_id = demand.id
+    robot.scheduled_pickup_id = plan.id
+    robot.available_at = trip.dropoff_eta
+    robot.available_latitude, robot.available_longitude = demand.dropoff_latitude, demand.dropoff_longitude
+    robot.available_battery = max(0.0, robot.available_battery - trip.battery_used)
 
 
 def free_robot(robot: Robot, location: Point | None, out_of_service: bool) -> None:
-    """Clear a locked robot's pointers; it is idle again unless it must be serviced."""
+    """Clear a robot's pointers; it is idle again, free now where it is, unless it must be serviced."""
     robot.active_demand_id = None
     robot.scheduled_pickup_id = None
     robot.status = RobotStatus.MAINTENANCE if out_of_service else RobotStatus.IDLE
     robot.available_at = utcnow()
     if location is not None:
         robot.latitude, robot.longitude = location.latitude, location.longitude
+    robot.available_latitude, robot.available_longitude = robot.latitude, robot.longitude
+    robot.available_battery = robot.battery
 
 
 async def release_plans(session: AsyncSession, demand_id: uuid.UUID) -> None:
-    """Mark the demand's committed plans released."""
-    await session.execute(
-        update(Plan)
-        .where(Plan.demand_id == demand_id, Plan.status == PlanStatus.COMMITTED)
-        .values(status=PlanStatus.RELEASED)
-    )
+    """Close the demand's plans: the committed one is released, a standing proposal superseded."""
+    for current, closed in ((PlanStatus.COMMITTED, PlanStatus.RELEASED), (PlanStatus.PROPOSED, PlanStatus.SUPERSEDED)):
+        await session.execute(
+            update(Plan).where(Plan.demand_id == demand_id, Plan.status == current).values(status=closed)
+        )
 
 
 async def register_robot(
@@ -133,12 +167,18 @@ async def register_robot(
     now = utcnow()
     statement = insert(Robot).values(
         id=robot_id, market=market, latitude=latitude, longitude=longitude, battery=battery,
-        status=RobotStatus.IDLE, available_at=now, updated_at=now,
+        status=RobotStatus.IDLE, available_at=now, available_latitude=latitude, available_longitude=longitude,
+        available_battery=battery, updated_at=now,
     )
+    # A robot without a demand is free where it is now; a busy one stays free where its demand drops off.
+    free = Robot.active_demand_id.is_(None)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[Robot.id],
             set_={"market": market, "latitude": latitude, "longitude": longitude, "battery": battery,
+                  "available_latitude": case((free, latitude), else_=Robot.available_latitude),
+                  "available_longitude": case((free, longitude), else_=Robot.available_longitude),
+                  "available_battery": case((free, battery), else_=Robot.available_battery),
                   "updated_at": now},
         )
     )

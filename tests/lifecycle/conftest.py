@@ -37,6 +37,7 @@ from services.dispatch import repository as dispatch
 from services.integrations import credentials
 from services.operations import repository as operations
 from tests.conftest import free_port
+from workflows.planning_rounds import start_planning_rounds
 
 FAST = LifecyclePolicy(
     step_retry_initial_seconds=0.05,
@@ -110,6 +111,7 @@ async def platform(settings, temporal_env):
     workers = [worker.build_worker(client, queue, databases, settings, [FailOnceAfterCommit()])
                for queue in TaskQueue]
     running = [asyncio.create_task(w.run()) for w in workers]
+    await start_planning_rounds(client, settings.planning_round_seconds)
     app = create_app(settings)
     server, serving = await serve(app, port)
     yield Platform(settings, client, databases, f"http://127.0.0.1:{port}", app,

@@ -1,0 +1,166 @@
+"""Planning rounds on the Dispatch database: a market's planning view, solved by the planner, written as plans.
+
+A round runs under the market's advisory lock (`repository.lock_market`, taken by the caller). It plans the
+market's uncommitted demands that their deliveries asked for recently (`demand_hold_seconds`) against every
+working robot, at the place, time and charge the robot becomes free. A demand matched to a robot that is free
+now is COMMITTED and the robot reserved; one matched to a busy robot gets a PROPOSED plan that the next round
+may move (the old proposal is then SUPERSEDED). Committed plans are never moved.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.contracts import Point
+from core.markets import MARKETS
+from core.settings import Settings
+from services.dispatch import repository
+from services.dispatch.eta import TripEstimate, estimate_trip
+from services.dispatch.models import Demand, DemandStatus, Plan, PlanStatus, Robot, RobotStatus
+from services.dispatch.planner import PLANNERS, Demands, Fleet, PickupProblem, PlanningRules
+
+# The version written on plans for a robot the delivery named itself (a return trip, an operator's choice).
+PREFERRED = "preferred-v1"
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Where, when and with what charge a robot becomes free."""
+
+    point: Point
+    at: datetime
+    battery: float
+
+
+@dataclass
+class RoundOutcome:
+    """What one round did in one market."""
+
+    market: str
+    committed: int = 0
+    proposed: int = 0
+    unplanned: int = 0
+
+
+def planning_rules(market: str, settings: Settings) -> PlanningRules:
+    """The market's walking speed and depot; a market this process does not know has no return leg."""
+    known = MARKETS.get(market)
+    if known is None:
+        return PlanningRules(settings.walking_speed_mps, settings.battery_reserve)
+    depot = (known.depot.latitude, known.depot.longitude)
+    return PlanningRules(known.walking_speed_mps, settings.battery_reserve, depot)
+
+
+def availability(robot: Robot, now: datetime) -> Availability:
+    """When a robot becomes free; a busy robot already past its dropoff ETA is assumed to be as late again."""
+    at = max(now, robot.available_at)
+    if robot.active_demand_id is not None and robot.available_at < now:
+        at = now + (now - robot.available_at)
+    point = Point(latitude=robot.available_latitude, longitude=robot.available_longitude)
+    return Availability(point, at, robot.available_battery)
+
+
+def free_now(robot: Robot, now: datetime) -> bool:
+    """An idle robot with no demand and nothing to finish: a match with it is committed at once."""
+    return robot.status == RobotStatus.IDLE and robot.active_demand_id is None and robot.available_at <= now
+
+
+def trip_from(free: Availability, demand: Demand, speed_mps: float) -> TripEstimate:
+    """The trip of a robot, from where and when it becomes free, for a demand."""
+    pickup = Point(latitude=demand.pickup_latitude, longitude=demand.pickup_longitude)
+    dropoff = Point(latitude=demand.dropoff_latitude, longitude=demand.dropoff_longitude)
+    return estimate_trip(free.point, free.at, pickup, dropoff, speed_mps)
+
+
+def fleet_view(free: list[Availability], now: datetime) -> Fleet:
+    """The planner's arrays for these availabilities."""
+    return Fleet(
+        positions=np.array([[f.point.latitude, f.point.longitude] for f in free], float).reshape(-1, 2),
+        free_in=np.array([(f.at - now).total_seconds() for f in free], float),
+        battery=np.array([f.battery for f in free], float),
+    )
+
+
+def demands_view(demands: list[Demand]) -> Demands:
+    """The planner's arrays for these demands, in the same order."""
+    return Demands(
+        pickups=np.array([[d.pickup_latitude, d.pickup_longitude] for d in demands], float).reshape(-1, 2),
+        dropoffs=np.array([[d.dropoff_latitude, d.dropoff_longitude] for d in demands], float).reshape(-1, 2),
+    )
+
+
+def exclusions(demands: list[Demand], robots: list[Robot]) -> np.ndarray:
+    """Pairs a demand refuses: robots its attempt excluded."""
+    refused = np.zeros((len(demands), len(robots)), bool)
+    column = {robot.id: j for j, robot in enumerate(robots)}
+    for i, demand in enumerate(demands):
+        for robot_id in demand.excluded_robot_ids:
+            if robot_id in column:
+                refused[i, column[robot_id]] = True
+    return refused
+
+
+async def replan_market(session: AsyncSession, market: str, now: datetime, settings: Settings) -> RoundOutcome:
+    """One planning round for a market; the caller holds the market's lock."""
+    outcome = RoundOutcome(market)
+    since = now - timedelta(seconds=settings.demand_hold_seconds)
+    demands = await repository.uncommitted_demands(session, market, since)
+    if not demands:
+        return outcome
+    robots = await repository.available_robots(session, market)
+    standing = await repository.proposals(session, [demand.id for demand in demands])
+    live = [demand for demand in demands if demand.requested_at >= since]
+    rules, planner = planning_rules(market, settings), PLANNERS[settings.planner]
+    free = [availability(robot, now) for robot in robots]
+    problem, chosen = None, {}
+    if live and robots:
+        problem = PickupProblem.build(demands_view(live), fleet_view(free, now), rules, exclusions(live, robots))
+        chosen = {live[i].id: (int(i), int(j)) for i, j in zip(*planner.solve(problem))}
+    for demand in demands:
+        proposal = standing.get(demand.id)
+        if demand.id not in chosen:
+            _withdraw(proposal)
+            demand.status = DemandStatus.OPEN
+            outcome.unplanned += 1
+            continue
+        i, j = chosen[demand.id]
+        robot, trip = robots[j], trip_from(free[j], demand, rules.speed_mps)
+        alternatives = [{"robot_id": robots[k].id, "cost_seconds": round(cost, 1)}
+                        for k, cost in problem.runners_up(i, j)]
+        cost = round((trip.pickup_eta - now).total_seconds(), 1)
+        if free_now(robot, now):
+            _withdraw(proposal)
+            plan = await repository.add_plan(session, demand, robot.id, trip, cost, alternatives, planner.version,
+                                             PlanStatus.COMMITTED)
+            repository.reserve_robot(robot, demand, plan, trip)
+            outcome.committed += 1
+            continue
+        outcome.proposed += 1
+        if proposal is not None and proposal.robot_id == robot.id:
+            # The same robot still: the proposal stands, with today's forecast.
+            proposal.pickup_eta, proposal.dropoff_eta, proposal.cost_seconds = trip.pickup_eta, trip.dropoff_eta, cost
+            proposal.alternatives = alternatives
+            continue
+        _withdraw(proposal)
+        await repository.add_plan(session, demand, robot.id, trip, cost, alternatives, planner.version,
+                                  PlanStatus.PROPOSED)
+    return outcome
+
+
+def _withdraw(proposal: Plan | None) -> None:
+    if proposal is not None:
+        proposal.status = PlanStatus.SUPERSEDED
+
+
+async def quote_view(session: AsyncSession, market: str, now: datetime, speed_mps: float) -> tuple[list[Robot], Fleet]:
+    """A market's working robots and the fleet as a new demand sees it: each robot free after its current
+    trip and after the proposal queued behind it (a round gives a robot at most one)."""
+    robots = await repository.available_robots(session, market)
+    fleet = fleet_view([availability(robot, now) for robot in robots], now)
+    queued = {plan.robot_id: demand for plan, demand in await repository.queued_proposals(session, market)}
+    behind = [j for j, robot in enumerate(robots) if robot.id in queued]
+    if behind:
+        fleet = fleet.after(np.array(behind), demands_view([queued[robots[j].id] for j in behind]), speed_mps)
+    return robots, fleet

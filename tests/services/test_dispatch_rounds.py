@@ -1,0 +1,176 @@
+"""Planning rounds against the real Dispatch database: batch rounds, proposals on busy robots, quotes."""
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from temporalio.exceptions import ApplicationError
+
+from activities.dispatch import DispatchActivities
+from core.contracts import Point, QuoteRequest, RobotChoice
+from core.errors import NO_CAPACITY, NO_ROBOT_AVAILABLE
+from core.geo import meters_between
+from services.dispatch.eta import PICKUP_DWELL
+from services.dispatch.models import Plan, Robot
+from tests.services.test_dispatch_activities import (  # noqa: F401 (fixtures)
+    DEGREE_METERS, DROPOFF, PICKUP, a_demand, add_robot, databases, demand_of, dispatch, fetch, market, plans_of,
+    release_of, sessions,
+)
+
+
+def north_of_pickup(meters: float) -> Point:
+    return Point(latitude=PICKUP.latitude + meters / DEGREE_METERS, longitude=PICKUP.longitude)
+
+
+def a_trip(market: str, pickup_north: float, dropoff_north: float):
+    """A demand whose pickup and dropoff lie `..._north` metres north of the usual pickup."""
+    return a_demand(market).model_copy(update={"pickup": north_of_pickup(pickup_north),
+                                               "dropoff": north_of_pickup(dropoff_north)})
+
+
+async def open_demand(dispatch, request) -> None:
+    """Record a demand that no robot can take yet."""
+    with pytest.raises(ApplicationError) as raised:
+        await dispatch.plan_demand(request)
+    assert raised.value.type == NO_ROBOT_AVAILABLE
+
+
+@pytest.mark.parametrize("planner, expected", [("batch", "batch-lsa-v1"), ("greedy", "greedy-v1")])
+async def test_one_round_plans_waiting_demands_together(sessions, settings, market, planner, expected):
+    activities = DispatchActivities(sessions, settings.model_copy(update={"planner": planner}))
+    older = a_demand(market)
+    newer = a_trip(market, 1000, 1100)
+    await open_demand(activities, older)
+    await open_demand(activities, newer)
+    # The older demand's nearest robot is the only near one for the newer demand.
+    shared = await add_robot(sessions, market, 400)
+    south = await add_robot(sessions, market, -700)
+
+    outcome = await activities.replan_market(market)
+
+    assert (outcome.committed, outcome.proposed, outcome.unplanned) == (2, 0, 0)
+    first, second = await demand_of(sessions, older), await demand_of(sessions, newer)
+    assert (first.robot_id, second.robot_id) == ((south, shared) if planner == "batch" else (shared, south))
+    [plan] = await plans_of(sessions, first.id)
+    assert (plan.planner, plan.status) == (expected, "committed")
+    assert plan.cost_seconds == pytest.approx((700 if planner == "batch" else 400) / 1.4, abs=2)
+    assert plan.alternatives == [{"robot_id": shared if planner == "batch" else south,
+                                  "cost_seconds": pytest.approx((400 if planner == "batch" else 700) / 1.4, abs=2)}]
+    assert (await activities.plan_demand(older)).robot_id == first.robot_id
+
+
+async def test_concurrent_demands_in_one_market_never_share_a_robot(dispatch, sessions, market):
+    robots = {await add_robot(sessions, market, 100), await add_robot(sessions, market, 600)}
+
+    results = await asyncio.gather(*(dispatch.plan_demand(a_demand(market)) for _ in range(5)),
+                                   return_exceptions=True)
+
+    chosen = [result.robot_id for result in results if isinstance(result, RobotChoice)]
+    assert sorted(chosen) == sorted(robots)
+    assert all(isinstance(r, RobotChoice) or r.type == NO_ROBOT_AVAILABLE for r in results)
+    async with sessions() as session:
+        committed = await session.execute(
+            select(Plan.robot_id, func.count()).where(Plan.robot_id.in_(robots), Plan.status == "committed")
+            .group_by(Plan.robot_id))
+        proposed = await session.execute(
+            select(Plan.robot_id, func.count()).where(Plan.robot_id.in_(robots), Plan.status == "proposed")
+            .group_by(Plan.robot_id))
+    assert dict(committed.all()) == {robot: 1 for robot in robots}
+    assert all(count == 1 for count in dict(proposed.all()).values())  # at most one queued per busy robot
+
+
+async def test_a_proposal_on_a_busy_robot_is_committed_when_release_frees_it(dispatch, sessions, market):
+    robot_id = await add_robot(sessions, market, 100)
+    first = a_demand(market)
+    busy = await dispatch.plan_demand(first)
+    waiting = a_demand(market)
+
+    await open_demand(dispatch, waiting)
+
+    demand = await demand_of(sessions, waiting)
+    [proposal] = await plans_of(sessions, demand.id)
+    assert (demand.status, demand.robot_id, proposal.status, proposal.robot_id) == (
+        "planned", None, "proposed", robot_id)
+    # The robot is free at the first dropoff, at its ETA, and walks back to the pickup from there.
+    back = timedelta(seconds=meters_between(DROPOFF, PICKUP) / 1.4)
+    assert proposal.pickup_eta == pytest.approx(busy.dropoff_eta + back, abs=timedelta(seconds=1))
+    robot = await fetch(sessions, Robot, robot_id)
+    assert (robot.available_latitude, robot.available_longitude, robot.available_at) == (
+        DROPOFF.latitude, DROPOFF.longitude, busy.dropoff_eta)
+
+    await dispatch.release_robot(release_of(first, robot_id, location=DROPOFF))
+
+    choice = await dispatch.plan_demand(waiting)
+    assert choice.robot_id == robot_id
+    assert sorted(plan.status for plan in await plans_of(sessions, demand.id)) == ["committed", "superseded"]
+    robot = await fetch(sessions, Robot, robot_id)
+    assert (robot.status, robot.active_demand_id, robot.scheduled_pickup_id) == ("reserved", demand.id,
+                                                                                  choice.plan_id)
+
+
+async def test_committed_demands_are_never_moved_by_a_later_round(dispatch, sessions, market):
+    far = await add_robot(sessions, market, 1500)
+    request = a_demand(market)
+    choice = await dispatch.plan_demand(request)
+    near = await add_robot(sessions, market, 10)
+
+    # Swapping robots would lower the total, but the first demand's robot is already on its way.
+    assert (await dispatch.plan_demand(a_demand(market))).robot_id == near
+    await dispatch.replan_market(market)
+
+    assert await dispatch.plan_demand(request) == choice
+    demand = await demand_of(sessions, request)
+    assert (demand.status, demand.robot_id) == ("committed", far)
+    assert [plan.status for plan in await plans_of(sessions, demand.id)] == ["committed"]
+
+
+async def test_a_demand_its_delivery_stopped_asking_for_is_not_planned_by_rounds(sessions, settings, market):
+    activities = DispatchActivities(sessions, settings.model_copy(update={"demand_hold_seconds": 0.05}))
+    request = a_demand(market)
+    await open_demand(activities, request)
+    robot_id = await add_robot(sessions, market, 100)
+    await asyncio.sleep(0.1)
+
+    assert market not in await activities.markets_to_plan()
+    assert (await activities.replan_market(market)).committed == 0
+    assert (await fetch(sessions, Robot, robot_id)).status == "idle"
+    # Asking again puts it back in the rounds.
+    assert (await activities.plan_demand(request)).robot_id == robot_id
+
+
+async def test_the_quote_is_the_pickup_the_plan_then_commits(dispatch, sessions, market):
+    await add_robot(sessions, market, 800)
+    near = await add_robot(sessions, market, 250)
+    quote = await dispatch.estimate_quote(QuoteRequest(market=market, pickup=PICKUP, dropoff=DROPOFF))
+
+    choice = await dispatch.plan_demand(a_demand(market))
+
+    assert (quote.robot_id, quote.planner) == (near, "batch-lsa-v1") and choice.robot_id == near
+    assert abs(choice.pickup_eta - quote.pickup_eta) < timedelta(seconds=2)
+    assert abs(choice.dropoff_eta - quote.dropoff_eta) < timedelta(seconds=2)
+    assert quote.distance_meters == pytest.approx(meters_between(PICKUP, DROPOFF), abs=0.1)
+
+
+async def test_a_quote_waits_behind_the_busy_robots_current_and_queued_work(dispatch, sessions, market):
+    robot_id = await add_robot(sessions, market, 100)
+    await dispatch.plan_demand(a_demand(market))
+    queued = a_demand(market)
+    await open_demand(dispatch, queued)
+    [proposal] = await plans_of(sessions, (await demand_of(sessions, queued)).id)
+
+    quote = await dispatch.estimate_quote(QuoteRequest(market=market, pickup=PICKUP, dropoff=DROPOFF))
+
+    back = timedelta(seconds=meters_between(DROPOFF, PICKUP) / 1.4)
+    assert quote.robot_id == robot_id
+    assert quote.pickup_eta == pytest.approx(proposal.dropoff_eta + back, abs=timedelta(seconds=1))
+    assert quote.dropoff_eta - quote.pickup_eta == pytest.approx(PICKUP_DWELL + back, abs=timedelta(seconds=1))
+
+
+async def test_no_robot_in_the_market_can_take_the_trip_is_no_capacity(dispatch, sessions, market):
+    await add_robot(sessions, market, 100, battery=0.2)
+
+    with pytest.raises(ApplicationError) as raised:
+        await dispatch.estimate_quote(QuoteRequest(market=market, pickup=PICKUP, dropoff=DROPOFF))
+
+    assert (raised.value.type, raised.value.non_retryable) == (NO_CAPACITY, True)
