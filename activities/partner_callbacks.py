@@ -113,7 +113,7 @@ def _count(callback: StatusCallback | CallbackFailure, outcome: str, error: str 
 
 def _native_body(callback: StatusCallback, external_delivery_id: str) -> bytes:
     payload = {
-        "type": "delivery.status_changed",
+        "type": "delivery.eta_updated" if callback.kind == "eta_updated" else "delivery.status_changed",
         "timestamp": callback.occurred_at.isoformat(),
         "data": {
             "delivery_id": str(callback.delivery_id),
@@ -122,6 +122,7 @@ def _native_body(callback: StatusCallback, external_delivery_id: str) -> bytes:
             "status": callback.status.value,
             "robot_id": callback.robot_id,
             "reason": callback.reason,
+            "dropoff_eta": callback.dropoff_eta.isoformat() if callback.dropoff_eta else None,
         },
     }
     return json.dumps(payload, separators=(",", ":")).encode()

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     walking_speed_mps: float = Field(1.4, gt=0, description="robot cruising speed, metres per second")
     battery_reserve: float = Field(0.2, ge=0, lt=1, description="charge a robot must keep after a trip")
     pilot_max_robots: int = Field(3, ge=1, description="robots one pilot supervises at once")
+    battery_swap_below: float = Field(0.25, ge=0, le=1,
+                                      description="a robot reporting less charge gets a battery_swap field task")
 
     lifecycle: LifecyclePolicy = LifecyclePolicy()
     pii_keys: str | None = Field(None, repr=False, description="id:base64key,... ; the first encrypts")

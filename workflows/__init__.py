@@ -1,5 +1,6 @@
 """Deterministic orchestration: one module per lifecycle."""
 
 from workflows.delivery import DeliveryWorkflow
+from workflows.field_task import FieldTaskWorkflow
 
-WORKFLOWS = [DeliveryWorkflow]
+WORKFLOWS = [DeliveryWorkflow, FieldTaskWorkflow]
