@@ -324,7 +324,7 @@ class DeliveryWorkflow:
                                           expect=(NO_ROBOT_AVAILABLE,))
                 await self._step(DeviceActivities.verify_deployment, choice.robot_id, TaskQueue.DEVICE,
                                  expect=(ROBOT_NOT_DEPLOYED,))
-                self._waiting_for = None
+                self._stop_waiting()
                 return choice
             except ActivityError as err:
                 if _error_type(err) == ROBOT_NOT_DEPLOYED:
@@ -354,8 +354,10 @@ class DeliveryWorkflow:
         deadline = workflow.now() + timedelta(seconds=self._order.policy.pilot_wait_seconds)
         while True:
             try:
-                return await self._step(OperationsActivities.assign_task, request, TaskQueue.OPERATIONS,
-                                        expect=(NO_PILOT_AVAILABLE, ROBOT_UNAVAILABLE))
+                assignment = await self._step(OperationsActivities.assign_task, request, TaskQueue.OPERATIONS,
+                                              expect=(NO_PILOT_AVAILABLE, ROBOT_UNAVAILABLE))
+                self._stop_waiting()
+                return assignment
             except ActivityError as err:
                 if _error_type(err) == ROBOT_UNAVAILABLE and first_leg != "to_store":
                     raise
@@ -736,6 +738,11 @@ class DeliveryWorkflow:
     def _wait_for(self, what: str, until: datetime) -> None:
         self._waiting_for, self._waiting_until = what, until
         self._set_details()
+
+    def _stop_waiting(self) -> None:
+        if self._waiting_for is not None:
+            self._waiting_for = None
+            self._set_details()
 
     def _set_details(self) -> None:
         lines = [f"**{self._attention and NEEDS_OPERATOR or self._phase.status.value}**"]

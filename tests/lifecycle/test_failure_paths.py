@@ -4,10 +4,12 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import select
+from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from core.services import Service
 from services.deliveries.models import Attempt, Delivery
 from services.dispatch.models import Demand, Robot as PlanningRobot
+from services.operations.pilots import end_shift, list_pilots
 from services.operations.models import FOTask, PilotAssignment, Robot as OpsRobot, Task
 from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal, workflow_status
 from tests.lifecycle.test_happy_path import rows
@@ -45,6 +47,38 @@ async def test_no_robot_available_cancels_after_the_deadline(market):
     assert attempt.status == "cancelled"
     demand = (await rows(platform, Service.DISPATCH, select(Demand).where(Demand.attempt_id == attempt.id)))[0]
     assert demand.status == "cancelled" and demand.robot_id is None
+
+
+async def current_details(platform, delivery_id) -> str:
+    handle = platform.client.get_workflow_handle(f"delivery:{delivery_id}")
+    return (await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)).current_details
+
+
+async def test_a_delivery_waits_visibly_for_a_robot_and_then_for_a_pilot(market, lifecycle_policy):
+    lifecycle_policy(robot_search_seconds=60, pilot_wait_seconds=60)
+    platform = market.platform
+    async with platform.databases.sessions(Service.OPERATIONS).begin() as session:
+        for pilot in await list_pilots(session):  # every pilot so far goes off duty: none is free
+            if pilot.shift_id is not None:
+                await end_shift(session, pilot.id)
+    delivery_id = await create(market)
+
+    async def waiting(what):
+        view = await workflow_status(platform, delivery_id)
+        return view if view["waiting_for"] == what else None
+
+    assert (await wait_for(lambda: waiting("robot")))["status"] == "created"
+    assert "waiting for a robot until" in await current_details(platform, delivery_id)
+    await market.add_robot()
+    await wait_for(lambda: waiting("pilot"))
+    assert "waiting for a pilot until" in await current_details(platform, delivery_id)
+    await market.add_pilot()
+    assigned = await wait_status(platform, delivery_id, "robot_assigned")
+    assert assigned["waiting_for"] is None and "waiting" not in await current_details(platform, delivery_id)
+    async with market.partner_http() as partner:
+        cancelled = await partner.post(f"/v1/deliveries/{delivery_id}/cancel", json={"reason": "customer_cancelled"})
+    assert cancelled.status_code == 200, cancelled.text
+    assert (await wait_terminal(platform, delivery_id))["status"] == "cancelled"
 
 
 async def test_pickup_wait_timeout_cancels_and_releases_everything(market, lifecycle_policy):
