@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.base import ServiceActivities
 from core.contracts import (
     DemandRequest, PlanningRound, Point, QuoteEstimate, QuoteRequest, RobotChoice, RobotRelease,
+    RobotService,
 )
 from core.errors import NO_CAPACITY, NO_ROBOT_AVAILABLE, ROBOT_UNAVAILABLE, business_error
 from core.temporal import activity_meter
@@ -156,6 +158,18 @@ class DispatchActivities(ServiceActivities):
                                          PlanStatus.COMMITTED)
         repository.reserve_robot(robot, demand, plan, trip)
         return plan
+
+    @activity.defn
+    async def set_robot_service(self, change: RobotService) -> None:
+        """Take a robot out of the plan for field work, or put it back; the planner never picks a robot out of it.
+
+        A robot still serving a demand leaves the plan once that demand releases it: until then this fails with
+        `RobotStillServing`, and Temporal's retries wait for it.
+        """
+        async with self.sessions.begin() as session:
+            applied = await repository.set_robot_in_service(session, change.robot_id, change.in_service)
+        if not applied:
+            raise ApplicationError(f"robot {change.robot_id} still serves a demand", type="RobotStillServing")
 
 
 def _choice(plan: Plan) -> RobotChoice:

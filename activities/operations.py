@@ -5,11 +5,11 @@ from uuid import UUID
 from temporalio import activity
 
 from activities.base import ServiceActivities
-from core.contracts import FieldTaskRequest, TaskAssignment, TaskClosure, TaskRequest, TripUpdate
+from core.contracts import FieldTaskChange, FieldTaskRequest, TaskAssignment, TaskClosure, TaskRequest, TripUpdate
 from core.errors import NO_PILOT_AVAILABLE, ROBOT_UNAVAILABLE, business_error
 from services.operations import pilots
 from services.operations import repository as repo
-from services.operations.models import RobotStatus, TaskKind, TaskStatus, TripLeg, TripStatus, utcnow
+from services.operations.models import FOTaskStatus, RobotStatus, TaskKind, TaskStatus, TripLeg, TripStatus, utcnow
 
 CLOSING_OUTCOMES = frozenset({TaskStatus.COMPLETED, TaskStatus.CANCELLED, TaskStatus.FAILED})
 
@@ -61,11 +61,32 @@ class OperationsActivities(ServiceActivities):
 
     @activity.defn
     async def open_field_task(self, request: FieldTaskRequest) -> UUID:
-        """Ask field operations to attend to a robot; one field task per robot, attempt and kind."""
+        """Ask field operations to attend to a robot and take it out of service; the robot's open task of that
+        kind if it has one already (a retry, or the same need reported twice)."""
         async with self.sessions.begin() as session:
-            return await repo.open_field_task(session, robot_id=request.robot_id, kind=request.kind,
-                                              reason=request.reason, delivery_id=request.delivery_id,
-                                              attempt_id=request.attempt_id)
+            robot = await repo.lock_robot(session, request.robot_id)
+            if robot is None:
+                raise business_error(ROBOT_UNAVAILABLE, f"robot {request.robot_id} is not registered in Operations")
+            return await repo.open_field_task(session, robot=robot, kind=request.kind, reason=request.reason,
+                                              delivery_id=request.delivery_id, attempt_id=request.attempt_id,
+                                              fo_task_id=request.fo_task_id)
+
+    @activity.defn
+    async def assign_field_task(self, change: FieldTaskChange) -> None:
+        """Record who goes to the robot; a retry, or a task already closed, changes nothing."""
+        async with self.sessions.begin() as session:
+            fo_task, _ = await self._locked_field_task(session, change.fo_task_id)
+            if fo_task.assignee != change.action.assignee:
+                await repo.move_field_task(session, fo_task, FOTaskStatus.ASSIGNED, _detail(change))
+
+    @activity.defn
+    async def close_field_task(self, change: FieldTaskChange) -> bool:
+        """End the field task as done or cancelled; the robot is back in service unless another field task of it
+        is still open. Whether the robot is in service now."""
+        async with self.sessions.begin() as session:
+            fo_task, robot = await self._locked_field_task(session, change.fo_task_id)
+            await repo.move_field_task(session, fo_task, FOTaskStatus(change.status), _detail(change))
+            return robot is not None and await repo.return_to_service(session, robot)
 
     async def _new_assignment(self, session, request: TaskRequest, robot, kind: TaskKind,
                               leg: TripLeg) -> TaskAssignment:
@@ -92,6 +113,18 @@ class OperationsActivities(ServiceActivities):
         return locked
 
     @staticmethod
+    async def _locked_field_task(session, fo_task_id: UUID):
+        locked = await repo.lock_field_task(session, fo_task_id)
+        if locked is None:
+            raise LookupError(f"no field task {fo_task_id}")
+        return locked
+
+    @staticmethod
     async def _assignment(session, task_id: UUID, robot_id: str) -> TaskAssignment:
         trip_id, pilot_id = await repo.assignment_of(session, task_id)
         return TaskAssignment(task_id=task_id, trip_id=trip_id, robot_id=robot_id, pilot_id=pilot_id)
+
+
+def _detail(change: FieldTaskChange) -> dict:
+    """The history detail of a field task step: who did it, and who was sent or the note."""
+    return change.action.model_dump(exclude_none=True)

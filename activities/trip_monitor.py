@@ -1,4 +1,4 @@
-"""Trip Monitor activities: watch an attempt's trip and report a robot that is lost or stuck."""
+"""Trip Monitor activities: watch an attempt's trip and report what the delivery must act on."""
 
 import asyncio
 
@@ -14,15 +14,17 @@ class TripMonitorActivities(ServiceActivities):
 
     @activity.defn
     async def watch_trip(self, watch: TripWatch) -> TripFinding:
-        """Poll the trip until the robot is lost or stuck; the workflow cancels it when the attempt ends."""
+        """Poll the trip until there is news for the delivery: the robot is lost or stuck, its connectivity
+        changed, or it runs late. The workflow cancels it when the attempt ends."""
         async with self.sessions.begin() as session:
             await repository.start_watch(session, watch)
         while True:
             activity.heartbeat()
             async with self.sessions.begin() as session:
-                finding = await repository.check_watch(session, watch)
-            if finding is not None and finding[0] != "degraded":
-                return TripFinding(attempt_id=watch.attempt_id, kind=finding[0], detail=finding[1])
+                finding = await repository.check_watch(session, watch, self.settings.walking_speed_mps)
+            if finding is not None:
+                return TripFinding(attempt_id=watch.attempt_id, kind=finding.kind, detail=finding.detail,
+                                   dropoff_eta=finding.dropoff_eta)
             await asyncio.sleep(watch.policy.monitor_poll_seconds)
 
     @activity.defn

@@ -1,5 +1,6 @@
 """The robot API: a robot fetches its assignment and reports events with its device credential."""
 
+import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -10,17 +11,19 @@ from temporalio.service import RPCError
 
 from api.auth import CurrentRobot
 from api.errors import ERROR_RESPONSES, ApiError
-from core.contracts import EventReceipt, Point, RecordedRobotEvent, RobotEvent, RobotEventType
-from core.services import Service
+from core.contracts import EventReceipt, FieldTaskRequest, Point, RecordedRobotEvent, RobotEvent, RobotEventType
+from core.services import Service, TaskQueue
 from services.deliveries import repository as deliveries
 from services.operations import repository as operations
 from services.state import repository as state
 from services.trip_monitor import repository as trip_monitor
 from workflows.delivery import DeliveryWorkflow, workflow_id
+from workflows.field_task import FieldTaskWorkflow, workflow_id as field_task_workflow_id
 
 router = APIRouter(prefix="/v1/robot", tags=["robots"], responses=ERROR_RESPONSES)
 
 LID_EVENTS = {RobotEventType.LID_OPENED, RobotEventType.LID_CLOSED}
+log = logging.getLogger(__name__)
 
 
 class Assignment(BaseModel):
@@ -49,6 +52,7 @@ class EventReport(BaseModel):
 
 class Heartbeat(Point):
     moving: bool = Field(description="whether the robot is driving right now")
+    battery: float | None = Field(None, ge=0, le=1, description="charge left, 0 to 1")
 
 
 async def _active_task(request: Request, robot_id: str):
@@ -114,4 +118,23 @@ async def heartbeat(beat: Heartbeat, robot: CurrentRobot, request: Request) -> R
         await state.record_sighting(session, robot.robot_id, beat.latitude, beat.longitude)
     async with databases.sessions(Service.TRIP_MONITOR).begin() as session:
         await trip_monitor.record_heartbeat(session, robot.robot_id, beat.latitude, beat.longitude, beat.moving)
+    if beat.battery is not None and beat.battery < request.app.state.settings.battery_swap_below:
+        await _ask_for_battery_swap(request, robot.robot_id, beat.battery)
     return Response(status_code=204)
+
+
+async def _ask_for_battery_swap(request: Request, robot_id: str, battery: float) -> None:
+    """Open a battery_swap field task for the robot unless it has one open already."""
+    async with request.app.state.databases.sessions(Service.OPERATIONS).begin() as session:
+        if await operations.list_field_tasks(session, open_only=True, robot_id=robot_id, kind="battery_swap"):
+            return
+    fo_task_id = uuid.uuid4()
+    field_task = FieldTaskRequest(robot_id=robot_id, kind="battery_swap", reason=f"battery at {battery:.0%}",
+                                  fo_task_id=fo_task_id)
+    try:
+        # Heartbeats racing here each propose a task; Operations opens one, and the others' workflows end at once.
+        await request.app.state.temporal.start_workflow(
+            FieldTaskWorkflow.run, field_task, id=field_task_workflow_id(fo_task_id),
+            task_queue=TaskQueue.DELIVERY_WORKFLOWS.value)
+    except RPCError as exc:  # the next heartbeat asks again; the heartbeat itself is recorded
+        log.warning("battery swap not requested: %s", exc, extra={"robot_id": robot_id})

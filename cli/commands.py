@@ -121,6 +121,37 @@ async def ops(args, settings: Settings) -> int:
     return 0
 
 
+async def pilots(args, settings: Settings) -> int:
+    from cli import pilots as pilot_commands
+
+    return await pilot_commands.run(args, settings)
+
+
+async def fo(args, settings: Settings) -> int:
+    from cli import field_tasks
+    from core.db import Databases
+    from core.services import Service
+
+    databases = Databases(settings, [Service.OPERATIONS], pool_size=1)
+    try:
+        if args.fo_command == "list":
+            return field_tasks.show(await field_tasks.listing(databases, args.open), args.json)
+        client = await _temporal(settings)
+        if args.fo_command == "create":
+            task = await field_tasks.create(client, databases, args.robot, args.kind, args.reason)
+        else:
+            task = await field_tasks.act(client, databases, args.task, args.fo_command, args.by, args.note,
+                                         getattr(args, "to", None))
+        print(field_tasks.describe(task))
+    except field_tasks.FieldTaskError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"cannot reach the operations database: {exc}") from None
+    finally:
+        await databases.dispose()
+    return 0
+
+
 async def _temporal(settings: Settings):
     try:
         return await connect(settings)

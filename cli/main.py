@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--robot", help="redispatch: the robot to use")
         sub.add_argument("--reason", help="cancel: the reason code")
 
+    _pilot_commands(commands)
+    _field_task_commands(commands)
+
     from cli.bench import add_arguments as bench_arguments  # light: argparse only
     from cli.partners import add_arguments as partner_arguments
 
@@ -88,6 +91,40 @@ def _sizes(text: str) -> list[tuple[int, int]]:
             raise argparse.ArgumentTypeError(f"{item!r} is not DEMANDSxROBOTS with positive numbers, e.g. 100x50")
         sizes.append((int(demands), int(robots)))
     return sizes
+
+
+def _pilot_commands(commands) -> None:
+    pilots = commands.add_parser("pilots", help="remote pilots and their shifts")
+    steps = pilots.add_subparsers(dest="pilots_command", required=True)
+    steps.add_parser("create", help="add a pilot, off shift").add_argument("name", help="a name no other pilot has")
+    for step, text in (("start-shift", "open a shift: the pilot supervises robots"),
+                       ("break", "pause the shift: no new robots until the pilot resumes"),
+                       ("resume", "come back from a break"),
+                       ("end-shift", "end the shift; robots already supervised stay until their tasks end")):
+        steps.add_parser(step, help=text).add_argument("pilot", help="the pilot's id or unique name")
+    steps.add_parser("list", help="every pilot, their shift and robots").add_argument(
+        "--json", action="store_true", help="print machine-readable JSON")
+
+
+def _field_task_commands(commands) -> None:
+    fo = commands.add_parser("fo", help="field-operations tasks: battery swaps, rescues, inspections")
+    steps = fo.add_subparsers(dest="fo_command", required=True)
+    create = steps.add_parser("create", help="open a field task; its robot leaves the plan until it is closed")
+    create.add_argument("--robot", required=True, help="the robot's id")
+    create.add_argument("--kind", required=True, help="battery_swap, rescue or inspection")
+    create.add_argument("--reason", required=True, help="what is wrong")
+    listing = steps.add_parser("list", help="field tasks, newest first")
+    listing.add_argument("--open", action="store_true", help="only tasks still open or assigned")
+    listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    for step, text in (("assign", "send someone (--to NAME) to the robot"),
+                       ("done", "the work is done: the robot returns to the plan"),
+                       ("cancel", "the work is not needed: the robot returns to the plan")):
+        sub = steps.add_parser(step, help=text)
+        sub.add_argument("task", type=uuid.UUID, help="the field task's id")
+        if step == "assign":
+            sub.add_argument("--to", required=True, help="who goes")
+        sub.add_argument("--note", help="recorded in the task's history")
+        sub.add_argument("--by", default=os.environ.get("USER") or "operator", help="who records it (default $USER)")
 
 
 def main(argv: list[str] | None = None) -> int:

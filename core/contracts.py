@@ -63,8 +63,11 @@ class LifecyclePolicy(BaseModel):
     callback_max_attempts: int = 10
     callback_max_interval_seconds: float = 3600
     monitor_poll_seconds: float = 5
+    connectivity_degraded_seconds: float = 30
     connectivity_lost_seconds: float = 90
     stuck_window_seconds: float = 180
+    eta_drift_seconds: float = Field(120, description="how far behind the promised dropoff ETA before the "
+                                                      "partner is told a new one")
 
 
 class DeliveryOrder(BaseModel):
@@ -244,26 +247,66 @@ class TaskClosure(BaseModel):
 
 
 class FieldTaskRequest(BaseModel):
+    """A need for field work on a robot; `fo_task_id` is the id the task gets if it is the robot's first of its kind."""
+
     robot_id: str
     kind: str
     reason: str
     delivery_id: UUID | None = None
     attempt_id: UUID | None = None
+    fo_task_id: UUID | None = None
+
+
+class FieldTaskAction(BaseModel):
+    """A person's step on a field task: who sends whom (assign), or how it ended (done, cancel)."""
+
+    by: str = Field(min_length=1, max_length=64, description="who records the step")
+    assignee: str | None = Field(None, min_length=1, max_length=200, description="assign only: who goes")
+    note: str | None = Field(None, max_length=500)
+
+
+class FieldTaskChange(BaseModel):
+    """A field task moving to `status` (assigned, done or cancelled) because of `action`."""
+
+    fo_task_id: UUID
+    status: str = Field(pattern="^(assigned|done|cancelled)$")
+    action: FieldTaskAction
+
+
+class RobotService(BaseModel):
+    """Whether a robot is in the plan (idle when free) or out of it for field work (maintenance)."""
+
+    robot_id: str
+    in_service: bool
 
 
 class TripWatch(BaseModel):
+    """What to watch, and what the delivery already knows: only news is reported.
+
+    Without `connectivity` and `dropoff` (watches started before they existed) only a lost or stuck robot is.
+    """
+
     attempt_id: UUID
     delivery_id: UUID
     robot_id: str
     policy: LifecyclePolicy
+    connectivity: str | None = Field(None, pattern="^(connected|degraded)$")
+    loaded: bool = False
+    pickup: Point | None = None
+    dropoff: Point | None = None
+    pickup_eta: datetime | None = None
+    dropoff_eta: datetime | None = None
+    promised_dropoff_eta: datetime | None = None
 
 
 class TripFinding(BaseModel):
-    """What trip monitoring saw: `stuck` or `lost` ends the attempt."""
+    """What trip monitoring saw: `stuck` or `lost` ends the attempt; `degraded` and `connected` change the
+    robot's connectivity; `late` carries the new `dropoff_eta`."""
 
     attempt_id: UUID
     kind: str
     detail: str
+    dropoff_eta: datetime | None = None
 
 
 class RobotEvent(BaseModel):
@@ -320,7 +363,10 @@ class RecordedRobotEvent(BaseModel):
 
 
 class StatusCallback(BaseModel):
-    """One partner-facing status notice; `sequence` is per delivery and monotonic."""
+    """One partner-facing notice; `sequence` is per delivery and monotonic.
+
+    `kind` is `status` (the delivery reached `status`) or `eta_updated` (it is running late: `dropoff_eta`).
+    """
 
     partner_delivery_id: UUID
     delivery_id: UUID
@@ -329,3 +375,5 @@ class StatusCallback(BaseModel):
     occurred_at: datetime
     robot_id: str | None = None
     reason: str | None = None
+    kind: str = Field("status", pattern="^(status|eta_updated)$")
+    dropoff_eta: datetime | None = None

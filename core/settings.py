@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     demand_hold_seconds: float = Field(60, gt=0, description="rounds keep planning a demand this long after its "
                                                              "delivery last asked for a robot")
     planning_round_seconds: float = Field(5, gt=0, description="interval of the periodic planning rounds")
+    battery_swap_below: float = Field(0.25, ge=0, le=1,
+                                      description="a robot reporting less charge gets a battery_swap field task")
 
     lifecycle: LifecyclePolicy = LifecyclePolicy()
     pii_keys: str | None = Field(None, repr=False, description="id:base64key,... ; the first encrypts")

@@ -2,6 +2,8 @@
 
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
+from uuid import uuid4
 
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
@@ -13,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from cli.supervisor import Child
 from core.embedded import prepare_postgres, installed_binary, wait_for_postgres
 from core.migrations import create_databases, upgrade_all
+from core.services import Service
 from core.settings import SEARCH_ATTRIBUTES, Settings
 
 
@@ -46,6 +49,17 @@ async def settings(pg_settings) -> Settings:
     await create_databases(pg_settings)
     upgrade_all(pg_settings)
     return pg_settings
+
+
+@pytest.fixture(scope="module")
+async def ops_settings(settings: Settings) -> Settings:
+    """Settings with a private Operations database: pilots are one shared pool, so no other test may add to it."""
+    name = f"operations_{uuid4().hex[:12]}"
+    url = urlsplit(settings.database_dsn(Service.OPERATIONS))._replace(path=f"/{name}").geturl()
+    own = settings.model_copy(update={"operations_database_url": url})
+    await create_databases(own)
+    upgrade_all(own)
+    return own
 
 
 @pytest.fixture(scope="session")

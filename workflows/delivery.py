@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ROBOT_UNAVAILABLE,
     )
     from core.services import TaskQueue
+    from workflows.field_task import FieldTaskWorkflow, workflow_id as field_task_workflow_id
     from workflows.transitions import EventRejected, Phase, next_phase
 
 S = DeliveryStatus
@@ -39,6 +40,10 @@ ATTENTION_REASON = SearchAttributeKey.for_keyword("AttentionReason")
 NEEDS_OPERATOR = "NEEDS_OPERATOR"
 
 STEP_TIMEOUT = timedelta(seconds=30)
+# Versions of the lifecycle (workflow.patched): deliveries started before them replay the earlier decisions.
+ACTS_ON_TRIP_FINDINGS = "acts-on-trip-findings"
+FIELD_TASK_WORKFLOW = "field-task-workflow"
+LOADED = (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
 
 # Which trip leg and task status each delivery status means for Operations.
 TRIP_PROGRESS: dict[S, tuple[str, str, str | None]] = {
@@ -94,6 +99,13 @@ class DeliveryWorkflow:
         self._last_event: str | None = None
         self._reason: str | None = None
         self._trail: list[dict[str, Any]] = []
+        self._waiting_for: str | None = None  # "robot" or "pilot" while the delivery waits for one
+        self._waiting_until: datetime | None = None
+        self._monitor: asyncio.Task | None = None  # the running trip watch, when findings are acted on
+        self._watch_again = False
+        self._connectivity = "connected"
+        self._connectivity_detail = ""
+        self._dropoff_eta: datetime | None = None  # the dropoff ETA the partner was last given
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -142,13 +154,14 @@ class DeliveryWorkflow:
             await self._close_attempt("cancelled", reason=self._reason)
             await self._release_robot(fulfilled=False)
             return await self._finish(S.CANCELLED, self._reason or "no_pilot_available")
+        self._dropoff_eta = self._dropoff_eta or self._choice.dropoff_eta
         self._phase = Phase(S.ROBOT_ASSIGNED)
         await self._reach(S.ROBOT_ASSIGNED)
         outcome = await self._follow_robot()
         await self._end_delivery_attempt(outcome)
 
     async def _end_delivery_attempt(self, outcome: str) -> None:
-        loaded = self._phase.status in (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
+        loaded = self._phase.status in LOADED
         if outcome == "delivered":
             await self._close_attempt("completed", reason="delivered")
             await self._release_robot()
@@ -210,17 +223,60 @@ class DeliveryWorkflow:
     async def _follow_robot(self) -> str:
         """Apply the robot's events in order until the attempt ends; return why it ended."""
         self._finding = None
-        monitor = workflow.start_activity_method(
-            TripMonitorActivities.watch_trip, self._watch(), task_queue=TaskQueue.TRIP_MONITOR,
-            start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)), summary="watch the trip",
-        )
-        monitor.add_done_callback(self._on_finding)
+        if workflow.patched(ACTS_ON_TRIP_FINDINGS):
+            self._connectivity = "connected"
+            monitor = asyncio.create_task(self._watch_trip())
+        else:  # deliveries started earlier only ever heard of a lost or stuck robot
+            monitor = self._start_watch(self._watch())
+            monitor.add_done_callback(self._on_finding)
         try:
             return await self._next_outcome()
         finally:
             monitor.cancel()
+            self._monitor = None
             await self._step(TripMonitorActivities.stop_watching, self._watch(), TaskQueue.TRIP_MONITOR)
+
+    def _start_watch(self, watch: TripWatch):
+        return workflow.start_activity_method(
+            TripMonitorActivities.watch_trip, watch, task_queue=TaskQueue.TRIP_MONITOR,
+            start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)), summary="watch the trip",
+        )
+
+    async def _watch_trip(self) -> None:
+        """Watch the trip, acting on each finding, until the robot is lost or stuck (which ends the attempt).
+
+        Each watch is told what the delivery knows (connectivity, promised ETA, loaded or not) and returns
+        with news; then the next one starts with the news included.
+        """
+        while True:
+            self._monitor = self._start_watch(self._watch(findings=True))
+            try:
+                finding = await self._monitor
+            except ActivityError:
+                if self._watch_again:  # cancelled because the robot was loaded: watch the rest of the trip
+                    self._watch_again = False
+                    continue
+                return  # the watch itself broke down: the delivery goes on, unwatched, as the robot reports
+            if finding.kind in ("lost", "stuck"):
+                self._finding = finding
+                return
+            self._take_finding(finding)
+
+    def _take_finding(self, finding: TripFinding) -> None:
+        workflow.logger.info("trip finding: %s", finding.kind, extra=self._log_context(finding=finding.kind))
+        if finding.kind == "late":
+            self._dropoff_eta = finding.dropoff_eta
+            self._queue_callback(self._reached_status(), workflow.now(), finding.detail, kind="eta_updated")
+        else:
+            self._connectivity, self._connectivity_detail = finding.kind, finding.detail
+        self._set_details()
+
+    def _watch_loaded_trip(self) -> None:
+        """The robot took the order on board: its ETA now counts from where it is to the dropoff."""
+        if self._monitor is not None and not self._monitor.done():
+            self._watch_again = True
+            self._monitor.cancel()
 
     async def _next_outcome(self) -> str:
         while True:
@@ -268,6 +324,7 @@ class DeliveryWorkflow:
                                           expect=(NO_ROBOT_AVAILABLE,))
                 await self._step(DeviceActivities.verify_deployment, choice.robot_id, TaskQueue.DEVICE,
                                  expect=(ROBOT_NOT_DEPLOYED,))
+                self._stop_waiting()
                 return choice
             except ActivityError as err:
                 if _error_type(err) == ROBOT_NOT_DEPLOYED:
@@ -287,7 +344,7 @@ class DeliveryWorkflow:
             if wait <= 0:
                 self._reason = "no_robot_available"
                 return None
-            self._set_details(f"waiting for a robot until {deadline:%H:%M:%S}")
+            self._wait_for("robot", deadline)
             await _sleep_unless(lambda: self._cancel is not None, wait)
         self._reason = self._cancel.reason
         return None
@@ -297,8 +354,10 @@ class DeliveryWorkflow:
         deadline = workflow.now() + timedelta(seconds=self._order.policy.pilot_wait_seconds)
         while True:
             try:
-                return await self._step(OperationsActivities.assign_task, request, TaskQueue.OPERATIONS,
-                                        expect=(NO_PILOT_AVAILABLE, ROBOT_UNAVAILABLE))
+                assignment = await self._step(OperationsActivities.assign_task, request, TaskQueue.OPERATIONS,
+                                              expect=(NO_PILOT_AVAILABLE, ROBOT_UNAVAILABLE))
+                self._stop_waiting()
+                return assignment
             except ActivityError as err:
                 if _error_type(err) == ROBOT_UNAVAILABLE and first_leg != "to_store":
                     raise
@@ -310,7 +369,7 @@ class DeliveryWorkflow:
             if first_leg != "to_store" and (workflow.now() >= deadline or self._cancel):
                 self._reason = self._cancel.reason if self._cancel else "no_pilot_available"
                 return None
-            self._set_details("waiting for a pilot to come on shift")
+            self._wait_for("pilot", deadline)
             await _sleep_unless(lambda: self._cancel is not None, self._order.policy.robot_retry_seconds)
 
     async def _apply(self, event: RobotEvent, phase: Phase) -> None:
@@ -326,6 +385,8 @@ class DeliveryWorkflow:
             await self._step(OperationsActivities.record_trip_progress, update, TaskQueue.OPERATIONS)
         if phase.status != self._reached_status():
             await self._reach(phase.status)
+        if phase.status is S.PICKED_UP:
+            self._watch_loaded_trip()
 
     async def _reach(self, status: S, reason: str | None = None) -> None:
         """Record a delivery status in Deliveries and queue its partner callback."""
@@ -338,11 +399,18 @@ class DeliveryWorkflow:
         self._count_status(status, now)
         self._trail.append({"status": status.value, "at": now.isoformat(), "attempt": self._attempt.number,
                             "robot_id": robot_id, "reason": reason})
-        self._callbacks.append(StatusCallback(
-            partner_delivery_id=self._order.partner_delivery_id, delivery_id=self._order.delivery_id,
-            sequence=len(self._callbacks) + 1, status=status, occurred_at=now, robot_id=robot_id, reason=reason))
+        self._queue_callback(status, now, reason)
+        self._waiting_for = None
         self._upsert_search_attributes()
         self._set_details()
+
+    def _queue_callback(self, status: S, now: datetime, reason: str | None, kind: str = "status") -> None:
+        """Queue a partner callback, numbered in the delivery's one sequence; the sender sends them in order."""
+        self._callbacks.append(StatusCallback(
+            partner_delivery_id=self._order.partner_delivery_id, delivery_id=self._order.delivery_id,
+            sequence=len(self._callbacks) + 1, status=status, occurred_at=now,
+            robot_id=self._choice.robot_id if self._choice else None, reason=reason, kind=kind,
+            dropoff_eta=self._dropoff_eta))
 
     def _count_status(self, status: S, now: datetime) -> None:
         """Metrics (skipped on replay): delivery_status_total{status}, and the time the previous status lasted."""
@@ -407,9 +475,17 @@ class DeliveryWorkflow:
         await self._step(DispatchActivities.release_robot, release, TaskQueue.DISPATCH)
 
     async def _open_field_task(self, kind: str, reason: str) -> None:
+        """Hand the robot to field operations: its field task runs as its own workflow, beyond this delivery."""
         request = FieldTaskRequest(robot_id=self._choice.robot_id, kind=kind, reason=reason,
                                    delivery_id=self._order.delivery_id, attempt_id=self._attempt.attempt_id)
-        await self._step(OperationsActivities.open_field_task, request, TaskQueue.OPERATIONS)
+        if not workflow.patched(FIELD_TASK_WORKFLOW):
+            await self._step(OperationsActivities.open_field_task, request, TaskQueue.OPERATIONS)
+            return
+        request.fo_task_id = workflow.uuid4()
+        await workflow.start_child_workflow(
+            FieldTaskWorkflow.run, request, id=field_task_workflow_id(request.fo_task_id),
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+        )
 
     async def _step(self, activity, arg, queue: TaskQueue, expect: tuple[str, ...] = (),
                     allowed: tuple[str, ...] = ("retry", "redispatch", "cancel", "resolve_delivered")):
@@ -579,7 +655,7 @@ class DeliveryWorkflow:
 
     @resolve_delivered.validator
     def _validate_resolve(self, action: OperatorAction) -> None:
-        loaded = self._phase.status in (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
+        loaded = self._phase.status in LOADED
         if self._attention is None and not loaded:
             raise ApplicationError(f"cannot resolve as delivered a delivery that is {self._phase.status.value}",
                                    type="invalid_operator_action")
@@ -614,6 +690,9 @@ class DeliveryWorkflow:
             if self._choice else None,
             "pilot_id": str(self._task.pilot_id) if self._task else None,
             "reason": self._reason,
+            "waiting_for": self._waiting_for,
+            "connectivity": self._connectivity,
+            "dropoff_eta": self._dropoff_eta.isoformat() if self._dropoff_eta else None,
             "attention": self._attention,
             "operator_actions": self._operator_actions,
             "callbacks": {"queued": len(self._callbacks), "done": self._callbacks_done},
@@ -627,9 +706,18 @@ class DeliveryWorkflow:
                              dropoff=self._order.dropoff, exclude_robot_ids=self._excluded_robots,
                              preferred_robot_id=preferred or self._preferred_robot)
 
-    def _watch(self) -> TripWatch:
-        return TripWatch(attempt_id=self._attempt.attempt_id, delivery_id=self._order.delivery_id,
-                         robot_id=self._choice.robot_id, policy=self._order.policy)
+    def _watch(self, findings: bool = False) -> TripWatch:
+        watch = TripWatch(attempt_id=self._attempt.attempt_id, delivery_id=self._order.delivery_id,
+                          robot_id=self._choice.robot_id, policy=self._order.policy)
+        if not findings:
+            return watch
+        delivering = self._attempt.kind != "return"  # a return has no partner ETA to keep
+        return watch.model_copy(update={
+            "connectivity": self._connectivity, "loaded": self._phase.status in LOADED,
+            "pickup": self._order.pickup, "dropoff": self._order.dropoff if delivering else None,
+            "pickup_eta": self._choice.pickup_eta, "dropoff_eta": self._choice.dropoff_eta,
+            "promised_dropoff_eta": self._dropoff_eta,
+        })
 
     def _finding_text(self) -> str:
         if self._finding is not None:
@@ -649,7 +737,16 @@ class DeliveryWorkflow:
             updates.append(ROBOT_ID.value_set(self._choice.robot_id))
         workflow.upsert_search_attributes(updates)
 
-    def _set_details(self, waiting_for: str | None = None) -> None:
+    def _wait_for(self, what: str, until: datetime) -> None:
+        self._waiting_for, self._waiting_until = what, until
+        self._set_details()
+
+    def _stop_waiting(self) -> None:
+        if self._waiting_for is not None:
+            self._waiting_for = None
+            self._set_details()
+
+    def _set_details(self) -> None:
         lines = [f"**{self._attention and NEEDS_OPERATOR or self._phase.status.value}**"]
         if self._attention:
             lines.append(f"attention: {self._attention}")
@@ -661,8 +758,12 @@ class DeliveryWorkflow:
             lines.append(f"pilot `{self._task.pilot_id}`")
         if self._last_event:
             lines.append(f"last event: {self._last_event}")
-        if waiting_for:
-            lines.append(f"waiting for: {waiting_for}")
+        if self._connectivity != "connected":
+            lines.append(f"connectivity {self._connectivity}: {self._connectivity_detail}")
+        if self._dropoff_eta:
+            lines.append(f"dropoff ETA {self._dropoff_eta:%H:%M:%S}")
+        if self._waiting_for:
+            lines.append(f"waiting for a {self._waiting_for} until {self._waiting_until:%H:%M:%S}")
         workflow.set_current_details(" · ".join(lines))
 
 

@@ -190,3 +190,20 @@ async def list_robots(session: AsyncSession, market: str | None = None) -> list[
     if market is not None:
         query = query.where(Robot.market == market)
     return list(await session.scalars(query))
+
+
+async def set_robot_in_service(session: AsyncSession, robot_id: str, in_service: bool) -> bool:
+    """Bring a robot in maintenance back to idle, or take a free robot out of the plan (maintenance).
+
+    False, and nothing changed, when the robot to take out still serves a demand: its release would make it idle.
+    """
+    robot = await lock_robot(session, robot_id)
+    if robot is None:
+        return True
+    if not in_service and robot.active_demand_id is not None:
+        return False
+    if not in_service:
+        robot.status = RobotStatus.MAINTENANCE
+    elif robot.status == RobotStatus.MAINTENANCE:
+        robot.status, robot.available_at = RobotStatus.IDLE, utcnow()
+    return True

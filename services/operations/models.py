@@ -106,6 +106,10 @@ class FOTaskStatus(StrEnum):
     OPEN = "open"
     ASSIGNED = "assigned"
     DONE = "done"
+    CANCELLED = "cancelled"
+
+
+OPEN_FO_TASK_STATUSES = (FOTaskStatus.OPEN, FOTaskStatus.ASSIGNED)
 
 
 def _active(statuses: tuple[StrEnum, ...]) -> TextClause:
@@ -292,13 +296,24 @@ class FOTask(OperationsModel, table=True):
     """Field work for a person: swap a battery, rescue or inspect a robot."""
 
     __tablename__ = "fo_task"
-    __table_args__ = (Index("ix_fo_task_robot_id_status", "robot_id", "status"),)
+    __table_args__ = (
+        Index("ix_fo_task_robot_id_status", "robot_id", "status"),
+        # A robot has at most one open task of each kind: a second report of the same need finds the first.
+        Index(
+            "uq_fo_task_one_open_per_robot_kind",
+            "robot_id",
+            "kind",
+            unique=True,
+            postgresql_where=_active(OPEN_FO_TASK_STATUSES),
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     robot_id: str = Field(max_length=64)
     kind: str = Field(max_length=16)
     status: str = Field(default=FOTaskStatus.OPEN, max_length=16)
     reason: str = Field(max_length=200)
+    assignee: str | None = Field(default=None, max_length=200)
     delivery_id: uuid.UUID | None = None
     attempt_id: uuid.UUID | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)

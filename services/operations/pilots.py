@@ -30,6 +30,11 @@ class ShiftError(ValueError):
     """A shift change that does not fit the pilot's current shift."""
 
 
+# What each shift change is called when it is refused.
+SHIFT_STEPS = {PilotShiftStatus.ON_BREAK: "go on a break", PilotShiftStatus.ACTIVE: "resume the shift",
+               PilotShiftStatus.ENDED: "end the shift"}
+
+
 class _LostRace(Exception):
     """Rolls a savepoint back when a claim lost its compare-and-set."""
 
@@ -54,6 +59,15 @@ async def create_pilot(session: AsyncSession, name: str) -> uuid.UUID:
     return pilot.id
 
 
+async def find_pilots(session: AsyncSession, reference: str) -> list[Pilot]:
+    """The pilots whose id or name is `reference` (several only when a name is shared)."""
+    try:
+        matches = (Pilot.id == uuid.UUID(reference)) | (Pilot.name == reference)
+    except ValueError:
+        matches = Pilot.name == reference
+    return list(await session.scalars(select(Pilot).where(matches).order_by(Pilot.created_at)))
+
+
 async def list_pilots(session: AsyncSession) -> list[PilotSummary]:
     """Every pilot with their shift state and the number of robots they supervise."""
     load = func.count(PilotAssignment.id)
@@ -74,14 +88,14 @@ async def list_pilots(session: AsyncSession) -> list[PilotSummary]:
 async def start_shift(session: AsyncSession, pilot_id: uuid.UUID) -> uuid.UUID:
     """Open a new active shift for a pilot who has none; the new shift's id."""
     if (await _pilot_shift_id(session, pilot_id)) is not None:
-        raise ShiftError(f"pilot {pilot_id} is already on a shift")
+        raise ShiftError("cannot start a shift: a shift is already open")
     now = utcnow()
     shift = PilotShift(pilot_id=pilot_id, status=PilotShiftStatus.ACTIVE, started_at=now)
     session.add(shift)
     try:
         await session.flush()
     except IntegrityError as err:  # a concurrent start won: uq_pilot_shift_one_open_per_pilot
-        raise ShiftError(f"pilot {pilot_id} is already on a shift") from err
+        raise ShiftError("cannot start a shift: a shift is already open") from err
     await append_history(session, PilotShiftStateHistory, "shift_id", shift.id, state=shift.status, occurred_at=now)
     await _write_pilot(session, pilot_id, active_shift_id=shift.id)
     return shift.id
@@ -109,7 +123,8 @@ async def _move_shift(session: AsyncSession, pilot_id: uuid.UUID, allowed: set[s
     statement = statement.with_for_update(key_share=True)  # NO KEY UPDATE: see repository.lock_robot
     row = (await session.execute(statement)).one_or_none() if shift_id else None
     if row is None or row.status not in allowed:
-        raise ShiftError(f"pilot {pilot_id} cannot go {status}: shift is {row.status if row else 'not started'}")
+        now_is = f"the shift is {row.status}" if row else "no shift is open"
+        raise ShiftError(f"cannot {SHIFT_STEPS[status]}: {now_is}")
     now = utcnow()
     ended = {"ended_at": now} if status == PilotShiftStatus.ENDED else {}
     if await compare_and_set(session, PilotShift, shift_id, row.version, status=status, **ended) is None:

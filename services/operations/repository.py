@@ -3,13 +3,14 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.operations.models import (
     ACTIVE_TASK_STATUSES,
+    OPEN_FO_TASK_STATUSES,
     FOTask,
     FOTaskHistory,
     FOTaskKind,
@@ -86,12 +87,15 @@ def follow_trip(robot: Robot, task: Task, trip: Trip) -> None:
 
 
 def release_robot(robot: Robot, task_id: uuid.UUID, out_of_service: bool) -> None:
-    """Free the robot from the task; a robot already freed (or on another task) is left alone."""
+    """Free the robot from the task; a robot already freed (or on another task) is left alone.
+
+    A robot out of service (its field task is still open) stays out: only closing the field task brings it back.
+    """
     if robot.active_task_id != task_id:
         return
     robot.active_task_id = None
-    robot.status = RobotStatus.MAINTENANCE if out_of_service else RobotStatus.IDLE
-    robot.in_service = not out_of_service
+    robot.in_service = robot.in_service and not out_of_service
+    robot.status = RobotStatus.IDLE if robot.in_service else RobotStatus.MAINTENANCE
 
 
 # ---- tasks -----------------------------------------------------------------------------------------
@@ -201,22 +205,72 @@ async def assignment_of(session: AsyncSession, task_id: uuid.UUID) -> tuple[uuid
 # ---- field operations ------------------------------------------------------------------------------
 
 
-async def open_field_task(session: AsyncSession, *, robot_id: str, kind: str, reason: str,
-                          delivery_id: uuid.UUID | None, attempt_id: uuid.UUID | None) -> uuid.UUID:
-    """Open a field task, or return the one already opened for the same robot, attempt and kind."""
+async def open_field_task(session: AsyncSession, *, robot: Robot, kind: str, reason: str,
+                          delivery_id: uuid.UUID | None, attempt_id: uuid.UUID | None,
+                          fo_task_id: uuid.UUID | None = None) -> uuid.UUID:
+    """Open a field task on a locked robot and take the robot out of service; the robot's open task of that
+    kind if it already has one (so a retry, or a second report of the same need, opens nothing)."""
     kind = FOTaskKind(kind)
-    # No unique key covers (robot, attempt, kind), so a transaction-scoped advisory lock serializes openers.
-    await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"fo_task:{robot_id}:{attempt_id}:{kind}"))))
     existing = await session.scalar(select(FOTask.id).where(
-        FOTask.robot_id == robot_id, FOTask.kind == kind, FOTask.attempt_id.is_not_distinct_from(attempt_id)
-    ))
+        FOTask.robot_id == robot.id, FOTask.kind == kind, FOTask.status.in_(OPEN_FO_TASK_STATUSES)))
     if existing is not None:
         return existing
     now = utcnow()
-    fo_task = FOTask(robot_id=robot_id, kind=kind, status=FOTaskStatus.OPEN, reason=reason[:200],
-                     delivery_id=delivery_id, attempt_id=attempt_id, created_at=now, updated_at=now)
+    fo_task = FOTask(id=fo_task_id or uuid.uuid4(), robot_id=robot.id, kind=kind, status=FOTaskStatus.OPEN,
+                     reason=reason[:200], delivery_id=delivery_id, attempt_id=attempt_id, created_at=now,
+                     updated_at=now)
     session.add(fo_task)
-    await session.flush()
+    await session.flush()  # the robot row lock serializes openers, so uq_fo_task_one_open_per_robot_kind holds
     await append_history(session, FOTaskHistory, "fo_task_id", fo_task.id, status=fo_task.status, occurred_at=now,
                          detail={"reason": fo_task.reason})
+    robot.in_service = False
+    if robot.active_task_id is None:  # a robot on a task leaves service when that task releases it
+        robot.status = RobotStatus.MAINTENANCE
     return fo_task.id
+
+
+async def lock_field_task(session: AsyncSession, fo_task_id: uuid.UUID) -> tuple[FOTask, Robot | None] | None:
+    """The field task and its robot, both row-locked (robot first, as every writer locks them)."""
+    robot_id = await session.scalar(select(FOTask.robot_id).where(FOTask.id == fo_task_id))
+    if robot_id is None:
+        return None
+    robot = await lock_robot(session, robot_id)
+    statement = select(FOTask).where(FOTask.id == fo_task_id).with_for_update(key_share=True)
+    return await session.scalar(statement.execution_options(populate_existing=True)), robot
+
+
+async def move_field_task(session: AsyncSession, fo_task: FOTask, status: str, detail: dict) -> bool:
+    """Move a locked, open field task to `status` with a history step; False if it is closed already."""
+    if fo_task.status not in OPEN_FO_TASK_STATUSES:
+        return False
+    now = utcnow()
+    fo_task.status, fo_task.updated_at = status, now
+    if status == FOTaskStatus.ASSIGNED:
+        fo_task.assignee = detail["assignee"]
+    await append_history(session, FOTaskHistory, "fo_task_id", fo_task.id, status=status, occurred_at=now,
+                         detail=detail)
+    return True
+
+
+async def return_to_service(session: AsyncSession, robot: Robot) -> bool:
+    """Put a locked robot back in service unless another field task of it is still open; whether it is in service."""
+    still_open = await session.scalar(select(FOTask.id).where(
+        FOTask.robot_id == robot.id, FOTask.status.in_(OPEN_FO_TASK_STATUSES)).limit(1))
+    if still_open is None and not robot.in_service:
+        robot.in_service = True
+        if robot.active_task_id is None:
+            robot.status = RobotStatus.IDLE
+    return robot.in_service
+
+
+async def list_field_tasks(session: AsyncSession, *, open_only: bool = False, robot_id: str | None = None,
+                           kind: str | None = None) -> list[FOTask]:
+    """Field tasks, newest first; only open or assigned ones with `open_only`."""
+    statement = select(FOTask).order_by(FOTask.created_at.desc(), FOTask.id)
+    if open_only:
+        statement = statement.where(FOTask.status.in_(OPEN_FO_TASK_STATUSES))
+    if robot_id is not None:
+        statement = statement.where(FOTask.robot_id == robot_id)
+    if kind is not None:
+        statement = statement.where(FOTask.kind == kind)
+    return list(await session.scalars(statement))

@@ -1,26 +1,37 @@
 """Queries of the Trip Monitor service: one watched trip per attempt, fed by robot heartbeats."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.contracts import LifecyclePolicy, Point, TripWatch
+from core.contracts import Point, TripWatch
 from core.geo import meters_between
 from services.trip_monitor.models import MonitoredTrip, MonitoredTripStatus as Watch
 
 # A robot has made progress once it is this far from where it last made progress.
 PROGRESS_METERS = 20.0
 OPEN = (Watch.WATCHING.value, Watch.DEGRADED.value)
-DEGRADED_AFTER_SECONDS = 30
+# The watch's status after each finding; lateness leaves it as it is.
+RECORDED = {"lost": Watch.LOST.value, "stuck": Watch.STUCK.value, "degraded": Watch.DEGRADED.value,
+            "connected": Watch.WATCHING.value}
+
+
+class Finding(NamedTuple):
+    """One thing trip monitoring found: its kind, why, and for lateness the new dropoff ETA."""
+
+    kind: str
+    detail: str
+    dropoff_eta: datetime | None = None
 
 
 async def start_watch(session: AsyncSession, watch: TripWatch) -> None:
     """Open the watch of an attempt's trip (once)."""
     await session.execute(insert(MonitoredTrip).values(
         attempt_id=watch.attempt_id, delivery_id=watch.delivery_id, robot_id=watch.robot_id,
-        status=Watch.WATCHING.value, started_at=datetime.now(UTC), moving=False,
+        status=Watch.WATCHING.value, started_at=datetime.now(UTC), moving=False, planned_dropoff_eta=watch.dropoff_eta,
     ).on_conflict_do_nothing(index_elements=[MonitoredTrip.attempt_id]))
 
 
@@ -52,28 +63,53 @@ async def record_heartbeat(session: AsyncSession, robot_id: str, latitude: float
     return count
 
 
-def assess(trip: MonitoredTrip, policy: LifecyclePolicy, now: datetime) -> tuple[str, str] | None:
-    """What is wrong with a trip, if anything: ("lost"|"stuck"|"degraded", why)."""
+def assess(trip: MonitoredTrip, watch: TripWatch, speed_mps: float, now: datetime) -> Finding | None:
+    """What the delivery does not know yet about its trip: lost or stuck, a connectivity change, or lateness."""
+    policy = watch.policy
     silent = (now - (trip.last_heartbeat_at or trip.started_at)).total_seconds()
     if silent > policy.connectivity_lost_seconds:
-        return Watch.LOST.value, f"no heartbeat for {silent:.0f}s"
+        return Finding(Watch.LOST.value, f"no heartbeat for {silent:.0f}s")
     if trip.moving:
         still = (now - (trip.last_progress_at or trip.started_at)).total_seconds()
         if still > policy.stuck_window_seconds:
-            return Watch.STUCK.value, f"under {PROGRESS_METERS:.0f} m of progress in {still:.0f}s"
-    if silent > DEGRADED_AFTER_SECONDS:
-        return Watch.DEGRADED.value, f"no heartbeat for {silent:.0f}s"
+            return Finding(Watch.STUCK.value, f"under {PROGRESS_METERS:.0f} m of progress in {still:.0f}s")
+    if watch.connectivity is not None:
+        connectivity = "degraded" if silent > policy.connectivity_degraded_seconds else "connected"
+        if connectivity != watch.connectivity:
+            detail = f"no heartbeat for {silent:.0f}s" if connectivity == "degraded" else "heartbeats again"
+            return Finding(connectivity, detail)
+    eta = projected_dropoff(trip, watch, speed_mps, now)
+    promised = watch.promised_dropoff_eta
+    if eta is not None and promised is not None and (eta - promised).total_seconds() > policy.eta_drift_seconds:
+        behind = (eta - promised).total_seconds()
+        return Finding("late", f"dropoff expected {behind:.0f}s after the {promised:%H:%M:%S} promised", eta)
     return None
 
 
-async def check_watch(session: AsyncSession, watch: TripWatch) -> tuple[str, str] | None:
+def projected_dropoff(trip: MonitoredTrip, watch: TripWatch, speed_mps: float, now: datetime) -> datetime | None:
+    """When the robot will reach the dropoff at this pace: from where it last made progress, at `speed_mps`.
+
+    Before loading, the lateness at the pickup carries over to the planned dropoff (loading time included).
+    """
+    if watch.dropoff is None or watch.dropoff_eta is None:
+        return None
+    if trip.last_latitude is None:
+        return watch.dropoff_eta
+    here = Point(latitude=trip.last_latitude, longitude=trip.last_longitude)
+    if watch.loaded:
+        return now + timedelta(seconds=meters_between(here, watch.dropoff) / speed_mps)
+    at_pickup = now + timedelta(seconds=meters_between(here, watch.pickup) / speed_mps)
+    return watch.dropoff_eta + max(timedelta(0), at_pickup - watch.pickup_eta)
+
+
+async def check_watch(session: AsyncSession, watch: TripWatch, speed_mps: float) -> Finding | None:
     """Assess the watched trip and record what was found."""
     trip = await session.get(MonitoredTrip, watch.attempt_id, with_for_update=True)
     if trip is None or trip.status == Watch.FINISHED.value:
         return None
     if trip.status in (Watch.LOST.value, Watch.STUCK.value):
-        return trip.status, "reported before"  # a retried watch reports its finding again
-    finding = assess(trip, watch.policy, datetime.now(UTC))
-    if finding is not None:
-        trip.status = finding[0]
+        return Finding(trip.status, "reported before")  # a retried watch reports its finding again
+    finding = assess(trip, watch, speed_mps, datetime.now(UTC))
+    if finding is not None and finding.kind in RECORDED:
+        trip.status = RECORDED[finding.kind]
     return finding

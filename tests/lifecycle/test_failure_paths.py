@@ -1,14 +1,17 @@
 """Every failure path of the lifecycle, on the real stack, ending in consistent rows in every database."""
 
+from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import select
+from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from core.services import Service
 from services.deliveries.models import Attempt, Delivery
 from services.dispatch.models import Demand, Robot as PlanningRobot
+from services.operations.pilots import end_shift, list_pilots
 from services.operations.models import FOTask, PilotAssignment, Robot as OpsRobot, Task
-from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal
+from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal, workflow_status
 from tests.lifecycle.test_happy_path import rows
 
 
@@ -44,6 +47,38 @@ async def test_no_robot_available_cancels_after_the_deadline(market):
     assert attempt.status == "cancelled"
     demand = (await rows(platform, Service.DISPATCH, select(Demand).where(Demand.attempt_id == attempt.id)))[0]
     assert demand.status == "cancelled" and demand.robot_id is None
+
+
+async def current_details(platform, delivery_id) -> str:
+    handle = platform.client.get_workflow_handle(f"delivery:{delivery_id}")
+    return (await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)).current_details
+
+
+async def test_a_delivery_waits_visibly_for_a_robot_and_then_for_a_pilot(market, lifecycle_policy):
+    lifecycle_policy(robot_search_seconds=60, pilot_wait_seconds=60)
+    platform = market.platform
+    async with platform.databases.sessions(Service.OPERATIONS).begin() as session:
+        for pilot in await list_pilots(session):  # every pilot so far goes off duty: none is free
+            if pilot.shift_id is not None:
+                await end_shift(session, pilot.id)
+    delivery_id = await create(market)
+
+    async def waiting(what):
+        view = await workflow_status(platform, delivery_id)
+        return view if view["waiting_for"] == what else None
+
+    assert (await wait_for(lambda: waiting("robot")))["status"] == "created"
+    assert "waiting for a robot until" in await current_details(platform, delivery_id)
+    await market.add_robot()
+    await wait_for(lambda: waiting("pilot"))
+    assert "waiting for a pilot until" in await current_details(platform, delivery_id)
+    await market.add_pilot()
+    assigned = await wait_status(platform, delivery_id, "robot_assigned")
+    assert assigned["waiting_for"] is None and "waiting" not in await current_details(platform, delivery_id)
+    async with market.partner_http() as partner:
+        cancelled = await partner.post(f"/v1/deliveries/{delivery_id}/cancel", json={"reason": "customer_cancelled"})
+    assert cancelled.status_code == 200, cancelled.text
+    assert (await wait_terminal(platform, delivery_id))["status"] == "cancelled"
 
 
 async def test_pickup_wait_timeout_cancels_and_releases_everything(market, lifecycle_policy):
@@ -120,11 +155,12 @@ async def test_robot_fault_opens_a_field_task_and_another_robot_takes_over(marke
     await assert_robot_free(platform, second_robot)
 
 
-async def test_a_stuck_robot_is_found_by_trip_monitoring(market, lifecycle_policy):
-    lifecycle_policy(stuck_window_seconds=1.5, monitor_poll_seconds=0.3)
+async def test_a_stuck_robot_is_replaced_and_the_partner_hears_of_the_delay(market, lifecycle_policy, receiver):
+    lifecycle_policy(stuck_window_seconds=3, monitor_poll_seconds=0.3, eta_drift_seconds=1)
     stuck_robot = await market.add_robot(north_m=0)
     rescuer = await market.add_robot(north_m=-1500)
     await market.add_pilot()
+    bad_signatures = receiver.bad_signatures
     delivery_id = await create(market)
     driver = RobotDriver(market, stuck_robot)
     await wait_status(market.platform, delivery_id, "robot_assigned")
@@ -137,7 +173,51 @@ async def test_a_stuck_robot_is_found_by_trip_monitoring(market, lifecycle_polic
 
     await wait_for(replaced)
     fo = await rows(market.platform, Service.OPERATIONS, select(FOTask).where(FOTask.robot_id == stuck_robot))
-    assert fo[0].kind == "rescue" and "stuck" in fo[0].reason
+    assert len(fo) == 1 and fo[0].kind == "rescue" and "stuck" in fo[0].reason
+    second = RobotDriver(market, rescuer)
+    await second.to_pickup(delivery_id)
+    await second.heartbeat(moving=False)  # waiting at the store is not being stuck
+    await second.load_and_go()
+    await second.hand_over()
+    assert (await wait_terminal(market.platform, delivery_id))["status"] == "delivered"
+
+    async def partner_told():
+        mine = [c for c in receiver.received if c["data"]["delivery_id"] == str(delivery_id)]
+        return mine if mine and mine[-1]["data"]["status"] == "delivered" else None
+
+    callbacks = await wait_for(partner_told)
+    kinds = [c["type"] for c in callbacks]
+    assert [c["data"]["sequence"] for c in callbacks] == list(range(1, len(callbacks) + 1))
+    assert receiver.bad_signatures == bad_signatures  # every one of them was signed with the partner's secret
+    first_eta = kinds.index("delivery.eta_updated")
+    assert first_eta < kinds.index("delivery.status_changed", first_eta) and kinds[-1] == "delivery.status_changed"
+    promised = datetime.fromisoformat(callbacks[1]["data"]["dropoff_eta"])  # robot_assigned, with the plan's ETA
+    assert callbacks[1]["data"]["status"] == "robot_assigned"
+    assert datetime.fromisoformat(callbacks[first_eta]["data"]["dropoff_eta"]) > promised
+    assert callbacks[first_eta]["data"]["robot_id"] == stuck_robot  # the delay was seen before the replacement
+
+
+async def test_a_robot_silent_for_a_while_is_shown_degraded_without_ending_the_attempt(market, lifecycle_policy):
+    lifecycle_policy(connectivity_degraded_seconds=1, monitor_poll_seconds=0.2)
+    robot = await market.add_robot()
+    await market.add_pilot()
+    delivery_id = await create(market)
+    driver = RobotDriver(market, robot)
+    await driver.to_pickup(delivery_id)
+    await driver.heartbeat(moving=False)
+
+    async def connectivity(expected: str):
+        view = await workflow_status(market.platform, delivery_id)
+        return view if view["connectivity"] == expected else None
+
+    degraded = await wait_for(lambda: connectivity("degraded"))
+    assert (degraded["status"], degraded["attempt"]["number"], degraded["robot_id"]) == ("at_pickup", 1, robot)
+    await driver.heartbeat(moving=False)
+    await wait_for(lambda: connectivity("connected"))
+    await driver.load_and_go()
+    await driver.hand_over()
+    result = await wait_terminal(market.platform, delivery_id)
+    assert (result["status"], result["attempt"]["number"]) == ("delivered", 1)
 
 
 async def test_partner_cancel_before_pickup_releases_robot_task_and_pilot(market):

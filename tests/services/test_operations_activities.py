@@ -8,7 +8,9 @@ from sqlalchemy import func, select
 from temporalio.exceptions import ApplicationError
 
 from activities.operations import OperationsActivities
-from core.contracts import AttemptRef, FieldTaskRequest, TaskClosure, TaskRequest, TripUpdate
+from core.contracts import (
+    AttemptRef, FieldTaskAction, FieldTaskChange, FieldTaskRequest, TaskClosure, TaskRequest, TripUpdate,
+)
 from core.errors import NO_PILOT_AVAILABLE, ROBOT_UNAVAILABLE
 from core.settings import Settings
 from services.operations import pilots
@@ -229,6 +231,41 @@ async def test_open_field_task_twice_opens_one(ops_sessions, ops_settings):
     async with ops_sessions() as session:
         steps = list(await session.scalars(select(FOTaskHistory.status).where(FOTaskHistory.fo_task_id == first)))
     assert steps == ["open"]
+
+
+async def test_a_field_task_keeps_its_robot_out_of_service_until_every_one_is_closed(ops_sessions, ops_settings):
+    activities = operations(ops_sessions, ops_settings)
+    await pilot_on_duty(ops_sessions)
+    robot_id = await new_robot(ops_sessions)
+    busy = await activities.assign_task(task_request(robot_id))
+    swap = await activities.open_field_task(FieldTaskRequest(robot_id=robot_id, kind="battery_swap",
+                                                             reason="battery at 12%", fo_task_id=uuid4()))
+
+    robot = await fetch(ops_sessions, Robot, robot_id)
+    assert (robot.in_service, robot.status, robot.active_task_id) == (False, "reserved", busy.task_id)
+    await activities.close_task(TaskClosure(task_id=busy.task_id, robot_id=robot_id, outcome="completed",
+                                            occurred_at=NOW))
+    robot = await fetch(ops_sessions, Robot, robot_id)
+    assert (robot.in_service, robot.status) == (False, "maintenance")  # its delivery ended; the swap is open
+    await assert_business_error(activities.assign_task(task_request(robot_id)), ROBOT_UNAVAILABLE)
+
+    rescue = await activities.open_field_task(FieldTaskRequest(robot_id=robot_id, kind="rescue", reason="tipped"))
+    sent = FieldTaskAction(by="dispatcher", assignee="Sam")
+    await activities.assign_field_task(FieldTaskChange(fo_task_id=swap, status="assigned", action=sent))
+    await activities.assign_field_task(FieldTaskChange(fo_task_id=swap, status="assigned", action=sent))
+    done = FieldTaskChange(fo_task_id=swap, status="done", action=FieldTaskAction(by="Sam", note="new pack"))
+    assert await activities.close_field_task(done) is False  # the rescue is still open
+    assert await activities.close_field_task(done) is False
+    cancelled = FieldTaskChange(fo_task_id=rescue, status="cancelled", action=FieldTaskAction(by="dispatcher"))
+    assert await activities.close_field_task(cancelled) is True
+
+    robot = await fetch(ops_sessions, Robot, robot_id)
+    assert (robot.in_service, robot.status) == (True, "idle")
+    assert await history(ops_sessions, FOTaskHistory, FOTaskHistory.fo_task_id, swap) == ["open", "assigned", "done"]
+    assert await history(ops_sessions, FOTaskHistory, FOTaskHistory.fo_task_id, rescue) == ["open", "cancelled"]
+    assert (await fetch(ops_sessions, FOTask, swap)).assignee == "Sam"
+    again = await activities.open_field_task(FieldTaskRequest(robot_id=robot_id, kind="battery_swap", reason="low"))
+    assert again != swap  # the earlier swap is closed: a new need opens a new task
 
 
 async def test_the_active_task_of_a_robot_is_the_one_not_closed(ops_sessions, ops_settings):

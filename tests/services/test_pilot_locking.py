@@ -181,3 +181,57 @@ async def test_releases_and_claims_racing_on_one_pilot_keep_every_write(ops_sess
     assert sorted(a.task_id for a in active) == sorted(r.task_id for r in claimed)
     assert pilot.version == 2 + 3 + 3 + len(claimed)  # shift, three claims, three releases, the new claims
     assert pilot.active_assignment_id == max(active, key=lambda a: a.pilot_version).id
+
+
+async def shift_steps(ops_sessions, pilot_id: UUID, steps) -> list[str]:
+    """Run shift changes one transaction each, as operators would; the refused ones are reported, not raised."""
+    outcomes = []
+    for step in steps:
+        try:
+            async with ops_sessions.begin() as session:
+                await step(session, pilot_id)
+            outcomes.append(step.__name__)
+        except pilots.ShiftError:
+            outcomes.append(f"refused {step.__name__}")
+    return outcomes
+
+
+async def test_forty_assignments_racing_shift_changes_respect_the_cap_and_lose_no_update(ops_sessions, ops_settings):
+    activities = operations(ops_sessions, ops_settings, max_robots=3)
+    pilot_ids = await pilots_on_duty(ops_sessions, 5)
+    async with ops_sessions.begin() as session:
+        latecomer = await pilots.create_pilot(session, f"pilot-{uuid4().hex[:8]}")
+    robots = await new_robots(ops_sessions, 40)
+    changes = [
+        shift_steps(ops_sessions, pilot_ids[0], [pilots.pause_shift, pilots.resume_shift]),
+        shift_steps(ops_sessions, pilot_ids[1], [pilots.end_shift]),
+        shift_steps(ops_sessions, pilot_ids[2], [pilots.pause_shift]),
+        shift_steps(ops_sessions, latecomer, [pilots.start_shift, pilots.pause_shift, pilots.resume_shift]),
+    ]
+
+    results = await asyncio.gather(*(activities.assign_task(task_request(r)) for r in robots), *changes,
+                                   return_exceptions=True)
+
+    assignments, shift_outcomes = results[:40], results[40:]
+    assert all("refused" not in step for steps in shift_outcomes for step in steps), shift_outcomes
+    won = [r for r in assignments if not isinstance(r, BaseException)]
+    refused = [r for r in assignments if isinstance(r, ApplicationError) and r.type == NO_PILOT_AVAILABLE]
+    assert len(won) + len(refused) == 40, [r for r in assignments if isinstance(r, BaseException)][:3]
+    # Pilots 3 and 4 stay on shift throughout, so a task is refused only once both are full.
+    assert refused and Counter(r.pilot_id for r in won)[pilot_ids[3]] == 3 == Counter(
+        r.pilot_id for r in won)[pilot_ids[4]]
+    async with ops_sessions() as session:
+        for pilot_id in [*pilot_ids, latecomer]:
+            pilot = await session.get(Pilot, pilot_id)
+            claims = list(await session.scalars(select(PilotAssignment).where(PilotAssignment.pilot_id == pilot_id)))
+            shifts = list(await session.scalars(select(PilotShift).where(PilotShift.pilot_id == pilot_id)))
+            shift_writes = await session.scalar(select(func.count()).select_from(PilotShiftStateHistory).where(
+                PilotShiftStateHistory.shift_id.in_([s.id for s in shifts])))
+            assert len(claims) <= 3, f"pilot over the cap: {len(claims)}"
+            # Created at version 1; every shift step and every claim is one compare-and-set, none lost.
+            assert pilot.version == 1 + shift_writes + len(claims)
+            assert sorted(c.pilot_version for c in claims) == sorted({c.pilot_version for c in claims})
+            open_shifts = [s.id for s in shifts if s.status in ("active", "on_break")]
+            assert pilot.active_shift_id == (open_shifts[0] if open_shifts else None)
+            if claims:
+                assert pilot.active_assignment_id == max(claims, key=lambda c: c.pilot_version).id
