@@ -349,7 +349,8 @@ async def _live_plan(app, view: OrderView) -> None:
         return
     eta = status.get("eta") or {}
     view.pickup_eta = _parse(eta.get("pickup")) or view.pickup_eta
-    view.dropoff_eta = _parse(eta.get("dropoff")) or view.dropoff_eta
+    # A late robot's revised dropoff ETA (trip monitoring) supersedes the plan's.
+    view.dropoff_eta = _parse(status.get("dropoff_eta")) or _parse(eta.get("dropoff")) or view.dropoff_eta
     view.robot_id = status.get("robot_id") or view.robot_id
     view.status = S(status["status"])
 

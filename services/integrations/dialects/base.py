@@ -45,7 +45,7 @@ def snapshot_of_trail(order: PartnerDelivery, trail: list[ExternalState], callba
     return Snapshot(delivery_id=order.delivery_id, external_id=order.external_delivery_id, status=callback.status,
                     tracking_url=tracking_url(public_url, order), created_at=order.created_at,
                     quote_id=order.quote_id, fee_cents=order.fee_cents, currency=order.currency,
-                    reason=callback.reason or order.cancel_reason, reached=reached)
+                    dropoff_eta=callback.dropoff_eta, reason=callback.reason or order.cancel_reason, reached=reached)
 
 
 class CallbackFormat:
@@ -60,7 +60,7 @@ class CallbackFormat:
         return self.statuses[status]
 
     def sends(self, callback: StatusCallback) -> bool:
-        """False for a status the dialect has no event for: it is recorded, then SKIPPED."""
+        """False for a status (or an ETA update) the dialect has no event for: it is recorded, then SKIPPED."""
         return True
 
     def body(self, callback: StatusCallback, snapshot: Snapshot) -> dict[str, Any]:

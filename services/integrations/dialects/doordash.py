@@ -73,7 +73,8 @@ class DriveCallbacks(CallbackFormat):
     secret_kind = CredentialKind.WEBHOOK_AUTHORIZATION
 
     def sends(self, callback: StatusCallback) -> bool:
-        return callback.status in EVENTS
+        # Drive has no ETA event: a late robot shows in `dropoff_time_estimated` on GET, not as a webhook.
+        return callback.kind == "status" and callback.status in EVENTS
 
     def body(self, callback: StatusCallback, snapshot: Snapshot) -> dict[str, Any]:
         return {"event_name": EVENTS[callback.status], "created_at": callback.occurred_at,

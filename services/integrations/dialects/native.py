@@ -15,7 +15,7 @@ class NativeCallbacks(CallbackFormat):
 
     def body(self, callback: StatusCallback, snapshot: Snapshot) -> dict[str, Any]:
         return {
-            "type": "delivery.status_changed",
+            "type": "delivery.eta_updated" if callback.kind == "eta_updated" else "delivery.status_changed",
             "timestamp": callback.occurred_at,
             "data": {
                 "delivery_id": callback.delivery_id,
@@ -24,6 +24,7 @@ class NativeCallbacks(CallbackFormat):
                 "status": callback.status.value,
                 "robot_id": callback.robot_id,
                 "reason": callback.reason,
+                "dropoff_eta": callback.dropoff_eta,
             },
         }
 

@@ -75,7 +75,8 @@ class UberCallbacks(CallbackFormat):
     statuses = STATUSES
 
     def sends(self, callback: StatusCallback) -> bool:
-        return callback.status not in SILENT
+        # A new dropoff ETA is news in any status: the event carries it in `data.dropoff_eta`.
+        return callback.kind == "eta_updated" or callback.status not in SILENT
 
     def body(self, callback: StatusCallback, snapshot: Snapshot) -> dict[str, Any]:
         return {
