@@ -95,14 +95,18 @@ class DispatchActivities(ServiceActivities):
         now = datetime.now(UTC)
         rules = rounds.planning_rules(request.market, self.settings)
         async with self.sessions.begin() as session:
-            robots, fleet = await rounds.quote_view(session, request.market, now, rules.speed_mps)
+            robots, fleet = await rounds.quote_view(session, request.market, now, self.settings)
         trip = Demands(pickups=np.array([[request.pickup.latitude, request.pickup.longitude]]),
                        dropoffs=np.array([[request.dropoff.latitude, request.dropoff.longitude]]))
         problem = PickupProblem.build(trip, fleet, rules)
         best = problem.earliest(0)
         if best is None:
             raise business_error(NO_CAPACITY, f"no robot in {request.market} can take this trip")
-        pickup_eta = now + timedelta(seconds=float(problem.eta[0, best]))
+        wait = float(problem.eta[0, best])
+        if wait > self.settings.quote_max_pickup_seconds:
+            raise business_error(NO_CAPACITY, f"{request.market} is at capacity: the earliest pickup is "
+                                              f"{wait / 60:.0f} min away")
+        pickup_eta = now + timedelta(seconds=wait)
         dropoff_eta = pickup_eta + PICKUP_DWELL + travel_time(float(problem.delivery[0]), rules.speed_mps)
         # An order that is not ready yet is collected when it is: the robot waits, the trip does not change.
         late = max(timedelta(0), request.ready_at - pickup_eta) if request.ready_at else timedelta(0)

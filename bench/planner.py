@@ -19,8 +19,9 @@ Pure computation with the planner's own code (`services/dispatch/planner.py`): n
    dwells `PICKUP_DWELL` at the pickup, and is free again at the dropoff); a match with a busy robot is a
    proposal the next round may move. Mean and p90 pickup wait (arrival to pickup), per planner.
 4. *Quote error*: in the batch simulation, each demand is quoted on arrival from the same view as
-   `estimate_quote` (robots after their current trip and their queued proposal); mean and p90 of
-   |quoted pickup − simulated pickup|, seconds.
+   `estimate_quote` (robots after their current trip and their queued proposal, then the demands still
+   waiting served oldest first); mean and p90 of |quoted pickup − simulated pickup|, seconds, over the
+   quotes given; a pickup further than `QUOTE_MAX_PICKUP_SECONDS` away is refused (no capacity), counted.
 """
 
 import time
@@ -30,9 +31,12 @@ import numpy as np
 
 from core.contracts import Point
 from core.markets import WEST_HOLLYWOOD, Market
+from core.settings import Settings
 from services.dispatch.eta import BATTERY_PER_METER, PICKUP_DWELL
-from services.dispatch.planner import PLANNERS, Demands, Fleet, PickupProblem, PlanningRules
+from services.dispatch.planner import PLANNERS, Demands, Fleet, PickupProblem, PlanningRules, after_backlog
 
+# Quotes further out than this are refused as no capacity, as `estimate_quote` does with the default setting.
+QUOTE_MAX_PICKUP_SECONDS = Settings().quote_max_pickup_seconds
 DEFAULT_SIZES = ((100, 50), (500, 250), (1000, 500), (1000, 100))
 STORES = 12
 STORE_SPREAD_M = 40
@@ -136,14 +140,20 @@ class Simulation:
         return Demands(self.load.demands.pickups[index], self.load.demands.dropoffs[index])
 
     def quote(self, demand: int, now: float) -> None:
-        """The earliest pickup promised on arrival: every robot after its trip and its queued proposal."""
+        """The earliest pickup promised on arrival, as `estimate_quote` sees it: every robot after its trip and
+        its queued proposal, and after the demands still waiting without one (oldest first)."""
         fleet = self.fleet(now)
         if self.proposals:
             robots = np.array(list(self.proposals))
             fleet = fleet.after(robots, self.subset(np.array(list(self.proposals.values()))), self.rules.speed_mps)
+        proposed = set(self.proposals.values())
+        waiting = [d for d in np.flatnonzero((self.load.arrivals <= now) & np.isnan(self.pickup_at))
+                   if d != demand and d not in proposed]
+        if waiting:
+            fleet = after_backlog(fleet, self.subset(np.array(waiting)), self.rules)
         problem = PickupProblem.build(self.subset(np.array([demand])), fleet, self.rules)
         best = problem.earliest(0)
-        if best is not None:
+        if best is not None and problem.eta[0, best] <= QUOTE_MAX_PICKUP_SECONDS:
             self.quoted_at[demand] = now + problem.eta[0, best]
 
     def round(self, now: float) -> bool:
@@ -153,7 +163,9 @@ class Simulation:
         self.proposals = {}
         if len(open_) == 0:
             return True
-        problem = PickupProblem.build(self.subset(open_), self.fleet(now), self.rules)
+        waiting = self.subset(open_)
+        waiting = Demands(waiting.pickups, waiting.dropoffs, now - self.load.arrivals[open_])
+        problem = PickupProblem.build(waiting, self.fleet(now), self.rules)
         rows, cols = PLANNERS[self.planner].solve(problem)
         for i, j in zip(rows, cols):
             demand = int(open_[i])
@@ -193,8 +205,10 @@ def rolling(load: Workload, rules: PlanningRules) -> dict:
         if name == "batch":
             quoted = served & ~np.isnan(sim.quoted_at)
             errors = np.abs(sim.quoted_at - sim.pickup_at)[quoted]
-            result["quote_error_s"] = {"quoted": int(quoted.sum()), "mean": round(float(errors.mean()), 1),
-                                       "p90": round(float(np.percentile(errors, 90)), 1)}
+            result["quote_error_s"] = {
+                "quoted": int(quoted.sum()), "refused": int(np.isnan(sim.quoted_at).sum()),
+                "mean": round(float(errors.mean()), 1) if len(errors) else None,
+                "p90": round(float(np.percentile(errors, 90)), 1) if len(errors) else None}
     return result
 
 
@@ -222,9 +236,9 @@ def table(report: dict) -> str:
              f"arrivals over {report['arrival_minutes']:g} min, a round every {report['round_seconds']} s",
              "",
              f"{'instance':>10} | {'latency ms p50/p99':>25} | {'one batch: mean pickup ETA s':>33} | "
-             f"{'rolling: mean/p90 pickup wait s':>35} | {'quote error s':>13}",
+             f"{'rolling: mean/p90 pickup wait s':>35} | {'quotes: error s, refused':>24}",
              f"{'':>10} | {'batch':>12} {'greedy':>12} | {'greedy':>10} {'batch=optimum':>14} {'served':>7} | "
-             f"{'greedy':>17} {'batch':>17} | {'mean/p90':>13}"]
+             f"{'greedy':>17} {'batch':>17} | {'mean/p90':>15} {'refused':>8}"]
     for item in report["instances"]:
         lat, one, roll = item["latency_ms"], item["one_batch"], item["rolling"]
         lines.append(
@@ -235,5 +249,10 @@ def table(report: dict) -> str:
             f"{one['batch']['served']:>7} | "
             f"{roll['greedy']['mean_pickup_wait_s']:>8.0f}/{roll['greedy']['p90_pickup_wait_s']:<8.0f} "
             f"{roll['batch']['mean_pickup_wait_s']:>8.0f}/{roll['batch']['p90_pickup_wait_s']:<8.0f} | "
-            f"{roll['quote_error_s']['mean']:>5.0f}/{roll['quote_error_s']['p90']:<7.0f}")
+            f"{_seconds(roll['quote_error_s']['mean']):>7}/{_seconds(roll['quote_error_s']['p90']):<7} "
+            f"{roll['quote_error_s']['refused']:>8}")
     return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"

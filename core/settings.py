@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     geocoder: str = Field("offline", description="`offline`, or `package.module:factory` taking the settings")
     geocoder_addresses_file: Path | None = Field(None, description="JSON {address: [lat, lon]} the offline geocoder adds")
     quote_valid_seconds: float = Field(300, gt=0, description="how long a quote's price and ETAs hold")
+    quote_max_pickup_seconds: float = Field(2700, gt=0, description="a quote whose pickup is further away than "
+                                                                    "this is refused as no_capacity")
     uber_quote_valid_seconds: float = Field(900, gt=0, description="how long an Uber-dialect quote holds")
     uber_access_token_seconds: int = Field(2_592_000, gt=0, description="lifetime of an Uber-dialect access token")
     pii_retention_days: float = Field(30, ge=0, description="days after a delivery ends before its PII is purged")

@@ -33,10 +33,12 @@ class PlanningRules:
 
 @dataclass(frozen=True)
 class Demands:
-    """Demands to plan, oldest first: pickups and dropoffs as (n, 2) arrays of (latitude, longitude)."""
+    """Demands to plan, oldest first: pickups and dropoffs as (n, 2) arrays of (latitude, longitude), and how
+    long each has waited already (seconds; none: all alike)."""
 
     pickups: np.ndarray
     dropoffs: np.ndarray
+    waited: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.pickups)
@@ -91,6 +93,7 @@ class PickupProblem:
     feasible: np.ndarray
     to_pickup: np.ndarray
     delivery: np.ndarray
+    waited: np.ndarray | None = None
 
     @classmethod
     def build(cls, demands: Demands, fleet: Fleet, rules: PlanningRules,
@@ -106,7 +109,7 @@ class PickupProblem:
         feasible = fleet.battery[None, :] - used >= rules.battery_reserve
         if excluded is not None:
             feasible &= ~excluded
-        return cls(eta=eta, feasible=feasible, to_pickup=to_pickup, delivery=delivery)
+        return cls(eta=eta, feasible=feasible, to_pickup=to_pickup, delivery=delivery, waited=demands.waited)
 
     def earliest(self, demand: int) -> int | None:
         """The robot that can be at the demand's pickup first, or None if none can take it."""
@@ -122,15 +125,30 @@ class PickupProblem:
         return [(int(j), float(row[j])) for j in order if np.isfinite(row[j])]
 
 
+def after_backlog(fleet: Fleet, backlog: Demands, rules: PlanningRules) -> Fleet:
+    """The fleet once the demands already waiting, oldest first, have each taken the robot that reaches them
+    first: what a new demand queues behind, so a quote under load promises what the backlog leaves."""
+    for i in range(len(backlog)):
+        waiting = Demands(backlog.pickups[i:i + 1], backlog.dropoffs[i:i + 1])
+        best = PickupProblem.build(waiting, fleet, rules).earliest(0)
+        if best is not None:
+            fleet = fleet.after(np.array([best]), waiting, rules.speed_mps)
+    return fleet
+
+
 def solve_batch(problem: PickupProblem) -> tuple[np.ndarray, np.ndarray]:
     """Min-cost rectangular assignment: the most feasible pairs, then the least total time to pickup."""
     if not problem.feasible.any():
         return np.empty(0, int), np.empty(0, int)
-    eta = problem.eta
+    cost = problem.eta
+    if problem.waited is not None and len(problem.waited):
+        # Ageing: when robots are fewer than demands, the ones that waited longest go first; a full
+        # assignment is unchanged (the waits add the same total to every choice). Shifted to stay >= 0.
+        cost = cost - problem.waited[:, None] + float(problem.waited.max())
     # An infeasible pair costs more than every feasible pair together, so it is used only where no feasible
     # assignment exists, and then dropped.
-    forbidden = float(eta[problem.feasible].max()) * min(eta.shape) + 1.0
-    rows, cols = linear_sum_assignment(np.where(problem.feasible, eta, forbidden))
+    forbidden = float(cost[problem.feasible].max()) * min(cost.shape) + 1.0
+    rows, cols = linear_sum_assignment(np.where(problem.feasible, cost, forbidden))
     keep = problem.feasible[rows, cols]
     return rows[keep], cols[keep]
 

@@ -19,7 +19,7 @@ from core.settings import Settings
 from services.dispatch import repository
 from services.dispatch.eta import TripEstimate, estimate_trip
 from services.dispatch.models import Demand, DemandStatus, Plan, PlanStatus, Robot, RobotStatus
-from services.dispatch.planner import PLANNERS, Demands, Fleet, PickupProblem, PlanningRules
+from services.dispatch.planner import PLANNERS, Demands, Fleet, PickupProblem, PlanningRules, after_backlog
 
 # The version written on plans for a robot the delivery named itself (a return trip, an operator's choice).
 PREFERRED = "preferred-v1"
@@ -83,11 +83,12 @@ def fleet_view(free: list[Availability], now: datetime) -> Fleet:
     )
 
 
-def demands_view(demands: list[Demand]) -> Demands:
-    """The planner's arrays for these demands, in the same order."""
+def demands_view(demands: list[Demand], now: datetime | None = None) -> Demands:
+    """The planner's arrays for these demands, in the same order (with how long each waited, given `now`)."""
     return Demands(
         pickups=np.array([[d.pickup_latitude, d.pickup_longitude] for d in demands], float).reshape(-1, 2),
         dropoffs=np.array([[d.dropoff_latitude, d.dropoff_longitude] for d in demands], float).reshape(-1, 2),
+        waited=None if now is None else np.array([(now - d.created_at).total_seconds() for d in demands], float),
     )
 
 
@@ -116,7 +117,7 @@ async def replan_market(session: AsyncSession, market: str, now: datetime, setti
     free = [availability(robot, now) for robot in robots]
     problem, chosen = None, {}
     if live and robots:
-        problem = PickupProblem.build(demands_view(live), fleet_view(free, now), rules, exclusions(live, robots))
+        problem = PickupProblem.build(demands_view(live, now), fleet_view(free, now), rules, exclusions(live, robots))
         chosen = {live[i].id: (int(i), int(j)) for i, j in zip(*planner.solve(problem))}
     for demand in demands:
         proposal = standing.get(demand.id)
@@ -154,13 +155,21 @@ def _withdraw(proposal: Plan | None) -> None:
         proposal.status = PlanStatus.SUPERSEDED
 
 
-async def quote_view(session: AsyncSession, market: str, now: datetime, speed_mps: float) -> tuple[list[Robot], Fleet]:
+async def quote_view(session: AsyncSession, market: str, now: datetime, settings: Settings,
+                     ) -> tuple[list[Robot], Fleet]:
     """A market's working robots and the fleet as a new demand sees it: each robot free after its current
-    trip and after the proposal queued behind it (a round gives a robot at most one)."""
+    trip and the proposal queued behind it (a round gives a robot at most one), and after the demands still
+    waiting without one have taken theirs, oldest first."""
+    rules = planning_rules(market, settings)
     robots = await repository.available_robots(session, market)
     fleet = fleet_view([availability(robot, now) for robot in robots], now)
     queued = {plan.robot_id: demand for plan, demand in await repository.queued_proposals(session, market)}
     behind = [j for j, robot in enumerate(robots) if robot.id in queued]
     if behind:
-        fleet = fleet.after(np.array(behind), demands_view([queued[robots[j].id] for j in behind]), speed_mps)
+        fleet = fleet.after(np.array(behind), demands_view([queued[robots[j].id] for j in behind]), rules.speed_mps)
+    proposed = {demand.id for demand in queued.values()}
+    since = now - timedelta(seconds=settings.demand_hold_seconds)
+    waiting = [d for d in await repository.uncommitted_demands(session, market, since) if d.id not in proposed]
+    if waiting and robots:
+        fleet = after_backlog(fleet, demands_view(waiting), rules)
     return robots, fleet

@@ -5,7 +5,7 @@ import pytest
 
 from services.dispatch.eta import BATTERY_PER_METER, PICKUP_DWELL
 from services.dispatch.planner import (
-    PLANNERS, Demands, Fleet, PickupProblem, PlanningRules, meters_matrix, solve_batch, solve_greedy,
+    PLANNERS, Demands, Fleet, PickupProblem, PlanningRules, after_backlog, meters_matrix, solve_batch, solve_greedy,
 )
 
 ORIGIN = np.array([34.0900, -118.3617])
@@ -134,3 +134,30 @@ def test_a_queued_demand_moves_where_when_and_with_what_charge_a_robot_is_free()
     assert after.free_in[1] == pytest.approx(100 + 100 + PICKUP_DWELL.total_seconds() + 500, rel=1e-3)
     assert after.battery[1] == pytest.approx(1 - 840 * BATTERY_PER_METER, rel=1e-3)
     assert (after.free_in[0], fleet.free_in[1]) == (0.0, 100.0)
+
+
+def test_with_fewer_robots_the_demand_that_waited_longest_goes_first():
+    # Two demands, one robot: the nearer one is newer. Without waits the nearer wins; with them the older does.
+    fleet = Fleet(np.array([ORIGIN]), np.array([0.0]), np.array([1.0]))
+    pickups, dropoffs = np.array([north(300), north(100)]), np.array([north(600), north(400)])
+    fresh = PickupProblem.build(Demands(pickups, dropoffs), fleet, RULES)
+    aged = PickupProblem.build(Demands(pickups, dropoffs, waited=np.array([600.0, 0.0])), fleet, RULES)
+
+    assert list(solve_batch(fresh)[0]) == [1]
+    assert list(solve_batch(aged)[0]) == [0]
+    # With a robot for each, waits change nothing: the same least-total assignment.
+    two = Fleet(np.array([ORIGIN, north(500)]), np.array([0.0, 0.0]), np.array([1.0, 1.0]))
+    plain = solve_batch(PickupProblem.build(Demands(pickups, dropoffs), two, RULES))
+    waited = solve_batch(PickupProblem.build(Demands(pickups, dropoffs, np.array([600.0, 0.0])), two, RULES))
+    assert [list(a) for a in plain] == [list(a) for a in waited]
+
+
+def test_the_backlog_queues_a_new_demand_behind_the_waiting_ones():
+    fleet = Fleet(np.array([ORIGIN]), np.array([0.0]), np.array([1.0]))
+    waiting = Demands(np.array([north(140)]), np.array([north(840)]))
+    after = after_backlog(fleet, waiting, RULES)
+
+    # The robot walks 140 m, dwells, walks 700 m: then it is free, at that dropoff.
+    assert after.free_in[0] == pytest.approx((140 + 700) / 1.4 + PICKUP_DWELL.total_seconds(), rel=1e-3)
+    assert np.allclose(after.positions[0], north(840))
+    assert after.battery[0] == pytest.approx(1.0 - 840 * BATTERY_PER_METER, rel=1e-3)

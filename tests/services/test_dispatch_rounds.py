@@ -174,3 +174,35 @@ async def test_no_robot_in_the_market_can_take_the_trip_is_no_capacity(dispatch,
         await dispatch.estimate_quote(QuoteRequest(market=market, pickup=PICKUP, dropoff=DROPOFF))
 
     assert (raised.value.type, raised.value.non_retryable) == (NO_CAPACITY, True)
+
+
+@pytest.fixture
+def promise(dispatch):
+    """Set how far out a quote may promise a pickup, for one test."""
+    original = dispatch.settings
+
+    def use(seconds: float) -> None:
+        dispatch.settings = original.model_copy(update={"quote_max_pickup_seconds": seconds})
+
+    yield use
+    dispatch.settings = original
+
+
+async def test_a_quote_counts_the_demands_already_waiting_and_refuses_beyond_the_promise(dispatch, sessions, market,
+                                                                                        promise):
+    promise(6 * 3600)
+    await add_robot(sessions, market, 100)
+    alone = await dispatch.estimate_quote(QuoteRequest(market=market, pickup=PICKUP, dropoff=DROPOFF))
+    await dispatch.plan_demand(a_demand(market))  # the robot takes it
+    for _ in range(2):
+        await open_demand(dispatch, a_demand(market))  # then two more wait: one proposed, one in the backlog
+
+    behind = await dispatch.estimate_quote(QuoteRequest(market=market, pickup=PICKUP, dropoff=DROPOFF))
+    trip = alone.dropoff_eta - alone.pickup_eta + timedelta(seconds=meters_between(DROPOFF, PICKUP) / 1.4)
+    # Three trips ahead of it: the current one, the proposal, and the waiting demand.
+    assert behind.pickup_eta - alone.pickup_eta == pytest.approx(3 * trip, abs=timedelta(seconds=5))
+
+    promise(60)
+    with pytest.raises(ApplicationError) as refused:
+        await dispatch.estimate_quote(QuoteRequest(market=market, pickup=PICKUP, dropoff=DROPOFF))
+    assert refused.value.type == NO_CAPACITY and "at capacity" in refused.value.message
