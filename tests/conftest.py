@@ -51,15 +51,20 @@ async def settings(pg_settings) -> Settings:
     return pg_settings
 
 
-@pytest.fixture(scope="module")
-async def ops_settings(settings: Settings) -> Settings:
-    """Settings with a private Operations database: pilots are one shared pool, so no other test may add to it."""
-    name = f"operations_{uuid4().hex[:12]}"
-    url = urlsplit(settings.database_dsn(Service.OPERATIONS))._replace(path=f"/{name}").geturl()
-    own = settings.model_copy(update={"operations_database_url": url})
+async def with_private_database(settings: Settings, service: Service) -> Settings:
+    """Settings whose `service` database is a fresh one of its own, migrated, on the same server."""
+    name = f"{service.value}_{uuid4().hex[:12]}"
+    url = urlsplit(settings.database_dsn(service))._replace(path=f"/{name}").geturl()
+    own = settings.model_copy(update={f"{service.value}_database_url": url})
     await create_databases(own)
     upgrade_all(own)
     return own
+
+
+@pytest.fixture(scope="module")
+async def ops_settings(settings: Settings) -> Settings:
+    """Settings with a private Operations database: pilots are one shared pool, so no other test may add to it."""
+    return await with_private_database(settings, Service.OPERATIONS)
 
 
 @pytest.fixture(scope="session")

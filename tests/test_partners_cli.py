@@ -5,18 +5,17 @@ import json
 import os
 import subprocess
 import uuid
-from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
 
 from core.crypto import Vault, vault_from_settings
 from core.db import Databases
-from core.migrations import create_databases, upgrade_all
 from core.services import Service
 from core.settings import settings_environment
 from services.integrations import credentials, repository
 from services.integrations.models import PII, CredentialKind, PartnerCredential, PartnerDelivery
+from tests.conftest import with_private_database
 from tests.test_up import ROOT, deliveryctl
 
 
@@ -30,12 +29,7 @@ def run(settings, *args: str, **env: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 async def own_settings(settings):
     """A private Integrations database: re-sealing under a new key must not touch other tests' partners."""
-    name = f"integrations_{uuid.uuid4().hex[:12]}"
-    url = urlsplit(settings.database_dsn(Service.INTEGRATIONS))._replace(path=f"/{name}").geturl()
-    own = settings.model_copy(update={"integrations_database_url": url})
-    await create_databases(own)
-    upgrade_all(own)
-    return own
+    return await with_private_database(settings, Service.INTEGRATIONS)
 
 
 @pytest.fixture
