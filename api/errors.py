@@ -11,7 +11,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 # How long a client should wait before retrying while a database or Temporal cannot be reached.
 RETRY_AFTER_SECONDS = 5
-_TRANSIENT_RPC = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
+# Unreachable, overloaded, or timed out (the client's own deadline reports as CANCELLED, "Timeout expired").
+_TRANSIENT_RPC = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED,
+                  RPCStatusCode.CANCELLED, RPCStatusCode.ABORTED}
 # Connection refused or reset, a server shutting down or starting up, too many connections.
 _TRANSIENT_DATABASE = (OSError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
                        asyncpg.exceptions.InsufficientResourcesError)
