@@ -11,6 +11,7 @@ import asyncio
 import json
 import platform
 import re
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -176,8 +177,11 @@ class ChaosRun:
 
 
 @pytest.fixture(scope="module")
-async def chaos(tmp_path_factory):
-    run = ChaosRun(tmp_path_factory.mktemp("chaos"))
+async def chaos():
+    """The run; its stack's data and logs stay in .data-chaos/stack until the next run."""
+    data_dir = REPORT.parent / "stack"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    run = ChaosRun(data_dir)
     try:
         await run.start()
         yield run

@@ -27,9 +27,9 @@ from workflows.delivery import workflow_id
 TEMPORAL_DOWN_SECONDS = 5
 DATABASE_DOWN_SECONDS = 30
 PROBE_EVERY_SECONDS = 3
-PARTNER_ERRORS_SECONDS = 20
-PARTNER_HANGS_SECONDS = 20
-DUPLICATES_SECONDS = 40
+PARTNER_ERRORS_SECONDS = 15
+PARTNER_HANGS_SECONDS = 15
+DUPLICATES_SECONDS = 30
 CRASHED_CREATES = 5
 DRAIN_SECONDS = 420
 MID_TRIP = {"en_route_to_pickup", "at_pickup", "picked_up", "en_route_to_dropoff", "at_dropoff"}
@@ -161,20 +161,28 @@ async def test_5_a_partner_endpoint_outage_delays_callbacks_but_loses_none(chaos
     await chaos.progress()
 
 
+async def serving(chaos, statuses: set[str]) -> dict[str, str]:
+    """The vanishing robots whose delivery is in one of `statuses`, as the robot API tells them: robot -> delivery."""
+    found = {}
+    async with httpx.AsyncClient(base_url=chaos.stack.settings.api_url, timeout=30) as http:
+        for robot in chaos.vanishing:
+            response = await http.get("/v1/robot/assignment", headers={"authorization": f"Bearer {robot['credential']}"})
+            if response.status_code == 200 and response.json()["status"] in statuses:
+                found[robot["robot_id"]] = response.json()["delivery_id"]
+    return found
+
+
 async def test_6_a_robot_that_disappears_mid_trip_is_replaced(chaos):
     in_flight = await chaos.require_in_flight()
-    async def mid_trip():
-        serving = {}
-        async with httpx.AsyncClient(base_url=chaos.stack.settings.api_url, timeout=30) as http:
-            for robot in chaos.vanishing:
-                response = await http.get("/v1/robot/assignment",
-                                          headers={"authorization": f"Bearer {robot['credential']}"})
-                if response.status_code == 200 and response.json()["status"] in MID_TRIP:
-                    serving[robot["robot_id"]] = response.json()["delivery_id"]
-        return serving
-
-    chaos.vanished = await chaos.until(mid_trip, "a vanishing robot mid-trip", timeout=240, interval=0.2)
-    await asyncio.to_thread(chaos.stack.simulators["vanishing"].stop, signal.SIGKILL)
+    for _ in range(3):
+        await chaos.until(lambda: serving(chaos, MID_TRIP), "a vanishing robot mid-trip", timeout=240, interval=0.2)
+        await asyncio.to_thread(chaos.stack.simulators["vanishing"].stop, signal.SIGKILL)
+        # Its last report may have ended the trip just before it went: count only the trips it left open.
+        chaos.vanished = await serving(chaos, MID_TRIP | {"robot_assigned"})
+        if chaos.vanished:
+            break
+        chaos.stack.start_simulator("vanishing", chaos.vanishing)
+    assert chaos.vanished, "no vanishing robot was ever caught mid-trip"
     chaos.fault("robot stopped reporting mid-trip", in_flight, robots=sorted(chaos.vanished))
 
 
@@ -185,16 +193,10 @@ async def test_7_duplicate_and_reordered_events_and_requests(chaos):
     for robot in chaos.unruly:
         robot.unruly = True
     await asyncio.sleep(DUPLICATES_SECONDS)
-    flow.duplicates = False
-    for robot in chaos.unruly:
-        robot.unruly = False
+    flow.duplicates = False  # the robots go on misbehaving until every delivery has ended
     chaos.fault("duplicate creates and cancels, duplicated and reordered robot events", in_flight,
-                duplicate_creates=flow.duplicate_creates, cancelled=flow.cancelled,
-                robot_events=dict(chaos.robot_tally))
-    tally = chaos.robot_tally
+                duplicate_creates=flow.duplicate_creates, cancelled=flow.cancelled)
     assert flow.duplicate_creates > 0 and flow.cancelled > 0
-    assert tally["premature refused"] > 0 and tally["duplicate answered as the original"] > 0
-    assert chaos.robot_problems == []
 
 
 async def test_8_every_accepted_delivery_reaches_the_right_end(chaos):
@@ -208,9 +210,18 @@ async def test_8_every_accepted_delivery_reaches_the_right_end(chaos):
     chaos.figures["final_statuses"] = dict(sorted(Counter(status for status, _ in terminal.values()).items()))
     assert not wrong, f"deliveries that ended wrongly (status, expected, cancel answers): {wrong}"
     assert flow.problems == [], flow.problems
+    chaos.figures["cancelled_by_partners"] = flow.cancelled
 
 
-async def test_9_the_vanished_robots_deliveries_went_on_with_another_robot(chaos):
+async def test_9_unruly_robots_were_refused_or_answered_as_before(chaos):
+    for robot in chaos.unruly:
+        robot.unruly = False
+    tally = chaos.robot_tally
+    assert tally["premature refused"] > 0 and tally["duplicate answered as the original"] > 0, tally
+    assert chaos.robot_problems == []
+
+
+async def test_10_the_vanished_robots_deliveries_went_on_with_another_robot(chaos):
     assert chaos.vanished
     for robot_id, delivery_id in chaos.vanished.items():
         async with chaos.databases.sessions(Service.DELIVERIES).begin() as session:
@@ -224,7 +235,7 @@ async def test_9_the_vanished_robots_deliveries_went_on_with_another_robot(chaos
         assert any(task.delivery_id == uuid.UUID(delivery_id) for task in field_tasks)
 
 
-async def test_10_no_duplicate_or_orphan_rows_in_any_database(chaos):
+async def test_11_no_duplicate_or_orphan_rows_in_any_database(chaos):
     accepted = {uuid.UUID(d) for d in chaos.flow.accepted}
     problems = await row_problems(chaos.databases, uuid.UUID(chaos.fleet["partner"]["id"]), accepted)
     chaos.figures["row_problems"] = {kind: len(found) for kind, found in problems.items()}
@@ -232,7 +243,7 @@ async def test_10_no_duplicate_or_orphan_rows_in_any_database(chaos):
     assert problems == {kind: [] for kind in problems}, {k: v[:10] for k, v in problems.items()}
 
 
-async def test_11_one_workflow_per_delivery_and_no_history_gap_or_duplicate(chaos):
+async def test_12_one_workflow_per_delivery_and_no_history_gap_or_duplicate(chaos):
     accepted = {uuid.UUID(d) for d in chaos.flow.accepted}
     client = chaos.stack.client
 
@@ -250,7 +261,7 @@ async def test_11_one_workflow_per_delivery_and_no_history_gap_or_duplicate(chao
     chaos.results = results
 
 
-async def test_12_the_partner_got_every_callback_once_in_order(chaos):
+async def test_13_the_partner_got_every_callback_once_in_order(chaos):
     results = chaos.results
     statuses = {d: [step["status"] for step in results[workflow_id(d)]["trail"]] for d in chaos.flow.accepted}
     problems = callback_problems(chaos.receiver, set(chaos.flow.accepted), statuses)
@@ -260,7 +271,7 @@ async def test_12_the_partner_got_every_callback_once_in_order(chaos):
     assert chaos.receiver.bad_signatures == 0
 
 
-async def test_13_the_api_never_answered_500(chaos):
+async def test_14_the_api_never_answered_500(chaos):
     log = chaos.stack.logs / "api.log"
     errors = [line for line in log.read_text().splitlines()
               if '"logger": "api.requests"' in line and json.loads(line).get("status", 0) >= 500
