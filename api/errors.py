@@ -7,11 +7,23 @@ is shown in that dialect's shape, with its status codes.
 
 from collections.abc import Callable
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
+
+# How long a client should wait before retrying while a database or Temporal cannot be reached.
+RETRY_AFTER_SECONDS = 5
+# Unreachable, overloaded, or timed out (the client's own deadline reports as CANCELLED, "Timeout expired").
+_TRANSIENT_RPC = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED,
+                  RPCStatusCode.CANCELLED, RPCStatusCode.ABORTED}
+# Connection refused or reset, a server shutting down or starting up, too many connections.
+_TRANSIENT_DATABASE = (OSError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+                       asyncpg.exceptions.InsufficientResourcesError)
 
 
 class FieldError(BaseModel):
@@ -39,6 +51,19 @@ class ApiError(Exception):
 def error_response(status: int, code: str, message: str, field_errors=(), headers=None) -> JSONResponse:
     body = ErrorBody(code=code, message=message, field_errors=list(field_errors))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def dependency_unavailable(exc: BaseException | None) -> bool:
+    """True when `exc`, or an error it was raised from, says a database or Temporal cannot be reached right now."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, RPCError):
+            return exc.status in _TRANSIENT_RPC
+        if isinstance(exc, _TRANSIENT_DATABASE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 ErrorRenderer = Callable[[ApiError], JSONResponse]
@@ -71,6 +96,17 @@ def install_error_handlers(app: FastAPI, dialects: dict[str, ErrorRenderer] | No
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "http_error")
         return render(request, ApiError(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None)))
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Only an outage is the client's to retry; any other failure of these kinds is a bug and stays a 500.
+        if not dependency_unavailable(exc):
+            raise exc
+        return render(request, ApiError(503, "temporarily_unavailable",
+                                        f"the platform cannot serve this right now; retry in {RETRY_AFTER_SECONDS}s",
+                                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)}))
+
+    for kind in (DBAPIError, OSError, asyncpg.PostgresError, RPCError):
+        app.add_exception_handler(kind, _unavailable)
 
 
 ERROR_RESPONSES = {

@@ -117,12 +117,12 @@ class Process:
 
 
 class Stack(Process):
-    """One `python -m cli.main up`, the same interpreter, on the settings given."""
+    """One `python -m cli.main up`, the same interpreter, on the settings given (or the environment given)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None):
         self.settings = settings
         super().__init__("up", [sys.executable, "-m", "cli.main", "up"],
-                         settings.data_dir / "bench-up.log", child_environment(settings))
+                         settings.data_dir / "bench-up.log", env or child_environment(settings))
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout

@@ -2,12 +2,14 @@
 
 Each robot polls its assignment, looks at the status its delivery workflow reports, and takes the next
 step: depart, drive (sending heartbeats), arrive, open and close the lid. It keeps no lifecycle state of
-its own, so a restarted simulator picks up where the deliveries are.
+its own, so a restarted simulator picks up where the deliveries are. Like a real robot, it also reports its
+position on its own clock while it serves a task, so waiting on a slow platform never looks like a lost link.
 """
 
 import asyncio
 import itertools
 import logging
+import time
 import uuid
 
 import httpx
@@ -18,6 +20,7 @@ from core.geo import meters_between
 log = logging.getLogger("simulator")
 
 HEARTBEAT_SECONDS = 5.0
+KEEPALIVE_SECONDS = 10.0  # a robot on a task reports at least this often (wall time), even while it waits
 POLL_SECONDS = 0.5
 LID_DWELL_SECONDS = 20.0
 
@@ -48,10 +51,13 @@ class SimulatedRobot:
         self.speed, self.walking_speed = speed, walking_speed_mps
         self.events = itertools.count(1)
         self.session = uuid.uuid4().hex[:8]
+        self.on_task = False
+        self.last_report = time.monotonic()
 
     async def run(self) -> None:
         while True:
             try:
+                await self.keep_alive()
                 await self.step()
             except httpx.HTTPError as exc:
                 log.warning("%s: API unreachable (%s); retrying", self.robot_id, type(exc).__name__)
@@ -60,6 +66,8 @@ class SimulatedRobot:
     async def step(self) -> None:
         """Fetch the assignment and take the next step of it."""
         response = await self.http.get("/v1/robot/assignment", headers=self.headers)
+        if response.status_code in (200, 204):
+            self.on_task = response.status_code == 200
         if response.status_code != 200:
             await asyncio.sleep(POLL_SECONDS)
             return
@@ -112,7 +120,13 @@ class SimulatedRobot:
         if self.speed is not None:
             await asyncio.sleep(seconds / self.speed)
 
+    async def keep_alive(self) -> None:
+        """On a task and silent for KEEPALIVE_SECONDS: report where it stands (tried once per period)."""
+        if self.on_task and time.monotonic() - self.last_report >= KEEPALIVE_SECONDS:
+            await self.heartbeat(moving=False)
+
     async def heartbeat(self, moving: bool) -> None:
+        self.last_report = time.monotonic()
         await self.http.post("/v1/robot/heartbeat", headers=self.headers, json={
             "latitude": self.position.latitude, "longitude": self.position.longitude, "moving": moving})
 

@@ -44,6 +44,8 @@ STEP_TIMEOUT = timedelta(seconds=30)
 ACTS_ON_TRIP_FINDINGS = "acts-on-trip-findings"
 FIELD_TASK_WORKFLOW = "field-task-workflow"
 LOADED = (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
+EVENTS_BEFORE_DECISIONS = "robot-events-before-operator-decisions"
+ENDED_ATTEMPT_EVENTS_DROPPED = "robot-events-of-an-ended-attempt-dropped"
 
 # Which trip leg and task status each delivery status means for Operations.
 TRIP_PROGRESS: dict[S, tuple[str, str, str | None]] = {
@@ -84,6 +86,8 @@ class DeliveryWorkflow:
         self._task: TaskAssignment | None = None
         self._inbox: deque[tuple[RobotEvent, Phase]] = deque()
         self._seen_events: dict[str, EventReceipt] = {}
+        self._attempt_over = False
+        self._fault_reported = False
         self._phase_deadline: datetime | None = None
         self._cancel: CancelRequest | None = None
         self._finding: TripFinding | None = None
@@ -232,6 +236,7 @@ class DeliveryWorkflow:
         try:
             return await self._next_outcome()
         finally:
+            self._attempt_over = True  # the robot's further events belong to no attempt: refuse them
             monitor.cancel()
             self._monitor = None
             await self._step(TripMonitorActivities.stop_watching, self._watch(), TaskQueue.TRIP_MONITOR)
@@ -291,7 +296,8 @@ class DeliveryWorkflow:
                 )
             except asyncio.TimeoutError:
                 return "timeout"
-            if self._unparked_decision():
+            # Events the robot was told were accepted are applied before an operator's decision ends the attempt.
+            if self._unparked_decision() and not (self._inbox and workflow.patched(EVENTS_BEFORE_DECISIONS)):
                 kind, action = self._take_decision()
                 raise OperatorTookOver(kind, action)
             if self._inbox:
@@ -447,6 +453,10 @@ class DeliveryWorkflow:
         request = NewAttempt(delivery_id=self._order.delivery_id, number=previous.number + 1, kind=kind,
                              previous_attempt_id=previous.attempt_id, previous_outcome=reason)
         self._attempt = await self._step(DeliveriesActivities.start_attempt, request, TaskQueue.DELIVERIES)
+        if self._inbox and workflow.patched(ENDED_ATTEMPT_EVENTS_DROPPED):
+            # Left only when an operator ended the attempt while it was parked applying them: not this attempt's.
+            self._inbox.clear()
+        self._attempt_over = self._fault_reported = False
         self._attempt_sequence = 0
         self._reason = reason
         self._phase_deadline = None
@@ -584,6 +594,7 @@ class DeliveryWorkflow:
         if event.location is not None:
             self._last_location = event.location
         self._last_event = event.type.value
+        self._fault_reported = self._fault_reported or event.type is RobotEventType.FAULT
         self._inbox.append((event, self._phase))
         receipt = EventReceipt(delivery_id=self._order.delivery_id, status=self._phase.status,
                                attempt_id=self._attempt.attempt_id)
@@ -598,7 +609,21 @@ class DeliveryWorkflow:
             raise EventRejected(f"robot {event.robot_id} is not serving this delivery")
         if self._phase.status in TERMINAL_STATUSES:
             raise EventRejected(f"the delivery is already {self._phase.status.value}")
+        if ending := self._attempt_ending():
+            raise EventRejected(f"attempt {self._attempt.number} of robot {event.robot_id} is ending: {ending}")
         next_phase(self._phase, event.type, self._attempt.kind == "return")
+
+    def _attempt_ending(self) -> str | None:
+        """Why the robot's attempt is over or about to be, if it is: its events no longer apply."""
+        if self._attempt_over:
+            return "it is over"
+        if self._fault_reported:
+            return "the robot reported a fault"
+        if self._finding is not None:
+            return f"trip monitoring found the robot {self._finding.kind}"
+        if self._unparked_decision():
+            return f"an operator decided to {self._decision[0]}"
+        return None
 
     def _set_phase_deadline(self, event: RobotEventType) -> None:
         policy = self._order.policy
@@ -702,9 +727,12 @@ class DeliveryWorkflow:
     # ---- helpers ---------------------------------------------------------------------------------
 
     def _demand(self, preferred: str | None = None) -> DemandRequest:
+        preferred = preferred or self._preferred_robot
+        if preferred in self._excluded_robots:  # an operator's choice that has since broken down
+            preferred = None
         return DemandRequest(attempt=self._attempt, market=self._order.market, pickup=self._order.pickup,
                              dropoff=self._order.dropoff, exclude_robot_ids=self._excluded_robots,
-                             preferred_robot_id=preferred or self._preferred_robot)
+                             preferred_robot_id=preferred)
 
     def _watch(self, findings: bool = False) -> TripWatch:
         watch = TripWatch(attempt_id=self._attempt.attempt_id, delivery_id=self._order.delivery_id,

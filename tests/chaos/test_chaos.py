@@ -1,0 +1,280 @@
+"""Faults injected one after another into the real stack while at least 100 deliveries are in flight.
+
+The tests run in file order on one stack (`conftest.py`): seven faults, then the drain, then the checks that
+nothing was lost or duplicated anywhere. Outage lengths are part of each fault's definition; everything else
+waits on conditions with generous deadlines.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+
+import httpx
+from sqlalchemy import select
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.services import Service, TaskQueue
+from services.deliveries.models import Attempt
+from services.integrations.models import PartnerDelivery
+from services.operations.models import FOTask
+from tests.chaos.checks import callback_problems, history_problems, row_problems, workflow_problems
+from workflows.delivery import workflow_id
+
+TEMPORAL_DOWN_SECONDS = 5
+DATABASE_DOWN_SECONDS = 30
+PROBE_EVERY_SECONDS = 3
+PARTNER_ERRORS_SECONDS = 15
+PARTNER_HANGS_SECONDS = 15
+DUPLICATES_SECONDS = 30
+CRASHED_CREATES = 5
+DRAIN_SECONDS = 420
+MID_TRIP = {"en_route_to_pickup", "at_pickup", "picked_up", "en_route_to_dropoff", "at_dropoff"}
+
+
+async def test_1_a_worker_killed_on_each_queue_is_restarted(chaos):
+    for queue in TaskQueue:
+        in_flight = await chaos.require_in_flight()
+        old, offset = chaos.stack.worker_pid(queue), len(chaos.stack.up_output())
+        os.kill(old, signal.SIGKILL)
+        new = await chaos.restarted(f"worker {queue.value}", offset)
+        assert new != old and chaos.stack.worker_pid(queue) == new
+        chaos.fault("worker killed (kill -9)", in_flight, queue=queue.value, restarted_as=new)
+    for queue in TaskQueue:
+        await chaos.polled(queue, chaos.stack.worker_pid(queue))
+    await chaos.progress()
+
+
+async def test_2_temporal_restarts_and_every_delivery_resumes(chaos):
+    in_flight = await chaos.require_in_flight()
+    stopped = time.monotonic()
+    await chaos.stack.temporal.stop()
+    await asyncio.sleep(TEMPORAL_DOWN_SECONDS)
+    await chaos.stack.start_temporal()
+    chaos.fault("Temporal dev server stopped and started again", in_flight,
+                down_seconds=round(time.monotonic() - stopped, 1))
+    for queue in TaskQueue:
+        await chaos.polled(queue)
+    await chaos.healthy()
+    await chaos.progress()
+
+
+async def probe(chaos, http: httpx.AsyncClient) -> list[tuple[str, int, str | None, str | None]]:
+    """A partner's create and read and a robot's heartbeat and assignment poll: (what, status, code, Retry-After)."""
+    partner = {"authorization": f"Bearer {chaos.fleet['partner']['api_key']}"}
+    robot = chaos.unruly[0].headers
+    some_delivery = next(iter(chaos.flow.accepted))
+    body = chaos.flow.new_order()
+    chaos.outage_orders.append(body)
+    requests = [
+        ("create", http.post("/v1/deliveries", json=body, headers=partner)),
+        ("read", http.get(f"/v1/deliveries/{some_delivery}", headers=partner)),
+        ("heartbeat", http.post("/v1/robot/heartbeat", json={"latitude": 34.09, "longitude": -118.36,
+                                                             "moving": False}, headers=robot)),
+        ("assignment", http.get("/v1/robot/assignment", headers=robot)),
+    ]
+    answers = []
+    for what, request in requests:
+        response = await request
+        code = response.json().get("code") if response.headers.get("content-type") == "application/json" else None
+        answers.append((what, response.status_code, code, response.headers.get("retry-after")))
+    return answers
+
+
+async def test_3_a_database_outage_answers_503_and_loses_nothing(chaos):
+    in_flight = await chaos.require_in_flight()
+    answers = []
+    stopped = time.monotonic()
+    await chaos.stack.postgres.stop()
+    async with httpx.AsyncClient(base_url=chaos.stack.settings.api_url, timeout=30) as http:
+        while time.monotonic() - stopped < DATABASE_DOWN_SECONDS - PROBE_EVERY_SECONDS:
+            answers += await probe(chaos, http)
+            await asyncio.sleep(PROBE_EVERY_SECONDS)
+        await asyncio.sleep(max(0.0, DATABASE_DOWN_SECONDS - (time.monotonic() - stopped)))
+    await chaos.stack.start_postgres()
+    chaos.fault("Postgres stopped", in_flight, down_seconds=round(time.monotonic() - stopped, 1),
+                probes=len(answers))
+    wrong = [answer for answer in answers if answer[1:] != (503, "temporarily_unavailable", "5")]
+    assert answers and not wrong, f"answers during the outage that are not 503 + Retry-After: {wrong}"
+    await chaos.healthy()
+    for body in chaos.outage_orders:  # the partner retries what it was told to retry
+        delivery_id, _ = await chaos.flow.create(body)
+        chaos.flow.track(delivery_id, body)
+    await chaos.progress()
+
+
+async def test_4_an_api_crash_after_storing_an_order_is_healed_by_the_partners_retry(chaos):
+    in_flight = await chaos.require_in_flight()
+    bodies = [chaos.flow.new_order() for _ in range(CRASHED_CREATES)]
+    external_ids = [body["external_id"] for body in bodies]
+    partner_id = uuid.UUID(chaos.fleet["partner"]["id"])
+    # With Temporal unreachable the API holds each create between storing the order and starting its workflow.
+    await chaos.stack.temporal.stop()
+    first_tries = [asyncio.create_task(chaos.flow.post_once(body)) for body in bodies]
+
+    async def stored():
+        async with chaos.databases.sessions(Service.INTEGRATIONS).begin() as session:
+            orders = list(await session.scalars(select(PartnerDelivery).where(
+                PartnerDelivery.partner_id == partner_id, PartnerDelivery.external_delivery_id.in_(external_ids))))
+        return orders if len(orders) == len(bodies) else None
+
+    orders = await chaos.until(stored, "the orders stored", timeout=30, interval=0.05)
+    api, offset = chaos.stack.api_pid(), len(chaos.stack.up_output())
+    os.kill(api, signal.SIGKILL)
+    unanswered = sum(1 for answer in await asyncio.gather(*first_tries) if answer is None)
+    assert unanswered >= 1, "every create was answered before the API was killed"
+    await chaos.stack.start_temporal()
+    for order in orders:  # stored, but no workflow was ever started
+        try:
+            await chaos.stack.client.get_workflow_handle(workflow_id(order.delivery_id)).describe()
+            raise AssertionError(f"delivery {order.delivery_id} has a workflow before the partner retried")
+        except RPCError as exc:
+            assert exc.status == RPCStatusCode.NOT_FOUND, exc
+    await chaos.restarted("api", offset)
+    await chaos.healthy()
+    retried = [await chaos.flow.create(body) for body in bodies]
+    assert {delivery_id for delivery_id, _ in retried} == {str(order.delivery_id) for order in orders}
+    for body, (delivery_id, status) in zip(bodies, retried):
+        assert status == 200, "the retry must find the stored order, not create another"
+        chaos.flow.track(delivery_id, body)
+        runs = [run async for run in chaos.stack.client.list_workflows(f"WorkflowId = '{workflow_id(delivery_id)}'")]
+        assert len(runs) == 1
+    chaos.fault("API killed between storing orders and starting their workflows", in_flight,
+                orders=len(bodies), unanswered=unanswered)
+    await chaos.progress()
+
+
+async def test_5_a_partner_endpoint_outage_delays_callbacks_but_loses_none(chaos):
+    in_flight = await chaos.require_in_flight()
+    receiver = chaos.receiver
+    receiver.mode = "error"
+    await asyncio.sleep(PARTNER_ERRORS_SECONDS)
+    receiver.mode = "hang"
+    await asyncio.sleep(PARTNER_HANGS_SECONDS)
+    receiver.mode = "ok"
+    chaos.fault("partner endpoint answered 500, then timed out", in_flight, answered_500=receiver.answered_500,
+                hung=receiver.hung)
+    assert receiver.answered_500 > 0 and receiver.hung > 0
+    await chaos.progress()
+
+
+async def serving(chaos, statuses: set[str]) -> dict[str, str]:
+    """The vanishing robots whose delivery is in one of `statuses`, as the robot API tells them: robot -> delivery."""
+    found = {}
+    async with httpx.AsyncClient(base_url=chaos.stack.settings.api_url, timeout=30) as http:
+        for robot in chaos.vanishing:
+            response = await http.get("/v1/robot/assignment", headers={"authorization": f"Bearer {robot['credential']}"})
+            if response.status_code == 200 and response.json()["status"] in statuses:
+                found[robot["robot_id"]] = response.json()["delivery_id"]
+    return found
+
+
+async def test_6_a_robot_that_disappears_mid_trip_is_replaced(chaos):
+    in_flight = await chaos.require_in_flight()
+    for _ in range(3):
+        await chaos.until(lambda: serving(chaos, MID_TRIP), "a vanishing robot mid-trip", timeout=240, interval=0.2)
+        await asyncio.to_thread(chaos.stack.simulators["vanishing"].stop, signal.SIGKILL)
+        # Its last report may have ended the trip just before it went: count only the trips it left open.
+        chaos.vanished = await serving(chaos, MID_TRIP | {"robot_assigned"})
+        if chaos.vanished:
+            break
+        chaos.stack.start_simulator("vanishing", chaos.vanishing)
+    assert chaos.vanished, "no vanishing robot was ever caught mid-trip"
+    chaos.fault("robot stopped reporting mid-trip", in_flight, robots=sorted(chaos.vanished))
+
+
+async def test_7_duplicate_and_reordered_events_and_requests(chaos):
+    in_flight = await chaos.require_in_flight()
+    flow = chaos.flow
+    flow.duplicates, flow.cancel_share = True, 0.3
+    for robot in chaos.unruly:
+        robot.unruly = True
+    await asyncio.sleep(DUPLICATES_SECONDS)
+    flow.duplicates = False  # the robots go on misbehaving until every delivery has ended
+    chaos.fault("duplicate creates and cancels, duplicated and reordered robot events", in_flight,
+                duplicate_creates=flow.duplicate_creates, cancelled=flow.cancelled)
+    assert flow.duplicate_creates > 0 and flow.cancelled > 0
+
+
+async def test_8_every_accepted_delivery_reaches_the_right_end(chaos):
+    seconds = await chaos.flow.drain(DRAIN_SECONDS)
+    flow, terminal = chaos.flow, chaos.receiver.terminal
+    lost = [d for d in flow.accepted if d not in terminal]
+    chaos.figures.update(drain_seconds=round(seconds, 1), deliveries_lost=len(lost))
+    assert not lost, f"{len(lost)} deliveries never reached a terminal status: {lost[:10]}"
+    wrong = {d: (terminal[d][0], sorted(t.expected), t.cancels) for d, t in flow.accepted.items()
+             if terminal[d][0] not in t.expected}
+    chaos.figures["final_statuses"] = dict(sorted(Counter(status for status, _ in terminal.values()).items()))
+    assert not wrong, f"deliveries that ended wrongly (status, expected, cancel answers): {wrong}"
+    assert flow.problems == [], flow.problems
+    chaos.figures["cancelled_by_partners"] = flow.cancelled
+
+
+async def test_9_unruly_robots_were_refused_or_answered_as_before(chaos):
+    for robot in chaos.unruly:
+        robot.unruly = False
+    tally = chaos.robot_tally
+    assert tally["premature refused"] > 0 and tally["duplicate answered as the original"] > 0, tally
+    assert chaos.robot_problems == []
+
+
+async def test_10_the_vanished_robots_deliveries_went_on_with_another_robot(chaos):
+    assert chaos.vanished
+    for robot_id, delivery_id in chaos.vanished.items():
+        async with chaos.databases.sessions(Service.DELIVERIES).begin() as session:
+            attempts = list(await session.scalars(
+                select(Attempt).where(Attempt.delivery_id == uuid.UUID(delivery_id)).order_by(Attempt.number)))
+        lost = [a for a in attempts if a.robot_id == robot_id]
+        assert lost and lost[0].status == "failed" and "lost" in lost[0].end_reason, attempts
+        assert attempts[-1].robot_id != robot_id and attempts[-1].status == "succeeded"
+        async with chaos.databases.sessions(Service.OPERATIONS).begin() as session:
+            field_tasks = list(await session.scalars(select(FOTask).where(FOTask.robot_id == robot_id)))
+        assert any(task.delivery_id == uuid.UUID(delivery_id) for task in field_tasks)
+
+
+async def test_11_no_duplicate_or_orphan_rows_in_any_database(chaos):
+    accepted = {uuid.UUID(d) for d in chaos.flow.accepted}
+    problems = await row_problems(chaos.databases, uuid.UUID(chaos.fleet["partner"]["id"]), accepted)
+    chaos.figures["row_problems"] = {kind: len(found) for kind, found in problems.items()}
+    chaos.figures["duplicate_rows"] = len(problems["duplicates"])
+    assert problems == {kind: [] for kind in problems}, {k: v[:10] for k, v in problems.items()}
+
+
+async def test_12_one_workflow_per_delivery_and_no_history_gap_or_duplicate(chaos):
+    accepted = {uuid.UUID(d) for d in chaos.flow.accepted}
+    client = chaos.stack.client
+
+    async def all_closed():
+        return [e async for e in client.list_workflows("WorkflowType = 'DeliveryWorkflow' AND "
+                                                       "ExecutionStatus = 'Running'")] == []
+
+    await chaos.until(all_closed, "every delivery workflow closed", timeout=120)
+    problems, runs = await workflow_problems(client, accepted)
+    chaos.figures["duplicate_workflows"] = sum(n - 1 for n in runs.values())
+    assert problems == [], problems[:10]
+    history, events, results = await history_problems(client, sorted(runs))
+    chaos.figures.update(histories_checked=len(runs), history_events_checked=events)
+    assert history == [], history[:10]
+    chaos.results = results
+
+
+async def test_13_the_partner_got_every_callback_once_in_order(chaos):
+    results = chaos.results
+    statuses = {d: [step["status"] for step in results[workflow_id(d)]["trail"]] for d in chaos.flow.accepted}
+    problems = callback_problems(chaos.receiver, set(chaos.flow.accepted), statuses)
+    chaos.figures["callbacks_checked"] = sum(len(s) for s in statuses.values())
+    chaos.figures["duplicate_callback_events"] = sum(1 for p in problems if "webhook-id" in p)
+    assert problems == [], problems[:10]
+    assert chaos.receiver.bad_signatures == 0
+
+
+async def test_14_the_api_never_answered_500(chaos):
+    log = chaos.stack.logs / "api.log"
+    errors = [line for line in log.read_text().splitlines()
+              if '"logger": "api.requests"' in line and json.loads(line).get("status", 0) >= 500
+              and json.loads(line)["status"] != 503]
+    chaos.figures["api_5xx_other_than_503"] = len(errors)
+    assert errors == [], errors[:5]

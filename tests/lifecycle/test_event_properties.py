@@ -1,0 +1,236 @@
+"""Random robot events and operator actions against one delivery workflow: it never reaches an inconsistent state.
+
+Hypothesis draws a sequence of steps: the event the delivery expects next, any robot event, a resend of the last
+event, an event from a robot that is not serving the delivery, and the operators' and partner's `retry`,
+`redispatch`, `resolve_delivered` and `cancel`. A model built on `workflows/transitions.py` predicts for each step
+whether the workflow must accept or refuse it and where the delivery then stands; after every step the `status`
+query must agree with the model (status, lid, attempt), attempt numbers only grow, and a terminal status stays
+final. A robot whose attempt just ended (fault, redispatch) must be refused at once, even before the next attempt
+exists. Each delivery is then brought to an end, and its trail of statuses must be exactly the one the model
+expects, attempt by attempt.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.contracts import CancelRequest, DeliveryStatus as S, OperatorAction, Point, RobotEvent, RobotEventType as E
+from tests.lifecycle.conftest import wait_for
+from tests.lifecycle.test_failure_paths import create
+from workflows.delivery import DeliveryWorkflow, workflow_id
+from workflows.transitions import EventRejected, Phase, next_phase
+
+TERMINAL = {S.DELIVERED.value, S.CANCELLED.value, S.RETURNED.value}
+LOADED = {S.PICKED_UP.value, S.EN_ROUTE_TO_DROPOFF.value, S.AT_DROPOFF.value}
+REDISPATCHABLE = {S.ROBOT_ASSIGNED.value, S.EN_ROUTE_TO_PICKUP.value}
+# What a well-behaved robot sends next from each (status, lid open) of a delivery, and of a return.
+NEXT_EVENT = {(S.ROBOT_ASSIGNED, False): E.DEPARTED, (S.EN_ROUTE_TO_PICKUP, False): E.ARRIVED_AT_PICKUP,
+              (S.AT_PICKUP, False): E.LID_OPENED, (S.AT_PICKUP, True): E.LID_CLOSED,
+              (S.PICKED_UP, False): E.DEPARTED, (S.EN_ROUTE_TO_DROPOFF, False): E.ARRIVED_AT_DROPOFF,
+              (S.AT_DROPOFF, False): E.LID_OPENED, (S.AT_DROPOFF, True): E.LID_CLOSED,
+              (S.RETURNING, False): E.LID_OPENED, (S.RETURNING, True): E.LID_CLOSED}
+TIMERS = ("robot_search_seconds", "pilot_wait_seconds", "pickup_wait_seconds", "customer_no_show_seconds",
+          "connectivity_lost_seconds", "stuck_window_seconds")
+STEPS = st.lists(st.sampled_from(["next"] * 6 + [e.value for e in E if e is not E.FAULT]
+                                 + ["fault", "resend", "stranger", "retry", "redispatch", "resolve", "cancel"]),
+                 min_size=1, max_size=8)
+
+
+@dataclass
+class Model:
+    """Where the delivery must stand, and the trail of (attempt number, status) it must have left."""
+
+    status: str
+    robot: str
+    attempt: int = 1
+    kind: str = "delivery"
+    lid_open: bool = False
+    trail: list[tuple[int, str]] = field(default_factory=list)
+    last_event: tuple[RobotEvent, dict] | None = None
+
+    @property
+    def phase(self) -> Phase:
+        return Phase(S(self.status), self.lid_open)
+
+    def reach(self, status: str) -> None:
+        if status != self.status or not self.trail or self.trail[-1] != (self.attempt, status):
+            self.trail.append((self.attempt, status))
+        self.status = status
+        if status in TERMINAL:
+            self.lid_open = False
+
+    def new_attempt(self, kind: str, status: str) -> None:
+        self.attempt, self.kind, self.lid_open = self.attempt + 1, kind, False
+        self.reach(status)
+
+
+class Delivery:
+    """One delivery driven through its workflow's updates, checked against the model after every step."""
+
+    def __init__(self, market, delivery_id):
+        self.market, self.delivery_id = market, delivery_id
+        self.handle = market.platform.client.get_workflow_handle(workflow_id(delivery_id))
+
+    async def status(self) -> dict:
+        return await self.handle.query(DeliveryWorkflow.status)
+
+    async def settle(self, attempt: int, status: str) -> dict:
+        async def settled():
+            view = await self.status()
+            number = view["attempt"]["number"] if view["attempt"] else None
+            return view if (number, view["status"]) == (attempt, status) else None
+
+        settled.__name__ = f"attempt {attempt} {status}"
+        return await wait_for(settled, timeout=60, interval=0.05)
+
+    def event(self, robot: str, kind: E) -> RobotEvent:
+        return RobotEvent(event_id=f"prop-{uuid.uuid4().hex[:12]}", robot_id=robot, type=kind,
+                          location=Point(**self.market.point()), occurred_at=datetime.now(UTC))
+
+    async def update(self, name: str, argument) -> tuple[bool, object]:
+        """Send an update: (accepted, its result), or (False, why it was refused)."""
+        try:
+            return True, await self.handle.execute_update(name, argument)
+        except WorkflowUpdateFailedError as refused:
+            return False, refused.cause
+        except RPCError as closed:  # the delivery ended and its workflow closed: nothing more is taken
+            assert closed.status == RPCStatusCode.NOT_FOUND, closed
+            return False, closed
+
+    async def check(self, model: Model, seen_attempts: list[int]) -> None:
+        view = await self.status()
+        assert (view["status"], view["lid_open"]) == (model.status, model.lid_open), (view, model)
+        assert (view["attempt"]["number"], view["attempt"]["kind"]) == (model.attempt, model.kind), (view, model)
+        assert not seen_attempts or view["attempt"]["number"] >= seen_attempts[-1]
+        seen_attempts.append(view["attempt"]["number"])
+
+
+async def robot_event(delivery: Delivery, model: Model, kind: E) -> None:
+    try:
+        expected = None if model.status in TERMINAL else next_phase(model.phase, kind, model.kind == "return")
+    except EventRejected:
+        expected = None
+    event = delivery.event(model.robot, kind)
+    accepted, answer = await delivery.update("robot_event", event)
+    assert accepted == (expected is not None), (kind, model, answer)
+    if accepted:
+        assert answer["status"] == expected.status.value, (answer, expected)
+        model.lid_open = expected.lid_open
+        model.reach(expected.status.value)
+        model.last_event = (event, answer)
+
+
+async def robot_left(delivery: Delivery, model: Model, old_robot: str, old_phase: Phase) -> None:
+    """The attempt of `old_robot` has ended: the event it would have sent next is refused, whatever the timing."""
+    if (old_phase.status, old_phase.lid_open) in NEXT_EVENT:
+        event = delivery.event(old_robot, NEXT_EVENT[(old_phase.status, old_phase.lid_open)])
+        accepted, answer = await delivery.update("robot_event", event)
+        assert not accepted, f"{old_robot}'s event was taken after its attempt ended: {answer}"
+
+
+async def operator(delivery: Delivery, model: Model, step: str) -> None:
+    action = OperatorAction(operator="prop", note=f"property step {step}")
+    if step == "retry":  # never parked here
+        accepted, _ = await delivery.update("retry", action)
+        assert not accepted
+        return
+    if step == "cancel":
+        accepted, answer = await delivery.update("cancel", CancelRequest(reason="customer_cancelled"))
+        assert accepted == (model.status not in TERMINAL | {S.RETURNING.value}), (model, answer)
+        if accepted:
+            if model.status in LOADED:
+                model.new_attempt("return", S.RETURNING.value)
+            else:
+                model.reach(S.CANCELLED.value)
+            assert answer["status"] == model.status
+        return
+    old_robot, old_phase = model.robot, model.phase
+    if step == "resolve":
+        accepted, _ = await delivery.update("resolve_delivered", action)
+        assert accepted == (model.status in LOADED and model.kind == "delivery"), model
+        if accepted:
+            model.reach(S.DELIVERED.value)
+    else:  # redispatch, to a robot of its own so the old one's events can only be refused
+        spare = await delivery.market.add_robot()
+        accepted, _ = await delivery.update("redispatch", action.model_copy(update={"robot_id": spare}))
+        assert accepted == (model.status in REDISPATCHABLE), model
+        if accepted:
+            model.robot = spare
+            model.new_attempt("delivery", S.ROBOT_ASSIGNED.value)
+    if accepted:
+        await robot_left(delivery, model, old_robot, old_phase)
+        await delivery.settle(model.attempt, model.status)
+
+
+async def fault(delivery: Delivery, model: Model) -> None:
+    await delivery.market.add_robot()  # the faulty robot goes out of service; another takes over
+    old_robot, old_phase = model.robot, model.phase
+    accepted, answer = await delivery.update("robot_event", delivery.event(old_robot, E.FAULT))
+    assert accepted == (model.status not in TERMINAL), (model, answer)
+    if not accepted:
+        return
+    if model.kind == "return":
+        model.reach(S.RETURNED.value)
+    else:
+        model.new_attempt("delivery", S.ROBOT_ASSIGNED.value)
+    await robot_left(delivery, model, old_robot, old_phase)
+    view = await delivery.settle(model.attempt, model.status)
+    assert view["robot_id"] != old_robot or model.status in TERMINAL
+    model.robot = view["robot_id"]
+
+
+async def play(delivery: Delivery, model: Model, step: str) -> None:
+    if step == "next":
+        kind = NEXT_EVENT.get((S(model.status), model.lid_open))
+        if kind is not None:
+            await robot_event(delivery, model, kind)
+    elif step == "fault":
+        await fault(delivery, model)
+    elif step in {e.value for e in E}:
+        await robot_event(delivery, model, E(step))
+    elif step == "resend" and model.last_event is not None:
+        event, original = model.last_event
+        accepted, answer = await delivery.update("robot_event", event)
+        assert accepted and answer == original, (answer, original)
+    elif step == "stranger":
+        accepted, _ = await delivery.update("robot_event", delivery.event("robot-of-nobody", E.DEPARTED))
+        assert not accepted
+    elif step in ("retry", "redispatch", "resolve", "cancel"):
+        await operator(delivery, model, step)
+
+
+async def bring_to_an_end(delivery: Delivery, model: Model) -> None:
+    while model.status not in TERMINAL:
+        if model.kind == "return":
+            await play(delivery, model, "next")
+        else:
+            await operator(delivery, model, "resolve" if model.status in LOADED else "cancel")
+
+
+@settings(max_examples=10, print_blob=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=STEPS)
+async def test_random_events_and_actions_never_leave_a_delivery_inconsistent(market, lifecycle_policy, steps):
+    # No timer may move the delivery behind the model's back, however slow the machine is.
+    lifecycle_policy(**{timer: 3600 for timer in TIMERS})
+    await market.add_pilot()  # a robot and a pilot of its own: an example that failed may still hold others
+    await market.add_robot()
+    delivery_id = await create(market)
+    delivery = Delivery(market, delivery_id)
+    view = await delivery.settle(1, S.ROBOT_ASSIGNED.value)
+    model = Model(status=S.ROBOT_ASSIGNED.value, robot=view["robot_id"],
+                  trail=[(1, S.CREATED.value), (1, S.ROBOT_ASSIGNED.value)])
+    seen_attempts: list[int] = []
+    for step in steps:
+        was_terminal = model.status in TERMINAL
+        await play(delivery, model, step)
+        await delivery.check(model, seen_attempts)
+        assert not was_terminal or model.status in TERMINAL
+    await bring_to_an_end(delivery, model)
+    result = await delivery.handle.result()
+    assert result["status"] == model.status
+    assert [(step["attempt"], step["status"]) for step in result["trail"]] == model.trail, (steps, result)
