@@ -43,9 +43,9 @@ STEP_TIMEOUT = timedelta(seconds=30)
 # Versions of the lifecycle (workflow.patched): deliveries started before them replay the earlier decisions.
 ACTS_ON_TRIP_FINDINGS = "acts-on-trip-findings"
 FIELD_TASK_WORKFLOW = "field-task-workflow"
-LOADED = (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
 EVENTS_BEFORE_DECISIONS = "robot-events-before-operator-decisions"
 ENDED_ATTEMPT_EVENTS_DROPPED = "robot-events-of-an-ended-attempt-dropped"
+LOADED = (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
 
 # Which trip leg and task status each delivery status means for Operations.
 TRIP_PROGRESS: dict[S, tuple[str, str, str | None]] = {
