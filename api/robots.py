@@ -87,6 +87,10 @@ async def report_event(report: EventReport, robot: CurrentRobot, request: Reques
         raise ApiError(422, "location_required", "lid events must carry the GPS position")
     event = RobotEvent(event_id=report.event_id, robot_id=robot.robot_id, type=report.type, location=location,
                        occurred_at=report.occurred_at or datetime.now(UTC), detail=report.detail)
+    async with request.app.state.databases.sessions(Service.STATE).begin() as session:
+        earlier = await state.find_event(session, robot.robot_id, report.event_id)
+    if earlier is not None:  # a resend, maybe after its task ended: the same answer, never applied again
+        return await _answer_again(request, earlier)
     task = await _active_task(request, robot.robot_id)
     if task is None:
         await _reject(request, event, None, None, "the robot has no active assignment")
@@ -101,6 +105,17 @@ async def report_event(report: EventReport, robot: CurrentRobot, request: Reques
     except RPCError:
         raise ApiError(503, "temporarily_unavailable", "the delivery could not take the event; resend it",
                        headers={"Retry-After": "1"}) from None
+
+
+async def _answer_again(request: Request, earlier) -> EventReceipt:
+    """The answer a recorded event got: its delivery's receipt if accepted, else the same refusal."""
+    delivery_id = earlier.payload.get("delivery_id")
+    if earlier.accepted and delivery_id:
+        handle = request.app.state.temporal.get_workflow_handle(workflow_id(delivery_id))
+        receipt = await handle.query(DeliveryWorkflow.receipt, earlier.event_id)
+        if receipt is not None:
+            return receipt
+    raise ApiError(409, "event_rejected", earlier.rejection_reason or "the event was not taken")
 
 
 async def _reject(request: Request, event: RobotEvent, delivery_id, attempt_id, reason: str) -> None:

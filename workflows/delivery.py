@@ -703,6 +703,11 @@ class DeliveryWorkflow:
         return f"{kind} accepted from {action.operator}"
 
     @workflow.query
+    def receipt(self, event_id: str) -> EventReceipt | None:
+        """The answer this delivery gave to a robot event it accepted; None if it never accepted it."""
+        return self._seen_events.get(event_id)
+
+    @workflow.query
     def status(self) -> dict[str, Any]:
         """The delivery's full current state."""
         return {

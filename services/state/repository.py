@@ -22,14 +22,17 @@ async def _next_sequence(session: AsyncSession, model, robot_id: str) -> int:
     return (current or 0) + 1
 
 
+async def find_event(session: AsyncSession, robot_id: str, event_id: str) -> StateHistory | None:
+    """The robot's event with this id, as recorded (accepted, or refused with its reason)."""
+    return await session.scalar(
+        select(StateHistory).where(StateHistory.robot_id == robot_id, StateHistory.event_id == event_id))
+
+
 async def record_event(session: AsyncSession, recorded: RecordedRobotEvent) -> bool:
     """Append a robot event (and its lid cycle) once per event id; return False if it was already there."""
     event = recorded.event
     await _lock_robot(session, event.robot_id)
-    exists = await session.scalar(
-        select(StateHistory.id).where(StateHistory.robot_id == event.robot_id, StateHistory.event_id == event.event_id)
-    )
-    if exists is not None:
+    if await find_event(session, event.robot_id, event.event_id) is not None:
         return False
     location = event.location
     session.add(StateHistory(

@@ -160,8 +160,7 @@ class PartnerFlow:
         return self.track(ids.pop(), body)
 
     def track(self, delivery_id: str, body: dict) -> Tracked:
-        tracked = self.accepted.setdefault(delivery_id, Tracked(delivery_id, body["external_id"], body))
-        return tracked
+        return self.accepted.setdefault(delivery_id, Tracked(delivery_id, body["external_id"], body))
 
     def in_flight(self) -> int:
         """Accepted deliveries whose terminal callback has not arrived."""

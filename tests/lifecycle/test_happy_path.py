@@ -120,6 +120,21 @@ async def test_an_event_that_does_not_fit_is_refused_and_kept_as_rejected(market
     assert first.json() == again.json()
 
 
+async def test_an_event_resent_after_its_delivery_ended_gets_the_same_answer(market):
+    robot = await market.add_robot()
+    await market.add_pilot()
+    async with market.partner_http() as partner:
+        delivery_id = UUID((await partner.post("/v1/deliveries", json=market.order())).json()["id"])
+    driver = RobotDriver(market, robot)
+    await driver.to_pickup(delivery_id)
+    await driver.load_and_go()
+    await driver.send("lid_opened")
+    last = await driver.send("lid_closed", event_id="last-lid-close")
+    await wait_terminal(market.platform, delivery_id)
+    again = await driver.send("lid_closed", event_id="last-lid-close")  # its task is closed by now
+    assert again.json() == last.json() and last.json()["status"] == "delivered"
+
+
 async def test_same_order_twice_is_one_delivery_and_a_changed_body_is_a_conflict(market):
     async with market.partner_http() as partner:
         order = market.order()
