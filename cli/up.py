@@ -188,7 +188,8 @@ async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) 
         say(f"worker metrics on http://{settings.metrics_host}:{min(ports.values())}-{max(ports.values())}/metrics "
             f"(one port per queue), API metrics on {settings.api_url}/metrics")
     api = [python, "-m", "uvicorn", "api.app:create_app", "--factory",
-           "--host", settings.api_host, "--port", str(settings.api_port), "--no-access-log"]
+           "--host", settings.api_host, "--port", str(settings.api_port), "--no-access-log",
+           "--loop", "uvloop", "--http", "httptools"]
     await supervisor.start(Child("api", api, logs / "api.log", env=env))
     await wait_for_health(settings, logs)
     await start_rounds(settings)
