@@ -32,8 +32,9 @@ class Assignment(BaseModel):
     attempt_id: uuid.UUID
     task_id: uuid.UUID
     kind: str = Field(description="delivery, or return (take the order back to the store)")
-    status: str = Field(description="the delivery's status as the workflow sees it")
-    lid_open: bool
+    status: str = Field(description="the delivery's status as Deliveries recorded it; a moment behind an event's "
+                                    "receipt, which is the robot's immediate answer")
+    lid_open: bool = Field(description="the last lid event this attempt recorded was an opening")
     pickup: Point
     dropoff: Point
 
@@ -63,18 +64,23 @@ async def _active_task(request: Request, robot_id: str):
 @router.get("/assignment", response_model=Assignment, summary="The robot's current assignment",
             responses={204: {"description": "no assignment right now"}})
 async def get_assignment(robot: CurrentRobot, request: Request):
-    """What the robot should be doing: the delivery, its pickup and dropoff, and the current status."""
+    """What the robot should be doing: the delivery, its pickup and dropoff, and the current status.
+
+    Read from the databases (Operations, Deliveries, State), never from the workflow: robots poll it all the time.
+    """
+    databases = request.app.state.databases
     task = await _active_task(request, robot.robot_id)
     if task is None:
         return Response(status_code=204)
-    async with request.app.state.databases.sessions(Service.DELIVERIES).begin() as session:
-        view = await deliveries.get_delivery_view(session, task.delivery_id)
-    status = await request.app.state.temporal.get_workflow_handle(workflow_id(task.delivery_id)).query(
-        DeliveryWorkflow.status)
+    async with databases.sessions(Service.DELIVERIES).begin() as session:
+        delivery = await deliveries.get_delivery(session, task.delivery_id)
+    async with databases.sessions(Service.STATE).begin() as session:
+        lid_open = await state.lid_open(session, task.attempt_id)
     return Assignment(
         robot_id=robot.robot_id, delivery_id=task.delivery_id, attempt_id=task.attempt_id, task_id=task.id,
-        kind=task.kind, status=status["status"], lid_open=status["lid_open"],
-        pickup=Point(**view["pickup"]), dropoff=Point(**view["dropoff"]),
+        kind=task.kind, status=delivery.status, lid_open=lid_open,
+        pickup=Point(latitude=delivery.pickup_latitude, longitude=delivery.pickup_longitude),
+        dropoff=Point(latitude=delivery.dropoff_latitude, longitude=delivery.dropoff_longitude),
     )
 
 

@@ -1,8 +1,10 @@
 """A fleet of simulated robots that drive deliveries through the same HTTP API a real robot uses.
 
-Each robot polls its assignment, looks at the status its delivery workflow reports, and takes the next
-step: depart, drive (sending heartbeats), arrive, open and close the lid. It keeps no lifecycle state of
-its own, so a restarted simulator picks up where the deliveries are.
+Each robot polls its assignment, looks at the delivery's status, and takes the next step: depart, drive
+(sending heartbeats), arrive, open and close the lid. The assignment is read from the databases, a moment
+behind the workflow, so while a task lasts the robot goes by the receipt of its last accepted event (the
+workflow's own answer) and only falls back to the assignment's status when an event is refused. That is all
+it remembers, so a restarted simulator picks up where the deliveries are.
 """
 
 import asyncio
@@ -48,6 +50,8 @@ class SimulatedRobot:
         self.speed, self.walking_speed = speed, walking_speed_mps
         self.events = itertools.count(1)
         self.session = uuid.uuid4().hex[:8]
+        self.task_id: str | None = None
+        self.confirmed: tuple[str, str, bool] | None = None  # (task, status, lid open) of the last receipt
 
     async def run(self) -> None:
         while True:
@@ -65,7 +69,10 @@ class SimulatedRobot:
             return
         job = response.json()
         pickup, dropoff = Point(**job["pickup"]), Point(**job["dropoff"])
+        self.task_id = job["task_id"]
         status, lid_open = job["status"], job["lid_open"]
+        if self.confirmed and self.confirmed[0] == self.task_id:
+            status, lid_open = self.confirmed[1:]
         if status == "robot_assigned" or status == "picked_up":
             await self.report("departed")
         elif status == "en_route_to_pickup":
@@ -87,9 +94,11 @@ class SimulatedRobot:
 
     async def return_to_store(self, store: Point) -> None:
         if meters_between(self.position, store) > 5:
-            await self.report("departed")
+            if not await self.report("departed"):
+                return
             await self.drive_to(store)
-            await self.report("arrived_at_store")
+            if not await self.report("arrived_at_store"):
+                return
         await self.report("lid_opened")
 
     async def drive_to(self, target: Point) -> None:
@@ -116,13 +125,20 @@ class SimulatedRobot:
         await self.http.post("/v1/robot/heartbeat", headers=self.headers, json={
             "latitude": self.position.latitude, "longitude": self.position.longitude, "moving": moving})
 
-    async def report(self, event_type: str) -> None:
+    async def report(self, event_type: str) -> bool:
+        """Send one event; whether it was accepted."""
         event_id = f"{self.robot_id}-{self.session}-{next(self.events)}"
         body = {"event_id": event_id, "type": event_type,
                 "latitude": self.position.latitude, "longitude": self.position.longitude}
         response = await self.http.post("/v1/robot/events", headers=self.headers, json=body)
         if response.status_code >= 400:
             log.info("%s: %s refused: %s", self.robot_id, event_type, response.text[:200])
+            self.confirmed = None  # go by the assignment again, once it has caught up
+            await asyncio.sleep(POLL_SECONDS)
+            return False
+        receipt = response.json()
+        self.confirmed = (self.task_id, receipt["status"], receipt["lid_open"])
+        return True
 
 
 async def run_fleet(api_url: str, robots: list[dict], speed: float | None) -> None:

@@ -586,7 +586,7 @@ class DeliveryWorkflow:
         self._last_event = event.type.value
         self._inbox.append((event, self._phase))
         receipt = EventReceipt(delivery_id=self._order.delivery_id, status=self._phase.status,
-                               attempt_id=self._attempt.attempt_id)
+                               attempt_id=self._attempt.attempt_id, lid_open=self._phase.lid_open)
         self._seen_events[event.event_id] = receipt
         return receipt
 
