@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
@@ -99,7 +100,7 @@ async def report_event(report: EventReport, robot: CurrentRobot, request: Reques
         raise ApiError(409, "no_assignment", "the robot has no active assignment")
     handle = request.app.state.temporal.get_workflow_handle(workflow_id(task.delivery_id))
     try:
-        return await handle.execute_update(DeliveryWorkflow.robot_event, event)
+        receipt = await handle.execute_update(DeliveryWorkflow.robot_event, event)
     except WorkflowUpdateFailedError as exc:
         reason = str(exc.cause.message if hasattr(exc.cause, "message") else exc.cause)
         await _reject(request, event, task.delivery_id, task.attempt_id, reason)
@@ -107,11 +108,27 @@ async def report_event(report: EventReport, robot: CurrentRobot, request: Reques
     except RPCError:
         raise ApiError(503, "temporarily_unavailable", "the delivery could not take the event; resend it",
                        headers={"Retry-After": "1"}) from None
+    # Accepted: State keeps it (with the lid cycle and GPS) before the robot hears so. If that fails the robot
+    # resends the same event_id, the workflow answers with the same receipt, and State gets it then, once.
+    recorded = RecordedRobotEvent(event=event, delivery_id=receipt.delivery_id, attempt_id=receipt.attempt_id,
+                                  accepted=True)
+    try:
+        await _record(request, recorded)
+    except SQLAlchemyError:
+        log.warning("accepted event not yet recorded in State", extra={"robot_id": robot.robot_id,
+                                                                     "delivery_id": str(receipt.delivery_id)})
+        raise ApiError(503, "temporarily_unavailable", "the event was taken but not yet recorded; resend it",
+                       headers={"Retry-After": "1"}) from None
+    return receipt
 
 
 async def _reject(request: Request, event: RobotEvent, delivery_id, attempt_id, reason: str) -> None:
-    recorded = RecordedRobotEvent(event=event, delivery_id=delivery_id, attempt_id=attempt_id, accepted=False,
-                                  rejection_reason=reason[:200])
+    await _record(request, RecordedRobotEvent(event=event, delivery_id=delivery_id, attempt_id=attempt_id,
+                                              accepted=False, rejection_reason=reason[:200]))
+
+
+async def _record(request: Request, recorded: RecordedRobotEvent) -> None:
+    """Append the event to State's log (and lid cycles), once per robot and event_id."""
     async with request.app.state.databases.sessions(Service.STATE).begin() as session:
         await state.record_event(session, recorded)
 
