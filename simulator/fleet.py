@@ -3,8 +3,9 @@
 Each robot polls its assignment, looks at the delivery's status, and takes the next step: depart, drive
 (sending heartbeats), arrive, open and close the lid. The assignment is read from the databases, a moment
 behind the workflow, so while a task lasts the robot goes by the receipt of its last accepted event (the
-workflow's own answer) and only falls back to the assignment's status when an event is refused. That is all
-it remembers, so a restarted simulator picks up where the deliveries are.
+workflow's own answer), takes the next step at once, and only asks for the assignment again when there is
+nothing to do or an event is refused. That receipt is all it remembers, so a restarted simulator picks up
+where the deliveries are.
 """
 
 import asyncio
@@ -62,7 +63,7 @@ class SimulatedRobot:
                 await asyncio.sleep(1)
 
     async def step(self) -> None:
-        """Fetch the assignment and take the next step of it."""
+        """Fetch the assignment and follow it, step after step, for as long as the receipts say what is next."""
         response = await self.http.get("/v1/robot/assignment", headers=self.headers)
         if response.status_code != 200:
             await asyncio.sleep(POLL_SECONDS)
@@ -71,35 +72,41 @@ class SimulatedRobot:
         pickup, dropoff = Point(**job["pickup"]), Point(**job["dropoff"])
         self.task_id = job["task_id"]
         status, lid_open = job["status"], job["lid_open"]
-        if self.confirmed and self.confirmed[0] == self.task_id:
-            status, lid_open = self.confirmed[1:]
-        if status == "robot_assigned" or status == "picked_up":
-            await self.report("departed")
-        elif status == "en_route_to_pickup":
-            await self.drive_to(pickup)
-            await self.report("arrived_at_pickup")
-        elif status == "en_route_to_dropoff":
-            await self.drive_to(dropoff)
-            await self.report("arrived_at_dropoff")
-        elif status in ("at_pickup", "at_dropoff", "returning") and lid_open:
-            await self.wait(LID_DWELL_SECONDS)
-            await self.report("lid_closed")
-        elif status in ("at_pickup", "at_dropoff"):
-            await self.wait(LID_DWELL_SECONDS)
-            await self.report("lid_opened")
-        elif status == "returning":
-            await self.return_to_store(pickup)
-        else:
-            await asyncio.sleep(POLL_SECONDS)
+        while True:
+            if self.confirmed and self.confirmed[0] == self.task_id:
+                status, lid_open = self.confirmed[1:]
+            if not await self.act(status, lid_open, pickup, dropoff):
+                await asyncio.sleep(POLL_SECONDS)  # nothing to do, or refused: ask for the assignment again
+                return
 
-    async def return_to_store(self, store: Point) -> None:
+    async def act(self, status: str, lid_open: bool, pickup: Point, dropoff: Point) -> bool:
+        """Take the step the status calls for; whether an event of it was accepted."""
+        if status == "robot_assigned" or status == "picked_up":
+            return await self.report("departed")
+        if status == "en_route_to_pickup":
+            await self.drive_to(pickup)
+            return await self.report("arrived_at_pickup")
+        if status == "en_route_to_dropoff":
+            await self.drive_to(dropoff)
+            return await self.report("arrived_at_dropoff")
+        if status in ("at_pickup", "at_dropoff", "returning") and lid_open:
+            await self.wait(LID_DWELL_SECONDS)
+            return await self.report("lid_closed")
+        if status in ("at_pickup", "at_dropoff"):
+            await self.wait(LID_DWELL_SECONDS)
+            return await self.report("lid_opened")
+        if status == "returning":
+            return await self.return_to_store(pickup)
+        return False
+
+    async def return_to_store(self, store: Point) -> bool:
         if meters_between(self.position, store) > 5:
             if not await self.report("departed"):
-                return
+                return False
             await self.drive_to(store)
             if not await self.report("arrived_at_store"):
-                return
-        await self.report("lid_opened")
+                return False
+        return await self.report("lid_opened")
 
     async def drive_to(self, target: Point) -> None:
         """Move in a straight line at walking speed, sending heartbeats on the way."""
@@ -134,7 +141,6 @@ class SimulatedRobot:
         if response.status_code >= 400:
             log.info("%s: %s refused: %s", self.robot_id, event_type, response.text[:200])
             self.confirmed = None  # go by the assignment again, once it has caught up
-            await asyncio.sleep(POLL_SECONDS)
             return False
         receipt = response.json()
         self.confirmed = (self.task_id, receipt["status"], receipt["lid_open"])
