@@ -18,6 +18,7 @@ The stack is always stopped at the end (SIGINT, then its process group killed), 
 """
 
 import argparse
+import asyncio
 
 QUICK = {"deliveries": 50, "concurrency": "10"}
 DEFAULTS = {"deliveries": 200, "concurrency": "10,25,50"}
@@ -57,7 +58,10 @@ async def run_bench(args, settings) -> int:
 
         if args.in_flight < 1:
             raise CommandError("--in-flight must be at least 1")
-        report = await inflight.run_in_flight(args.in_flight, settings, Say(to_stderr=False))
+        try:
+            report = await inflight.run_in_flight(args.in_flight, settings, Say(to_stderr=False))
+        except asyncio.CancelledError:
+            raise CommandError("interrupted; the stack was stopped") from None
         inflight.write(report, args.output)
         print(inflight.summary(report))
         return 0 if report["in_flight"] >= args.in_flight else 1
