@@ -54,7 +54,7 @@ def build_worker(client: Client, queue: TaskQueue, databases: Databases, setting
         from workflows import WORKFLOWS
 
         return Worker(client, task_queue=queue.value, workflows=WORKFLOWS, workflow_runner=workflow_runner(),
-                      interceptors=interceptors)
+                      max_cached_workflows=settings.workflow_cache_size, interceptors=interceptors)
     return Worker(
         client,
         task_queue=queue.value,
