@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
@@ -32,8 +33,9 @@ class Assignment(BaseModel):
     attempt_id: uuid.UUID
     task_id: uuid.UUID
     kind: str = Field(description="delivery, or return (take the order back to the store)")
-    status: str = Field(description="the delivery's status as the workflow sees it")
-    lid_open: bool
+    status: str = Field(description="the delivery's status as Deliveries recorded it; a moment behind an event's "
+                                    "receipt, which is the robot's immediate answer")
+    lid_open: bool = Field(description="the last lid event this attempt recorded was an opening")
     pickup: Point
     dropoff: Point
 
@@ -63,18 +65,23 @@ async def _active_task(request: Request, robot_id: str):
 @router.get("/assignment", response_model=Assignment, summary="The robot's current assignment",
             responses={204: {"description": "no assignment right now"}})
 async def get_assignment(robot: CurrentRobot, request: Request):
-    """What the robot should be doing: the delivery, its pickup and dropoff, and the current status."""
+    """What the robot should be doing: the delivery, its pickup and dropoff, and the current status.
+
+    Read from the databases (Operations, Deliveries, State), never from the workflow: robots poll it all the time.
+    """
+    databases = request.app.state.databases
     task = await _active_task(request, robot.robot_id)
     if task is None:
         return Response(status_code=204)
-    async with request.app.state.databases.sessions(Service.DELIVERIES).begin() as session:
-        view = await deliveries.get_delivery_view(session, task.delivery_id)
-    status = await request.app.state.temporal.get_workflow_handle(workflow_id(task.delivery_id)).query(
-        DeliveryWorkflow.status)
+    async with databases.sessions(Service.DELIVERIES).begin() as session:
+        delivery = await deliveries.get_delivery(session, task.delivery_id)
+    async with databases.sessions(Service.STATE).begin() as session:
+        lid_open = await state.lid_open(session, task.attempt_id)
     return Assignment(
         robot_id=robot.robot_id, delivery_id=task.delivery_id, attempt_id=task.attempt_id, task_id=task.id,
-        kind=task.kind, status=status["status"], lid_open=status["lid_open"],
-        pickup=Point(**view["pickup"]), dropoff=Point(**view["dropoff"]),
+        kind=task.kind, status=delivery.status, lid_open=lid_open,
+        pickup=Point(latitude=delivery.pickup_latitude, longitude=delivery.pickup_longitude),
+        dropoff=Point(latitude=delivery.dropoff_latitude, longitude=delivery.dropoff_longitude),
     )
 
 
@@ -97,7 +104,7 @@ async def report_event(report: EventReport, robot: CurrentRobot, request: Reques
         raise ApiError(409, "no_assignment", "the robot has no active assignment")
     handle = request.app.state.temporal.get_workflow_handle(workflow_id(task.delivery_id))
     try:
-        return await handle.execute_update(DeliveryWorkflow.robot_event, event)
+        receipt = await handle.execute_update(DeliveryWorkflow.robot_event, event)
     except WorkflowUpdateFailedError as exc:
         reason = str(exc.cause.message if hasattr(exc.cause, "message") else exc.cause)
         await _reject(request, event, task.delivery_id, task.attempt_id, reason)
@@ -105,6 +112,18 @@ async def report_event(report: EventReport, robot: CurrentRobot, request: Reques
     except RPCError:
         raise ApiError(503, "temporarily_unavailable", "the delivery could not take the event; resend it",
                        headers={"Retry-After": "1"}) from None
+    # Accepted: State keeps it (with the lid cycle and GPS) before the robot hears so. If that fails the robot
+    # resends the same event_id, the workflow answers with the same receipt, and State gets it then, once.
+    recorded = RecordedRobotEvent(event=event, delivery_id=receipt.delivery_id, attempt_id=receipt.attempt_id,
+                                  accepted=True)
+    try:
+        await _record(request, recorded)
+    except SQLAlchemyError:
+        log.warning("accepted event not yet recorded in State", extra={"robot_id": robot.robot_id,
+                                                                     "delivery_id": str(receipt.delivery_id)})
+        raise ApiError(503, "temporarily_unavailable", "the event was taken but not yet recorded; resend it",
+                       headers={"Retry-After": "1"}) from None
+    return receipt
 
 
 async def _answer_again(request: Request, earlier) -> EventReceipt:
@@ -119,8 +138,12 @@ async def _answer_again(request: Request, earlier) -> EventReceipt:
 
 
 async def _reject(request: Request, event: RobotEvent, delivery_id, attempt_id, reason: str) -> None:
-    recorded = RecordedRobotEvent(event=event, delivery_id=delivery_id, attempt_id=attempt_id, accepted=False,
-                                  rejection_reason=reason[:200])
+    await _record(request, RecordedRobotEvent(event=event, delivery_id=delivery_id, attempt_id=attempt_id,
+                                              accepted=False, rejection_reason=reason[:200]))
+
+
+async def _record(request: Request, recorded: RecordedRobotEvent) -> None:
+    """Append the event to State's log (and lid cycles), once per robot and event_id."""
     async with request.app.state.databases.sessions(Service.STATE).begin() as session:
         await state.record_event(session, recorded)
 

@@ -186,6 +186,13 @@ async def drive_ours(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, c
 # ---- bare -----------------------------------------------------------------------------------------------------
 
 
+def bare_processes(settings: Settings, activity_queues: list[str]) -> list[list[str]]:
+    """The bare worker processes, laid out as `up` lays out the real ones (`DELIVERY_WORKERS`)."""
+    if settings.workers == "per-queue":
+        return [[queue] for queue in [*activity_queues, BARE_WORKFLOW_QUEUE]]
+    return [list(activity_queues), [BARE_WORKFLOW_QUEUE]]
+
+
 async def drive_bare(client: Client, script: BareScript, count: int, concurrency: int, timeout: float,
                      tag: str, budget: float | None = None) -> dict:
     """Up to `count` bare workflows, `concurrency` in flight: start, send the updates in turn, await the result."""
@@ -418,16 +425,20 @@ async def run(options: BenchOptions, base: Settings) -> int:
             child.stop()
         bare_queues = [*script.activity_queues, BARE_WORKFLOW_QUEUE]
         scaled = bare_queue(options.scale_queue)
-        for queue in bare_queues:
-            for n in range(options.workers_per_queue if queue == scaled else 1):
-                children.append(Process(f"bare worker {queue}", [sys.executable, "-m", "bench.bare", "--queue", queue],
-                                        logs / f"bench-bare-{queue}-{n + 1}.log", env))
+        processes = bare_processes(settings, script.activity_queues)
+        processes += [[scaled]] * (options.workers_per_queue - 1)
+        for n, queues in enumerate(processes, 1):
+            argv = [sys.executable, "-m", "bench.bare", *(arg for queue in queues for arg in ("--queue", queue))]
+            children.append(Process(f"bare worker {','.join(queues)}", argv, logs / f"bench-bare-{n}.log", env))
         await wait_for_pollers(client, {q: (queue_kind(q), options.workers_per_queue if q == scaled else 1)
                                         for q in bare_queues})
-        report["bare_workers"] = (f"one process per bare queue ({len(bare_queues)}: {', '.join(bare_queues)}), "
+        layout = ("one process per bare queue" if settings.workers == "per-queue"
+                  else "one process for the bare workflows, one for every bare activity queue")
+        report["bare_workers"] = (f"{layout} ({len(processes)} processes: {', '.join(bare_queues)}), "
                                   f"{options.workers_per_queue} on {scaled}; no-op activities, "
                                   "max_concurrent_activities=100 as the real workers")
-        say(f"bare baseline: {len(bare_queues)} worker processes started, one per queue")
+        say(f"bare baseline: {len(processes)} worker processes started, laid out as ours (DELIVERY_WORKERS="
+            f"{settings.workers})")
         if options.warmup:
             await drive_bare(client, script, options.warmup, min(options.warmup, 5), options.timeout,
                              f"warmup-{int(time.time())}")

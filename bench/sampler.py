@@ -25,7 +25,7 @@ def classify(process: psutil.Process) -> str | None:
     if "start-dev" in argv and "server" in argv:
         return "temporal"
     if "worker.py" in command and "--queue" in argv:
-        return f"worker {argv[argv.index('--queue') + 1]}"
+        return "worker " + ",".join(argv[i + 1] for i, a in enumerate(argv) if a == "--queue")
     if "bench.bare" in command and "--queue" in argv:
         return "bare worker " + ",".join(argv[i + 1] for i, a in enumerate(argv) if a == "--queue")
     if "uvicorn" in command and "api.app" in command:

@@ -18,6 +18,7 @@ The stack is always stopped at the end (SIGINT, then its process group killed), 
 """
 
 import argparse
+import asyncio
 
 QUICK = {"deliveries": 50, "concurrency": "10"}
 DEFAULTS = {"deliveries": 200, "concurrency": "10,25,50"}
@@ -43,12 +44,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="write the JSON report to this file")
     parser.add_argument("--plot", help="write a PNG of throughput and p95 latency vs concurrency (needs .[bench])")
     parser.add_argument("--keep-data", action="store_true", help="keep the temp data dir (logs) afterwards")
+    parser.add_argument("--in-flight", type=int, metavar="N",
+                        help="instead: memory and CPU of every process with N deliveries open at once (robots that "
+                             "never move); --output FILE keeps the JSON")
 
 
 async def run_bench(args, settings) -> int:
-    from bench.runner import BenchOptions, run
+    from bench.runner import BenchOptions, Say, run
     from cli.errors import CommandError
 
+    if args.in_flight is not None:
+        from bench import inflight
+
+        if args.in_flight < 1:
+            raise CommandError("--in-flight must be at least 1")
+        try:
+            report = await inflight.run_in_flight(args.in_flight, settings, Say(to_stderr=False))
+        except asyncio.CancelledError:
+            raise CommandError("interrupted; the stack was stopped") from None
+        inflight.write(report, args.output)
+        print(inflight.summary(report))
+        return 0 if report["in_flight"] >= args.in_flight else 1
     try:
         options = BenchOptions.from_args(args)
     except ValueError as exc:

@@ -31,19 +31,33 @@ def stack_file(settings: Settings) -> Path:
     return settings.data_dir / "stack.json"
 
 
-def worker_metrics_ports(settings: Settings) -> dict[TaskQueue, int]:
-    """The Prometheus port of each worker process `up` starts: base + i for the i-th queue; none when base is 0."""
+ACTIVITY_QUEUES = [queue for queue in TaskQueue if queue is not TaskQueue.DELIVERY_WORKFLOWS]
+
+
+def worker_processes(settings: Settings) -> dict[str, list[TaskQueue]]:
+    """The worker processes `up` starts, by name, with the queues each one polls.
+
+    `shared` (the default): the workflows in one process (their tasks are CPU-bound under the GIL) and every
+    activity queue in another, which saves ~100 MB per process on one machine; `per-queue`: one per queue.
+    """
+    if settings.workers == "per-queue":
+        return {queue.value: [queue] for queue in TaskQueue}
+    return {TaskQueue.DELIVERY_WORKFLOWS.value: [TaskQueue.DELIVERY_WORKFLOWS], "activities": ACTIVITY_QUEUES}
+
+
+def worker_metrics_ports(settings: Settings) -> dict[str, int]:
+    """The Prometheus port of each worker process by name: base + i for the i-th; none when base is 0."""
     if not settings.metrics_base_port:
         return {}
-    return {queue: settings.metrics_base_port + i for i, queue in enumerate(TaskQueue)}
+    return {name: settings.metrics_base_port + i for i, name in enumerate(worker_processes(settings))}
 
 
 def metrics_urls(settings: Settings) -> dict[str, str]:
     """Where each process of the stack serves Prometheus metrics, by process name (as its log is named)."""
     if not settings.metrics_base_port:
         return {}
-    urls = {f"worker-{queue.value}": f"http://{settings.metrics_host}:{port}/metrics"
-            for queue, port in worker_metrics_ports(settings).items()}
+    urls = {f"worker-{name}": f"http://{settings.metrics_host}:{port}/metrics"
+            for name, port in worker_metrics_ports(settings).items()}
     return {**urls, "api": f"{settings.api_url}/metrics"}
 
 
@@ -84,10 +98,10 @@ def preflight(settings: Settings) -> None:
         wanted.append((settings.temporal_host, settings.temporal_ui_port, "DELIVERY_TEMPORAL_UI_PORT"))
     if settings.embedded_postgres:
         wanted.append((settings.postgres_host, settings.postgres_port, "DELIVERY_POSTGRES_PORT"))
-    for queue, port in worker_metrics_ports(settings).items():
+    for name, port in worker_metrics_ports(settings).items():
         if not 0 < port < 65536:
-            raise CommandError(f"DELIVERY_METRICS_BASE_PORT: port {port} of worker {queue.value} is out of range")
-        wanted.append((settings.metrics_host, port, f"DELIVERY_METRICS_BASE_PORT (worker {queue.value})"))
+            raise CommandError(f"DELIVERY_METRICS_BASE_PORT: port {port} of worker {name} is out of range")
+        wanted.append((settings.metrics_host, port, f"DELIVERY_METRICS_BASE_PORT (worker {name})"))
     for host, port, setting in wanted:
         error = _port_taken(host, port)
         if error:
@@ -112,7 +126,7 @@ def choose_metrics_ports(settings: Settings) -> Settings:
     `up`, and a random block keeps stacks starting at the same time apart. A base port that was set is used
     as given, and `preflight` refuses it if it is taken.
     """
-    count = len(TaskQueue)
+    count = len(worker_processes(settings))
     if "metrics_base_port" in settings.model_fields_set or not settings.metrics_base_port:
         return settings
     candidates = [settings.metrics_base_port, *(random.randrange(20000, 32768 - count) for _ in range(50))]
@@ -178,17 +192,22 @@ async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) 
     env.pop("DELIVERY_METRICS_PORT", None)  # each worker gets its own port below; the API serves /metrics
     python = sys.executable
     ports = worker_metrics_ports(settings)
-    for queue in TaskQueue:
-        argv = [python, str(REPO_ROOT / "worker.py"), "--queue", queue.value]
-        worker_env = {**env, "DELIVERY_METRICS_PORT": str(ports[queue])} if queue in ports else env
-        await supervisor.start(Child(f"worker {queue.value}", argv, logs / f"worker-{queue.value}.log",
-                                     env=worker_env))
-    say(f"{len(TaskQueue)} workers started, one per task queue")
+    processes = worker_processes(settings)
+    for name, queues in processes.items():
+        argv = [python, str(REPO_ROOT / "worker.py"), *(arg for queue in queues for arg in ("--queue", queue.value))]
+        worker_env = {**env, "DELIVERY_METRICS_PORT": str(ports[name])} if name in ports else env
+        await supervisor.start(Child(f"worker {name}", argv, logs / f"worker-{name}.log", env=worker_env))
+    if settings.workers == "per-queue":
+        say(f"{len(processes)} workers started, one per task queue")
+    else:
+        say(f"{len(processes)} workers started: {TaskQueue.DELIVERY_WORKFLOWS.value}, and one for the "
+            f"{len(ACTIVITY_QUEUES)} activity queues (DELIVERY_WORKERS=per-queue: one per queue)")
     if ports:
         say(f"worker metrics on http://{settings.metrics_host}:{min(ports.values())}-{max(ports.values())}/metrics "
             f"(one port per queue), API metrics on {settings.api_url}/metrics")
     api = [python, "-m", "uvicorn", "api.app:create_app", "--factory",
-           "--host", settings.api_host, "--port", str(settings.api_port), "--no-access-log"]
+           "--host", settings.api_host, "--port", str(settings.api_port), "--no-access-log",
+           "--loop", "uvloop", "--http", "httptools"]
     await supervisor.start(Child("api", api, logs / "api.log", env=env))
     await wait_for_health(settings, logs)
     await start_rounds(settings)

@@ -321,11 +321,12 @@ class RobotEvent(BaseModel):
 
 
 class EventReceipt(BaseModel):
-    """The answer to a robot event: the delivery's status after it."""
+    """The answer to a robot event: the delivery's status (and the lid) after it."""
 
     delivery_id: UUID
     status: DeliveryStatus
     attempt_id: UUID | None
+    lid_open: bool = False
 
 
 class CancelRequest(BaseModel):

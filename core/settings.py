@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(65536, ge=1024, description="largest request body the API accepts")
     simulator: bool = True
     sim_speed: str = "30"
+    workflow_cache_size: int = Field(500, ge=0, description="workflows a workflow worker keeps in memory (~150 KB "
+                                                           "each); one evicted replays its history on its next task")
+    workers: str = Field("shared", pattern="^(shared|per-queue)$",
+                         description="worker processes `up` starts: shared (one for the workflows, one for every "
+                                     "activity queue) or per-queue (one per task queue, as production deploys)")
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)

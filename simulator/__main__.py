@@ -15,6 +15,7 @@ def main() -> None:
     parser.add_argument("--speed", default="10", help="multiple of real time, or 'instant' (default 10)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per poll: the robots' own lines matter
     robots = json.loads(open(args.fleet).read())["robots"]
     try:
         asyncio.run(run_fleet(args.api_url, robots, parse_speed(args.speed)))

@@ -1,9 +1,12 @@
 """A fleet of simulated robots that drive deliveries through the same HTTP API a real robot uses.
 
-Each robot polls its assignment, looks at the status its delivery workflow reports, and takes the next
-step: depart, drive (sending heartbeats), arrive, open and close the lid. It keeps no lifecycle state of
-its own, so a restarted simulator picks up where the deliveries are. Like a real robot, it also reports its
-position on its own clock while it serves a task, so waiting on a slow platform never looks like a lost link.
+Each robot polls its assignment, looks at the delivery's status, and takes the next step: depart, drive
+(sending heartbeats), arrive, open and close the lid. The assignment is read from the databases, a moment
+behind the workflow, so while a task lasts the robot goes by the receipt of its last accepted event (the
+workflow's own answer), takes the next step at once, and only asks for the assignment again when there is
+nothing to do or an event is refused. That receipt is all it remembers, so a restarted simulator picks up
+where the deliveries are. Like a real robot, it also reports its position on its own clock while it serves a
+task, so waiting on a slow platform never looks like a lost link.
 """
 
 import asyncio
@@ -51,6 +54,8 @@ class SimulatedRobot:
         self.speed, self.walking_speed = speed, walking_speed_mps
         self.events = itertools.count(1)
         self.session = uuid.uuid4().hex[:8]
+        self.task_id: str | None = None
+        self.confirmed: tuple[str, str, bool] | None = None  # (task, status, lid open) of the last receipt
         self.on_task = False
         self.last_report = time.monotonic()
 
@@ -64,7 +69,7 @@ class SimulatedRobot:
                 await asyncio.sleep(1)
 
     async def step(self) -> None:
-        """Fetch the assignment and take the next step of it."""
+        """Fetch the assignment and follow it, step after step, for as long as the receipts say what is next."""
         response = await self.http.get("/v1/robot/assignment", headers=self.headers)
         if response.status_code in (200, 204):
             self.on_task = response.status_code == 200
@@ -73,32 +78,43 @@ class SimulatedRobot:
             return
         job = response.json()
         pickup, dropoff = Point(**job["pickup"]), Point(**job["dropoff"])
+        self.task_id = job["task_id"]
         status, lid_open = job["status"], job["lid_open"]
-        if status == "robot_assigned" or status == "picked_up":
-            await self.report("departed")
-        elif status == "en_route_to_pickup":
-            await self.drive_to(pickup)
-            await self.report("arrived_at_pickup")
-        elif status == "en_route_to_dropoff":
-            await self.drive_to(dropoff)
-            await self.report("arrived_at_dropoff")
-        elif status in ("at_pickup", "at_dropoff", "returning") and lid_open:
-            await self.wait(LID_DWELL_SECONDS)
-            await self.report("lid_closed")
-        elif status in ("at_pickup", "at_dropoff"):
-            await self.wait(LID_DWELL_SECONDS)
-            await self.report("lid_opened")
-        elif status == "returning":
-            await self.return_to_store(pickup)
-        else:
-            await asyncio.sleep(POLL_SECONDS)
+        while True:
+            if self.confirmed and self.confirmed[0] == self.task_id:
+                status, lid_open = self.confirmed[1:]
+            if not await self.act(status, lid_open, pickup, dropoff):
+                await asyncio.sleep(POLL_SECONDS)  # nothing to do, or refused: ask for the assignment again
+                return
 
-    async def return_to_store(self, store: Point) -> None:
+    async def act(self, status: str, lid_open: bool, pickup: Point, dropoff: Point) -> bool:
+        """Take the step the status calls for; whether an event of it was accepted."""
+        if status == "robot_assigned" or status == "picked_up":
+            return await self.report("departed")
+        if status == "en_route_to_pickup":
+            await self.drive_to(pickup)
+            return await self.report("arrived_at_pickup")
+        if status == "en_route_to_dropoff":
+            await self.drive_to(dropoff)
+            return await self.report("arrived_at_dropoff")
+        if status in ("at_pickup", "at_dropoff", "returning") and lid_open:
+            await self.wait(LID_DWELL_SECONDS)
+            return await self.report("lid_closed")
+        if status in ("at_pickup", "at_dropoff"):
+            await self.wait(LID_DWELL_SECONDS)
+            return await self.report("lid_opened")
+        if status == "returning":
+            return await self.return_to_store(pickup)
+        return False
+
+    async def return_to_store(self, store: Point) -> bool:
         if meters_between(self.position, store) > 5:
-            await self.report("departed")
+            if not await self.report("departed"):
+                return False
             await self.drive_to(store)
-            await self.report("arrived_at_store")
-        await self.report("lid_opened")
+            if not await self.report("arrived_at_store"):
+                return False
+        return await self.report("lid_opened")
 
     async def drive_to(self, target: Point) -> None:
         """Move in a straight line at walking speed, sending heartbeats on the way."""
@@ -130,13 +146,19 @@ class SimulatedRobot:
         await self.http.post("/v1/robot/heartbeat", headers=self.headers, json={
             "latitude": self.position.latitude, "longitude": self.position.longitude, "moving": moving})
 
-    async def report(self, event_type: str) -> None:
+    async def report(self, event_type: str) -> bool:
+        """Send one event; whether it was accepted."""
         event_id = f"{self.robot_id}-{self.session}-{next(self.events)}"
         body = {"event_id": event_id, "type": event_type,
                 "latitude": self.position.latitude, "longitude": self.position.longitude}
         response = await self.http.post("/v1/robot/events", headers=self.headers, json=body)
         if response.status_code >= 400:
             log.info("%s: %s refused: %s", self.robot_id, event_type, response.text[:200])
+            self.confirmed = None  # go by the assignment again, once it has caught up
+            return False
+        receipt = response.json()
+        self.confirmed = (self.task_id, receipt["status"], receipt["lid_open"])
+        return True
 
 
 async def run_fleet(api_url: str, robots: list[dict], speed: float | None) -> None:

@@ -51,7 +51,7 @@ def test_bench_measures_ours_and_bare_from_a_real_history():
     shape = report["history"]
     assert shape["workflow_id"].startswith("delivery:")
     per_queue = shape["activities_per_queue"]
-    for queue in ("dispatch", "operations", "deliveries", "state"):
+    for queue in ("dispatch", "operations", "deliveries", "partner-callbacks"):
         assert per_queue.get(queue, 0) > 0, per_queue
     assert shape["activities"] == sum(per_queue.values())
     assert shape["updates"] > 0

@@ -449,7 +449,7 @@ def test_up_restarts_children_and_stops_when_temporal_dies(tmp_path_factory):
         check_health(stack)
 
         # 1. A worker killed outright is reported and restarted; the API stays healthy meanwhile.
-        kill_and_see_restart(up, stack, "worker dispatch", is_dispatch_worker)
+        kill_and_see_restart(up, stack, "worker activities", is_dispatch_worker)  # it serves every activity queue
         check_health(stack)
 
         # 2. The API killed outright comes back and serves /healthz again.

@@ -45,6 +45,7 @@ ACTS_ON_TRIP_FINDINGS = "acts-on-trip-findings"
 FIELD_TASK_WORKFLOW = "field-task-workflow"
 EVENTS_BEFORE_DECISIONS = "robot-events-before-operator-decisions"
 ENDED_ATTEMPT_EVENTS_DROPPED = "robot-events-of-an-ended-attempt-dropped"
+EVENTS_RECORDED_BY_API = "events-recorded-by-api"
 LOADED = (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
 
 # Which trip leg and task status each delivery status means for Operations.
@@ -379,10 +380,15 @@ class DeliveryWorkflow:
             await _sleep_unless(lambda: self._cancel is not None, self._order.policy.robot_retry_seconds)
 
     async def _apply(self, event: RobotEvent, phase: Phase) -> None:
-        """Record an accepted event in State, then the statuses it moved in Operations and Deliveries."""
-        recorded = RecordedRobotEvent(event=event, delivery_id=self._order.delivery_id,
-                                      attempt_id=self._attempt.attempt_id, accepted=True)
-        await self._step(StateActivities.record_robot_event, recorded, TaskQueue.STATE)
+        """Record the statuses an accepted event moved in Operations and Deliveries.
+
+        The robot API records the event itself in State once this workflow accepted it; deliveries started
+        before that recorded it here first.
+        """
+        if not workflow.patched(EVENTS_RECORDED_BY_API):
+            recorded = RecordedRobotEvent(event=event, delivery_id=self._order.delivery_id,
+                                          attempt_id=self._attempt.attempt_id, accepted=True)
+            await self._step(StateActivities.record_robot_event, recorded, TaskQueue.STATE)
         progress = RETURN_PROGRESS.get(event.type) if self._attempt.kind == "return" else TRIP_PROGRESS.get(phase.status)
         if progress and phase.status != self._reached_status():
             leg, trip_status, task_status = progress
@@ -597,7 +603,7 @@ class DeliveryWorkflow:
         self._fault_reported = self._fault_reported or event.type is RobotEventType.FAULT
         self._inbox.append((event, self._phase))
         receipt = EventReceipt(delivery_id=self._order.delivery_id, status=self._phase.status,
-                               attempt_id=self._attempt.attempt_id)
+                               attempt_id=self._attempt.attempt_id, lid_open=self._phase.lid_open)
         self._seen_events[event.event_id] = receipt
         return receipt
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from core.geo import EARTH_RADIUS_METERS
 from services.dispatch.eta import BATTERY_PER_METER, PICKUP_DWELL
@@ -138,6 +137,10 @@ def after_backlog(fleet: Fleet, backlog: Demands, rules: PlanningRules) -> Fleet
 
 def solve_batch(problem: PickupProblem) -> tuple[np.ndarray, np.ndarray]:
     """Min-cost rectangular assignment: the most feasible pairs, then the least total time to pickup."""
+    # Imported here: scipy.optimize is ~55 MB, and the workflow worker and the API import this module (through
+    # the Dispatch activity definitions) without ever solving.
+    from scipy.optimize import linear_sum_assignment
+
     if not problem.feasible.any():
         return np.empty(0, int), np.empty(0, int)
     cost = problem.eta

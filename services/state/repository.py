@@ -68,6 +68,15 @@ async def record_sighting(session: AsyncSession, robot_id: str, latitude: float 
     ))
 
 
+async def lid_open(session: AsyncSession, attempt_id) -> bool:
+    """Whether the attempt's last accepted lid event opened the lid."""
+    last = await session.scalar(
+        select(LidCycleEvent.event).where(LidCycleEvent.attempt_id == attempt_id, LidCycleEvent.accepted.is_(True))
+        .order_by(LidCycleEvent.occurred_at.desc(), LidCycleEvent.sequence.desc()).limit(1)
+    )
+    return last == LidEvent.OPENED
+
+
 async def lid_cycles(session: AsyncSession, attempt_ids: list) -> list[LidCycleEvent]:
     """The accepted lid events of some attempts, in order (proof of pickup and delivery)."""
     rows = await session.scalars(

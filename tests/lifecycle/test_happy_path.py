@@ -30,8 +30,12 @@ async def test_delivery_reaches_every_service_and_the_partner(market, receiver):
 
         driver = RobotDriver(market, robot)
         await driver.to_pickup(delivery_id)
-        assignment = await driver.assignment()
-        assert assignment["delivery_id"] == str(delivery_id) and assignment["status"] == "at_pickup"
+        async def assignment_at_pickup():  # read from the databases: a moment behind the event's receipt
+            assignment = await driver.assignment()
+            return assignment if assignment and assignment["status"] == "at_pickup" else None
+
+        assignment = await wait_for(assignment_at_pickup, 10)
+        assert assignment["delivery_id"] == str(delivery_id) and not assignment["lid_open"]
         await driver.load_and_go()
         await driver.hand_over()
         result = await wait_terminal(platform, delivery_id)

@@ -48,17 +48,17 @@ async def test_a_step_that_keeps_failing_parks_and_a_retry_resumes_it(market, li
     delivery_id = await create(market)
     driver = RobotDriver(market, robot)
     await wait_status(market.platform, delivery_id, "robot_assigned")
-    state = market.platform.databases.engines[Service.STATE]
-    async with state.begin() as connection:  # the State database loses its event table
-        await connection.execute(text("ALTER TABLE state_history RENAME TO state_history_away"))
+    operations = market.platform.databases.engines[Service.OPERATIONS]
+    async with operations.begin() as connection:  # the Operations database loses its trip history table
+        await connection.execute(text("ALTER TABLE trip_history RENAME TO trip_history_away"))
     try:
         await driver.send("departed")
-        found = await parked(market.platform, delivery_id, "record_robot_event failed")
-        assert "state_history" in found["reason"]
+        found = await parked(market.platform, delivery_id, "record_trip_progress failed")
+        assert "trip_history" in found["reason"]
     finally:
-        async with state.begin() as connection:
-            await connection.execute(text("ALTER TABLE state_history_away RENAME TO state_history"))
-    await ops.act(market.platform.client, delivery_id, "retry", "ben", "state database repaired")
+        async with operations.begin() as connection:
+            await connection.execute(text("ALTER TABLE trip_history_away RENAME TO trip_history"))
+    await ops.act(market.platform.client, delivery_id, "retry", "ben", "operations database repaired")
     await wait_status(market.platform, delivery_id, "en_route_to_pickup")
     await driver.send("arrived_at_pickup")
     await driver.load_and_go()

@@ -1,0 +1,130 @@
+"""`deliveryctl bench --in-flight N`: what the stack holds in memory with N deliveries open at once.
+
+Starts the stack as the bench does (fresh data dir, free ports, `DELIVERY_WORKERS` as the caller set it), seeds
+N robots (10% more) and the pilots for them, and no simulator: the robots never move, so every delivery, once it has its
+robot and pilot, waits for the robot's first event, as a real delivery does for most of its half hour. For the
+run, robots that stay silent are not declared lost (connectivity timers of a day) and the partner rate limit is
+lifted. It creates N deliveries through `POST /v1/deliveries`, waits until each has sent its `robot_assigned`
+callback (or none came for 30 s: a few wait for a robot with the charge for their trip), then samples CPU and RSS
+of every process for a few seconds.
+"""
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.receiver import Receiver
+from bench.sampler import Sampler
+from bench.seed import seed_bench
+from bench.stack import Stack, free_ports, stack_settings
+from cli.demo import order_body
+from core.settings import Settings
+
+SAMPLE_SECONDS = 10
+STALL_SECONDS = 30
+CREATORS = 20
+ROBOT_MARGIN = 1.1  # some seeded robots lack the charge for a given trip
+# Silent robots stay "connected" for the run; callbacks and every other timer keep their defaults.
+RUN_ENVIRONMENT = {
+    "DELIVERY_LIFECYCLE__CONNECTIVITY_DEGRADED_SECONDS": "43200",
+    "DELIVERY_LIFECYCLE__CONNECTIVITY_LOST_SECONDS": "86400",
+    "DELIVERY_API_RATE_LIMIT_PER_SECOND": "10000",
+    "DELIVERY_API_RATE_LIMIT_BURST": "10000",
+}
+
+
+async def create_all(http: httpx.AsyncClient, fleet: dict, count: int) -> list[str]:
+    """POST `count` deliveries, CREATORS at a time; their ids."""
+    rng, numbers, created = random.Random("in-flight"), iter(range(1, count + 1)), []
+
+    async def creator() -> None:
+        for number in numbers:
+            response = await http.post("/v1/deliveries", json=order_body(rng, fleet, number, "inflight", "bench"))
+            if response.status_code != 201:
+                raise RuntimeError(f"POST /v1/deliveries answered {response.status_code}: {response.text[:200]}")
+            created.append(response.json()["id"])
+
+    await asyncio.gather(*(creator() for _ in range(CREATORS)))
+    return created
+
+
+async def wait_assigned(receiver: Receiver, count: int, timeout: float, say) -> int:
+    """Wait until `count` robot_assigned callbacks arrived, or none for STALL_SECONDS (the rest wait for a robot
+    with the charge for their trip), or `timeout`; how many arrived."""
+    deadline, reported, progress = time.monotonic() + timeout, -1, (0, time.monotonic())
+    while time.monotonic() < deadline:
+        assigned = receiver.statuses["robot_assigned"]
+        if assigned != progress[0]:
+            progress = (assigned, time.monotonic())
+        if assigned >= count or time.monotonic() - progress[1] > STALL_SECONDS:
+            return assigned
+        if assigned // 100 != reported // 100:
+            say(f"  {assigned}/{count} deliveries have their robot")
+            reported = assigned
+        await asyncio.sleep(1)
+    return receiver.statuses["robot_assigned"]
+
+
+async def run_in_flight(count: int, base: Settings, say, timeout: float = 900) -> dict:
+    """The in-flight report: how many were open, and every process's CPU and RSS meanwhile."""
+    main, loop = asyncio.current_task(), asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: the stack goes down in `finally`
+        loop.add_signal_handler(signum, main.cancel)
+    data_dir = Path(tempfile.mkdtemp(prefix="deliveryctl-inflight-"))
+    settings = stack_settings(base, data_dir)
+    os.environ.update(RUN_ENVIRONMENT)
+    receiver, stack = Receiver(), None
+    try:
+        say(f"starting deliveryctl up (data {data_dir}, DELIVERY_WORKERS={settings.workers})")
+        stack = Stack(settings)
+        await asyncio.to_thread(stack.wait_ready)
+        await receiver.start(free_ports(1)[0])
+        robots = int(count * ROBOT_MARGIN)
+        fleet = await seed_bench(settings, robots, receiver.url)
+        receiver.secret = fleet["partner"]["webhook_secret"]
+        say(f"seeded {robots} robots that never move and {fleet['pilots']} pilots; creating {count} deliveries")
+        headers = {"authorization": f"Bearer {fleet['partner']['api_key']}"}
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=settings.api_url, headers=headers, timeout=120) as http:
+            created = await create_all(http, fleet, count)
+        assigned = await wait_assigned(receiver, count, timeout, say)
+        took = time.monotonic() - started
+        say(f"{len(created)} deliveries in flight, {assigned} with their robot, after {took:.0f}s; "
+            f"sampling for {SAMPLE_SECONDS}s")
+        sampler = Sampler([stack.pid])
+        sampler.start()
+        await asyncio.sleep(SAMPLE_SECONDS)
+        resources = await sampler.stop()
+        ended = sum(1 for status, _ in receiver.terminal.values())
+        return {"deliveries": count, "in_flight": len(created) - ended, "with_robot": assigned,
+                "workers": settings.workers,
+                "seconds_to_fill": round(took, 1), "sample_seconds": SAMPLE_SECONDS,
+                "resources": resources, "machine": sampler.machine}
+    finally:
+        await receiver.stop()
+        if stack is not None:
+            await asyncio.to_thread(stack.stop)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def summary(report: dict) -> str:
+    """One line per process kind: peak RSS and CPU % while the deliveries waited."""
+    lines = [f"{report['in_flight']}/{report['deliveries']} deliveries in flight, {report['with_robot']} with their "
+             f"robot (DELIVERY_WORKERS={report['workers']}), over {report['sample_seconds']}s:"]
+    for label, value in report["resources"].items():
+        cpu = 100 * value["cpu_seconds"] / report["sample_seconds"]
+        lines.append(f"  {label:<60} RSS {value['peak_rss_mb']:7.0f} MB   CPU {cpu:5.1f}%")
+    return "\n".join(lines)
+
+
+def write(report: dict, path: str | None) -> None:
+    if path:
+        Path(path).write_text(json.dumps(report, indent=2))
