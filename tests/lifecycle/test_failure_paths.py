@@ -156,7 +156,7 @@ async def test_robot_fault_opens_a_field_task_and_another_robot_takes_over(marke
 
 
 async def test_a_stuck_robot_is_replaced_and_the_partner_hears_of_the_delay(market, lifecycle_policy, receiver):
-    lifecycle_policy(stuck_window_seconds=3, monitor_poll_seconds=0.3, eta_drift_seconds=1)
+    lifecycle_policy(stuck_window_seconds=8, monitor_poll_seconds=0.3, eta_drift_seconds=1)
     stuck_robot = await market.add_robot(north_m=0)
     rescuer = await market.add_robot(north_m=-1500)
     await market.add_pilot()
@@ -171,7 +171,7 @@ async def test_a_stuck_robot_is_replaced_and_the_partner_hears_of_the_delay(mark
         view = await market.platform.client.get_workflow_handle(f"delivery:{delivery_id}").query("status")
         return view["robot_id"] == rescuer
 
-    await wait_for(replaced)
+    await wait_for(replaced, timeout=60)
     fo = await rows(market.platform, Service.OPERATIONS, select(FOTask).where(FOTask.robot_id == stuck_robot))
     assert len(fo) == 1 and fo[0].kind == "rescue" and "stuck" in fo[0].reason
     second = RobotDriver(market, rescuer)
