@@ -30,7 +30,7 @@ def _credential(credentials: HTTPAuthorizationCredentials | None) -> str:
 async def partner_from_key(request: Request,
                            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Partner:
     """The partner whose API key is presented (native and Olo dialects), within its rate limit."""
-    async with request.app.state.databases.sessions(Service.INTEGRATIONS).begin() as session:
+    async with request.app.state.databases.lookups(Service.INTEGRATIONS)() as session:
         partner = await partner_credentials.partner_by_secret(session, CredentialKind.API_KEY, _credential(credentials))
     if partner is None:
         raise ApiError(401, "unauthorized", "unknown or expired API key", headers={"WWW-Authenticate": "Bearer"})
@@ -122,7 +122,7 @@ async def robot_from_credential(request: Request,
                                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                                 ) -> Deployment:
     """The active deployment of the robot whose device credential is presented."""
-    async with request.app.state.databases.sessions(Service.DEVICE).begin() as session:
+    async with request.app.state.databases.lookups(Service.DEVICE)() as session:
         deployment = await devices.authenticate(session, _credential(credentials))
     if deployment is None:
         raise ApiError(401, "unauthorized", "unknown or retired device credential",

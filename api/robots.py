@@ -58,7 +58,7 @@ class Heartbeat(Point):
 
 
 async def _active_task(request: Request, robot_id: str):
-    async with request.app.state.databases.sessions(Service.OPERATIONS).begin() as session:
+    async with request.app.state.databases.lookups(Service.OPERATIONS)() as session:
         return await operations.active_task_for_robot(session, robot_id)
 
 
@@ -73,9 +73,9 @@ async def get_assignment(robot: CurrentRobot, request: Request):
     task = await _active_task(request, robot.robot_id)
     if task is None:
         return Response(status_code=204)
-    async with databases.sessions(Service.DELIVERIES).begin() as session:
+    async with databases.lookups(Service.DELIVERIES)() as session:
         delivery = await deliveries.get_delivery(session, task.delivery_id)
-    async with databases.sessions(Service.STATE).begin() as session:
+    async with databases.lookups(Service.STATE)() as session:
         lid_open = await state.lid_open(session, task.attempt_id)
     return Assignment(
         robot_id=robot.robot_id, delivery_id=task.delivery_id, attempt_id=task.attempt_id, task_id=task.id,

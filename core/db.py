@@ -23,10 +23,22 @@ class Databases:
         self._makers = {
             service: async_sessionmaker(engine, expire_on_commit=False) for service, engine in self.engines.items()
         }
+        self._readers = {
+            service: async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+            for service, engine in self.engines.items()
+        }
 
     def sessions(self, service: Service) -> async_sessionmaker[AsyncSession]:
         """The session maker of one service's database."""
         return self._makers[service]
+
+    def lookups(self, service: Service) -> async_sessionmaker[AsyncSession]:
+        """Sessions for one read-only statement (robot polls, credentials): no BEGIN and COMMIT round trips.
+
+        Each statement sees its own snapshot, so use these only where one query answers; writes and reads that
+        must agree go through `sessions`.
+        """
+        return self._readers[service]
 
     async def check(self, service: Service) -> None:
         """Run a trivial query, raising if the database cannot be reached."""
