@@ -94,21 +94,15 @@ async def report_event(report: EventReport, robot: CurrentRobot, request: Reques
         raise ApiError(422, "location_required", "lid events must carry the GPS position")
     event = RobotEvent(event_id=report.event_id, robot_id=robot.robot_id, type=report.type, location=location,
                        occurred_at=report.occurred_at or datetime.now(UTC), detail=report.detail)
-    async with request.app.state.databases.sessions(Service.STATE).begin() as session:
-        earlier = await state.find_event(session, robot.robot_id, report.event_id)
-    if earlier is not None:  # a resend, maybe after its task ended: the same answer, never applied again
-        return await _answer_again(request, earlier)
     task = await _active_task(request, robot.robot_id)
     if task is None:
-        await _reject(request, event, None, None, "the robot has no active assignment")
-        raise ApiError(409, "no_assignment", "the robot has no active assignment")
+        return await _refuse(request, event, None, None, "no_assignment", "the robot has no active assignment")
     handle = request.app.state.temporal.get_workflow_handle(workflow_id(task.delivery_id))
     try:
         receipt = await handle.execute_update(DeliveryWorkflow.robot_event, event)
     except WorkflowUpdateFailedError as exc:
         reason = str(exc.cause.message if hasattr(exc.cause, "message") else exc.cause)
-        await _reject(request, event, task.delivery_id, task.attempt_id, reason)
-        raise ApiError(409, "event_rejected", reason) from None
+        return await _refuse(request, event, task.delivery_id, task.attempt_id, "event_rejected", reason)
     except RPCError:
         raise ApiError(503, "temporarily_unavailable", "the delivery could not take the event; resend it",
                        headers={"Retry-After": "1"}) from None
@@ -126,20 +120,22 @@ async def report_event(report: EventReport, robot: CurrentRobot, request: Reques
     return receipt
 
 
-async def _answer_again(request: Request, earlier) -> EventReceipt:
-    """The answer a recorded event got: its delivery's receipt if accepted, else the same refusal."""
-    delivery_id = earlier.payload.get("delivery_id")
-    if earlier.accepted and delivery_id:
-        handle = request.app.state.temporal.get_workflow_handle(workflow_id(delivery_id))
-        receipt = await handle.query(DeliveryWorkflow.receipt, earlier.event_id)
+async def _refuse(request: Request, event: RobotEvent, delivery_id, attempt_id, code: str,
+                  reason: str) -> EventReceipt:
+    """Refuse an event and keep it as rejected, unless it is a resend of one already answered (maybe for a delivery
+    that has ended since): then the same answer again, and it is never applied twice."""
+    async with request.app.state.databases.sessions(Service.STATE).begin() as session:
+        earlier = await state.find_event(session, event.robot_id, event.event_id)
+        if earlier is None:
+            await state.record_event(session, RecordedRobotEvent(
+                event=event, delivery_id=delivery_id, attempt_id=attempt_id, accepted=False,
+                rejection_reason=reason[:200]))
+    if earlier is not None and earlier.accepted and earlier.payload.get("delivery_id"):
+        handle = request.app.state.temporal.get_workflow_handle(workflow_id(earlier.payload["delivery_id"]))
+        receipt = await handle.query(DeliveryWorkflow.receipt, event.event_id)
         if receipt is not None:
             return receipt
-    raise ApiError(409, "event_rejected", earlier.rejection_reason or "the event was not taken")
-
-
-async def _reject(request: Request, event: RobotEvent, delivery_id, attempt_id, reason: str) -> None:
-    await _record(request, RecordedRobotEvent(event=event, delivery_id=delivery_id, attempt_id=attempt_id,
-                                              accepted=False, rejection_reason=reason[:200]))
+    raise ApiError(409, code, earlier.rejection_reason or reason if earlier is not None else reason)
 
 
 async def _record(request: Request, recorded: RecordedRobotEvent) -> None:
