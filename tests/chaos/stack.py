@@ -39,7 +39,8 @@ class ChaosStack:
         urls = {f"{service.value}_database_url":
                 f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/{service.value}" for service in Service}
         self.settings = settings.model_copy(update={
-            **urls, "temporal_embedded": False, "metrics_base_port": 0, "lifecycle": policy})
+            **urls, "temporal_embedded": False, "metrics_base_port": 0, "lifecycle": policy,
+            "workers": "per-queue"})  # the production layout: one worker process per queue, each killed in turn
         self.logs = data_dir / "logs"
         self.env = settings_environment(self.settings)
         postgres = prepare_postgres(self.settings)
