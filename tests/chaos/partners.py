@@ -1,8 +1,8 @@
 """Partners creating deliveries in a closed loop, retrying the way a partner's integration does.
 
 Each of `concurrency` partner clients creates a delivery, waits for its terminal callback, and creates the next,
-until creating stops. A create that gets no answer, or a 503, is sent again with the same body and external id
-(after `Retry-After`), so every order the API stored is eventually accepted with its delivery id. While
+until creating stops. A create that gets no answer, a 503 or a 429 (rate limited), is sent again with the same
+body and external id (after `Retry-After`), so every order the API stored is eventually accepted with its delivery id. While
 `duplicates` is on, every create is sent twice at once and a share of deliveries is cancelled, some twice at
 once; the answers say which terminal status each delivery must reach. Every answer is counted by kind; a 500, or
 any answer a partner could not act on, is kept as a problem.
@@ -22,6 +22,8 @@ from core.contracts import DeliveryStatus
 from tests.chaos.receiver import ChaosReceiver
 
 TERMINAL_WAIT_SECONDS = 1800  # the drain's own deadline ends the wait long before this
+# Answers that mean "come back later", with the code their body must carry.
+RETRY_LATER = {503: "temporarily_unavailable", 429: "rate_limited"}
 NO_ANSWER_PAUSE = 1.0
 ANY_END = {DeliveryStatus.DELIVERED.value, DeliveryStatus.RETURNED.value, DeliveryStatus.CANCELLED.value}
 
@@ -80,7 +82,7 @@ class PartnerFlow:
                 continue
             if response.status_code in (200, 201):
                 return response.json()["id"], response.status_code
-            if response.status_code == 503 and self._retry_later(response):
+            if response.status_code in RETRY_LATER and self._retry_later(response):
                 await asyncio.sleep(float(response.headers["retry-after"]))
                 continue
             self.problems.append(f"create {body['external_id']}: {response.status_code} {response.text[:200]}")
@@ -90,14 +92,15 @@ class PartnerFlow:
             return None
 
     def _retry_later(self, response: httpx.Response) -> bool:
-        """A 503 must say so in the error body and name when to come back."""
+        """A 503 or 429 must say so in the error body and name when to come back."""
         try:
             code = response.json()["code"]
         except ValueError:
             code = None
-        if code == "temporarily_unavailable" and response.headers.get("retry-after", "").isdigit():
+        if code == RETRY_LATER[response.status_code] and response.headers.get("retry-after", "").isdigit():
             return True
-        self.problems.append(f"503 without code/Retry-After: {response.headers} {response.text[:200]}")
+        self.problems.append(f"{response.status_code} without code/Retry-After: {response.headers} "
+                             f"{response.text[:200]}")
         return False
 
     async def cancel(self, tracked: Tracked) -> None:
@@ -111,7 +114,7 @@ class PartnerFlow:
                 await asyncio.sleep(NO_ANSWER_PAUSE)
                 continue
             self.answers[f"cancel: {response.status_code}"] += 1
-            if response.status_code == 503 and self._retry_later(response):
+            if response.status_code in RETRY_LATER and self._retry_later(response):
                 await asyncio.sleep(float(response.headers["retry-after"]))
                 continue
             break

@@ -40,7 +40,9 @@ class ChaosStack:
                 f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/{service.value}" for service in Service}
         self.settings = settings.model_copy(update={
             **urls, "temporal_embedded": False, "metrics_base_port": 0, "lifecycle": policy,
-            "workers": "per-queue"})  # the production layout: one worker process per queue, each killed in turn
+            # The production layout: one worker process per queue, each killed in turn. The one chaos partner stands
+            # in for 115 clients: its rate limit is a large partner's (it still retries a 429 after Retry-After).
+            "workers": "per-queue", "api_rate_limit_per_second": 100, "api_rate_limit_burst": 200})
         self.logs = data_dir / "logs"
         self.env = settings_environment(self.settings)
         postgres = prepare_postgres(self.settings)
