@@ -175,6 +175,7 @@ async def test_a_stuck_robot_is_replaced_and_the_partner_hears_of_the_delay(mark
     fo = await rows(market.platform, Service.OPERATIONS, select(FOTask).where(FOTask.robot_id == stuck_robot))
     assert len(fo) == 1 and fo[0].kind == "rescue" and "stuck" in fo[0].reason
     second = RobotDriver(market, rescuer)
+    await second.heartbeat(moving=False)  # the replacement reports in, standing, before it sets off
     await second.to_pickup(delivery_id)
     await second.heartbeat(moving=False)  # waiting at the store is not being stuck
     await second.load_and_go()
