@@ -97,6 +97,11 @@ async def report_event(report: EventReport, robot: CurrentRobot, request: Reques
     task = await _active_task(request, robot.robot_id)
     if task is None:
         return await _refuse(request, event, None, None, "no_assignment", "the robot has no active assignment")
+    async with request.app.state.databases.lookups(Service.STATE)() as session:
+        earlier = await state.find_event(session, robot.robot_id, event.event_id)
+    if earlier is not None and not (earlier.accepted and earlier.payload.get("delivery_id") == str(task.delivery_id)):
+        # A resend of an event refused before, or taken by an earlier delivery: never applied to this one.
+        return await _answer_again(request, earlier, "event_rejected")
     handle = request.app.state.temporal.get_workflow_handle(workflow_id(task.delivery_id))
     try:
         receipt = await handle.execute_update(DeliveryWorkflow.robot_event, event)
@@ -122,20 +127,31 @@ async def report_event(report: EventReport, robot: CurrentRobot, request: Reques
 
 async def _refuse(request: Request, event: RobotEvent, delivery_id, attempt_id, code: str,
                   reason: str) -> EventReceipt:
-    """Refuse an event and keep it as rejected, unless it is a resend of one already answered (maybe for a delivery
-    that has ended since): then the same answer again, and it is never applied twice."""
+    """Refuse an event and keep it as rejected, unless it is a resend of one already answered."""
     async with request.app.state.databases.sessions(Service.STATE).begin() as session:
         earlier = await state.find_event(session, event.robot_id, event.event_id)
         if earlier is None:
             await state.record_event(session, RecordedRobotEvent(
                 event=event, delivery_id=delivery_id, attempt_id=attempt_id, accepted=False,
                 rejection_reason=reason[:200]))
-    if earlier is not None and earlier.accepted and earlier.payload.get("delivery_id"):
+    if earlier is not None:
+        return await _answer_again(request, earlier, code)
+    raise ApiError(409, code, reason)
+
+
+async def _answer_again(request: Request, earlier, code: str) -> EventReceipt:
+    """The answer an event got the first time (maybe from a delivery that has ended since): the receipt of the
+    delivery that accepted it, or the same refusal."""
+    if earlier.accepted and earlier.payload.get("delivery_id"):
         handle = request.app.state.temporal.get_workflow_handle(workflow_id(earlier.payload["delivery_id"]))
-        receipt = await handle.query(DeliveryWorkflow.receipt, event.event_id)
+        try:
+            receipt = await handle.query(DeliveryWorkflow.receipt, earlier.event_id)
+        except RPCError:
+            raise ApiError(503, "temporarily_unavailable", "the event's first answer cannot be read right now; "
+                                                           "resend it", headers={"Retry-After": "1"}) from None
         if receipt is not None:
             return receipt
-    raise ApiError(409, code, earlier.rejection_reason or reason if earlier is not None else reason)
+    raise ApiError(409, code, earlier.rejection_reason or "the event was already answered")
 
 
 async def _record(request: Request, recorded: RecordedRobotEvent) -> None:

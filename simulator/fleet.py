@@ -6,7 +6,8 @@ behind the workflow, so while a task lasts the robot goes by the receipt of its 
 workflow's own answer), takes the next step at once, and only asks for the assignment again when there is
 nothing to do or an event is refused. That receipt is all it remembers, so a restarted simulator picks up
 where the deliveries are. Like a real robot, it also reports its position on its own clock while it serves a
-task, so waiting on a slow platform never looks like a lost link.
+task, so waiting on a slow platform never looks like a lost link, and it resends an event the platform
+answered 503 (same event_id) until it hears how the event was taken.
 """
 
 import asyncio
@@ -26,6 +27,7 @@ HEARTBEAT_SECONDS = 5.0
 KEEPALIVE_SECONDS = 10.0  # a robot on a task reports at least this often (wall time), even while it waits
 POLL_SECONDS = 0.5
 LID_DWELL_SECONDS = 20.0
+RESENDS = 60  # resends of one event the platform answers 503 (it says when to try again)
 
 
 def toward(start: Point, end: Point, fraction: float) -> Point:
@@ -148,17 +150,31 @@ class SimulatedRobot:
 
     async def report(self, event_type: str) -> bool:
         """Send one event; whether it was accepted."""
-        event_id = f"{self.robot_id}-{self.session}-{next(self.events)}"
-        body = {"event_id": event_id, "type": event_type,
+        body = self.event_body(event_type)
+        status_code, receipt = await self.send(body)
+        if receipt is None:
+            log.info("%s: %s refused (%s)", self.robot_id, event_type, status_code)
+        return self.remember(receipt)
+
+    def event_body(self, event_type: str) -> dict:
+        """A new event, with an id unique to this robot, at the robot's position."""
+        return {"event_id": f"{self.robot_id}-{self.session}-{next(self.events)}", "type": event_type,
                 "latitude": self.position.latitude, "longitude": self.position.longitude}
-        response = await self.http.post("/v1/robot/events", headers=self.headers, json=body)
-        if response.status_code >= 400:
-            log.info("%s: %s refused: %s", self.robot_id, event_type, response.text[:200])
-            self.confirmed = None  # go by the assignment again, once it has caught up
-            return False
-        receipt = response.json()
-        self.confirmed = (self.task_id, receipt["status"], receipt["lid_open"])
-        return True
+
+    async def send(self, body: dict) -> tuple[int, dict | None]:
+        """Post an event until the platform gives an answer other than 503: a resend of the same event_id is
+        idempotent, so the answer is the one the event got. (status code, the receipt when accepted)."""
+        for _ in range(RESENDS):
+            response = await self.http.post("/v1/robot/events", headers=self.headers, json=body)
+            if response.status_code != 503:
+                break
+            await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+        return response.status_code, response.json() if response.status_code == 200 else None
+
+    def remember(self, receipt: dict | None) -> bool:
+        """Go by an accepted event's receipt; after a refusal, by the assignment once it has caught up."""
+        self.confirmed = (self.task_id, receipt["status"], receipt["lid_open"]) if receipt else None
+        return receipt is not None
 
 
 async def run_fleet(api_url: str, robots: list[dict], speed: float | None) -> None:

@@ -173,15 +173,17 @@ def _history_problems(wid: str, events) -> list[str]:
     return problems
 
 
-def callback_problems(receiver: ChaosReceiver, accepted: set[str], statuses: dict[str, list[str]]) -> list[str]:
-    """The partner got each status of each delivery once, by sequence 1..n in order, as the workflow queued them."""
+def callback_problems(receiver: ChaosReceiver, accepted: set[str], queued: dict[str, int],
+                      statuses: dict[str, list[str]]) -> list[str]:
+    """The partner got each callback of each delivery once, by sequence 1..n in order, as many as the workflow
+    queued (status changes and ETA updates share the sequence), and the status changes are the workflow's trail."""
     problems = []
     for delivery_id in accepted:
         arrivals = receiver.arrivals.get(delivery_id, [])
         sequences = [sequence for sequence, _ in arrivals]
-        if sequences != list(range(1, len(statuses[delivery_id]) + 1)):
+        if sequences != list(range(1, queued[delivery_id] + 1)):
             problems.append(f"delivery {delivery_id}: callbacks arrived as sequences {sequences}, "
-                            f"the workflow queued {len(statuses[delivery_id])}")
+                            f"the workflow queued {queued[delivery_id]}")
         elif receiver.statuses_of[delivery_id] != statuses[delivery_id]:
             problems.append(f"delivery {delivery_id}: partner got {receiver.statuses_of[delivery_id]}, "
                             f"the workflow reached {statuses[delivery_id]}")

@@ -192,13 +192,3 @@ async def chaos():
         finally:
             run.write_report()
 
-
-def pytest_collection_modifyitems(config, items):
-    """The chaos suite runs on demand (`CHAOS=1 ./dev test tests/chaos -q`), not in the default test run: with
-    the robot-event and simulator changes of the performance work it loses deliveries (docs/reliability.md)."""
-    if os.environ.get("CHAOS") == "1":
-        return
-    skip = pytest.mark.skip(reason="chaos suite: run with CHAOS=1 ./dev test tests/chaos -q (see docs/reliability.md)")
-    for item in items:
-        if "tests/chaos/" in str(item.fspath):
-            item.add_marker(skip)

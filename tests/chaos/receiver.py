@@ -3,7 +3,7 @@
 `mode` plays the partner's side of an outage: "error" answers 500 without looking at the callback; "hang" takes
 the callback in (it counts as received) but answers only after the sender has given up, so the sender retries
 a callback that in fact arrived. Each first arrival is recorded per delivery in arrival order with its sequence
-and webhook-id; a resend of a webhook-id already seen is acknowledged and counted as a redelivery, never as a
+and webhook-id (and, for a status change, its status); a resend of a webhook-id already seen is acknowledged and counted as a redelivery, never as a
 new event.
 """
 
@@ -37,9 +37,11 @@ class ChaosReceiver(Receiver):
         first_time = request.headers.get("webhook-id") not in self._seen
         response = await super()._hook(request)
         if response.status_code == 204 and first_time:
-            data = json.loads(body)["data"]
+            event = json.loads(body)
+            data = event["data"]
             self.arrivals[data["delivery_id"]].append((data["sequence"], request.headers["webhook-id"]))
-            self.statuses_of[data["delivery_id"]].append(data["status"])
+            if event["type"] == "delivery.status_changed":  # not an ETA update, which repeats the status
+                self.statuses_of[data["delivery_id"]].append(data["status"])
         if mode == "hang":
             self.hung += 1
             await asyncio.sleep(HANG_SECONDS)

@@ -269,8 +269,10 @@ async def test_12_one_workflow_per_delivery_and_no_history_gap_or_duplicate(chao
 async def test_13_the_partner_got_every_callback_once_in_order(chaos):
     results = chaos.results
     statuses = {d: [step["status"] for step in results[workflow_id(d)]["trail"]] for d in chaos.flow.accepted}
-    problems = callback_problems(chaos.receiver, set(chaos.flow.accepted), statuses)
-    chaos.figures["callbacks_checked"] = sum(len(s) for s in statuses.values())
+    queued = {d: results[workflow_id(d)]["callbacks"]["queued"] for d in chaos.flow.accepted}
+    problems = callback_problems(chaos.receiver, set(chaos.flow.accepted), queued, statuses)
+    chaos.figures["callbacks_checked"] = sum(queued.values())
+    chaos.figures["eta_updates"] = sum(queued.values()) - sum(len(s) for s in statuses.values())
     chaos.figures["duplicate_callback_events"] = sum(1 for p in problems if "webhook-id" in p)
     assert problems == [], problems[:10]
     assert chaos.receiver.bad_signatures == 0

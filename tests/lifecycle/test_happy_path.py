@@ -11,7 +11,7 @@ from services.integrations.models import PII, ExternalState, PartnerDelivery
 from services.operations.models import PilotAssignment, Task, TaskHistory, Trip, TripHistory
 from services.state.models import LidCycleEvent, StateHistory
 from services.trip_monitor.models import MonitoredTrip
-from tests.lifecycle.conftest import RobotDriver, wait_for, wait_terminal
+from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal, workflow_status
 
 
 async def rows(platform, service: Service, statement):
@@ -122,6 +122,12 @@ async def test_an_event_that_does_not_fit_is_refused_and_kept_as_rejected(market
     first = await driver.send("lid_opened", event_id="lid-once")
     again = await driver.send("lid_opened", event_id="lid-once")
     assert first.json() == again.json()
+    # A refused event stays refused: resent once it would fit, it gets its first answer and changes nothing.
+    await driver.send("lid_closed")
+    await driver.send("departed")
+    resent = await driver.send("arrived_at_dropoff", expect=409, event_id="out-of-order-1")
+    assert (resent.json()["code"], resent.json()["message"]) == (refused.json()["code"], refused.json()["message"])
+    assert (await workflow_status(market.platform, delivery_id))["status"] == "en_route_to_dropoff"
 
 
 async def test_an_event_resent_after_its_delivery_ended_gets_the_same_answer(market):
@@ -130,13 +136,24 @@ async def test_an_event_resent_after_its_delivery_ended_gets_the_same_answer(mar
     async with market.partner_http() as partner:
         delivery_id = UUID((await partner.post("/v1/deliveries", json=market.order())).json()["id"])
     driver = RobotDriver(market, robot)
-    await driver.to_pickup(delivery_id)
+    await wait_status(market.platform, delivery_id, "robot_assigned")
+    departed = await driver.send("departed", event_id="first-departure")
+    await driver.send("arrived_at_pickup")
     await driver.load_and_go()
     await driver.send("lid_opened")
     last = await driver.send("lid_closed", event_id="last-lid-close")
     await wait_terminal(market.platform, delivery_id)
     again = await driver.send("lid_closed", event_id="last-lid-close")  # its task is closed by now
     assert again.json() == last.json() and last.json()["status"] == "delivered"
+    # On the robot's next delivery a very late resend of the first departure would fit; it is the first
+    # delivery's event, answered as it was then, and the next delivery does not move.
+    async with market.partner_http() as partner:
+        next_id = UUID((await partner.post("/v1/deliveries", json=market.order())).json()["id"])
+    await wait_status(market.platform, next_id, "robot_assigned")
+    assert (await driver.assignment())["delivery_id"] == str(next_id)
+    late = await driver.send("departed", event_id="first-departure")
+    assert late.json() == departed.json() and late.json()["delivery_id"] == str(delivery_id)
+    assert (await workflow_status(market.platform, next_id))["status"] == "robot_assigned"
 
 
 async def test_same_order_twice_is_one_delivery_and_a_changed_body_is_a_conflict(market):
