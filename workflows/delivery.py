@@ -46,6 +46,7 @@ FIELD_TASK_WORKFLOW = "field-task-workflow"
 EVENTS_BEFORE_DECISIONS = "robot-events-before-operator-decisions"
 ENDED_ATTEMPT_EVENTS_DROPPED = "robot-events-of-an-ended-attempt-dropped"
 EVENTS_RECORDED_BY_API = "events-recorded-by-api"
+LID_LEFT_OPEN_ASKS_OPERATOR = "lid-left-open-asks-an-operator"
 LOADED = (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
 
 # Which trip leg and task status each delivery status means for Operations.
@@ -96,6 +97,7 @@ class DeliveryWorkflow:
         self._callbacks_done = 0
         self._excluded_robots: list[str] = []
         self._attention: str | None = None
+        self._lid_question = False  # an operator is asked about a lid left open at the dropoff
         self._allowed_decisions: tuple[str, ...] = ()
         self._decision: tuple[str, OperatorAction] | None = None
         self._operator_actions: list[dict[str, Any]] = []
@@ -292,11 +294,23 @@ class DeliveryWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: bool(self._inbox) or self._cancel_pending() or self._finding is not None
-                    or self._unparked_decision(),
+                    or self._unparked_decision() or (self._lid_question and self._decision is not None),
                     timeout=timeout,
                 )
             except asyncio.TimeoutError:
+                if self._phase == Phase(S.AT_DROPOFF, lid_open=True):  # a deadline set by the patched path only
+                    self._ask_about_the_lid()
+                    continue
                 return "timeout"
+            if self._lid_question:  # answered, by the operator or by the robot closing the lid after all
+                self._lid_question = False
+                self._stop_asking()
+                if self._decision is not None and not self._inbox:
+                    kind, action = self._take_decision()
+                    if kind != "retry":
+                        raise OperatorTookOver(kind, action)
+                    self._phase_deadline = workflow.now() + timedelta(seconds=self._order.policy.lid_open_seconds)
+                    continue
             # Events the robot was told were accepted are applied before an operator's decision ends the attempt.
             if self._unparked_decision() and not (self._inbox and workflow.patched(EVENTS_BEFORE_DECISIONS)):
                 kind, action = self._take_decision()
@@ -312,6 +326,14 @@ class DeliveryWorkflow:
                 return "fault"
             else:
                 return "cancelled"
+
+    def _ask_about_the_lid(self) -> None:
+        """The lid stayed open at the dropoff: an operator looks, and closes the delivery as delivered or waits
+        again (`retry`); the robot closing the lid meanwhile ends the question."""
+        self._phase_deadline = None
+        self._lid_question = True
+        self._ask_operator(f"the lid has been open at the dropoff for {self._order.policy.lid_open_seconds:.0f} s",
+                           ("resolve_delivered", "retry"), cause="lid_left_open")
 
     def _cancel_pending(self) -> bool:
         # A return is already the answer to a cancellation: it cannot be cancelled again.
@@ -537,6 +559,13 @@ class DeliveryWorkflow:
         `cause` is a short, fixed label (the failing activity's name, no_robot, no_pilot) for the
         `deliveries_parked_total{reason}` metric; `reason` is the operator's full text.
         """
+        self._ask_operator(reason, allowed, cause)
+        await workflow.wait_condition(lambda: self._decision is not None)
+        self._stop_asking()
+        return self._take_decision()
+
+    def _ask_operator(self, reason: str, allowed: tuple[str, ...], cause: str) -> None:
+        """Show the delivery as NEEDS_OPERATOR with `reason`, accepting the `allowed` decisions."""
         self._attention, self._allowed_decisions = reason, allowed
         workflow.metric_meter().create_counter(
             "deliveries_parked_total", "Deliveries parked for an operator (NEEDS_OPERATOR), by cause",
@@ -544,11 +573,11 @@ class DeliveryWorkflow:
         workflow.logger.warning("delivery parked for an operator: %s", cause, extra=self._log_context(reason=cause))
         self._upsert_search_attributes()
         self._set_details()
-        await workflow.wait_condition(lambda: self._decision is not None)
+
+    def _stop_asking(self) -> None:
         self._attention, self._allowed_decisions = None, ()
         self._upsert_search_attributes()
         self._set_details()
-        return self._take_decision()
 
     def _unparked_decision(self) -> bool:
         # A decision made while something is parked belongs to whatever parked; others end the attempt.
@@ -637,6 +666,8 @@ class DeliveryWorkflow:
             self._phase_deadline = workflow.now() + timedelta(seconds=policy.pickup_wait_seconds)
         elif self._phase == Phase(S.AT_DROPOFF):
             self._phase_deadline = workflow.now() + timedelta(seconds=policy.customer_no_show_seconds)
+        elif self._phase == Phase(S.AT_DROPOFF, lid_open=True) and workflow.patched(LID_LEFT_OPEN_ASKS_OPERATOR):
+            self._phase_deadline = workflow.now() + timedelta(seconds=policy.lid_open_seconds)
         elif self._phase.status not in (S.AT_PICKUP,):
             self._phase_deadline = None
 

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from cli import ops
 from core.services import Service
-from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal
+from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal, workflow_status
 from tests.lifecycle.test_failure_paths import assert_robot_free, create
 
 
@@ -88,6 +88,49 @@ async def test_resolve_as_delivered_by_hand_and_refusals(market):
     assert story["trip_monitor"][0]["status"] == "finished"
     assert story["device"][0]["robot_id"] == robot and "credential_hash" not in story["device"][0]
     assert story["workflow"]["operator_actions"][0]["note"] == "customer met the robot at the door"
+
+
+async def test_a_lid_left_open_at_the_dropoff_asks_an_operator(market, lifecycle_policy):
+    lifecycle_policy(lid_open_seconds=3)
+    robot = await market.add_robot()
+    await market.add_pilot()
+    driver = RobotDriver(market, robot)
+    client = market.platform.client
+
+    async def asked(delivery_id) -> dict:
+        view = await workflow_status(market.platform, delivery_id)
+        return view if view["attention"] and "lid has been open at the dropoff" in view["attention"] else None
+
+    async def not_asked(delivery_id) -> dict:
+        view = await workflow_status(market.platform, delivery_id)
+        return view if view["attention"] is None else None
+
+    # The operator waits once more; then the robot closes the lid after all.
+    first = await create(market)
+    await driver.to_pickup(first)
+    await driver.load_and_go()
+    await driver.send("lid_opened")
+    await parked(market.platform, first, "lid has been open at the dropoff")
+    await ops.act(client, first, "retry", "eve", "customer is unloading a big order")
+    await wait_for(lambda: not_asked(first), timeout=3, interval=0.05)
+    await wait_for(lambda: asked(first))
+    await driver.send("lid_closed")
+    result = await wait_terminal(market.platform, first)
+    assert (result["status"], result["attention"]) == ("delivered", None)
+    assert [a["action"] for a in result["operator_actions"]] == ["retry"]
+
+    # The operator closes the next one as delivered by hand.
+    second = await create(market)
+    await driver.to_pickup(second)
+    await driver.load_and_go()
+    await driver.send("lid_opened")
+    await parked(market.platform, second, "lid has been open at the dropoff")
+    with pytest.raises(ops.OperatorError, match="redispatch does not apply|cannot redispatch"):
+        await ops.act(client, second, "redispatch", "eve", "wrong button")
+    await ops.act(client, second, "resolve", "eve", "customer has the order; lid sensor faulty")
+    result = await wait_terminal(market.platform, second)
+    assert result["status"] == "delivered" and "handed over by hand" in result["reason"]
+    await assert_robot_free(market.platform, robot)
 
 
 async def test_cancel_while_parked_tells_the_partner(market, lifecycle_policy, receiver):
