@@ -98,6 +98,7 @@ class DeliveryWorkflow:
         self._excluded_robots: list[str] = []
         self._attention: str | None = None
         self._lid_question = False  # an operator is asked about a lid left open at the dropoff
+        self._lid_withdrawn = False  # ... and that question gave way to a park
         self._allowed_decisions: tuple[str, ...] = ()
         self._decision: tuple[str, OperatorAction] | None = None
         self._operator_actions: list[dict[str, Any]] = []
@@ -294,7 +295,8 @@ class DeliveryWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: bool(self._inbox) or self._cancel_pending() or self._finding is not None
-                    or self._unparked_decision() or (self._lid_question and self._decision is not None),
+                    or self._unparked_decision() or (self._lid_question and self._decision is not None)
+                    or self._lid_withdrawn,
                     timeout=timeout,
                 )
             except asyncio.TimeoutError:
@@ -302,15 +304,8 @@ class DeliveryWorkflow:
                     self._ask_about_the_lid()
                     continue
                 return "timeout"
-            if self._lid_question:  # answered, by the operator or by the robot closing the lid after all
-                self._lid_question = False
-                self._stop_asking()
-                if self._decision is not None and not self._inbox:
-                    kind, action = self._take_decision()
-                    if kind != "retry":
-                        raise OperatorTookOver(kind, action)
-                    self._phase_deadline = workflow.now() + timedelta(seconds=self._order.policy.lid_open_seconds)
-                    continue
+            if (self._lid_withdrawn or self._lid_question) and self._lid_answered():
+                continue
             # Events the robot was told were accepted are applied before an operator's decision ends the attempt.
             if self._unparked_decision() and not (self._inbox and workflow.patched(EVENTS_BEFORE_DECISIONS)):
                 kind, action = self._take_decision()
@@ -327,13 +322,34 @@ class DeliveryWorkflow:
             else:
                 return "cancelled"
 
+    def _lid_answered(self) -> bool:
+        """The open-lid question ended: whether to wait again. A `retry` waits `lid_open_seconds` more, as does a
+        question that gave way to another park (one AttentionReason at a time); `resolve_delivered` ends the
+        attempt; the robot closing the lid (or a cancel, a finding) goes its usual way."""
+        again = workflow.now() + timedelta(seconds=self._order.policy.lid_open_seconds)
+        if self._lid_withdrawn:
+            self._lid_withdrawn, self._phase_deadline = False, again
+            return True
+        self._lid_question = False
+        self._stop_asking()
+        if self._decision is None or self._inbox:
+            return False
+        kind, action = self._take_decision()
+        if kind != "retry":
+            raise OperatorTookOver(kind, action)
+        self._phase_deadline = again
+        return True
+
     def _ask_about_the_lid(self) -> None:
         """The lid stayed open at the dropoff: an operator looks, and closes the delivery as delivered or waits
         again (`retry`); the robot closing the lid meanwhile ends the question."""
+        if self._attention is not None:  # something else is parked: ask once it is answered
+            self._phase_deadline = workflow.now() + timedelta(seconds=self._order.policy.lid_open_seconds)
+            return
         self._phase_deadline = None
-        self._lid_question = True
         self._ask_operator(f"the lid has been open at the dropoff for {self._order.policy.lid_open_seconds:.0f} s",
                            ("resolve_delivered", "retry"), cause="lid_left_open")
+        self._lid_question = True
 
     def _cancel_pending(self) -> bool:
         # A return is already the answer to a cancellation: it cannot be cancelled again.
@@ -566,6 +582,8 @@ class DeliveryWorkflow:
 
     def _ask_operator(self, reason: str, allowed: tuple[str, ...], cause: str) -> None:
         """Show the delivery as NEEDS_OPERATOR with `reason`, accepting the `allowed` decisions."""
+        if self._lid_question:  # a park (the partner callbacks') takes the place of the open-lid question
+            self._lid_question, self._lid_withdrawn = False, True
         self._attention, self._allowed_decisions = reason, allowed
         workflow.metric_meter().create_counter(
             "deliveries_parked_total", "Deliveries parked for an operator (NEEDS_OPERATOR), by cause",

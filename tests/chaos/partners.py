@@ -173,7 +173,8 @@ class PartnerFlow:
         return sum(1 for delivery_id in self.accepted if delivery_id in self.receiver.terminal)
 
     async def drain(self, timeout: float) -> float:
-        """Stop creating; wait for every client's last delivery to end; the seconds it took."""
+        """Stop creating; wait for every accepted delivery to end (each client's last one, and those the test
+        placed itself), up to `timeout`; the seconds it took."""
         self.creating = False
         started = time.monotonic()
         done, pending = await asyncio.wait(self._clients, timeout=timeout)
@@ -181,6 +182,8 @@ class PartnerFlow:
             task.cancel()
         for task in done:
             task.result()  # a client that broke says why
+        while self.in_flight() and time.monotonic() - started < timeout:
+            await asyncio.sleep(0.5)
         return time.monotonic() - started
 
     async def close(self) -> None:

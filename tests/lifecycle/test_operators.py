@@ -1,5 +1,7 @@
 """Operators find parked deliveries by search attribute, read why, and fix them with updates."""
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 
@@ -198,3 +200,27 @@ async def test_a_disabled_partner_endpoint_parks_the_callbacks_not_the_robot(mar
     assert receiver.statuses(delivery_id) == [
         "created", "robot_assigned", "en_route_to_pickup", "at_pickup", "picked_up", "en_route_to_dropoff",
         "at_dropoff", "delivered"]
+
+
+async def test_the_open_lid_question_waits_while_the_partner_callbacks_are_parked(market, lifecycle_policy, receiver):
+    lifecycle_policy(lid_open_seconds=1)
+    robot = await market.add_robot()
+    await market.add_pilot()
+    order = market.order()
+    receiver.gone_for[order["external_id"]] = 1
+    async with market.partner_http() as partner:
+        delivery_id = UUID((await partner.post("/v1/deliveries", json=order)).json()["id"])
+    await parked(market.platform, delivery_id, "partner endpoint disabled")
+    driver = RobotDriver(market, robot)
+    await driver.to_pickup(delivery_id)
+    await driver.load_and_go()
+    await driver.send("lid_opened")
+    await asyncio.sleep(3)  # the lid has been open three times lid_open_seconds: still the callbacks' question
+    view = await workflow_status(market.platform, delivery_id)
+    assert view["attention"] == "partner endpoint disabled (410 Gone)", view["attention"]
+    await ops.act(market.platform.client, delivery_id, "retry", "fay", "partner fixed their endpoint")
+    await parked(market.platform, delivery_id, "lid has been open at the dropoff")
+    await ops.act(market.platform.client, delivery_id, "resolve", "fay", "customer has the order")
+    result = await wait_terminal(market.platform, delivery_id)
+    assert result["status"] == "delivered"
+    assert [a["action"] for a in result["operator_actions"]] == ["retry", "resolve_delivered"]
