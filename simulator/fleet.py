@@ -6,8 +6,8 @@ behind the workflow, so while a task lasts the robot goes by the receipt of its 
 workflow's own answer), takes the next step at once, and only asks for the assignment again when there is
 nothing to do or an event is refused. That receipt is all it remembers, so a restarted simulator picks up
 where the deliveries are. Like a real robot, it also reports its position on its own clock while it serves a
-task, so waiting on a slow platform never looks like a lost link, and it resends an event the platform
-answered 503 (same event_id) until it hears how the event was taken.
+task, so waiting on a slow platform never looks like a lost link. An event that got no answer, or a 503, is
+resent with the same event_id until the platform says how it was taken.
 """
 
 import asyncio
@@ -27,7 +27,7 @@ HEARTBEAT_SECONDS = 5.0
 KEEPALIVE_SECONDS = 10.0  # a robot on a task reports at least this often (wall time), even while it waits
 POLL_SECONDS = 0.5
 LID_DWELL_SECONDS = 20.0
-RESENDS = 60  # resends of one event the platform answers 503 (it says when to try again)
+RESENDS = 60  # tries of one event that gets no answer or a 503 (which says when to try again)
 
 
 def toward(start: Point, end: Point, fraction: float) -> Point:
@@ -162,11 +162,20 @@ class SimulatedRobot:
                 "latitude": self.position.latitude, "longitude": self.position.longitude}
 
     async def send(self, body: dict) -> tuple[int, dict | None]:
-        """Post an event until the platform gives an answer other than 503: a resend of the same event_id is
-        idempotent, so the answer is the one the event got. (status code, the receipt when accepted)."""
-        for _ in range(RESENDS):
-            response = await self.http.post("/v1/robot/events", headers=self.headers, json=body)
-            if response.status_code != 503:
+        """Post an event until the platform answers it with something other than 503, resending the same body
+        (a resend of an event_id is idempotent) after no answer at all or a 503: the answer is the one the event
+        got. (status code, the receipt when accepted)."""
+        for attempt in range(1, RESENDS + 1):
+            try:
+                response = await self.http.post("/v1/robot/events", headers=self.headers, json=body)
+            except httpx.TransportError as exc:
+                if attempt == RESENDS:
+                    raise
+                log.warning("%s: no answer to %s (%s); resending it", self.robot_id, body["type"],
+                            type(exc).__name__)
+                await asyncio.sleep(1)
+                continue
+            if response.status_code != 503 or attempt == RESENDS:
                 break
             await asyncio.sleep(float(response.headers.get("retry-after", "1")))
         return response.status_code, response.json() if response.status_code == 200 else None
