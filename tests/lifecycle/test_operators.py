@@ -180,7 +180,9 @@ async def test_a_stuck_robot_with_no_replacement_parks_for_an_operator(market, l
     assert (await wait_terminal(market.platform, delivery_id))["status"] == "cancelled"
 
 
-async def test_a_disabled_partner_endpoint_parks_the_callbacks_not_the_robot(market, receiver):
+async def parked_on_a_disabled_endpoint(market, receiver) -> tuple[UUID, RobotDriver]:
+    """A delivery whose partner endpoint answers its first callback 410 Gone, parked on its callbacks; and the
+    driver of the one robot that can serve it."""
     robot = await market.add_robot()
     await market.add_pilot()
     order = market.order()
@@ -188,8 +190,12 @@ async def test_a_disabled_partner_endpoint_parks_the_callbacks_not_the_robot(mar
     async with market.partner_http() as partner:
         delivery_id = UUID((await partner.post("/v1/deliveries", json=order)).json()["id"])
     await parked(market.platform, delivery_id, "partner endpoint disabled")
-    driver = RobotDriver(market, robot)  # the robot is not held up by the partner's endpoint
-    await driver.to_pickup(delivery_id)
+    return delivery_id, RobotDriver(market, robot)
+
+
+async def test_a_disabled_partner_endpoint_parks_the_callbacks_not_the_robot(market, receiver):
+    delivery_id, driver = await parked_on_a_disabled_endpoint(market, receiver)
+    await driver.to_pickup(delivery_id)  # the robot is not held up by the partner's endpoint
     await driver.load_and_go()
     await driver.hand_over()
     await wait_status(market.platform, delivery_id, "delivered")
@@ -204,14 +210,7 @@ async def test_a_disabled_partner_endpoint_parks_the_callbacks_not_the_robot(mar
 
 async def test_the_open_lid_question_waits_while_the_partner_callbacks_are_parked(market, lifecycle_policy, receiver):
     lifecycle_policy(lid_open_seconds=1)
-    robot = await market.add_robot()
-    await market.add_pilot()
-    order = market.order()
-    receiver.gone_for[order["external_id"]] = 1
-    async with market.partner_http() as partner:
-        delivery_id = UUID((await partner.post("/v1/deliveries", json=order)).json()["id"])
-    await parked(market.platform, delivery_id, "partner endpoint disabled")
-    driver = RobotDriver(market, robot)
+    delivery_id, driver = await parked_on_a_disabled_endpoint(market, receiver)
     await driver.to_pickup(delivery_id)
     await driver.load_and_go()
     await driver.send("lid_opened")
