@@ -3,8 +3,8 @@
 `mode` plays the partner's side of an outage: "error" answers 500 without looking at the callback; "hang" takes
 the callback in (it counts as received) but answers only after the sender has given up, so the sender retries
 a callback that in fact arrived. Each first arrival is recorded per delivery in arrival order with its sequence
-and webhook-id (and, for a status change, its status); a resend of a webhook-id already seen is acknowledged and counted as a redelivery, never as a
-new event.
+and webhook-id (and, for a status change, its status); a resend of a webhook-id already seen is acknowledged and
+counted as a redelivery, never as a new event.
 """
 
 import asyncio

@@ -33,8 +33,8 @@ NEXT_EVENT = {(S.ROBOT_ASSIGNED, False): E.DEPARTED, (S.EN_ROUTE_TO_PICKUP, Fals
               (S.PICKED_UP, False): E.DEPARTED, (S.EN_ROUTE_TO_DROPOFF, False): E.ARRIVED_AT_DROPOFF,
               (S.AT_DROPOFF, False): E.LID_OPENED, (S.AT_DROPOFF, True): E.LID_CLOSED,
               (S.RETURNING, False): E.LID_OPENED, (S.RETURNING, True): E.LID_CLOSED}
-TIMERS = ("robot_search_seconds", "pilot_wait_seconds", "pickup_wait_seconds", "customer_no_show_seconds", "lid_open_seconds",
-          "connectivity_lost_seconds", "stuck_window_seconds")
+TIMERS = ("robot_search_seconds", "pilot_wait_seconds", "pickup_wait_seconds", "customer_no_show_seconds",
+          "lid_open_seconds", "connectivity_lost_seconds", "stuck_window_seconds")
 STEPS = st.lists(st.sampled_from(["next"] * 6 + [e.value for e in E if e is not E.FAULT]
                                  + ["fault", "resend", "stranger", "retry", "redispatch", "resolve", "cancel"]),
                  min_size=1, max_size=8)
