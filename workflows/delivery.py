@@ -501,6 +501,7 @@ class DeliveryWorkflow:
             # Left only when an operator ended the attempt while it was parked applying them: not this attempt's.
             self._inbox.clear()
         self._attempt_over = self._fault_reported = False
+        self._finding = None  # the last robot's finding: the next robot's events are its own from the start
         self._attempt_sequence = 0
         self._reason = reason
         self._phase_deadline = None

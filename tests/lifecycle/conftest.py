@@ -14,6 +14,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import httpx
 import pytest
@@ -80,6 +81,49 @@ class _FailAfterCommit(ActivityInboundInterceptor):
         return result
 
 
+@dataclass
+class Hold:
+    """Keeps one kind of activity from starting, for the arguments it matches, until the test releases it."""
+
+    activity_type: str
+    matches: Callable[[Any], bool]
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+HOLDS: list[Hold] = []
+
+
+class HoldWhenTold(Interceptor):
+    """Opens a window the test can act in: a held activity waits before doing its work."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _Held(next)
+
+
+class _Held(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput):
+        for hold in HOLDS:
+            if hold.activity_type == activity.info().activity_type and hold.matches(*input.args):
+                hold.reached.set()
+                await hold.released.wait()
+        return await self.next.execute_activity(input)
+
+
+@pytest.fixture
+def hold_activity():
+    """`hold_activity(type, matches)`: the matching activities wait until `.released` is set (at the latest
+    when the test ends)."""
+    def hold(activity_type: str, matches: Callable[[Any], bool]) -> Hold:
+        HOLDS.append(Hold(activity_type, matches))
+        return HOLDS[-1]
+
+    yield hold
+    for held in HOLDS:
+        held.released.set()
+    HOLDS.clear()
+
+
 @pytest.fixture
 def flaky():
     """Switch on failure injection for one test (the conftest module's own switch, shared with the workers)."""
@@ -108,7 +152,7 @@ async def platform(settings, temporal_env):
     databases = Databases(settings)
     # The workers' own client, as worker.py makes it: its runtime serves their metrics on metrics_port.
     client = await connect(settings)
-    workers = [worker.build_worker(client, queue, databases, settings, [FailOnceAfterCommit()])
+    workers = [worker.build_worker(client, queue, databases, settings, [FailOnceAfterCommit(), HoldWhenTold()])
                for queue in TaskQueue]
     running = [asyncio.create_task(w.run()) for w in workers]
     await start_planning_rounds(client, settings.planning_round_seconds)

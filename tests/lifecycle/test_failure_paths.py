@@ -1,11 +1,13 @@
 """Every failure path of the lifecycle, on the real stack, ending in consistent rows in every database."""
 
+import asyncio
 from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import select
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
+from core.contracts import DeliveryStatus
 from core.services import Service
 from services.deliveries.models import Attempt, Delivery
 from services.dispatch.models import Demand, Robot as PlanningRobot
@@ -155,12 +157,16 @@ async def test_robot_fault_opens_a_field_task_and_another_robot_takes_over(marke
     await assert_robot_free(platform, second_robot)
 
 
-async def test_a_stuck_robot_is_replaced_and_the_partner_hears_of_the_delay(market, lifecycle_policy, receiver):
+async def test_a_stuck_robot_is_replaced_and_the_partner_hears_of_the_delay(market, lifecycle_policy, receiver,
+                                                                            hold_activity):
     lifecycle_policy(stuck_window_seconds=8, monitor_poll_seconds=0.3, eta_drift_seconds=1)
     stuck_robot = await market.add_robot(north_m=0)
     rescuer = await market.add_robot(north_m=-1500)
     await market.add_pilot()
     bad_signatures = receiver.bad_signatures
+    # The rescuer's assignment is held while being recorded: the rescuer reports at once, and must be heard.
+    recording = hold_activity("record_status", lambda change: change.robot_id == rescuer
+                              and change.status == DeliveryStatus.ROBOT_ASSIGNED)
     delivery_id = await create(market)
     driver = RobotDriver(market, stuck_robot)
     await wait_status(market.platform, delivery_id, "robot_assigned")
@@ -172,11 +178,13 @@ async def test_a_stuck_robot_is_replaced_and_the_partner_hears_of_the_delay(mark
         return view["robot_id"] == rescuer
 
     await wait_for(replaced, timeout=60)
-    fo = await rows(market.platform, Service.OPERATIONS, select(FOTask).where(FOTask.robot_id == stuck_robot))
-    assert len(fo) == 1 and fo[0].kind == "rescue" and "stuck" in fo[0].reason
+    await asyncio.wait_for(recording.reached.wait(), timeout=30)
     second = RobotDriver(market, rescuer)
     await second.heartbeat(moving=False)  # the replacement reports in, standing, before it sets off
     await second.to_pickup(delivery_id)
+    recording.released.set()
+    fo = await rows(market.platform, Service.OPERATIONS, select(FOTask).where(FOTask.robot_id == stuck_robot))
+    assert len(fo) == 1 and fo[0].kind == "rescue" and "stuck" in fo[0].reason
     await second.heartbeat(moving=False)  # waiting at the store is not being stuck
     await second.load_and_go()
     await second.hand_over()
