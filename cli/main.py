@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     for action, text in (("retry", "re-run the step a parked delivery waits on"),
                          ("redispatch", "end the attempt and start another, optionally with --robot"),
                          ("cancel", "cancel with --reason; the partner is told"),
-                         ("resolve", "close as delivered: the order was handed over by hand")):
+                         ("resolve", "close as delivered: the order was handed over by hand"),
+                         ("returned", "close as returned: the order is back at the store, the lid left open")):
         sub = ops_commands.add_parser(action, help=text)
         sub.add_argument("delivery_id", type=uuid.UUID)
         sub.add_argument("--note", required=True, help="why (recorded with the action)")

@@ -24,8 +24,6 @@ from services.state.models import LidCycleEvent, StateHistory
 from services.trip_monitor.models import MonitoredTrip
 from workflows.delivery import NEEDS_OPERATOR, DeliveryWorkflow, workflow_id
 
-ACTIONS = ("retry", "redispatch", "cancel", "resolve")
-
 
 class OperatorError(Exception):
     """The delivery refused the action; the message says why."""
@@ -55,7 +53,8 @@ async def act(client: Client, delivery_id: uuid.UUID, action: str, operator: str
                 DeliveryWorkflow.cancel, CancelRequest(reason=reason or "operator_cancelled", requested_by=operator))
             return f"cancel accepted; the delivery is {receipt.status.value}"
         update = {"retry": DeliveryWorkflow.retry, "redispatch": DeliveryWorkflow.redispatch,
-                  "resolve": DeliveryWorkflow.resolve_delivered}[action]
+                  "resolve": DeliveryWorkflow.resolve_delivered,
+                  "returned": DeliveryWorkflow.resolve_returned}[action]
         return await handle.execute_update(update, decision)
     except WorkflowUpdateFailedError as exc:
         raise OperatorError(getattr(exc.cause, "message", str(exc.cause))) from None

@@ -47,7 +47,13 @@ EVENTS_BEFORE_DECISIONS = "robot-events-before-operator-decisions"
 ENDED_ATTEMPT_EVENTS_DROPPED = "robot-events-of-an-ended-attempt-dropped"
 EVENTS_RECORDED_BY_API = "events-recorded-by-api"
 LID_LEFT_OPEN_ASKS_OPERATOR = "lid-left-open-asks-an-operator"
+RETURN_LID_LEFT_OPEN_ASKS_OPERATOR = "lid-left-open-at-the-store-asks-an-operator"
 LOADED = (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
+# A lid left open this long at the dropoff, or back at the store, asks an operator: where, and how to close it.
+LID_QUESTIONS: dict[Phase, tuple[str, str]] = {
+    Phase(S.AT_DROPOFF, lid_open=True): ("at the dropoff", "resolve_delivered"),
+    Phase(S.RETURNING, lid_open=True): ("back at the store", "resolve_returned"),
+}
 
 # Which trip leg and task status each delivery status means for Operations.
 TRIP_PROGRESS: dict[S, tuple[str, str, str | None]] = {
@@ -209,6 +215,10 @@ class DeliveryWorkflow:
             await self._close_attempt("completed", reason=f"resolved by {by}")
             await self._release_robot()
             return await self._finish(S.DELIVERED, f"handed over by hand ({by})")
+        if kind == "resolve_returned":
+            await self._close_attempt("completed", reason=f"resolved by {by}")
+            await self._release_robot()
+            return await self._finish(S.RETURNED, f"taken back by hand ({by})")
         if kind == "cancel":
             reason = action.reason or "operator_cancelled"
             await self._close_attempt("cancelled", reason=f"{reason} ({by})")
@@ -300,7 +310,7 @@ class DeliveryWorkflow:
                     timeout=timeout,
                 )
             except asyncio.TimeoutError:
-                if self._phase == Phase(S.AT_DROPOFF, lid_open=True):  # a deadline set by the patched path only
+                if self._phase in LID_QUESTIONS:  # a deadline set by the patched paths only
                     self._ask_about_the_lid()
                     continue
                 return "timeout"
@@ -324,8 +334,9 @@ class DeliveryWorkflow:
 
     def _lid_answered(self) -> bool:
         """The open-lid question ended: whether to wait again. A `retry` waits `lid_open_seconds` more, as does a
-        question that gave way to another park (one AttentionReason at a time); `resolve_delivered` ends the
-        attempt; the robot closing the lid (or a cancel, a finding) goes its usual way."""
+        question that gave way to another park (one AttentionReason at a time); `resolve_delivered` (or on a
+        return `resolve_returned`) ends the attempt; the robot closing the lid (or a cancel, a finding) goes its
+        usual way."""
         again = workflow.now() + timedelta(seconds=self._order.policy.lid_open_seconds)
         if self._lid_withdrawn:
             self._lid_withdrawn, self._phase_deadline = False, again
@@ -341,14 +352,16 @@ class DeliveryWorkflow:
         return True
 
     def _ask_about_the_lid(self) -> None:
-        """The lid stayed open at the dropoff: an operator looks, and closes the delivery as delivered or waits
-        again (`retry`); the robot closing the lid meanwhile ends the question."""
+        """The lid stayed open at the dropoff (or back at the store): an operator looks, and closes the delivery
+        as delivered (or returned) or waits again (`retry`); the robot closing the lid meanwhile ends the
+        question."""
         if self._attention is not None:  # something else is parked: ask once it is answered
             self._phase_deadline = workflow.now() + timedelta(seconds=self._order.policy.lid_open_seconds)
             return
         self._phase_deadline = None
-        self._ask_operator(f"the lid has been open at the dropoff for {self._order.policy.lid_open_seconds:.0f} s",
-                           ("resolve_delivered", "retry"), cause="lid_left_open")
+        where, resolve = LID_QUESTIONS[self._phase]
+        self._ask_operator(f"the lid has been open {where} for {self._order.policy.lid_open_seconds:.0f} s",
+                           (resolve, "retry"), cause="lid_left_open")
         self._lid_question = True
 
     def _cancel_pending(self) -> bool:
@@ -427,7 +440,8 @@ class DeliveryWorkflow:
             recorded = RecordedRobotEvent(event=event, delivery_id=self._order.delivery_id,
                                           attempt_id=self._attempt.attempt_id, accepted=True)
             await self._step(StateActivities.record_robot_event, recorded, TaskQueue.STATE)
-        progress = RETURN_PROGRESS.get(event.type) if self._attempt.kind == "return" else TRIP_PROGRESS.get(phase.status)
+        returning = self._attempt.kind == "return"
+        progress = RETURN_PROGRESS.get(event.type) if returning else TRIP_PROGRESS.get(phase.status)
         if progress and phase.status != self._reached_status():
             leg, trip_status, task_status = progress
             update = TripUpdate(task_id=self._task.task_id, leg=leg, trip_status=trip_status,
@@ -687,6 +701,8 @@ class DeliveryWorkflow:
             self._phase_deadline = workflow.now() + timedelta(seconds=policy.customer_no_show_seconds)
         elif self._phase == Phase(S.AT_DROPOFF, lid_open=True) and workflow.patched(LID_LEFT_OPEN_ASKS_OPERATOR):
             self._phase_deadline = workflow.now() + timedelta(seconds=policy.lid_open_seconds)
+        elif self._phase == Phase(S.RETURNING, lid_open=True) and workflow.patched(RETURN_LID_LEFT_OPEN_ASKS_OPERATOR):
+            self._phase_deadline = workflow.now() + timedelta(seconds=policy.lid_open_seconds)
         elif self._phase.status not in (S.AT_PICKUP,):
             self._phase_deadline = None
 
@@ -741,6 +757,15 @@ class DeliveryWorkflow:
             raise ApplicationError(f"cannot resolve as delivered a delivery that is {self._phase.status.value}",
                                    type="invalid_operator_action")
         self._check_decision("resolve_delivered", parked_only=False)
+
+    @workflow.update
+    async def resolve_returned(self, action: OperatorAction) -> str:
+        """Operator: the order is back at the store though the lid stays open; close the delivery as returned."""
+        return self._decide("resolve_returned", action)
+
+    @resolve_returned.validator
+    def _validate_resolve_returned(self, action: OperatorAction) -> None:
+        self._check_decision("resolve_returned")
 
     def _check_decision(self, kind: str, parked_only: bool = True) -> None:
         if self._decision is not None:

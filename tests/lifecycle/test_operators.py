@@ -135,6 +135,37 @@ async def test_a_lid_left_open_at_the_dropoff_asks_an_operator(market, lifecycle
     await assert_robot_free(market.platform, robot)
 
 
+async def test_a_lid_left_open_back_at_the_store_asks_an_operator(market, lifecycle_policy, receiver):
+    lifecycle_policy(customer_no_show_seconds=1, lid_open_seconds=2)
+    robot = await market.add_robot()
+    await market.add_pilot()
+    client = market.platform.client
+    delivery_id = await create(market)
+    driver = RobotDriver(market, robot)
+    await driver.to_pickup(delivery_id)
+    await driver.load_and_go()  # nobody comes to the door: the order goes back to the store
+    await wait_status(market.platform, delivery_id, "returning")
+    with pytest.raises(ops.OperatorError, match="not waiting for an operator"):
+        await ops.act(client, delivery_id, "returned", "gus", "too early")
+    for event in ("departed", "arrived_at_store", "lid_opened"):
+        await driver.send(event)
+    await parked(market.platform, delivery_id, "lid has been open back at the store")
+    with pytest.raises(ops.OperatorError, match="resolve_delivered does not apply"):
+        await ops.act(client, delivery_id, "resolve", "gus", "wrong button")
+    await ops.act(client, delivery_id, "returned", "gus", "the store has the order; lid sensor faulty")
+    result = await wait_terminal(market.platform, delivery_id)
+    assert (result["status"], result["attention"]) == ("returned", None)
+    assert "taken back by hand" in result["reason"]
+    assert [a["action"] for a in result["operator_actions"]] == ["resolve_returned"]
+    await assert_robot_free(market.platform, robot)
+    await driver.send("lid_closed", expect=409)  # the delivery is over: the robot's late event is refused
+
+    async def partner_told():
+        return receiver.statuses(delivery_id)[-2:] == ["returning", "returned"]
+
+    await wait_for(partner_told)
+
+
 async def test_cancel_while_parked_tells_the_partner(market, lifecycle_policy, receiver):
     lifecycle_policy(no_robot_action="park", robot_search_seconds=1)
     delivery_id = await create(market)
