@@ -49,6 +49,9 @@ EVENTS_RECORDED_BY_API = "events-recorded-by-api"
 LID_LEFT_OPEN_ASKS_OPERATOR = "lid-left-open-asks-an-operator"
 RETURN_LID_LEFT_OPEN_ASKS_OPERATOR = "lid-left-open-at-the-store-asks-an-operator"
 LOADED = (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
+# What an operator's resolve closes the delivery as, and how the order got where it is.
+RESOLVED_BY_HAND = {"resolve_delivered": (S.DELIVERED, "handed over by hand"),
+                    "resolve_returned": (S.RETURNED, "taken back by hand")}
 # A lid left open this long at the dropoff, or back at the store, asks an operator: where, and how to close it.
 LID_QUESTIONS: dict[Phase, tuple[str, str]] = {
     Phase(S.AT_DROPOFF, lid_open=True): ("at the dropoff", "resolve_delivered"),
@@ -209,16 +212,14 @@ class DeliveryWorkflow:
         await self._finish(S.RETURNED, self._reason, already_reached=True)
 
     async def _carry_out(self, kind: str, action: OperatorAction) -> None:
-        """An operator took the delivery over: cancel it, close it as delivered by hand, or dispatch again."""
+        """An operator took the delivery over: cancel it, close it as delivered (or returned) by hand, or dispatch
+        again."""
         by = f"{action.operator}: {action.note}"
-        if kind == "resolve_delivered":
+        if kind in RESOLVED_BY_HAND:
+            status, how = RESOLVED_BY_HAND[kind]
             await self._close_attempt("completed", reason=f"resolved by {by}")
             await self._release_robot()
-            return await self._finish(S.DELIVERED, f"handed over by hand ({by})")
-        if kind == "resolve_returned":
-            await self._close_attempt("completed", reason=f"resolved by {by}")
-            await self._release_robot()
-            return await self._finish(S.RETURNED, f"taken back by hand ({by})")
+            return await self._finish(status, f"{how} ({by})")
         if kind == "cancel":
             reason = action.reason or "operator_cancelled"
             await self._close_attempt("cancelled", reason=f"{reason} ({by})")
