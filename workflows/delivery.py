@@ -47,6 +47,7 @@ EVENTS_BEFORE_DECISIONS = "robot-events-before-operator-decisions"
 ENDED_ATTEMPT_EVENTS_DROPPED = "robot-events-of-an-ended-attempt-dropped"
 EVENTS_RECORDED_BY_API = "events-recorded-by-api"
 LID_LEFT_OPEN_ASKS_OPERATOR = "lid-left-open-asks-an-operator"
+PARKS_IN_TURN = "parks-asked-in-turn"
 RETURN_LID_LEFT_OPEN_ASKS_OPERATOR = "lid-left-open-at-the-store-asks-an-operator"
 LOADED = (S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF)
 # What an operator's resolve closes the delivery as, and how the order got where it is.
@@ -589,8 +590,12 @@ class DeliveryWorkflow:
         """Wait, visibly (DeliveryStatus=NEEDS_OPERATOR), for an operator's decision; return it.
 
         `cause` is a short, fixed label (the failing activity's name, no_robot, no_pilot) for the
-        `deliveries_parked_total{reason}` metric; `reason` is the operator's full text.
+        `deliveries_parked_total{reason}` metric; `reason` is the operator's full text. While another part of
+        the delivery waits for an operator (the partner callbacks and a lifecycle step can park at once), this
+        one waits its turn, so that each decision goes to the question the operator was shown.
         """
+        if self._attention is not None and not self._lid_question and workflow.patched(PARKS_IN_TURN):
+            await workflow.wait_condition(lambda: self._attention is None or self._lid_question)
         self._ask_operator(reason, allowed, cause)
         await workflow.wait_condition(lambda: self._decision is not None)
         self._stop_asking()

@@ -239,6 +239,53 @@ async def test_a_disabled_partner_endpoint_parks_the_callbacks_not_the_robot(mar
         "at_dropoff", "delivered"]
 
 
+async def test_two_parks_at_once_are_asked_in_turn(market, lifecycle_policy, receiver):
+    lifecycle_policy(step_retry_max_attempts=2)
+    delivery_id, driver = await parked_on_a_disabled_endpoint(market, receiver)
+    client = market.platform.client
+    handle = client.get_workflow_handle(f"delivery:{delivery_id}")
+
+    async def step_out_of_retries():
+        events = (await handle.fetch_history()).events
+        scheduled = {e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name for e in events
+                     if e.HasField("activity_task_scheduled_event_attributes")}
+        return any(scheduled.get(e.activity_task_failed_event_attributes.scheduled_event_id)
+                   == "record_trip_progress" for e in events if e.HasField("activity_task_failed_event_attributes"))
+
+    await wait_status(market.platform, delivery_id, "robot_assigned")
+    operations = market.platform.databases.engines[Service.OPERATIONS]
+    async with operations.begin() as connection:  # the Operations database loses its trip history table
+        await connection.execute(text("ALTER TABLE trip_history RENAME TO trip_history_away"))
+    try:
+        await driver.send("departed")
+        await wait_for(step_out_of_retries)
+        # The step waits behind the question already asked: the operator's retry goes to the callbacks.
+        assert (await workflow_status(market.platform, delivery_id))["attention"].startswith(
+            "partner endpoint disabled")
+        await ops.act(client, delivery_id, "retry", "fay", "partner fixed their endpoint")
+        found = await parked(market.platform, delivery_id, "record_trip_progress failed")
+        assert "trip_history" in found["reason"]
+    finally:
+        async with operations.begin() as connection:
+            await connection.execute(text("ALTER TABLE trip_history_away RENAME TO trip_history"))
+    await ops.act(client, delivery_id, "retry", "fay", "operations database repaired")
+    await wait_status(market.platform, delivery_id, "en_route_to_pickup")
+    await driver.send("arrived_at_pickup")
+    await driver.load_and_go()
+    await driver.hand_over()
+    result = await wait_terminal(market.platform, delivery_id)
+    assert (result["status"], result["attention"]) == ("delivered", None)
+    assert [a["attention"].split(" ")[0] for a in result["operator_actions"]] == ["partner", "record_trip_progress"]
+
+    async def partner_told():
+        return receiver.statuses(delivery_id)[-1:] == ["delivered"]
+
+    await wait_for(partner_told)
+    assert receiver.statuses(delivery_id) == [
+        "created", "robot_assigned", "en_route_to_pickup", "at_pickup", "picked_up", "en_route_to_dropoff",
+        "at_dropoff", "delivered"]
+
+
 async def test_the_open_lid_question_waits_while_the_partner_callbacks_are_parked(market, lifecycle_policy, receiver):
     lifecycle_policy(lid_open_seconds=1)
     delivery_id, driver = await parked_on_a_disabled_endpoint(market, receiver)
