@@ -111,6 +111,13 @@ def stats(values: list[float]) -> dict:
             "max": round(max(values), 4)}
 
 
+def throughput(firsts: list[float], lasts: list[float]) -> dict:
+    """Wall time from the first start to the last finish, and finished runs per second over it."""
+    duration = (max(lasts) - min(firsts)) if lasts else None
+    return {"duration_seconds": round(duration, 3) if duration else None,
+            "throughput_per_second": round(len(lasts) / duration, 3) if duration else 0.0}
+
+
 def machine() -> dict:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cores": cores, "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
@@ -172,12 +179,9 @@ async def drive_ours(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, c
                 slowest.append((received - created, delivery_id))
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    duration = (max(lasts) - min(firsts)) if lasts else None
     return {
         "deliveries": len(firsts), "delivered": outcomes.get("delivered", 0), "outcomes": dict(outcomes),
-        "duration_seconds": round(duration, 3) if duration else None,
-        "throughput_per_second": round(len(lasts) / duration, 3) if duration else 0.0,
-        "latency_seconds": stats(lifecycle), "api_post_seconds": stats(api),
+        **throughput(firsts, lasts), "latency_seconds": stats(lifecycle), "api_post_seconds": stats(api),
         "sample_workflow_id": workflow_id(delivered_ids[0]) if delivered_ids else None,
         "slowest": [{"workflow_id": workflow_id(d), "seconds": round(t, 3)} for t, d in sorted(slowest)[-3:][::-1]],
     }
@@ -225,12 +229,9 @@ async def drive_bare(client: Client, script: BareScript, count: int, concurrency
             lasts.append(done)
 
     await asyncio.gather(*(driver() for _ in range(concurrency)))
-    duration = (max(lasts) - min(firsts)) if lasts else None
     return {
         "workflows": len(firsts), "completed": outcomes.get("completed", 0), "outcomes": dict(outcomes),
-        "duration_seconds": round(duration, 3) if duration else None,
-        "throughput_per_second": round(len(lasts) / duration, 3) if duration else 0.0,
-        "latency_seconds": stats(lifecycle), "start_workflow_seconds": stats(starts),
+        **throughput(firsts, lasts), "latency_seconds": stats(lifecycle), "start_workflow_seconds": stats(starts),
     }
 
 
