@@ -1,11 +1,11 @@
 """Operators find parked deliveries by search attribute, read why, and fix them with updates."""
 
 import asyncio
+from contextlib import asynccontextmanager
+from uuid import UUID
 
 import pytest
 from sqlalchemy import text
-
-from uuid import UUID
 
 from cli import ops
 from core.services import Service
@@ -20,6 +20,19 @@ async def parked(platform, delivery_id, reason_part: str) -> dict:
 
     listed.__name__ = f"delivery parked for '{reason_part}'"
     return await wait_for(listed, timeout=30, interval=0.3)
+
+
+@asynccontextmanager
+async def trip_history_gone(platform):
+    """The Operations database loses its trip history table until the block ends."""
+    operations = platform.databases.engines[Service.OPERATIONS]
+    async with operations.begin() as connection:
+        await connection.execute(text("ALTER TABLE trip_history RENAME TO trip_history_away"))
+    try:
+        yield
+    finally:
+        async with operations.begin() as connection:
+            await connection.execute(text("ALTER TABLE trip_history_away RENAME TO trip_history"))
 
 
 async def test_no_robot_parks_then_a_redispatch_to_a_named_robot_delivers(market, lifecycle_policy):
@@ -50,16 +63,10 @@ async def test_a_step_that_keeps_failing_parks_and_a_retry_resumes_it(market, li
     delivery_id = await create(market)
     driver = RobotDriver(market, robot)
     await wait_status(market.platform, delivery_id, "robot_assigned")
-    operations = market.platform.databases.engines[Service.OPERATIONS]
-    async with operations.begin() as connection:  # the Operations database loses its trip history table
-        await connection.execute(text("ALTER TABLE trip_history RENAME TO trip_history_away"))
-    try:
+    async with trip_history_gone(market.platform):
         await driver.send("departed")
         found = await parked(market.platform, delivery_id, "record_trip_progress failed")
         assert "trip_history" in found["reason"]
-    finally:
-        async with operations.begin() as connection:
-            await connection.execute(text("ALTER TABLE trip_history_away RENAME TO trip_history"))
     await ops.act(market.platform.client, delivery_id, "retry", "ben", "operations database repaired")
     await wait_status(market.platform, delivery_id, "en_route_to_pickup")
     await driver.send("arrived_at_pickup")
@@ -253,10 +260,7 @@ async def test_two_parks_at_once_are_asked_in_turn(market, lifecycle_policy, rec
                    == "record_trip_progress" for e in events if e.HasField("activity_task_failed_event_attributes"))
 
     await wait_status(market.platform, delivery_id, "robot_assigned")
-    operations = market.platform.databases.engines[Service.OPERATIONS]
-    async with operations.begin() as connection:  # the Operations database loses its trip history table
-        await connection.execute(text("ALTER TABLE trip_history RENAME TO trip_history_away"))
-    try:
+    async with trip_history_gone(market.platform):
         await driver.send("departed")
         await wait_for(step_out_of_retries)
         # The step waits behind the question already asked: the operator's retry goes to the callbacks.
@@ -265,9 +269,6 @@ async def test_two_parks_at_once_are_asked_in_turn(market, lifecycle_policy, rec
         await ops.act(client, delivery_id, "retry", "fay", "partner fixed their endpoint")
         found = await parked(market.platform, delivery_id, "record_trip_progress failed")
         assert "trip_history" in found["reason"]
-    finally:
-        async with operations.begin() as connection:
-            await connection.execute(text("ALTER TABLE trip_history_away RENAME TO trip_history"))
     await ops.act(client, delivery_id, "retry", "fay", "operations database repaired")
     await wait_status(market.platform, delivery_id, "en_route_to_pickup")
     await driver.send("arrived_at_pickup")
