@@ -88,7 +88,12 @@ async def get_assignment(robot: CurrentRobot, request: Request):
 @router.post("/events", response_model=EventReceipt, summary="Report an event",
              responses={409: {"description": "the event does not fit the delivery's current state"}})
 async def report_event(report: EventReport, robot: CurrentRobot, request: Request) -> EventReceipt:
-    """Apply one event to the robot's delivery, in order; an event that does not fit is refused and kept as rejected."""
+    """Apply one event to the robot's delivery, in order; an event that does not fit is refused and kept as rejected.
+
+    After no answer, or a 503 (wait its Retry-After), send the same event again with the same `event_id`: the
+    answer is the one the event got first, and it is applied once. After a 409, read the assignment again and
+    go on from its status with a new event.
+    """
     location = Point(latitude=report.latitude, longitude=report.longitude) if report.latitude is not None else None
     if report.type in LID_EVENTS and location is None:
         raise ApiError(422, "location_required", "lid events must carry the GPS position")
