@@ -56,8 +56,8 @@ class LifecyclePolicy(BaseModel):
     robot_retry_seconds: float = 10
     pickup_wait_seconds: float = 600
     customer_no_show_seconds: float = 300
-    lid_open_seconds: float = Field(300, description="how long the lid may stay open at the dropoff before "
-                                                     "an operator is asked to look")
+    lid_open_seconds: float = Field(300, description="how long the lid may stay open at the dropoff (or back "
+                                                     "at the store) before an operator is asked to look")
     pilot_wait_seconds: float = 600
     no_robot_action: str = Field("cancel", pattern="^(cancel|park)$",
                                  description="after robot_search_seconds: cancel, or park for an operator")

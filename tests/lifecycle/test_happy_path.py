@@ -14,6 +14,10 @@ from services.trip_monitor.models import MonitoredTrip
 from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal, workflow_status
 
 
+# Every status of a delivery that went as planned, as the partner hears them.
+DELIVERED_TRAIL = ["created", "robot_assigned", "en_route_to_pickup", "at_pickup", "picked_up",
+                   "en_route_to_dropoff", "at_dropoff", "delivered"]
+
 async def rows(platform, service: Service, statement):
     async with platform.databases.sessions(service).begin() as session:
         return list(await session.scalars(statement))
@@ -96,9 +100,7 @@ async def test_delivery_reaches_every_service_and_the_partner(market, receiver):
         return len(receiver.statuses(delivery_id)) == 8
 
     await wait_for(all_callbacks)
-    assert receiver.statuses(delivery_id) == [
-        "created", "robot_assigned", "en_route_to_pickup", "at_pickup", "picked_up", "en_route_to_dropoff",
-        "at_dropoff", "delivered"]
+    assert receiver.statuses(delivery_id) == DELIVERED_TRAIL
     sequences = [c["data"]["sequence"] for c in receiver.received if c["data"]["delivery_id"] == str(delivery_id)]
     assert sequences == list(range(1, 9)) and receiver.bad_signatures == 0
     delivered = await rows(platform, Service.INTEGRATIONS, select(func.count()).select_from(ExternalState).where(
