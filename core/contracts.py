@@ -28,6 +28,91 @@ class DeliveryStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED, DeliveryStatus.RETURNED})
+# The order is in the robot: a cancellation (or a customer who does not come) sends it back to the store.
+LOADED_STATUSES = frozenset({DeliveryStatus.PICKED_UP, DeliveryStatus.EN_ROUTE_TO_DROPOFF, DeliveryStatus.AT_DROPOFF})
+
+
+class AttemptKind(StrEnum):
+    """What an attempt does with the order: take it to the customer, or back to the store."""
+
+    DELIVERY = "delivery"
+    RETURN = "return"
+
+
+class TripLeg(StrEnum):
+    """The stretch of road a trip covers."""
+
+    TO_PICKUP = "to_pickup"
+    TO_DROPOFF = "to_dropoff"
+    TO_STORE = "to_store"
+
+
+class LegStatus(StrEnum):
+    """How far a trip leg (or the task driving it) has got."""
+
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+
+class TaskOutcome(StrEnum):
+    """How Operations closes a robot's task."""
+
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class AttemptResult(StrEnum):
+    """How Deliveries closes an attempt."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class AttemptEnd(StrEnum):
+    """Why following a robot stopped: the order arrived, the robot failed, a timer ran out or it was cancelled."""
+
+    DELIVERED = "delivered"
+    RETURNED = "returned"
+    FAULT = "fault"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+class OperatorDecision(StrEnum):
+    """What an operator may decide for a delivery; each is an update of the delivery workflow."""
+
+    RETRY = "retry"
+    REDISPATCH = "redispatch"
+    CANCEL = "cancel"
+    RESOLVE_DELIVERED = "resolve_delivered"
+    RESOLVE_RETURNED = "resolve_returned"
+
+
+class FindingKind(StrEnum):
+    """What trip monitoring can report: `lost` and `stuck` end the attempt, the others inform it."""
+
+    LOST = "lost"
+    STUCK = "stuck"
+    LATE = "late"
+    DEGRADED = "degraded"
+    CONNECTED = "connected"
+
+
+class Connectivity(StrEnum):
+    """How well the delivery hears from its robot."""
+
+    CONNECTED = "connected"
+    DEGRADED = "degraded"
+    LOST = "lost"
+
+
+class CallbackKind(StrEnum):
+    """A partner notice: a status reached, or a revised dropoff ETA."""
+
+    STATUS = "status"
+    ETA_UPDATED = "eta_updated"
 
 
 class RobotEventType(StrEnum):
@@ -94,13 +179,13 @@ class AttemptRef(BaseModel):
     delivery_id: UUID
     attempt_id: UUID
     number: int
-    kind: str = "delivery"
+    kind: AttemptKind = AttemptKind.DELIVERY
 
 
 class NewAttempt(BaseModel):
     delivery_id: UUID
     number: int
-    kind: str
+    kind: AttemptKind
     previous_attempt_id: UUID | None = None
     previous_outcome: str | None = None
 
@@ -119,7 +204,7 @@ class StatusChange(BaseModel):
 
 class AttemptOutcome(BaseModel):
     attempt_id: UUID
-    status: str = Field(pattern="^(succeeded|failed|cancelled)$")
+    status: AttemptResult
     reason: str
     sequence: int
     occurred_at: datetime
@@ -220,7 +305,7 @@ class RobotRelease(BaseModel):
 class TaskRequest(BaseModel):
     attempt: AttemptRef
     robot_id: str
-    first_leg: str
+    first_leg: TripLeg
 
 
 class TaskAssignment(BaseModel):
@@ -234,16 +319,16 @@ class TripUpdate(BaseModel):
     """A trip or task status reached; sequences number the trip's and task's histories."""
 
     task_id: UUID
-    leg: str
-    trip_status: str
-    task_status: str | None = None
+    leg: TripLeg
+    trip_status: LegStatus
+    task_status: LegStatus | None = None
     occurred_at: datetime
 
 
 class TaskClosure(BaseModel):
     task_id: UUID
     robot_id: str
-    outcome: str
+    outcome: TaskOutcome
     occurred_at: datetime
     robot_out_of_service: bool = False
 
@@ -292,7 +377,7 @@ class TripWatch(BaseModel):
     delivery_id: UUID
     robot_id: str
     policy: LifecyclePolicy
-    connectivity: str | None = Field(None, pattern="^(connected|degraded)$")
+    connectivity: Connectivity | None = None
     loaded: bool = False
     pickup: Point | None = None
     dropoff: Point | None = None
@@ -306,7 +391,7 @@ class TripFinding(BaseModel):
     robot's connectivity; `late` carries the new `dropoff_eta`."""
 
     attempt_id: UUID
-    kind: str
+    kind: FindingKind
     detail: str
     dropoff_eta: datetime | None = None
 
@@ -378,5 +463,66 @@ class StatusCallback(BaseModel):
     occurred_at: datetime
     robot_id: str | None = None
     reason: str | None = None
-    kind: str = Field("status", pattern="^(status|eta_updated)$")
+    kind: CallbackKind = CallbackKind.STATUS
     dropoff_eta: datetime | None = None
+
+
+class PlannedEtas(BaseModel):
+    """When the planned robot reaches the pickup and the dropoff."""
+
+    pickup: datetime
+    dropoff: datetime
+
+
+class OperatorRecord(BaseModel):
+    """An operator's decision as the delivery recorded it, with the question it answered."""
+
+    action: OperatorDecision
+    operator: str
+    note: str
+    robot_id: str | None = None
+    reason: str | None = None
+    at: datetime
+    attention: str | None = None
+
+
+class TrailEntry(BaseModel):
+    """A status the delivery reached, when, in which attempt, with which robot and why."""
+
+    status: DeliveryStatus
+    at: datetime
+    attempt: int
+    robot_id: str | None = None
+    reason: str | None = None
+
+
+class CallbackProgress(BaseModel):
+    """How many partner callbacks the delivery queued, and how many are settled (sent or recorded failed)."""
+
+    queued: int = 0
+    done: int = 0
+
+
+class DeliveryView(BaseModel):
+    """The delivery workflow's own view of a delivery: its `status` query and its result."""
+
+    delivery_id: UUID
+    status: DeliveryStatus
+    lid_open: bool = False
+    attempt: AttemptRef | None = None
+    robot_id: str | None = None
+    eta: PlannedEtas | None = Field(None, description="the plan's ETAs for the current robot")
+    pilot_id: UUID | None = None
+    reason: str | None = None
+    waiting_for: str | None = Field(None, description="robot or pilot, while the delivery waits for one")
+    connectivity: Connectivity = Connectivity.CONNECTED
+    dropoff_eta: datetime | None = Field(None, description="the dropoff ETA the partner was last given")
+    attention: str | None = Field(None, description="why an operator is needed, while one is")
+    operator_actions: list[OperatorRecord] = []
+    callbacks: CallbackProgress = CallbackProgress()
+    trail: list[TrailEntry] = []
+
+    @property
+    def live_dropoff_eta(self) -> datetime | None:
+        """The dropoff ETA to show: a late robot's revised one, else the plan's."""
+        return self.dropoff_eta or (self.eta.dropoff if self.eta else None)

@@ -31,13 +31,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.services import TaskQueue
     from workflows.field_task import FieldTaskWorkflow, workflow_id as field_task_workflow_id
+    from workflows.delivery.visibility import NEEDS_OPERATOR
     from workflows.transitions import EventRejected, Phase, next_phase
 
 S = DeliveryStatus
 DELIVERY_STATUS = SearchAttributeKey.for_keyword("DeliveryStatus")
 ROBOT_ID = SearchAttributeKey.for_keyword("RobotId")
 ATTENTION_REASON = SearchAttributeKey.for_keyword("AttentionReason")
-NEEDS_OPERATOR = "NEEDS_OPERATOR"
 
 STEP_TIMEOUT = timedelta(seconds=30)
 # Versions of the lifecycle (workflow.patched): deliveries started before them replay the earlier decisions.
@@ -70,11 +70,6 @@ RETURN_PROGRESS: dict[RobotEventType, tuple[str, str, str | None]] = {
     RobotEventType.DEPARTED: ("to_store", "in_progress", "in_progress"),
     RobotEventType.ARRIVED_AT_STORE: ("to_store", "completed", None),
 }
-
-
-def workflow_id(delivery_id: Any) -> str:
-    """The workflow ID of a delivery: one workflow per delivery, ever."""
-    return f"delivery:{delivery_id}"
 
 
 class OperatorTookOver(Exception):

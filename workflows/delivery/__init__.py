@@ -1,0 +1,7 @@
+"""The delivery lifecycle: one durable workflow per delivery, driving the services through their own queues."""
+
+from workflows.delivery.starter import start_delivery, workflow_id
+from workflows.delivery.visibility import NEEDS_OPERATOR
+from workflows.delivery.workflow import DeliveryWorkflow
+
+__all__ = ["DeliveryWorkflow", "NEEDS_OPERATOR", "start_delivery", "workflow_id"]
