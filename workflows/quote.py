@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
@@ -49,3 +50,15 @@ class QuoteWorkflow:
             start_to_close_timeout=STEP_TIMEOUT, retry_policy=QUICK_RETRY, summary="store the offer",
         )
         return offer
+
+
+async def request_quote(client: Client, order: QuoteOrder, timeout: timedelta) -> QuoteOffer | None:
+    """Run the quote to its end: the stored offer, or None when no robot in the market can take the trip.
+
+    Temporal being unreachable surfaces as its `RPCError`, a quote that failed or ran past `timeout` as
+    `WorkflowFailureError`.
+    """
+    return await client.execute_workflow(
+        QuoteWorkflow.run, order, id=quote_workflow_id(order.quote_id),
+        task_queue=TaskQueue.DELIVERY_WORKFLOWS.value, execution_timeout=timeout,
+    )
