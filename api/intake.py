@@ -347,16 +347,11 @@ async def _live_plan(app, view: OrderView) -> None:
         status = await asyncio.wait_for(handle.query(DeliveryWorkflow.status), QUERY_TIMEOUT.total_seconds())
     except (RPCError, asyncio.TimeoutError, WorkflowFailureError):
         return
-    eta = status.get("eta") or {}
-    view.pickup_eta = _parse(eta.get("pickup")) or view.pickup_eta
+    view.pickup_eta = status.eta.pickup if status.eta else view.pickup_eta
     # A late robot's revised dropoff ETA (trip monitoring) supersedes the plan's.
-    view.dropoff_eta = _parse(status.get("dropoff_eta")) or _parse(eta.get("dropoff")) or view.dropoff_eta
-    view.robot_id = status.get("robot_id") or view.robot_id
-    view.status = S(status["status"])
-
-
-def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    view.dropoff_eta = status.live_dropoff_eta or view.dropoff_eta
+    view.robot_id = status.robot_id or view.robot_id
+    view.status = status.status
 
 
 def encode_cursor(order: PartnerDelivery) -> str:
@@ -390,7 +385,7 @@ async def current_status(app, order: PartnerDelivery) -> S:
     """The workflow's own view of where the delivery is; it decides what may still change."""
     handle = app.temporal.get_workflow_handle(workflow_id(order.delivery_id))
     try:
-        return S((await handle.query(DeliveryWorkflow.status))["status"])
+        return (await handle.query(DeliveryWorkflow.status)).status
     except (RPCError, WorkflowFailureError):
         return (await view_of(app, order, live=False)).status
 

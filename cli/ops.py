@@ -126,7 +126,8 @@ async def show(client: Client, databases: Databases, delivery_id: uuid.UUID) -> 
             Deployment.robot_id.in_(robots), Deployment.status == "active")),
     }
     try:
-        story["workflow"] = await client.get_workflow_handle(workflow_id(delivery_id)).query(DeliveryWorkflow.status)
+        view = await client.get_workflow_handle(workflow_id(delivery_id)).query(DeliveryWorkflow.status)
+        story["workflow"] = view.model_dump(mode="json")
     except Exception as exc:  # the databases still tell the story when Temporal cannot answer
         story["workflow"] = {"error": str(exc)}
     for deployment in story["device"]:

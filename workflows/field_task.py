@@ -9,7 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -157,3 +158,11 @@ class FieldTaskWorkflow:
         if self._assignee:
             lines.append(f"assigned to {self._assignee}")
         workflow.set_current_details(" · ".join(lines))
+
+
+async def start_field_task(client: Client, request: FieldTaskRequest) -> WorkflowHandle:
+    """Start the workflow of the field task `request.fo_task_id` names; a running one is kept."""
+    return await client.start_workflow(
+        FieldTaskWorkflow.run, request, id=workflow_id(request.fo_task_id),
+        task_queue=TaskQueue.DELIVERY_WORKFLOWS.value, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )

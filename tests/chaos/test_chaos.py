@@ -183,7 +183,7 @@ async def left_open(chaos, serving_now: dict[str, str]) -> dict[str, str]:
     found = {}
     for robot_id, delivery_id in serving_now.items():
         view = await chaos.stack.client.get_workflow_handle(workflow_id(delivery_id)).query(DeliveryWorkflow.status)
-        if view["robot_id"] == robot_id and view["status"] in MID_TRIP | {"robot_assigned"}:
+        if view.robot_id == robot_id and view.status in MID_TRIP | {"robot_assigned"}:
             found[robot_id] = delivery_id
     return found
 

@@ -335,7 +335,8 @@ async def wait_for(predicate, timeout: float = 30, interval: float = 0.1):
 async def workflow_status(platform: Platform, delivery_id) -> dict:
     from workflows.delivery import DeliveryWorkflow, workflow_id
 
-    return await platform.client.get_workflow_handle(workflow_id(delivery_id)).query(DeliveryWorkflow.status)
+    view = await platform.client.get_workflow_handle(workflow_id(delivery_id)).query(DeliveryWorkflow.status)
+    return view.model_dump(mode="json")
 
 
 async def wait_status(platform: Platform, delivery_id, status: str, timeout: float = 30) -> dict:

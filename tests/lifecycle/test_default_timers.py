@@ -57,7 +57,7 @@ async def test_no_robot_for_ten_minutes_cancels_with_the_default_deadline(market
                                                    task_queue=TaskQueue.DELIVERY_WORKFLOWS.value)
     started = await handle.describe()
     result = await asyncio.wait_for(handle.result(), timeout=60)
-    assert (result["status"], result["reason"]) == ("cancelled", "no_robot_available")
+    assert (result.status, result.reason) == ("cancelled", "no_robot_available")
     closed = await handle.describe()
     assert (closed.close_time - started.start_time).total_seconds() >= 600
     demands = await rows(market.platform, Service.DISPATCH, select(Demand.status).where(

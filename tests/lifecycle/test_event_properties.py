@@ -76,7 +76,7 @@ class Delivery:
         self.handle = market.platform.client.get_workflow_handle(workflow_id(delivery_id))
 
     async def status(self) -> dict:
-        return await self.handle.query(DeliveryWorkflow.status)
+        return (await self.handle.query(DeliveryWorkflow.status)).model_dump(mode="json")
 
     async def settle(self, attempt: int, status: str) -> dict:
         async def settled():

@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.state import StateActivities
     from activities.trip_monitor import TripMonitorActivities
     from core.contracts import (
-        TERMINAL_STATUSES, AttemptOutcome, AttemptRef, CallbackFailure, CancelRequest, DeliveryOrder,
+        TERMINAL_STATUSES, AttemptOutcome, CallbackProgress, DeliveryView, OperatorRecord, PlannedEtas, TrailEntry, AttemptRef, CallbackFailure, CancelRequest, DeliveryOrder,
         DeliveryStatus, DemandRequest, EventReceipt, FieldTaskRequest, NewAttempt, OperatorAction, Point,
         RecordedRobotEvent,
         RobotChoice, RobotEvent, RobotEventType, RobotRelease, StatusCallback, StatusChange, TaskAssignment,
@@ -106,12 +106,12 @@ class DeliveryWorkflow:
         self._lid_withdrawn = False  # ... and that question gave way to a park
         self._allowed_decisions: tuple[str, ...] = ()
         self._decision: tuple[str, OperatorAction] | None = None
-        self._operator_actions: list[dict[str, Any]] = []
+        self._operator_actions: list[OperatorRecord] = []
         self._preferred_robot: str | None = None
         self._last_location: Point | None = None
         self._last_event: str | None = None
         self._reason: str | None = None
-        self._trail: list[dict[str, Any]] = []
+        self._trail: list[TrailEntry] = []
         self._waiting_for: str | None = None  # "robot" or "pilot" while the delivery waits for one
         self._waiting_until: datetime | None = None
         self._monitor: asyncio.Task | None = None  # the running trip watch, when findings are acted on
@@ -123,7 +123,7 @@ class DeliveryWorkflow:
     # ---- lifecycle -------------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, order: DeliveryOrder) -> dict[str, Any]:
+    async def run(self, order: DeliveryOrder) -> DeliveryView:
         self._order = order
         sender = asyncio.create_task(self._send_callbacks())
         # Until the first attempt exists the only way forward is a retry.
@@ -458,8 +458,8 @@ class DeliveryWorkflow:
                               sequence=self._attempt_sequence, occurred_at=now, robot_id=robot_id, reason=reason)
         await self._step(DeliveriesActivities.record_status, change, TaskQueue.DELIVERIES)
         self._count_status(status, now)
-        self._trail.append({"status": status.value, "at": now.isoformat(), "attempt": self._attempt.number,
-                            "robot_id": robot_id, "reason": reason})
+        self._trail.append(TrailEntry(status=status, at=now, attempt=self._attempt.number, robot_id=robot_id,
+                                      reason=reason))
         self._queue_callback(status, now, reason)
         self._waiting_for = None
         self._upsert_search_attributes()
@@ -480,10 +480,10 @@ class DeliveryWorkflow:
             1, {"status": status.value})
         if self._trail:
             previous = self._trail[-1]
-            seconds = (now - datetime.fromisoformat(previous["at"])).total_seconds()
+            seconds = (now - previous.at).total_seconds()
             meter.create_histogram_float(
                 "delivery_status_duration_seconds", "Time a delivery spent in each status", "s",
-            ).record(max(seconds, 0.0), {"status": previous["status"]})
+            ).record(max(seconds, 0.0), {"status": previous.status.value})
         workflow.logger.info("delivery %s", status.value, extra=self._log_context(status=status.value))
 
     def _log_context(self, **fields: Any) -> dict[str, Any]:
@@ -494,7 +494,7 @@ class DeliveryWorkflow:
         return {**context, **fields}
 
     def _reached_status(self) -> S | None:
-        return S(self._trail[-1]["status"]) if self._trail else None
+        return self._trail[-1].status if self._trail else None
 
     async def _finish(self, status: S, reason: str | None, already_reached: bool = False) -> None:
         self._phase = Phase(status)
@@ -779,9 +779,9 @@ class DeliveryWorkflow:
 
     def _decide(self, kind: str, action: OperatorAction) -> str:
         self._decision = (kind, action)
-        self._operator_actions.append({"action": kind, "operator": action.operator, "note": action.note,
-                                       "robot_id": action.robot_id, "reason": action.reason,
-                                       "at": workflow.now().isoformat(), "attention": self._attention})
+        self._operator_actions.append(OperatorRecord(
+            action=kind, operator=action.operator, note=action.note, robot_id=action.robot_id, reason=action.reason,
+            at=workflow.now(), attention=self._attention))
         return f"{kind} accepted from {action.operator}"
 
     @workflow.query
@@ -790,26 +790,17 @@ class DeliveryWorkflow:
         return self._seen_events.get(event_id)
 
     @workflow.query
-    def status(self) -> dict[str, Any]:
+    def status(self) -> DeliveryView:
         """The delivery's full current state."""
-        return {
-            "delivery_id": str(self._order.delivery_id) if self._order else None,
-            "status": self._phase.status.value,
-            "lid_open": self._phase.lid_open,
-            "attempt": self._attempt.model_dump(mode="json") if self._attempt else None,
-            "robot_id": self._choice.robot_id if self._choice else None,
-            "eta": {"pickup": self._choice.pickup_eta.isoformat(), "dropoff": self._choice.dropoff_eta.isoformat()}
-            if self._choice else None,
-            "pilot_id": str(self._task.pilot_id) if self._task else None,
-            "reason": self._reason,
-            "waiting_for": self._waiting_for,
-            "connectivity": self._connectivity,
-            "dropoff_eta": self._dropoff_eta.isoformat() if self._dropoff_eta else None,
-            "attention": self._attention,
-            "operator_actions": self._operator_actions,
-            "callbacks": {"queued": len(self._callbacks), "done": self._callbacks_done},
-            "trail": self._trail,
-        }
+        return DeliveryView(
+            delivery_id=self._order.delivery_id, status=self._phase.status, lid_open=self._phase.lid_open,
+            attempt=self._attempt, robot_id=self._choice.robot_id if self._choice else None,
+            eta=PlannedEtas(pickup=self._choice.pickup_eta, dropoff=self._choice.dropoff_eta) if self._choice else None,
+            pilot_id=self._task.pilot_id if self._task else None, reason=self._reason, waiting_for=self._waiting_for,
+            connectivity=self._connectivity, dropoff_eta=self._dropoff_eta, attention=self._attention,
+            operator_actions=self._operator_actions,
+            callbacks=CallbackProgress(queued=len(self._callbacks), done=self._callbacks_done), trail=self._trail,
+        )
 
     # ---- helpers ---------------------------------------------------------------------------------
 
