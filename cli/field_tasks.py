@@ -9,16 +9,14 @@ import uuid
 from typing import Any
 
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from core.contracts import FieldTaskAction, FieldTaskRequest
 from core.db import Databases
-from core.services import Service, TaskQueue
+from core.services import Service
 from services.operations import repository
 from services.operations.models import OPEN_FO_TASK_STATUSES, FOTask, FOTaskKind, Robot
-from workflows.field_task import FieldTaskWorkflow, workflow_id
+from workflows.field_task import FieldTaskWorkflow, start_field_task, workflow_id
 
 UPDATES = {"assign": FieldTaskWorkflow.assign, "done": FieldTaskWorkflow.done, "cancel": FieldTaskWorkflow.cancel}
 
@@ -38,8 +36,7 @@ async def create(client: Client, databases: Databases, robot_id: str, kind: str,
     if already:
         raise FieldTaskError(f"robot {robot_id} already has an open {kind} task: {already[0].id}")
     request = FieldTaskRequest(robot_id=robot_id, kind=kind, reason=reason, fo_task_id=uuid.uuid4())
-    handle = await client.start_workflow(FieldTaskWorkflow.run, request, id=workflow_id(request.fo_task_id),
-                                         task_queue=TaskQueue.DELIVERY_WORKFLOWS.value)
+    handle = await start_field_task(client, request)
     opened = await handle.execute_update(FieldTaskWorkflow.opened)
     if opened["status"] == "duplicate":  # another opener won the race
         raise FieldTaskError(f"robot {robot_id} already has an open {kind} task: {opened['fo_task_id']}")
@@ -57,7 +54,6 @@ async def act(client: Client, databases: Databases, fo_task_id: uuid.UUID, step:
         raise FieldTaskError(f"field task {fo_task_id} is already {fo_task.status}")
     try:
         action = FieldTaskAction(by=by, assignee=assignee, note=note)
-        await _ensure_workflow(client, fo_task)
         return await client.get_workflow_handle(workflow_id(fo_task_id)).execute_update(UPDATES[step], action)
     except WorkflowUpdateFailedError as exc:
         raise FieldTaskError(f"{step} refused: {getattr(exc.cause, 'message', exc.cause)}") from None
@@ -65,19 +61,6 @@ async def act(client: Client, databases: Databases, fo_task_id: uuid.UUID, step:
         raise FieldTaskError(f"{step} refused: {exc}") from None
     except RPCError as exc:
         raise FieldTaskError(f"{step} refused: {exc.message}") from None
-
-
-async def _ensure_workflow(client: Client, fo_task: FOTask) -> None:
-    """Start the workflow of an open task that has none (opened before tasks had one); a running one is kept."""
-    request = FieldTaskRequest(robot_id=fo_task.robot_id, kind=fo_task.kind, reason=fo_task.reason,
-                               delivery_id=fo_task.delivery_id, attempt_id=fo_task.attempt_id, fo_task_id=fo_task.id)
-    try:
-        await client.start_workflow(FieldTaskWorkflow.run, request, id=workflow_id(fo_task.id),
-                                    task_queue=TaskQueue.DELIVERY_WORKFLOWS.value,
-                                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
-    except WorkflowAlreadyStartedError:
-        pass  # its workflow has ended: the update below says so
 
 
 async def listing(databases: Databases, open_only: bool) -> list[dict[str, Any]]:
