@@ -7,7 +7,7 @@ from cli.errors import CommandError
 from cli.up import describe_stack, run_stack, running_stack
 from core.migrations import create_databases, current_revisions, downgrade_all, head_revisions, upgrade_all
 from core.settings import Settings
-from core.temporal import connect, ensure_schedules, ensure_search_attributes
+from core.temporal import connect, ensure_search_attributes
 
 
 async def up(args, settings: Settings) -> int:
@@ -79,11 +79,13 @@ async def db(args, settings: Settings) -> int:
 
 
 async def temporal(args, settings: Settings) -> int:
+    from workflows.pii_purge import SCHEDULE_ID, ensure_pii_purge_schedule
+
     client = await _temporal(settings)
     added = await ensure_search_attributes(client)
     print(f"search attributes registered: {', '.join(added) if added else 'all present already'}")
-    created = await ensure_schedules(client)
-    print(f"schedules created: {', '.join(created) if created else 'all present already'}")
+    created = await ensure_pii_purge_schedule(client)
+    print(f"schedules created: {SCHEDULE_ID if created else 'all present already'}")
     return 0
 
 

@@ -18,7 +18,7 @@ from core.embedded import prepare_postgres, prepare_temporal, wait_for_postgres
 from core.migrations import create_databases, upgrade_all
 from core.services import Service, TaskQueue
 from core.settings import Settings, settings_environment
-from core.temporal import connect, ensure_schedules, ensure_search_attributes
+from core.temporal import connect, ensure_search_attributes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,6 +167,8 @@ async def prepare_databases(settings: Settings) -> None:
 
 
 async def start_temporal(settings: Settings, supervisor: Supervisor, logs: Path) -> None:
+    from workflows.pii_purge import SCHEDULE_ID, ensure_pii_purge_schedule  # the workflow pulls in its activities
+
     if settings.temporal_embedded:
         spec = prepare_temporal(settings)
         child = await supervisor.start(Child("temporal", spec.argv, logs / "temporal.log", critical=True))
@@ -183,8 +185,8 @@ async def start_temporal(settings: Settings, supervisor: Supervisor, logs: Path)
     added = await ensure_search_attributes(client)
     if added:
         say(f"registered search attributes: {', '.join(added)}")
-    if created := await ensure_schedules(client):
-        say(f"created schedules: {', '.join(created)}")
+    if await ensure_pii_purge_schedule(client):
+        say(f"created schedules: {SCHEDULE_ID}")
 
 
 async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) -> None:

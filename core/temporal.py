@@ -1,15 +1,11 @@
 """The Temporal client, built once per process from settings."""
 
 import logging
-from datetime import timedelta
 
 from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-from temporalio.client import (
-    Client, Schedule, ScheduleActionStartWorkflow, ScheduleAlreadyRunningError, ScheduleIntervalSpec,
-    ScheduleOverlapPolicy, SchedulePolicy, ScheduleSpec,
-)
+from temporalio.client import Client
 from temporalio.common import MetricMeter
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -76,24 +72,3 @@ async def ensure_search_attributes(client: Client) -> list[str]:
             )
         )
     return missing
-
-
-PII_PURGE_SCHEDULE = "pii-purge"
-
-
-async def ensure_schedules(client: Client) -> list[str]:
-    """Create the platform's schedules that do not exist yet (the hourly PII purge); return those created."""
-    from workflows.pii_purge import PiiPurgeWorkflow
-    from core.services import TaskQueue
-
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(PiiPurgeWorkflow.run, id=PII_PURGE_SCHEDULE,
-                                           task_queue=TaskQueue.DELIVERY_WORKFLOWS.value),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-    )
-    try:
-        await client.create_schedule(PII_PURGE_SCHEDULE, schedule)
-    except ScheduleAlreadyRunningError:
-        return []
-    return [PII_PURGE_SCHEDULE]
