@@ -17,11 +17,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.services import Service
 from core.settings import Settings
-from migrations.environment import URL_ATTRIBUTE
 
 # Beside the `migrations` package at the repo root; found from this file, which works for
 # namespace-package imports too (a stale editable install has no `migrations.__file__`).
 ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
+# The config attribute that hands an environment its database URL; the plain alembic CLI leaves it unset.
+URL_ATTRIBUTE = "database_url"
 
 T = TypeVar("T")
 

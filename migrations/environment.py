@@ -11,11 +11,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel.sql.sqltypes import AutoString
 
+from core.migrations import URL_ATTRIBUTE
 from core.services import Service
 from core.settings import load_settings
-
-# core.migrations passes the database URL here; the plain alembic CLI leaves it unset.
-URL_ATTRIBUTE = "database_url"
 
 
 def run_migrations(service: Service, metadata: MetaData) -> None:
