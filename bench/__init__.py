@@ -6,6 +6,7 @@
 - `bench.receiver`: the bench partner's webhook endpoint, verifying Standard Webhooks signatures.
 - `bench.sampler`: CPU seconds and peak RSS of the stack's processes, sampled every 0.5 s.
 - `bench.history`: activities per task queue and updates, counted from a real delivery's history.
+- `bench.stats`: latency percentiles, as `deliveryctl demo` reports them too.
 - `bench.plot`: throughput and p95 latency against concurrency, ours and bare.
 
 The command itself is `cli/bench.py`.

@@ -25,8 +25,8 @@ from bench.receiver import Receiver
 from bench.sampler import Sampler
 from bench.seed import seed_bench
 from bench.stack import Stack, free_ports, stack_settings
-from cli.demo import order_body
 from core.settings import Settings
+from simulator.demo_market import order_body
 
 SAMPLE_SECONDS = 10
 STALL_SECONDS = 30

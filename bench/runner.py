@@ -7,7 +7,6 @@ import platform
 import random
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -36,14 +35,16 @@ from bench.stack import (
     free_ports,
     stack_settings,
 )
-from cli.demo import order_body, percentile
-from cli.demo_market import PILOT_NAMES, ROBOT_COUNT, demo_file
-from cli.errors import CommandError
+from bench.stats import stats
 from core.services import TaskQueue
 from core.settings import Settings
 from core.temporal import connect
+from simulator.demo_market import PILOT_NAMES, ROBOT_COUNT, demo_file, order_body
 from workflows.delivery import workflow_id
 
+# Deliveries per run and the concurrencies, when the command line does not say: the full bench and `--quick`.
+DEFAULTS = {"deliveries": 200, "concurrency": "10,25,50"}
+QUICK = {"deliveries": 50, "concurrency": "10"}
 DEMO_ROBOTS = ROBOT_COUNT  # the demo market's robots, which the bench's simulator plays too
 ROBOT_MARGIN = 10
 IDLE_SECONDS = 5
@@ -67,8 +68,6 @@ class BenchOptions:
 
     @classmethod
     def from_args(cls, args) -> "BenchOptions":
-        from cli.bench import DEFAULTS, QUICK
-
         preset = QUICK if args.quick else DEFAULTS
         deliveries = args.deliveries if args.deliveries is not None else preset["deliveries"]
         text = args.concurrency if args.concurrency is not None else preset["concurrency"]
@@ -101,14 +100,6 @@ class Say:
 
     def __call__(self, message: str) -> None:
         print(f"[bench] {message}", file=self.stream, flush=True)
-
-
-def stats(values: list[float]) -> dict:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
-    return {"p50": round(percentile(values, 0.50), 4), "p95": round(percentile(values, 0.95), 4),
-            "p99": round(percentile(values, 0.99), 4), "mean": round(statistics.fmean(values), 4),
-            "max": round(max(values), 4)}
 
 
 def throughput(firsts: list[float], lasts: list[float]) -> dict:
@@ -483,13 +474,11 @@ async def run(options: BenchOptions, base: Settings) -> int:
             try:
                 plot(report, Path(options.plot))
             except RuntimeError as exc:
-                raise CommandError(str(exc)) from None
+                raise BenchError(str(exc)) from None
             say(f"plot written to {options.plot}")
         failed = sum(run["ours"]["deliveries"] - run["ours"]["delivered"] + run["bare"]["workflows"]
                      - run["bare"]["completed"] for run in runs)
         return 1 if failed else 0
-    except BenchError as exc:
-        raise CommandError(str(exc)) from None
     except asyncio.CancelledError:
         if stopping:
             return 130

@@ -1,15 +1,15 @@
 """The bench's own partner, stores, robots and pilots in the West Hollywood demo market.
 
 Written through each service's repository, one transaction per service database, exactly as
-`cli/demo_market.py` seeds the demo market: every robot gets a device credential (Device), a planning row
+`simulator/demo_market.py` seeds the demo market: every robot gets a device credential (Device), a planning row
 (Dispatch), a first sighting (State) and an Operations row; every pilot is created and put on shift.
 """
 
 import math
 
-from cli.demo_market import seed_market
 from core.db import Databases
 from core.settings import Settings
+from simulator.demo_market import seed_market
 
 
 async def seed_bench(settings: Settings, robots: int, webhook_url: str) -> dict:

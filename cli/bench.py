@@ -20,9 +20,6 @@ The stack is always stopped at the end (SIGINT, then its process group killed), 
 import argparse
 import asyncio
 
-QUICK = {"deliveries": 50, "concurrency": "10"}
-DEFAULTS = {"deliveries": 200, "concurrency": "10,25,50"}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deliveries", type=int, help="deliveries per run at most (default 200; --quick 50)")
@@ -51,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def run_bench(args, settings) -> int:
     from bench.runner import BenchOptions, Say, run
+    from bench.stack import BenchError
     from cli.errors import CommandError
 
     if args.in_flight is not None:
@@ -69,4 +67,7 @@ async def run_bench(args, settings) -> int:
         options = BenchOptions.from_args(args)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    return await run(options, settings)
+    try:
+        return await run(options, settings)
+    except BenchError as exc:
+        raise CommandError(str(exc)) from None

@@ -10,43 +10,14 @@ from collections import Counter
 
 import httpx
 
-from cli.demo_market import demo_file
+from bench.stats import percentile
 from cli.errors import CommandError
 from cli.up import running_stack
-from core.contracts import TERMINAL_STATUSES, Point
-from core.markets import MARKETS
+from core.contracts import TERMINAL_STATUSES
 from core.settings import Settings
+from simulator.demo_market import demo_file, order_body
 
 POLL_SECONDS = 1.0
-
-
-def random_dropoff(rng: random.Random, market_name: str) -> dict:
-    """A point inside the market's service area."""
-    market = MARKETS[market_name]
-    lats = [lat for lat, _ in market.polygon]
-    lons = [lon for _, lon in market.polygon]
-    while True:
-        point = {"latitude": rng.uniform(min(lats), max(lats)), "longitude": rng.uniform(min(lons), max(lons))}
-        if market.contains(Point(**point)):
-            return point
-
-
-def order_body(rng: random.Random, market: dict, number: int, run_id: str, prefix: str = "demo") -> dict:
-    """A delivery from one of the market's seeded stores to a random point of its service area."""
-    store = rng.choice(market["stores"])
-    return {
-        "external_id": f"{prefix}-{run_id}-{number:05d}",
-        "pickup": {"latitude": store["latitude"], "longitude": store["longitude"], "store_id": store["store_id"]},
-        "dropoff": {**random_dropoff(rng, market["market"]), "address": f"{100 + number} {prefix.title()} Street"},
-        "customer": {"name": f"{prefix.title()} Customer {number}", "phone": f"+1310555{number % 10000:04d}"},
-    }
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 class Progress:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 
-from cli.demo_market import demo_file, ensure_demo_market
 from cli.errors import CommandError
 from cli.supervisor import Child, ChildDied, Supervisor
 from core.embedded import prepare_postgres, prepare_temporal, wait_for_postgres
@@ -19,6 +18,7 @@ from core.migrations import create_databases, upgrade_all
 from core.services import Service, TaskQueue
 from core.settings import Settings, settings_environment
 from core.temporal import connect, ensure_search_attributes
+from simulator.demo_market import demo_file, ensure_demo_market
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

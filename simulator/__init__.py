@@ -1,1 +1,1 @@
-"""The robot fleet simulator: robots played through the public robot API."""
+"""The robot fleet simulator: robots played through the public robot API, in the demo market seeded for them."""

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from cli.demo import order_body
 from core.contracts import DeliveryStatus
+from simulator.demo_market import order_body
 from tests.chaos.receiver import ChaosReceiver
 
 TERMINAL_WAIT_SECONDS = 1800  # the drain's own deadline ends the wait long before this

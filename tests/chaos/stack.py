@@ -20,13 +20,13 @@ from temporalio.client import Client
 
 from bench.seed import seed_bench
 from bench.stack import Process, Stack, stack_settings
-from cli.demo_market import demo_file
 from cli.supervisor import Child
 from core.contracts import LifecyclePolicy
 from core.embedded import prepare_postgres, prepare_temporal, wait_for_postgres
 from core.services import Service, TaskQueue
 from core.settings import Settings, settings_environment
 from core.temporal import connect
+from simulator.demo_market import demo_file
 
 READY_TIMEOUT = 240
 

@@ -1,8 +1,9 @@
-"""The demo market in West Hollywood, CA: robots deployed, pilots on shift, stores, and a demo partner.
+"""The demo market in West Hollywood, CA: robots deployed, pilots on shift, stores, a demo partner, and its orders.
 
 Seeding writes through each service's own repository, one transaction per service database. The
 credentials it issues are kept in the data directory (dev only) so the simulator and `deliveryctl demo`
-can use them across restarts.
+can use them across restarts. The robots the simulator plays are the market's; the orders `deliveryctl demo`
+and the bench place go from its stores to random points of its service area.
 """
 
 import json
@@ -11,7 +12,8 @@ from pathlib import Path
 
 from core.crypto import vault_from_settings
 from core.db import Databases
-from core.markets import WEST_HOLLYWOOD
+from core.contracts import Point
+from core.markets import MARKETS, WEST_HOLLYWOOD
 from core.services import Service
 from core.settings import Settings
 from services.device import repository as devices
@@ -95,4 +97,26 @@ async def seed_market(settings: Settings, databases: Databases, *, robot_prefix:
         "stores": [{"store_id": s, "name": n, "latitude": la, "longitude": lo} for s, n, la, lo in STORES],
         "robots": [{"robot_id": r, "credential": credentials[r], "latitude": la, "longitude": lo}
                    for r, la, lo in robots],
+    }
+
+
+def random_dropoff(rng: random.Random, market_name: str) -> dict:
+    """A point inside the market's service area."""
+    market = MARKETS[market_name]
+    lats = [lat for lat, _ in market.polygon]
+    lons = [lon for _, lon in market.polygon]
+    while True:
+        point = {"latitude": rng.uniform(min(lats), max(lats)), "longitude": rng.uniform(min(lons), max(lons))}
+        if market.contains(Point(**point)):
+            return point
+
+
+def order_body(rng: random.Random, market: dict, number: int, run_id: str, prefix: str = "demo") -> dict:
+    """A delivery from one of the market's seeded stores to a random point of its service area."""
+    store = rng.choice(market["stores"])
+    return {
+        "external_id": f"{prefix}-{run_id}-{number:05d}",
+        "pickup": {"latitude": store["latitude"], "longitude": store["longitude"], "store_id": store["store_id"]},
+        "dropoff": {**random_dropoff(rng, market["market"]), "address": f"{100 + number} {prefix.title()} Street"},
+        "customer": {"name": f"{prefix.title()} Customer {number}", "phone": f"+1310555{number % 10000:04d}"},
     }
