@@ -370,14 +370,14 @@ class RobotService(BaseModel):
 class TripWatch(BaseModel):
     """What to watch, and what the delivery already knows: only news is reported.
 
-    Without `connectivity` and `dropoff` (watches started before they existed) only a lost or stuck robot is.
+    Without `dropoff` (a return: no partner ETA to keep) lateness is not watched.
     """
 
     attempt_id: UUID
     delivery_id: UUID
     robot_id: str
     policy: LifecyclePolicy
-    connectivity: Connectivity | None = None
+    connectivity: Connectivity = Connectivity.CONNECTED
     loaded: bool = False
     pickup: Point | None = None
     dropoff: Point | None = None

@@ -73,11 +73,10 @@ def assess(trip: MonitoredTrip, watch: TripWatch, speed_mps: float, now: datetim
         still = (now - (trip.last_progress_at or trip.started_at)).total_seconds()
         if still > policy.stuck_window_seconds:
             return Finding(Watch.STUCK.value, f"under {PROGRESS_METERS:.0f} m of progress in {still:.0f}s")
-    if watch.connectivity is not None:
-        connectivity = "degraded" if silent > policy.connectivity_degraded_seconds else "connected"
-        if connectivity != watch.connectivity:
-            detail = f"no heartbeat for {silent:.0f}s" if connectivity == "degraded" else "heartbeats again"
-            return Finding(connectivity, detail)
+    connectivity = "degraded" if silent > policy.connectivity_degraded_seconds else "connected"
+    if connectivity != watch.connectivity:
+        detail = f"no heartbeat for {silent:.0f}s" if connectivity == "degraded" else "heartbeats again"
+        return Finding(connectivity, detail)
     eta = projected_dropoff(trip, watch, speed_mps, now)
     promised = watch.promised_dropoff_eta
     if eta is not None and promised is not None and (eta - promised).total_seconds() > policy.eta_drift_seconds:

@@ -1,8 +1,9 @@
 """Determinism guard: recorded lifecycle histories must replay on today's workflow code.
 
-A change that would break deliveries already running fails here. When a change is meant to alter the
-command sequence, version it with `workflow.patched`, then re-record:
+A change that would break deliveries already running fails here. How a change to the command sequence is
+versioned is in docs/architecture.md ("Versioning the lifecycle"); histories are recorded with
     RECORD_HISTORIES=tests/replay/histories python -m pytest tests/lifecycle
+(each lifecycle test that waits for its delivery to end writes its history there).
 """
 
 from pathlib import Path
