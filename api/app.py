@@ -21,6 +21,8 @@ from core.logging import configure_logging
 from core.services import Service
 from core.settings import Settings, load_settings
 from core.temporal import connect
+from desks.partner import PartnerDesk
+from desks.robot import RobotDesk
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,11 +38,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.settings = settings
-        app.state.databases = Databases(settings)
-        app.state.vault = vault_from_settings(settings)
-        app.state.geocoder = geocoder_from_settings(settings)
+        app.state.databases = databases = Databases(settings)
         app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_second, settings.api_rate_limit_burst)
-        app.state.temporal = await connect(settings, metrics=False)  # the API serves its own /metrics
+        app.state.temporal = temporal = await connect(settings, metrics=False)  # the API serves its own /metrics
+        app.state.partner_desk = PartnerDesk(databases, vault_from_settings(settings),
+                                             geocoder_from_settings(settings), temporal, settings)
+        app.state.robot_desk = RobotDesk(databases, temporal, settings)
         yield
         await app.state.databases.dispose()
 

@@ -11,12 +11,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.dependencies import partner_desk, robot_desk
 from api.errors import ApiError
-from core.services import Service
-from services.device import repository as devices
-from services.device.models import Deployment
-from services.integrations import credentials as partner_credentials
-from services.integrations.models import CredentialKind, Partner
+from core.contracts import Deployment
+from desks.orders import PartnerAccount
 
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <credential>`")
 
@@ -28,10 +26,10 @@ def _credential(credentials: HTTPAuthorizationCredentials | None) -> str:
 
 
 async def partner_from_key(request: Request,
-                           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Partner:
+                           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                           ) -> PartnerAccount:
     """The partner whose API key is presented (native and Olo dialects), within its rate limit."""
-    async with request.app.state.databases.lookups(Service.INTEGRATIONS)() as session:
-        partner = await partner_credentials.partner_by_secret(session, CredentialKind.API_KEY, _credential(credentials))
+    partner = await partner_desk(request).partner_by_api_key(_credential(credentials))
     if partner is None:
         raise ApiError(401, "unauthorized", "unknown or expired API key", headers={"WWW-Authenticate": "Bearer"})
     return admitted(request, partner)
@@ -82,14 +80,13 @@ def _check_drive_claims(claims: dict, now: float) -> None:
 
 async def partner_from_drive_jwt(request: Request,
                                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-                                 ) -> Partner:
+                                 ) -> PartnerAccount:
     """The DoorDash-dialect partner whose signing secret (developer_id `iss`, key_id `kid`) signed the JWT."""
     claims, signed, signature = _drive_token_parts(_credential(credentials))
     developer_id, key_id = claims.get("iss"), claims.get("kid")
     if not isinstance(developer_id, str) or not isinstance(key_id, str):
         raise _refuse("the JWT needs iss (developer_id) and kid (key_id)")
-    async with request.app.state.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        found = await partner_credentials.signing_secret(session, request.app.state.vault, developer_id, key_id)
+    found = await partner_desk(request).drive_signing_secret(developer_id, key_id)
     if found is None:
         raise _refuse("unknown developer_id or key_id, or the key expired")
     partner, secret = found
@@ -102,17 +99,15 @@ async def partner_from_drive_jwt(request: Request,
 
 async def partner_from_access_token(request: Request,
                                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-                                    ) -> Partner:
+                                    ) -> PartnerAccount:
     """The Uber-dialect partner an unexpired access token from `/oauth/v2/token` was issued to."""
-    async with request.app.state.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        partner = await partner_credentials.partner_by_secret(session, CredentialKind.ACCESS_TOKEN,
-                                                              _credential(credentials))
+    partner = await partner_desk(request).partner_by_access_token(_credential(credentials))
     if partner is None:
         raise _refuse("unknown or expired access token")
     return admitted(request, partner)
 
 
-def admitted(request: Request, partner: Partner) -> Partner:
+def admitted(request: Request, partner: PartnerAccount) -> PartnerAccount:
     """The partner, once its request fits its rate limit (429 with Retry-After otherwise)."""
     request.app.state.rate_limiter.admit(partner.id)
     return partner
@@ -122,15 +117,14 @@ async def robot_from_credential(request: Request,
                                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                                 ) -> Deployment:
     """The active deployment of the robot whose device credential is presented."""
-    async with request.app.state.databases.lookups(Service.DEVICE)() as session:
-        deployment = await devices.authenticate(session, _credential(credentials))
+    deployment = await robot_desk(request).authenticate(_credential(credentials))
     if deployment is None:
         raise ApiError(401, "unauthorized", "unknown or retired device credential",
                        headers={"WWW-Authenticate": "Bearer"})
     return deployment
 
 
-CurrentPartner = Annotated[Partner, Depends(partner_from_key)]
-DrivePartner = Annotated[Partner, Depends(partner_from_drive_jwt)]
-UberPartner = Annotated[Partner, Depends(partner_from_access_token)]
+CurrentPartner = Annotated[PartnerAccount, Depends(partner_from_key)]
+DrivePartner = Annotated[PartnerAccount, Depends(partner_from_drive_jwt)]
+UberPartner = Annotated[PartnerAccount, Depends(partner_from_access_token)]
 CurrentRobot = Annotated[Deployment, Depends(robot_from_credential)]

@@ -5,16 +5,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, model_validator
 
-from api import intake
 from api.auth import CurrentPartner
+from api.dependencies import Partners
 from api.errors import ERROR_RESPONSES, ErrorBody
 from core.contracts import DeliveryStatus, Point
-from core.markets import market_for
-from core.services import Service
-from services.integrations import repository as integrations
+from desks.errors import Refusal
+from desks.orders import AttemptView, HistoryEntry, Intake, OrderView, digest_of
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
@@ -97,23 +96,6 @@ class DeliveryUpdate(BaseModel):
     model_config = {"json_schema_extra": {"examples": [{"dropoff_instructions": "call on arrival"}]}}
 
 
-class AttemptView(BaseModel):
-    number: int
-    kind: str
-    status: str
-    robot_id: str | None
-    end_reason: str | None
-
-
-class HistoryEntry(BaseModel):
-    attempt_number: int
-    sequence: int
-    status: str
-    occurred_at: datetime
-    robot_id: str | None
-    reason: str | None
-
-
 class DeliveryView(BaseModel):
     id: uuid.UUID
     external_id: str
@@ -135,16 +117,15 @@ class DeliveryView(BaseModel):
     history: list[HistoryEntry] = Field([], description="every status of every attempt, in order")
 
     @classmethod
-    def of(cls, view: intake.OrderView) -> "DeliveryView":
+    def of(cls, view: OrderView) -> "DeliveryView":
         order = view.order
         return cls(
-            id=order.delivery_id, external_id=order.external_delivery_id, status=view.status, market=view.market,
+            id=order.delivery_id, external_id=order.external_id, status=view.status, market=view.market,
             tracking_url=view.tracking_url, quote_id=order.quote_id, fee=view.fee_cents, currency=view.currency,
             pickup_eta=view.pickup_eta, dropoff_eta=view.dropoff_eta, picked_up_at=view.picked_up_at,
             delivered_at=view.delivered_at, robot_id=view.robot_id, cancellation_reason=order.cancel_reason,
             created_at=order.created_at, ended_at=view.ended_at,
-            attempts=[AttemptView(**{k: a[k] for k in AttemptView.model_fields}) for a in view.attempts],
-            history=[HistoryEntry(**{k: h[k] for k in HistoryEntry.model_fields}) for h in view.history],
+            attempts=view.attempts, history=view.history,
         )
 
 
@@ -192,23 +173,14 @@ class StoreView(StoreCreate):
 @router.post("/quotes", status_code=201, response_model=QuoteView, tags=["quotes"], summary="Quote a delivery",
              responses={422: {"model": ErrorBody, "description": "`outside_service_area`, `unknown_location`, "
                                                                     "`unknown_store` or `no_capacity`"}})
-async def create_quote(body: QuoteCreate, partner: CurrentPartner, request: Request) -> QuoteView:
+async def create_quote(body: QuoteCreate, partner: CurrentPartner, desk: Partners) -> QuoteView:
     """The fee and the pickup and dropoff ETAs the fleet can keep now, held until `expires_at`."""
-    app = request.app.state
-    pickup = await intake.pickup_point(app, partner.id, body.pickup.store_id, body.pickup.point(), body.pickup.address,
-                                       "pickup.store_id", "pickup")
-    dropoff = await intake.locate(app, body.dropoff.point(), body.dropoff.address, "dropoff")
-    offer = await intake.quote(app, partner.id, pickup, dropoff, ready_at=body.ready_at)
+    pickup = await desk.pickup_point(partner.id, body.pickup.store_id, body.pickup.point(), body.pickup.address,
+                                     "pickup.store_id", "pickup")
+    dropoff = await desk.locate(body.dropoff.point(), body.dropoff.address, "dropoff")
+    offer = await desk.quote(partner.id, pickup, dropoff, ready_at=body.ready_at)
     return QuoteView(id=offer.quote_id, fee=offer.fee_cents, currency=offer.currency, pickup_eta=offer.pickup_eta,
                      dropoff_eta=offer.dropoff_eta, expires_at=offer.expires_at, market=offer.market)
-
-
-async def _pickup(app, partner_id: uuid.UUID, pickup: Pickup) -> tuple[Point, str | None]:
-    if pickup.store_id is not None:
-        async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
-            store = await intake.store_of(session, partner_id, pickup.store_id, "pickup.store_id")
-        return Point(latitude=store.latitude, longitude=store.longitude), store.external_store_id
-    return await intake.locate(app, pickup.point(), pickup.address, "pickup"), None
 
 
 # ---- deliveries ------------------------------------------------------------------------------------
@@ -222,24 +194,24 @@ async def _pickup(app, partner_id: uuid.UUID, pickup: Pickup) -> tuple[Point, st
                         422: {"model": ErrorBody, "description": "`outside_service_area`, `unknown_location`, "
                                                                  "`unknown_store`, `expired_quote` or an invalid "
                                                                  "field"}})
-async def create_delivery(body: DeliveryCreate, partner: CurrentPartner, request: Request,
+async def create_delivery(body: DeliveryCreate, partner: CurrentPartner, desk: Partners,
                           response: Response) -> DeliveryView:
     """Store the order, then start its lifecycle. The same body under the same external id returns the same delivery."""
-    order = intake.Intake(
+    order = Intake(
         external_id=body.external_id, customer_name=body.customer.name, customer_phone=body.customer.phone,
-        digest=intake.digest_of(body.model_dump(mode="json")), pickup=body.pickup.point(),
+        digest=digest_of(body.model_dump(mode="json")), pickup=body.pickup.point(),
         pickup_store_id=body.pickup.store_id, pickup_address=body.pickup.address, dropoff=body.dropoff.point(),
         dropoff_address=body.dropoff.address, dropoff_instructions=body.dropoff.instructions, quote_id=body.quote_id,
         fields={"pickup_store_id": "pickup.store_id"},
     )
-    view, created = await intake.create(request.app.state, partner.id, order)
+    view, created = await desk.create(partner.id, order)
     response.status_code = 201 if created else 200
     return DeliveryView.of(view)
 
 
 @router.get("/deliveries", response_model=DeliveryPage, tags=["deliveries"], summary="List deliveries")
 async def list_deliveries(
-    partner: CurrentPartner, request: Request,
+    partner: CurrentPartner, desk: Partners,
     status: Annotated[list[DeliveryStatus] | None, Query(description="only these statuses (repeatable)")] = None,
     created_after: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     created_before: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
@@ -247,34 +219,30 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DeliveryPage:
     """Your deliveries, newest first, a page at a time."""
-    app = request.app.state
-    orders, next_cursor = await intake.list_orders(
-        app, partner.id, statuses=[s.value for s in status] if status else None, created_after=created_after,
+    views, next_cursor = await desk.list_views(
+        partner.id, statuses=[s.value for s in status] if status else None, created_after=created_after,
         created_before=created_before, cursor=cursor, limit=limit)
-    views = [DeliveryView.of(await intake.view_of(app, order, live=False)) for order in orders]
-    return DeliveryPage(deliveries=views, next_cursor=next_cursor)
+    return DeliveryPage(deliveries=[DeliveryView.of(view) for view in views], next_cursor=next_cursor)
 
 
 @router.get("/deliveries/{delivery_id}", response_model=DeliveryView, tags=["deliveries"], summary="Get a delivery")
-async def get_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, request: Request) -> DeliveryView:
+async def get_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, desk: Partners) -> DeliveryView:
     """The delivery's status, live ETAs and its attempt trail; only the partner who created it can see it."""
-    app = request.app.state
-    return DeliveryView.of(await intake.view_of(app, await intake.order_by_delivery_id(app, partner.id, delivery_id)))
+    return DeliveryView.of(await desk.view_of(await desk.order_by_delivery_id(partner.id, delivery_id)))
 
 
 @router.patch("/deliveries/{delivery_id}", response_model=DeliveryView, tags=["deliveries"],
               summary="Change the dropoff instructions or phone",
               responses={409: {"model": ErrorBody, "description": "`delivery_in_progress`: already picked up"}})
 async def update_delivery(delivery_id: uuid.UUID, body: DeliveryUpdate, partner: CurrentPartner,
-                          request: Request) -> DeliveryView:
+                          desk: Partners) -> DeliveryView:
     """Allowed until the order is in the robot."""
-    app = request.app.state
-    order = await intake.order_by_delivery_id(app, partner.id, delivery_id)
+    order = await desk.order_by_delivery_id(partner.id, delivery_id)
     if body.dropoff_instructions is None and body.customer_phone is None:
-        raise intake.refuse(422, "invalid_request", "nothing to change: send dropoff_instructions or customer_phone",
-                            "dropoff_instructions")
-    view = await intake.update_dropoff(app, order, instructions=body.dropoff_instructions, phone=body.customer_phone,
-                                       field_name="dropoff_instructions")
+        raise Refusal(422, "invalid_request", "nothing to change: send dropoff_instructions or customer_phone",
+                      "dropoff_instructions")
+    view = await desk.update_dropoff(order, instructions=body.dropoff_instructions, phone=body.customer_phone,
+                                     field_name="dropoff_instructions")
     return DeliveryView.of(view)
 
 
@@ -283,21 +251,19 @@ async def update_delivery(delivery_id: uuid.UUID, body: DeliveryUpdate, partner:
              responses={409: {"model": ErrorBody, "description": "`noncancelable_delivery`: already delivered, "
                                                                     "returned or on its way back"}})
 async def cancel_delivery(delivery_id: uuid.UUID, body: CancelBody, partner: CurrentPartner,
-                          request: Request) -> DeliveryView:
+                          desk: Partners) -> DeliveryView:
     """Cancel before pickup and the robot is released; after loading, the order goes back to the store.
     Cancelling a cancelled delivery returns it unchanged."""
-    app = request.app.state
-    order = await intake.order_by_delivery_id(app, partner.id, delivery_id)
-    return DeliveryView.of(await intake.cancel(app, order, body.reason.value))
+    order = await desk.order_by_delivery_id(partner.id, delivery_id)
+    return DeliveryView.of(await desk.cancel(order, body.reason.value))
 
 
 @router.get("/deliveries/{delivery_id}/proof-of-delivery", response_model=ProofOfDeliveryView, tags=["deliveries"],
             summary="Proof of delivery",
             responses={404: {"model": ErrorBody, "description": "`not_found`, or `not_delivered` yet"}})
-async def proof_of_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, request: Request) -> ProofOfDeliveryView:
+async def proof_of_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, desk: Partners) -> ProofOfDeliveryView:
     """When and where the customer opened the robot's lid, and which robot it was."""
-    app = request.app.state
-    proof = await intake.proof_of_delivery(app, await intake.order_by_delivery_id(app, partner.id, delivery_id))
+    proof = await desk.proof_of_delivery(await desk.order_by_delivery_id(partner.id, delivery_id))
     return ProofOfDeliveryView(delivery_id=proof.delivery_id, robot_id=proof.robot_id,
                                lid_opened_at=proof.lid_opened_at, location=proof.location,
                                delivered_at=proof.delivered_at)
@@ -307,24 +273,13 @@ async def proof_of_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, req
 
 @router.post("/stores", status_code=201, response_model=StoreView, tags=["stores"], summary="Register a store",
              responses={422: {"model": ErrorBody, "description": "`outside_service_area` or an invalid field"}})
-async def add_store(body: StoreCreate, partner: CurrentPartner, request: Request) -> StoreView:
+async def add_store(body: StoreCreate, partner: CurrentPartner, desk: Partners) -> StoreView:
     """Register a pickup location under your own store id (registering it again updates it)."""
-    market = market_for(Point(latitude=body.latitude, longitude=body.longitude))
-    if market is None:
-        raise intake.refuse(422, "outside_service_area", "the store is outside every service area", "latitude")
-    async with request.app.state.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        store = await integrations.add_store(session, partner.id, body.store_id, body.name, body.latitude,
-                                             body.longitude, market.name)
-    return _store_view(store)
+    store = await desk.add_store(partner.id, body.store_id, body.name, body.latitude, body.longitude)
+    return StoreView.model_validate(store, from_attributes=True)
 
 
 @router.get("/stores", response_model=list[StoreView], tags=["stores"], summary="List your stores")
-async def list_stores(partner: CurrentPartner, request: Request) -> list[StoreView]:
-    async with request.app.state.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        return [_store_view(store) for store in await integrations.list_stores(session, partner.id)]
-
-
-def _store_view(store) -> StoreView:
-    return StoreView(store_id=store.external_store_id, name=store.name, latitude=store.latitude,
-                     longitude=store.longitude, market=store.market)
+async def list_stores(partner: CurrentPartner, desk: Partners) -> list[StoreView]:
+    return [StoreView.model_validate(store, from_attributes=True) for store in await desk.list_stores(partner.id)]
 

@@ -16,6 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from desks.errors import Refusal
+
 # How long a client should wait before retrying while a database or Temporal cannot be reached.
 RETRY_AFTER_SECONDS = 5
 # Unreachable, overloaded, or timed out (the client's own deadline reports as CANCELLED, "Timeout expired").
@@ -46,6 +48,13 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
         self.field_errors = field_errors or []
         self.headers = headers
+
+    @classmethod
+    def of(cls, refusal: Refusal) -> "ApiError":
+        """A desk's refusal as the API shows it: the field at fault, and when to retry."""
+        fields = [FieldError(field=refusal.field, error=refusal.code)] if refusal.field else []
+        headers = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after is not None else None
+        return cls(refusal.status, refusal.code, refusal.message, fields, headers)
 
 
 def error_response(status: int, code: str, message: str, field_errors=(), headers=None) -> JSONResponse:
@@ -85,6 +94,10 @@ def install_error_handlers(app: FastAPI, dialects: dict[str, ErrorRenderer] | No
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return render(request, exc)
+
+    @app.exception_handler(Refusal)
+    async def _refused(request: Request, exc: Refusal) -> JSONResponse:
+        return render(request, ApiError.of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,13 +2,11 @@
 
 import html
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from api import intake
+from api.dependencies import Partners
 from core.contracts import DeliveryStatus
-from core.services import Service
-from services.integrations import repository as integrations
 
 router = APIRouter(tags=["tracking"])
 
@@ -25,17 +23,15 @@ HEADLINES = {
 
 @router.get("/track/{token}", response_class=HTMLResponse, summary="Tracking page",
             responses={404: {"description": "No delivery has this link"}})
-async def tracking_page(token: str, request: Request) -> HTMLResponse:
+async def tracking_page(token: str, desk: Partners) -> HTMLResponse:
     """Status and ETA of one delivery. It shows no personal data and no internal ids."""
-    app = request.app.state
-    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        order = await integrations.order_by_tracking_token(session, token[:64])
+    order = await desk.order_by_tracking_token(token[:64])
     if order is None:
         return HTMLResponse(_page("Not found", "This tracking link is not valid.", None), status_code=404)
-    view = await intake.view_of(app, order)
+    view = await desk.view_of(order)
     eta = view.dropoff_eta if view.status not in (S.AT_DROPOFF, S.DELIVERED, S.RETURNING, S.RETURNED,
                                                   S.CANCELLED) else None
-    return HTMLResponse(_page(HEADLINES[view.status], f"Order {order.external_delivery_id}", eta),
+    return HTMLResponse(_page(HEADLINES[view.status], f"Order {order.external_id}", eta),
                         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 

@@ -6,7 +6,7 @@ The actions are the same workflow updates an operator can send from the Temporal
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlmodel import SQLModel
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue as TaskQueueRef
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -14,14 +14,8 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 
 from core.contracts import CancelRequest, OperatorAction
 from core.db import Databases
-from core.services import Service, TaskQueue
-from services.deliveries import repository as deliveries
-from services.device.models import Deployment
-from services.dispatch.models import Demand, Plan
-from services.integrations.models import ExternalState, PartnerDelivery
-from services.operations.models import FOTask, PilotAssignment, Task, TaskHistory, Trip, TripHistory
-from services.state.models import LidCycleEvent, StateHistory
-from services.trip_monitor.models import MonitoredTrip
+from core.services import TaskQueue
+from desks.records import ask_workflow, load_records
 from workflows.delivery import NEEDS_OPERATOR, DeliveryWorkflow, workflow_id
 
 
@@ -77,67 +71,30 @@ async def queues(client: Client) -> list[dict[str, Any]]:
     return report
 
 
-async def _rows(databases: Databases, service: Service, statement) -> list[dict[str, Any]]:
-    async with databases.sessions(service).begin() as session:
-        return [row.model_dump(mode="json") for row in await session.scalars(statement)]
-
-
 async def show(client: Client, databases: Databases, delivery_id: uuid.UUID) -> dict[str, Any]:
     """One delivery joined across the seven databases (by its denormalized keys) and its workflow's state."""
-    async with databases.sessions(Service.DELIVERIES).begin() as session:
-        view = await deliveries.get_delivery_view(session, delivery_id)
-    if view is None:
+    record = (await load_records(databases, [delivery_id]))[delivery_id]
+    if record.delivery is None:
         raise OperatorError(f"no delivery {delivery_id}")
-    attempt_ids = [a["attempt_id"] for a in view["attempts"]]
-    robots = {a["robot_id"] for a in view["attempts"] if a["robot_id"]}
-    orders = await _rows(databases, Service.INTEGRATIONS,
-                         select(PartnerDelivery).where(PartnerDelivery.delivery_id == delivery_id))
-    tasks = await _rows(databases, Service.OPERATIONS, select(Task).where(Task.delivery_id == delivery_id))
-    task_ids = [uuid.UUID(t["id"]) for t in tasks]
-    trips = await _rows(databases, Service.OPERATIONS, select(Trip).where(Trip.task_id.in_(task_ids)))
-    story = {
-        "deliveries": _jsonable(view),
-        "integrations": {"orders": orders, "external_states": await _rows(
-            databases, Service.INTEGRATIONS, select(ExternalState).where(
-                ExternalState.partner_delivery_id.in_([uuid.UUID(o["id"]) for o in orders]))
-            .order_by(ExternalState.sequence))},
-        "dispatch": {"demands": await _rows(databases, Service.DISPATCH,
-                                            select(Demand).where(Demand.delivery_id == delivery_id)),
-                     "plans": await _rows(databases, Service.DISPATCH, select(Plan).join(
-                         Demand, Demand.id == Plan.demand_id).where(Demand.delivery_id == delivery_id))},
-        "operations": {
-            "tasks": tasks, "trips": trips,
-            "task_history": await _rows(databases, Service.OPERATIONS, select(TaskHistory).where(
-                TaskHistory.task_id.in_(task_ids)).order_by(TaskHistory.occurred_at)),
-            "trip_history": await _rows(databases, Service.OPERATIONS, select(TripHistory).where(
-                TripHistory.trip_id.in_([uuid.UUID(t["id"]) for t in trips])).order_by(TripHistory.occurred_at)),
-            "pilot_assignments": await _rows(databases, Service.OPERATIONS, select(PilotAssignment).where(
-                PilotAssignment.task_id.in_(task_ids))),
-            "field_tasks": await _rows(databases, Service.OPERATIONS,
-                                       select(FOTask).where(FOTask.delivery_id == delivery_id)),
-        },
-        "trip_monitor": await _rows(databases, Service.TRIP_MONITOR,
-                                    select(MonitoredTrip).where(MonitoredTrip.attempt_id.in_(attempt_ids))),
-        "state": {"events": await _rows(databases, Service.STATE, select(StateHistory).where(
-                      StateHistory.attempt_id.in_(attempt_ids)).order_by(StateHistory.occurred_at)),
-                  "lid_cycles": await _rows(databases, Service.STATE, select(LidCycleEvent).where(
-                      LidCycleEvent.attempt_id.in_(attempt_ids)).order_by(LidCycleEvent.occurred_at))},
-        "device": await _rows(databases, Service.DEVICE, select(Deployment).where(
-            Deployment.robot_id.in_(robots), Deployment.status == "active")),
+    await ask_workflow(client, record)  # the databases still tell the story when Temporal cannot answer
+    return {
+        "deliveries": {**_row(record.delivery), "attempts": _rows(record.attempts), "history": _rows(record.history),
+                       "quote": _row(record.quote) if record.quote else None},
+        "integrations": {"orders": _rows(record.orders), "external_states": _rows(record.external_states)},
+        "dispatch": {"demands": _rows(record.demands), "plans": _rows(record.plans)},
+        "operations": {"tasks": _rows(record.tasks), "trips": _rows(record.trips),
+                       "task_history": _rows(record.task_history), "trip_history": _rows(record.trip_history),
+                       "pilot_assignments": _rows(record.pilot_assignments), "field_tasks": _rows(record.field_tasks)},
+        "trip_monitor": _rows(record.watches),
+        "state": {"events": _rows(record.events), "lid_cycles": _rows(record.lid_cycles)},
+        "device": [_row(deployment, exclude={"credential_hash"}) for deployment in record.deployments],
+        "workflow": record.workflow.model_dump(mode="json") if record.workflow else {"error": record.workflow_error},
     }
-    try:
-        view = await client.get_workflow_handle(workflow_id(delivery_id)).query(DeliveryWorkflow.status)
-        story["workflow"] = view.model_dump(mode="json")
-    except Exception as exc:  # the databases still tell the story when Temporal cannot answer
-        story["workflow"] = {"error": str(exc)}
-    for deployment in story["device"]:
-        deployment.pop("credential_hash", None)
-    return story
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(item) for item in value]
-    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+def _row(row: SQLModel, exclude: set[str] | None = None) -> dict[str, Any]:
+    return row.model_dump(mode="json", exclude=exclude)
+
+
+def _rows(rows: list[SQLModel]) -> list[dict[str, Any]]:
+    return [_row(row) for row in rows]

@@ -8,18 +8,17 @@ ignored.
 
 from datetime import datetime
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api import intake
 from api.auth import DrivePartner
-from api.dialects import snapshot_of
+from api.dependencies import Partners
 from api.errors import ApiError, ErrorBody, error_response
 from core.contracts import DeliveryStatus, Point
-from core.services import Service
-from services.integrations import repository as integrations
-from services.integrations.dialects import doordash as drive
+from desks.dialects import doordash as drive, snapshot_of
+from desks.errors import Refusal
+from desks.orders import Intake, OrderView, digest_of
 
 PREFIX = "/drive/v2"
 TAG = "DoorDash Drive v2"
@@ -78,10 +77,10 @@ class DriveDeliveryRequest(BaseModel):
         "dropoff_address": "8800 Melrose Ave, West Hollywood, CA 90069", "dropoff_phone_number": "+13105550100",
         "dropoff_contact_given_name": "Alex", "dropoff_instructions": "leave at the lobby"}]}}
 
-    def intake(self, digest: str, quote_id=None) -> intake.Intake:
+    def intake(self, digest: str, quote_id=None) -> Intake:
         names = (self.dropoff_contact_given_name, self.dropoff_contact_family_name)
         location = self.dropoff_location
-        return intake.Intake(
+        return Intake(
             external_id=self.external_delivery_id, customer_name=" ".join(n for n in names if n),
             customer_phone=self.dropoff_phone_number, digest=digest, pickup_store_id=self.store_id,
             pickup_address=self.pickup_address, dropoff_address=self.dropoff_address,
@@ -129,36 +128,25 @@ class DriveDelivery(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, view: intake.OrderView) -> "DriveDelivery":
+    def of(cls, view: OrderView) -> "DriveDelivery":
         return cls(**drive.delivery_fields(snapshot_of(view)))
-
-
-async def _refuse_existing(app, partner_id, external_delivery_id: str) -> None:
-    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        if await integrations.find_partner_delivery(session, partner_id, external_delivery_id):
-            raise intake.refuse(409, "duplicate_delivery", f"delivery {external_delivery_id} already exists",
-                                "external_delivery_id")
 
 
 @router.post("/quotes", response_model=DriveQuote, summary="Quote a delivery",
              responses={409: {"model": ErrorBody, "description": "`duplicate_delivery_id`: already a delivery"},
                         422: {"model": ErrorBody, "description": "`outside_service_area`, `unknown_location`, "
                                                                  "`unknown_store` or `no_capacity`"}})
-async def create_quote(body: DriveDeliveryRequest, partner: DrivePartner, request: Request) -> DriveQuote:
+async def create_quote(body: DriveDeliveryRequest, partner: DrivePartner, desk: Partners) -> DriveQuote:
     """Price the delivery now; accept it by its `external_delivery_id` before `expires_by`."""
-    app = request.app.state
-    await _refuse_existing(app, partner.id, body.external_delivery_id)
-    pickup = await intake.pickup_point(app, partner.id, body.store_id, None, body.pickup_address,
-                                       "pickup_external_store_id", "pickup_address")
+    await desk.refuse_existing(partner.id, body.external_delivery_id, "external_delivery_id")
+    pickup = await desk.pickup_point(partner.id, body.store_id, None, body.pickup_address,
+                                     "pickup_external_store_id", "pickup_address")
     location = body.dropoff_location
-    dropoff = await intake.locate(app, Point(latitude=location.lat, longitude=location.lng) if location else None,
-                                  body.dropoff_address, "dropoff_address")
-    offer = await intake.quote(app, partner.id, pickup, dropoff, external_id=body.external_delivery_id,
-                               ready_at=body.pickup_time, fields=FIELDS)
-    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        await integrations.save_quote_request(session, app.vault, offer.quote_id, partner.id,
-                                              body.external_delivery_id, body.model_dump(mode="json"),
-                                              offer.expires_at)
+    dropoff = await desk.locate(Point(latitude=location.lat, longitude=location.lng) if location else None,
+                                body.dropoff_address, "dropoff_address")
+    offer = await desk.quote(partner.id, pickup, dropoff, external_id=body.external_delivery_id,
+                             ready_at=body.pickup_time, fields=FIELDS)
+    await desk.keep_quoted_request(partner.id, offer, body.external_delivery_id, body.model_dump(mode="json"))
     return DriveQuote(external_delivery_id=body.external_delivery_id, fee=offer.fee_cents, currency=offer.currency,
                       pickup_time_estimated=offer.pickup_eta, dropoff_time_estimated=offer.dropoff_eta,
                       expires_by=offer.expires_at)
@@ -169,19 +157,16 @@ async def create_quote(body: DriveDeliveryRequest, partner: DrivePartner, reques
                         409: {"model": ErrorBody, "description": "`duplicate_delivery_id`: accepted with "
                                                                  "another phone number"},
                         422: {"model": ErrorBody, "description": "`expired_quote`"}})
-async def accept_quote(external_delivery_id: str, partner: DrivePartner, request: Request,
+async def accept_quote(external_delivery_id: str, partner: DrivePartner, desk: Partners,
                        body: DriveAccept | None = None) -> DriveDelivery:
     """Create the quoted delivery at the quoted fee. Accepting it again returns the same delivery."""
-    app = request.app.state
-    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        found = await integrations.find_quote_request(session, app.vault, partner.id,
-                                                      external_delivery_id=external_delivery_id)
+    found = await desk.quoted_request(partner.id, external_id=external_delivery_id)
     if found is None:
         raise ApiError(404, "not_found", f"no quote for {external_delivery_id}")
-    stored, quoted = found
+    quote_id, quoted = found
     accepted = {**quoted, **(body.model_dump(exclude_none=True) if body else {})}
-    order = DriveDeliveryRequest.model_validate(accepted).intake(intake.digest_of(accepted), stored.quote_id)
-    view, _ = await intake.create(app, partner.id, order)
+    order = DriveDeliveryRequest.model_validate(accepted).intake(digest_of(accepted), quote_id)
+    view, _ = await desk.create(partner.id, order)
     return DriveDelivery.of(view)
 
 
@@ -190,44 +175,39 @@ async def accept_quote(external_delivery_id: str, partner: DrivePartner, request
                                                                  "another delivery"},
                         422: {"model": ErrorBody, "description": "`outside_service_area`, `unknown_location` or "
                                                                  "`unknown_store`"}})
-async def create_delivery(body: DriveDeliveryRequest, partner: DrivePartner, request: Request) -> DriveDelivery:
+async def create_delivery(body: DriveDeliveryRequest, partner: DrivePartner, desk: Partners) -> DriveDelivery:
     """Create a delivery without a quote. The same request again returns the same delivery."""
-    view, _ = await intake.create(request.app.state, partner.id,
-                                  body.intake(intake.digest_of(body.model_dump(mode="json"))))
+    view, _ = await desk.create(partner.id, body.intake(digest_of(body.model_dump(mode="json"))))
     return DriveDelivery.of(view)
 
 
 @router.get("/deliveries/{external_delivery_id}", response_model=DriveDelivery, summary="Get a delivery")
-async def get_delivery(external_delivery_id: str, partner: DrivePartner, request: Request) -> DriveDelivery:
+async def get_delivery(external_delivery_id: str, partner: DrivePartner, desk: Partners) -> DriveDelivery:
     """Status, fee, times and tracking link; only the developer who created it can see it."""
-    app = request.app.state
-    return DriveDelivery.of(await intake.view_of(app, await intake.order_by_external_id(
-        app, partner.id, external_delivery_id)))
+    return DriveDelivery.of(await desk.view_of(await desk.order_by_external_id(partner.id, external_delivery_id)))
 
 
 @router.patch("/deliveries/{external_delivery_id}", response_model=DriveDelivery,
               summary="Update the dropoff phone number or instructions",
               responses={409: {"model": ErrorBody, "description": "`delivery_in_progress`: already picked up"}})
 async def update_delivery(external_delivery_id: str, body: DriveUpdate, partner: DrivePartner,
-                          request: Request) -> DriveDelivery:
+                          desk: Partners) -> DriveDelivery:
     """Allowed until the order is in the robot."""
-    app = request.app.state
-    order = await intake.order_by_external_id(app, partner.id, external_delivery_id)
+    order = await desk.order_by_external_id(partner.id, external_delivery_id)
     if body.dropoff_phone_number is None and body.dropoff_instructions is None:
-        raise intake.refuse(422, "invalid_request", "send dropoff_phone_number or dropoff_instructions",
-                            "dropoff_instructions")
-    view = await intake.update_dropoff(app, order, instructions=body.dropoff_instructions,
-                                       phone=body.dropoff_phone_number, field_name="dropoff_instructions")
+        raise Refusal(422, "invalid_request", "send dropoff_phone_number or dropoff_instructions",
+                      "dropoff_instructions")
+    view = await desk.update_dropoff(order, instructions=body.dropoff_instructions,
+                                     phone=body.dropoff_phone_number, field_name="dropoff_instructions")
     return DriveDelivery.of(view)
 
 
 @router.put("/deliveries/{external_delivery_id}/cancel", response_model=DriveDelivery, summary="Cancel a delivery",
             responses={409: {"model": ErrorBody, "description": "`delivery_not_cancellable`: already cancelled, "
                                                                 "delivered or on its way back"}})
-async def cancel_delivery(external_delivery_id: str, partner: DrivePartner, request: Request) -> DriveDelivery:
+async def cancel_delivery(external_delivery_id: str, partner: DrivePartner, desk: Partners) -> DriveDelivery:
     """Before pickup the robot is released; after loading, the order goes back to the store."""
-    app = request.app.state
-    order = await intake.order_by_external_id(app, partner.id, external_delivery_id)
-    if await intake.current_status(app, order) == DeliveryStatus.CANCELLED:
+    order = await desk.order_by_external_id(partner.id, external_delivery_id)
+    if await desk.current_status(order) == DeliveryStatus.CANCELLED:
         raise ApiError(409, "noncancelable_delivery", f"delivery {external_delivery_id} is already cancelled")
-    return DriveDelivery.of(await intake.cancel(app, order, drive.CANCELLED_BY_PARTNER))
+    return DriveDelivery.of(await desk.cancel(order, drive.CANCELLED_BY_PARTNER))

@@ -9,18 +9,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field, model_validator
 
-from api import intake
 from api.auth import partner_from_key
 from api.deliveries import Customer, Location
-from api.dialects import snapshot_of
+from api.dependencies import Partners
 from api.errors import ERROR_RESPONSES, ApiError, ErrorBody
-from core.services import Service
-from services.integrations import repository as integrations
-from services.integrations.dialects import olo
-from services.integrations.models import Partner, PartnerDialect
+from desks.dialects import PartnerDialect, olo, snapshot_of
+from desks.errors import Refusal
+from desks.orders import Intake, OrderView, PartnerAccount, digest_of
 
 TAG = "Olo dispatch"
 ORDER_ID = r"^[A-Za-z0-9._~-]+$"
@@ -30,14 +28,14 @@ FIELDS = {"external_id": "deliveryId", "pickup": "pickup", "dropoff": "dropoff",
 router = APIRouter(prefix="/olo/v1", tags=[TAG], responses=ERROR_RESPONSES)
 
 
-async def _olo_partner(partner: Annotated[Partner, Depends(partner_from_key)]) -> Partner:
+async def _olo_partner(partner: Annotated[PartnerAccount, Depends(partner_from_key)]) -> PartnerAccount:
     if partner.dialect != PartnerDialect.OLO:
         raise ApiError(401, "unauthorized", "this API key is not an Olo dispatch key",
                        headers={"WWW-Authenticate": "Bearer"})
     return partner
 
 
-OloPartner = Annotated[Partner, Depends(_olo_partner)]
+OloPartner = Annotated[PartnerAccount, Depends(_olo_partner)]
 
 
 class OloPickup(Location):
@@ -69,8 +67,8 @@ class OloQuoteRequest(BaseModel):
             raise ValueError("send exactly one of pickupTime or dropoffTime")
         return self
 
-    def intake(self, digest: str, quote_id: uuid.UUID) -> intake.Intake:
-        return intake.Intake(
+    def intake(self, digest: str, quote_id: uuid.UUID) -> Intake:
+        return Intake(
             external_id=self.deliveryId, customer_name=self.customer.name, customer_phone=self.customer.phone,
             digest=digest, pickup=self.pickup.point(), pickup_store_id=self.pickup.storeId,
             pickup_address=self.pickup.address, dropoff=self.dropoff.point(), dropoff_address=self.dropoff.address,
@@ -104,7 +102,7 @@ class OloDelivery(BaseModel):
     canceledBy: str | None = Field(None, description="`customer` or `provider`")
 
     @classmethod
-    def of(cls, view: intake.OrderView) -> "OloDelivery":
+    def of(cls, view: OrderView) -> "OloDelivery":
         return cls(**olo.delivery_fields(snapshot_of(view)))
 
 
@@ -118,21 +116,16 @@ class OloCancel(BaseModel):
              responses={409: {"model": ErrorBody, "description": "`duplicate_delivery`: deliveryId already used"},
                         422: {"model": ErrorBody, "description": "`outside_service_area`, `unknown_location`, "
                                                                  "`unknown_store`, `no_capacity` or an invalid field"}})
-async def create_quote(body: OloQuoteRequest, partner: OloPartner, request: Request) -> OloQuote:
+async def create_quote(body: OloQuoteRequest, partner: OloPartner, desk: Partners) -> OloQuote:
     """By pickup time: the robot comes when the order is ready. By dropoff time: whether it can be there in time,
     and by when the pickup must happen."""
-    app = request.app.state
-    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        if await integrations.find_partner_delivery(session, partner.id, body.deliveryId):
-            raise intake.refuse(409, "duplicate_delivery", f"delivery {body.deliveryId} already exists", "deliveryId")
-    pickup = await intake.pickup_point(app, partner.id, body.pickup.storeId, body.pickup.point(),
-                                       body.pickup.address, "pickup.storeId", "pickup")
-    dropoff = await intake.locate(app, body.dropoff.point(), body.dropoff.address, "dropoff")
-    offer = await intake.quote(app, partner.id, pickup, dropoff, external_id=body.deliveryId,
-                               ready_at=body.pickupTime, fields=FIELDS)
-    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        await integrations.save_quote_request(session, app.vault, offer.quote_id, partner.id, body.deliveryId,
-                                              body.model_dump(mode="json"), offer.expires_at)
+    await desk.refuse_existing(partner.id, body.deliveryId, "deliveryId")
+    pickup = await desk.pickup_point(partner.id, body.pickup.storeId, body.pickup.point(), body.pickup.address,
+                                     "pickup.storeId", "pickup")
+    dropoff = await desk.locate(body.dropoff.point(), body.dropoff.address, "dropoff")
+    offer = await desk.quote(partner.id, pickup, dropoff, external_id=body.deliveryId, ready_at=body.pickupTime,
+                             fields=FIELDS)
+    await desk.keep_quoted_request(partner.id, offer, body.deliveryId, body.model_dump(mode="json"))
     quote = OloQuote(quoteId=offer.quote_id, deliveryId=body.deliveryId, fee=offer.fee_cents, currency=offer.currency,
                      estimatedPickupTime=offer.pickup_eta, estimatedDropoffTime=offer.dropoff_eta,
                      expiresAt=offer.expires_at)
@@ -146,32 +139,28 @@ async def create_quote(body: OloQuoteRequest, partner: OloPartner, request: Requ
              responses={200: {"model": OloDelivery, "description": "Accepted before: the same delivery"},
                         404: {"model": ErrorBody, "description": "`unknown_quote`"},
                         422: {"model": ErrorBody, "description": "`expired_quote`"}})
-async def accept_quote(quoteId: uuid.UUID, partner: OloPartner, request: Request, response: Response) -> OloDelivery:
+async def accept_quote(quoteId: uuid.UUID, partner: OloPartner, desk: Partners, response: Response) -> OloDelivery:
     """Create the quoted delivery at the quoted fee and start it. Accepting again returns the same delivery."""
-    app = request.app.state
-    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        found = await integrations.find_quote_request(session, app.vault, partner.id, quote_id=quoteId)
+    found = await desk.quoted_request(partner.id, quote_id=quoteId)
     if found is None:
-        raise intake.refuse(404, "unknown_quote", f"no quote {quoteId}", "quoteId")
+        raise Refusal(404, "unknown_quote", f"no quote {quoteId}", "quoteId")
     _, quoted = found
-    order = OloQuoteRequest.model_validate(quoted).intake(intake.digest_of(quoted), quoteId)
-    view, created = await intake.create(app, partner.id, order)
+    order = OloQuoteRequest.model_validate(quoted).intake(digest_of(quoted), quoteId)
+    view, created = await desk.create(partner.id, order)
     response.status_code = 201 if created else 200
     return OloDelivery.of(view)
 
 
 @router.get("/deliveries/{deliveryId}", response_model=OloDelivery, summary="Get a delivery's status")
-async def get_delivery(deliveryId: str, partner: OloPartner, request: Request) -> OloDelivery:
+async def get_delivery(deliveryId: str, partner: OloPartner, desk: Partners) -> OloDelivery:
     """Status, ETAs and the time each lifecycle step was reached."""
-    app = request.app.state
-    return OloDelivery.of(await intake.view_of(app, await intake.order_by_external_id(app, partner.id, deliveryId)))
+    return OloDelivery.of(await desk.view_of(await desk.order_by_external_id(partner.id, deliveryId)))
 
 
 @router.post("/deliveries/{deliveryId}/cancel", response_model=OloDelivery, summary="Cancel a delivery",
              responses={409: {"model": ErrorBody, "description": "`noncancelable_delivery`: delivered, returned or "
                                                                     "on its way back"}})
-async def cancel_delivery(deliveryId: str, body: OloCancel, partner: OloPartner, request: Request) -> OloDelivery:
+async def cancel_delivery(deliveryId: str, body: OloCancel, partner: OloPartner, desk: Partners) -> OloDelivery:
     """Cancel with Olo's customer/vendor reason code; cancelling again returns the delivery unchanged."""
-    app = request.app.state
-    order = await intake.order_by_external_id(app, partner.id, deliveryId)
-    return OloDelivery.of(await intake.cancel(app, order, body.reasonCode.value))
+    order = await desk.order_by_external_id(partner.id, deliveryId)
+    return OloDelivery.of(await desk.cancel(order, body.reasonCode.value))

@@ -9,7 +9,7 @@ address strings (`{"street_address": [...], "city", "state", "zip_code", "countr
 import json
 import math
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 from urllib.parse import parse_qs
 
@@ -17,14 +17,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api import intake
 from api.auth import UberPartner, admitted
-from api.dialects import snapshot_of
+from api.dependencies import Partners
 from api.errors import ApiError
-from core.services import Service
-from services.integrations import credentials
-from services.integrations.dialects import uber
-from services.integrations.models import CredentialKind, Partner, PartnerDialect
+from core.contracts import Point
+from desks.dialects import snapshot_of, uber
+from desks.errors import Refusal
+from desks.orders import Intake, Order, OrderView, PartnerAccount, digest_of
+from desks.partner import PartnerDesk
 
 TAG = "Uber Direct"
 PREFIX = "/v1/customers"
@@ -77,14 +77,14 @@ UBER_ERRORS = {status: {"model": UberError, "description": text} for status, tex
 router = APIRouter(tags=[TAG], responses=UBER_ERRORS)
 
 
-async def _customer(customer_id: str, partner: UberPartner) -> Partner:
+async def _customer(customer_id: str, partner: UberPartner) -> PartnerAccount:
     """The token's partner, if the path names its own customer_id; any other id is simply not found."""
     if partner.account_id != customer_id:
         raise ApiError(404, "customer_not_found", f"no customer {customer_id}")
     return partner
 
 
-Customer = Annotated[Partner, Depends(_customer)]
+Customer = Annotated[PartnerAccount, Depends(_customer)]
 
 
 def address_text(value: str, field_name: str) -> str:
@@ -94,12 +94,12 @@ def address_text(value: str, field_name: str) -> str:
     try:
         parts = json.loads(value)
     except ValueError:
-        raise intake.refuse(422, "invalid_request", f"{field_name} is neither an address nor valid JSON",
-                            field_name) from None
+        raise Refusal(422, "invalid_request", f"{field_name} is neither an address nor valid JSON",
+                      field_name) from None
     street = parts.get("street_address", [])
     street = [street] if isinstance(street, str) else street
     if not isinstance(street, list) or not all(isinstance(line, str) for line in street):
-        raise intake.refuse(422, "invalid_request", f"{field_name}.street_address must be a list of lines", field_name)
+        raise Refusal(422, "invalid_request", f"{field_name}.street_address must be a list of lines", field_name)
     region = " ".join(str(parts[k]) for k in ("state", "zip_code") if parts.get(k))
     return ", ".join(p for p in (" ".join(street), parts.get("city"), region) if p)
 
@@ -181,7 +181,7 @@ class UberDelivery(BaseModel):
     updated: datetime
 
     @classmethod
-    def of(cls, view: intake.OrderView) -> "UberDelivery":
+    def of(cls, view: OrderView) -> "UberDelivery":
         return cls(**uber.delivery_fields(snapshot_of(view)))
 
 
@@ -217,7 +217,7 @@ TOKEN_FORM = {"requestBody": {"required": True, "content": {"application/x-www-f
 @router.post("/oauth/v2/token", response_model=AccessToken, summary="Get an access token", openapi_extra=TOKEN_FORM,
              responses={400: {"description": "`invalid_request`, `unsupported_grant_type` or `invalid_scope`"},
                         401: {"description": "`invalid_client`: unknown client_id or client_secret"}})
-async def token(request: Request) -> AccessToken:
+async def token(request: Request, desk: Partners) -> AccessToken:
     """OAuth 2.0 client credentials: a bearer token for the `eats.deliveries` scope."""
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
     if form.get("grant_type") != "client_credentials":
@@ -226,25 +226,20 @@ async def token(request: Request) -> AccessToken:
         raise ApiError(400, "invalid_request", "client_id and client_secret are required")
     if SCOPE not in form.get("scope", SCOPE).split():
         raise ApiError(400, "invalid_scope", f"the only scope is {SCOPE}")
-    app = request.app.state
-    async with app.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        partner = await credentials.partner_by_secret(session, CredentialKind.CLIENT_SECRET, form["client_secret"],
-                                                      key_id=form["client_id"])
-        if partner is None or partner.dialect != PartnerDialect.UBER:
-            raise ApiError(401, "invalid_client", "unknown client_id or client_secret")
-        admitted(request, partner)
-        ttl = app.settings.uber_access_token_seconds
-        access_token = await credentials.issue_access_token(session, partner, timedelta(seconds=ttl))
-    return AccessToken(access_token=access_token, expires_in=ttl, scope=SCOPE)
+    grant = await desk.grant_access_token(form["client_id"], form["client_secret"],
+                                          lambda partner: admitted(request, partner))
+    if grant is None:
+        raise ApiError(401, "invalid_client", "unknown client_id or client_secret")
+    return AccessToken(access_token=grant.access_token, expires_in=grant.expires_in, scope=SCOPE)
 
 
 # ---- quotes and deliveries -------------------------------------------------------------------------
 
-async def _route(app, partner_id: uuid.UUID, body: UberQuoteRequest):
-    pickup = await intake.pickup_point(app, partner_id, body.external_store_id, None,
-                                       address_text(body.pickup_address, "pickup_address"),
-                                       "external_store_id", "pickup_address")
-    dropoff = await intake.locate(app, None, address_text(body.dropoff_address, "dropoff_address"), "dropoff_address")
+async def _route(desk: PartnerDesk, partner_id: uuid.UUID, body: UberQuoteRequest) -> tuple[Point, Point]:
+    pickup = await desk.pickup_point(partner_id, body.external_store_id, None,
+                                     address_text(body.pickup_address, "pickup_address"),
+                                     "external_store_id", "pickup_address")
+    dropoff = await desk.locate(None, address_text(body.dropoff_address, "dropoff_address"), "dropoff_address")
     return pickup, dropoff
 
 
@@ -253,12 +248,11 @@ def _minutes(until: datetime, now: datetime) -> int:
 
 
 @router.post(PREFIX + "/{customer_id}/delivery_quotes", response_model=UberQuote, summary="Create a quote")
-async def create_quote(body: UberQuoteRequest, partner: Customer, request: Request) -> UberQuote:
+async def create_quote(body: UberQuoteRequest, partner: Customer, desk: Partners) -> UberQuote:
     """The fee and ETAs the fleet can keep now, held for 15 minutes; create the delivery with its id."""
-    app = request.app.state
-    pickup, dropoff = await _route(app, partner.id, body)
-    offer = await intake.quote(app, partner.id, pickup, dropoff, ready_at=body.pickup_ready_dt, fields=FIELDS,
-                               valid_seconds=app.settings.uber_quote_valid_seconds)
+    pickup, dropoff = await _route(desk, partner.id, body)
+    offer = await desk.quote(partner.id, pickup, dropoff, ready_at=body.pickup_ready_dt, fields=FIELDS,
+                             valid_seconds=desk.settings.uber_quote_valid_seconds)
     now = datetime.now(UTC)
     return UberQuote(id=uber.public_id(uber.QUOTE_PREFIX, offer.quote_id), created=now, expires=offer.expires_at,
                      fee=offer.fee_cents, currency=offer.currency.lower(), currency_type=offer.currency,
@@ -267,89 +261,82 @@ async def create_quote(body: UberQuoteRequest, partner: Customer, request: Reque
 
 
 @router.post(PREFIX + "/{customer_id}/deliveries", response_model=UberDelivery, summary="Create a delivery")
-async def create_delivery(body: UberDeliveryRequest, partner: Customer, request: Request) -> UberDelivery:
+async def create_delivery(body: UberDeliveryRequest, partner: Customer, desk: Partners) -> UberDelivery:
     """Create the delivery, at a quote's fee if `quote_id` is given. The same request again (same external_id
     and body) returns the same delivery."""
     quote_id = None
     if body.quote_id is not None:
         quote_id = uber.parse_id(uber.QUOTE_PREFIX, body.quote_id)
         if quote_id is None:
-            raise intake.refuse(422, "unknown_quote", f"{body.quote_id} is not a quote id", "quote_id")
-    order = intake.Intake(
+            raise Refusal(422, "unknown_quote", f"{body.quote_id} is not a quote id", "quote_id")
+    order = Intake(
         external_id=body.external_id or body.idempotency_key or f"uber-{uuid.uuid4().hex}",
         customer_name=body.dropoff_name, customer_phone=body.dropoff_phone_number,
-        digest=intake.digest_of(body.model_dump(mode="json")), pickup_store_id=body.external_store_id,
+        digest=digest_of(body.model_dump(mode="json")), pickup_store_id=body.external_store_id,
         pickup_address=address_text(body.pickup_address, "pickup_address"),
         dropoff_address=address_text(body.dropoff_address, "dropoff_address"),
         dropoff_instructions=body.dropoff_notes, quote_id=quote_id, fields=FIELDS)
-    view, _ = await intake.create(request.app.state, partner.id, order)
+    view, _ = await desk.create(partner.id, order)
     return UberDelivery.of(view)
 
 
 @router.get(PREFIX + "/{customer_id}/deliveries", response_model=UberDeliveryList, summary="List deliveries")
 async def list_deliveries(
-    partner: Customer, request: Request,
+    partner: Customer, request: Request, desk: Partners,
     filter: Annotated[str | None, Query(description="an Uber status, `ongoing` or `completed`")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[str | None, Query(max_length=200, description="from the previous page's `next_href`")] = None,
 ) -> UberDeliveryList:
     """Your deliveries, newest first, a page at a time."""
     if filter is not None and filter not in uber.FILTERS:
-        raise intake.refuse(422, "invalid_request", f"filter must be one of {', '.join(sorted(uber.FILTERS))}",
-                            "filter")
-    app = request.app.state
+        raise Refusal(422, "invalid_request", f"filter must be one of {', '.join(sorted(uber.FILTERS))}", "filter")
     statuses = [s.value for s in uber.FILTERS[filter]] if filter else None
-    orders, cursor = await intake.list_orders(app, partner.id, statuses=statuses, cursor=offset, limit=limit)
-    data = [UberDelivery.of(await intake.view_of(app, order, live=False)) for order in orders]
+    views, cursor = await desk.list_views(partner.id, statuses=statuses, cursor=offset, limit=limit)
+    data = [UberDelivery.of(view) for view in views]
     next_href = None
     if cursor is not None:
         next_href = str(request.url.include_query_params(offset=cursor))
     return UberDeliveryList(data=data, next_href=next_href)
 
 
-async def _order(app, partner: Partner, delivery_id: str):
+async def _order(desk: PartnerDesk, partner: PartnerAccount, delivery_id: str) -> Order:
     found = uber.parse_id(uber.DELIVERY_PREFIX, delivery_id)
     if found is None:
         raise ApiError(404, "not_found", f"no delivery {delivery_id}")
-    return await intake.order_by_delivery_id(app, partner.id, found)
+    return await desk.order_by_delivery_id(partner.id, found)
 
 
 @router.get(PREFIX + "/{customer_id}/deliveries/{delivery_id}", response_model=UberDelivery,
             summary="Get a delivery")
-async def get_delivery(delivery_id: str, partner: Customer, request: Request) -> UberDelivery:
+async def get_delivery(delivery_id: str, partner: Customer, desk: Partners) -> UberDelivery:
     """Status, `courier_imminent`, fee, ETAs and tracking link."""
-    app = request.app.state
-    return UberDelivery.of(await intake.view_of(app, await _order(app, partner, delivery_id)))
+    return UberDelivery.of(await desk.view_of(await _order(desk, partner, delivery_id)))
 
 
 @router.post(PREFIX + "/{customer_id}/deliveries/{delivery_id}", response_model=UberDelivery,
              summary="Update a delivery")
-async def update_delivery(delivery_id: str, body: UberUpdate, partner: Customer, request: Request) -> UberDelivery:
+async def update_delivery(delivery_id: str, body: UberUpdate, partner: Customer, desk: Partners) -> UberDelivery:
     """Change the dropoff notes or phone number, until the order is in the robot."""
-    app = request.app.state
-    order = await _order(app, partner, delivery_id)
+    order = await _order(desk, partner, delivery_id)
     if body.dropoff_notes is None and body.dropoff_phone_number is None:
-        raise intake.refuse(422, "invalid_request", "send dropoff_notes or dropoff_phone_number", "dropoff_notes")
-    return UberDelivery.of(await intake.update_dropoff(app, order, instructions=body.dropoff_notes,
-                                                       phone=body.dropoff_phone_number, field_name="dropoff_notes"))
+        raise Refusal(422, "invalid_request", "send dropoff_notes or dropoff_phone_number", "dropoff_notes")
+    return UberDelivery.of(await desk.update_dropoff(order, instructions=body.dropoff_notes,
+                                                     phone=body.dropoff_phone_number, field_name="dropoff_notes"))
 
 
 @router.post(PREFIX + "/{customer_id}/deliveries/{delivery_id}/cancel", response_model=UberDelivery,
              summary="Cancel a delivery")
-async def cancel_delivery(delivery_id: str, partner: Customer, request: Request) -> UberDelivery:
+async def cancel_delivery(delivery_id: str, partner: Customer, desk: Partners) -> UberDelivery:
     """Before pickup the robot is released (`canceled`); after loading the order goes back (`returned`)."""
-    app = request.app.state
-    return UberDelivery.of(await intake.cancel(app, await _order(app, partner, delivery_id),
-                                               uber.CANCELLED_BY_PARTNER))
+    return UberDelivery.of(await desk.cancel(await _order(desk, partner, delivery_id), uber.CANCELLED_BY_PARTNER))
 
 
 @router.post(PREFIX + "/{customer_id}/deliveries/{delivery_id}/proof-of-delivery", response_model=ProofOfDelivery,
              summary="Proof of delivery")
-async def proof_of_delivery(delivery_id: str, partner: Customer, request: Request,
+async def proof_of_delivery(delivery_id: str, partner: Customer, desk: Partners,
                             body: ProofRequest | None = None) -> ProofOfDelivery:
     """When and where the customer opened the robot's lid (robots take no photo or signature)."""
-    app = request.app.state
-    proof = await intake.proof_of_delivery(app, await _order(app, partner, delivery_id))
+    proof = await desk.proof_of_delivery(await _order(desk, partner, delivery_id))
     return ProofOfDelivery(waypoint=(body or ProofRequest()).waypoint, robot_id=proof.robot_id,
                            lid_opened_at=proof.lid_opened_at, delivered_at=proof.delivered_at,
                            location={"lat": proof.location.latitude, "lng": proof.location.longitude})

@@ -407,10 +407,10 @@ class RobotDriver:
 @pytest.fixture
 def geocoded(platform, market) -> dict[str, tuple[float, float]]:
     """The API's offline geocoder knows the market's street addresses for one test."""
-    original = platform.app.state.geocoder
-    platform.app.state.geocoder = OfflineGeocoder({**DEMO_ADDRESSES, **market.addresses})
+    original = platform.app.state.partner_desk.geocoder
+    platform.app.state.partner_desk.geocoder = OfflineGeocoder({**DEMO_ADDRESSES, **market.addresses})
     yield market.addresses
-    platform.app.state.geocoder = original
+    platform.app.state.partner_desk.geocoder = original
 
 
 @dataclass
@@ -462,26 +462,26 @@ async def hooks():
 @pytest.fixture
 def settings_override(platform):
     """Let one test run the API with other settings (e.g. a short quote validity)."""
-    original = platform.app.state.settings
+    original = platform.app.state.partner_desk.settings
 
     def use(**changes) -> None:
-        platform.app.state.settings = original.model_copy(update=changes)
+        platform.app.state.partner_desk.settings = original.model_copy(update=changes)
 
     yield use
-    platform.app.state.settings = original
+    platform.app.state.partner_desk.settings = original
 
 
 @pytest.fixture
 def lifecycle_policy(platform):
     """Let one test create deliveries with other timers (the API stamps them on each new delivery)."""
-    original = platform.app.state.settings
+    original = platform.app.state.partner_desk.settings
 
     def use(**changes) -> None:
         policy = original.lifecycle.model_copy(update=changes)
-        platform.app.state.settings = original.model_copy(update={"lifecycle": policy})
+        platform.app.state.partner_desk.settings = original.model_copy(update={"lifecycle": policy})
 
     yield use
-    platform.app.state.settings = original
+    platform.app.state.partner_desk.settings = original
 
 
 async def order_rows(platform: Platform) -> dict[str, int]:

@@ -84,12 +84,12 @@ async def test_quotes_refuse_what_cannot_be_kept(market):
         assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_location"
 
         await market.add_robot()
-        original = platform.app.state.settings
-        platform.app.state.settings = original.model_copy(update={"quote_valid_seconds": 0.2})
+        original = platform.app.state.partner_desk.settings
+        platform.app.state.partner_desk.settings = original.model_copy(update={"quote_valid_seconds": 0.2})
         try:
             offer = (await partner.post("/v1/quotes", json=quote_body(order))).json()
         finally:
-            platform.app.state.settings = original
+            platform.app.state.partner_desk.settings = original
         await asyncio.sleep(max(0.0, (datetime.fromisoformat(offer["expires_at"]) - datetime.now(UTC)).total_seconds()))
         before = await order_count(platform, market.partner_id)
         expired = await partner.post("/v1/deliveries", json={**order, "quote_id": offer["id"]})

@@ -1,0 +1,169 @@
+"""The robot desk: who a robot is, what it should be doing, and what it reports (events and heartbeats).
+
+An event goes to the robot's delivery workflow as an update, which accepts or refuses it; State keeps every
+event once, accepted or refused, and a resend of one already answered gets the same answer.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from core.contracts import Deployment, EventReceipt, FieldTaskRequest, Point, RecordedRobotEvent, RobotEvent
+from core.db import Databases
+from core.services import Service
+from core.settings import Settings
+from desks.errors import Refusal, unavailable
+from services.deliveries import repository as deliveries
+from services.device import repository as devices
+from services.operations import repository as operations
+from services.operations.models import Task
+from services.state import repository as state
+from services.state.models import StateHistory
+from services.trip_monitor import repository as trip_monitor
+from workflows.delivery import DeliveryWorkflow, workflow_id
+from workflows.field_task import start_field_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RobotAssignment:
+    """What a robot should be doing: its task on a delivery, where to go, and the delivery's recorded status."""
+
+    robot_id: str
+    delivery_id: uuid.UUID
+    attempt_id: uuid.UUID
+    task_id: uuid.UUID
+    kind: str
+    status: str
+    lid_open: bool
+    pickup: Point
+    dropoff: Point
+
+
+class RobotDesk:
+    """What robots may ask of the platform, each with its device credential."""
+
+    def __init__(self, databases: Databases, temporal: Client, settings: Settings):
+        self.databases, self.temporal, self.settings = databases, temporal, settings
+
+    async def authenticate(self, credential: str) -> Deployment | None:
+        """The active deployment of the robot whose device credential this is."""
+        async with self.databases.lookups(Service.DEVICE)() as session:
+            deployment = await devices.authenticate(session, credential)
+        if deployment is None:
+            return None
+        return Deployment(robot_id=deployment.robot_id, market=deployment.market,
+                          software_version=deployment.software_version)
+
+    async def assignment(self, robot_id: str) -> RobotAssignment | None:
+        """The robot's current assignment, read from the databases (Operations, Deliveries, State), never from the
+        workflow: robots poll it all the time."""
+        task = await self._active_task(robot_id)
+        if task is None:
+            return None
+        async with self.databases.lookups(Service.DELIVERIES)() as session:
+            delivery = await deliveries.get_delivery(session, task.delivery_id)
+        async with self.databases.lookups(Service.STATE)() as session:
+            lid_open = await state.lid_open(session, task.attempt_id)
+        return RobotAssignment(
+            robot_id=robot_id, delivery_id=task.delivery_id, attempt_id=task.attempt_id, task_id=task.id,
+            kind=task.kind, status=delivery.status, lid_open=lid_open,
+            pickup=Point(latitude=delivery.pickup_latitude, longitude=delivery.pickup_longitude),
+            dropoff=Point(latitude=delivery.dropoff_latitude, longitude=delivery.dropoff_longitude),
+        )
+
+    async def _active_task(self, robot_id: str) -> Task | None:
+        async with self.databases.lookups(Service.OPERATIONS)() as session:
+            return await operations.active_task_for_robot(session, robot_id)
+
+    # ---- events --------------------------------------------------------------------------------------
+
+    async def report(self, event: RobotEvent) -> EventReceipt:
+        """Apply one event to the robot's delivery, or refuse it (409) and keep it as rejected; a resend gets the
+        answer the event got first."""
+        task = await self._active_task(event.robot_id)
+        if task is None:
+            return await self._refuse(event, None, None, "no_assignment", "the robot has no active assignment")
+        async with self.databases.lookups(Service.STATE)() as session:
+            earlier = await state.find_event(session, event.robot_id, event.event_id)
+        this_delivery = str(task.delivery_id)
+        if earlier is not None and not (earlier.accepted and earlier.payload.get("delivery_id") == this_delivery):
+            # A resend of an event refused before, or taken by an earlier delivery: never applied to this one.
+            return await self._answer_again(earlier, "event_rejected")
+        handle = self.temporal.get_workflow_handle(workflow_id(task.delivery_id))
+        try:
+            receipt = await handle.execute_update(DeliveryWorkflow.robot_event, event)
+        except WorkflowUpdateFailedError as exc:
+            reason = str(exc.cause.message if hasattr(exc.cause, "message") else exc.cause)
+            return await self._refuse(event, task.delivery_id, task.attempt_id, "event_rejected", reason)
+        except RPCError:
+            raise unavailable("the delivery could not take the event; resend it", retry_after=1) from None
+        # Accepted: State keeps it (with the lid cycle and GPS) before the robot hears so. If that fails the robot
+        # resends the same event_id, the workflow answers with the same receipt, and State gets it then, once.
+        recorded = RecordedRobotEvent(event=event, delivery_id=receipt.delivery_id, attempt_id=receipt.attempt_id,
+                                      accepted=True)
+        try:
+            async with self.databases.sessions(Service.STATE).begin() as session:
+                await state.record_event(session, recorded)
+        except SQLAlchemyError:
+            log.warning("accepted event not yet recorded in State", extra={"robot_id": event.robot_id,
+                                                                         "delivery_id": str(receipt.delivery_id)})
+            raise unavailable("the event was taken but not yet recorded; resend it", retry_after=1) from None
+        return receipt
+
+    async def _refuse(self, event: RobotEvent, delivery_id: uuid.UUID | None, attempt_id: uuid.UUID | None,
+                      code: str, reason: str) -> EventReceipt:
+        """Refuse an event and keep it as rejected, unless it is a resend of one already answered."""
+        async with self.databases.sessions(Service.STATE).begin() as session:
+            earlier = await state.find_event(session, event.robot_id, event.event_id)
+            if earlier is None:
+                await state.record_event(session, RecordedRobotEvent(
+                    event=event, delivery_id=delivery_id, attempt_id=attempt_id, accepted=False,
+                    rejection_reason=reason[:200]))
+        if earlier is not None:
+            return await self._answer_again(earlier, code)
+        raise Refusal(409, code, reason)
+
+    async def _answer_again(self, earlier: StateHistory, code: str) -> EventReceipt:
+        """The answer an event got the first time (maybe from a delivery that has ended since): the receipt of the
+        delivery that accepted it, or the same refusal."""
+        if earlier.accepted and earlier.payload.get("delivery_id"):
+            handle = self.temporal.get_workflow_handle(workflow_id(earlier.payload["delivery_id"]))
+            try:
+                receipt = await handle.query(DeliveryWorkflow.receipt, earlier.event_id)
+            except RPCError:
+                raise unavailable("the event's first answer cannot be read right now; resend it",
+                                  retry_after=1) from None
+            if receipt is not None:
+                return receipt
+        raise Refusal(409, code, earlier.rejection_reason or "the event was already answered")
+
+    # ---- heartbeats ----------------------------------------------------------------------------------
+
+    async def heartbeat(self, robot_id: str, position: Point, moving: bool, battery: float | None) -> None:
+        """Keep the robot's connectivity (State) and its trip watch (Trip Monitor) current; below the
+        `battery_swap_below` setting, ask for a battery swap."""
+        async with self.databases.sessions(Service.STATE).begin() as session:
+            await state.record_sighting(session, robot_id, position.latitude, position.longitude)
+        async with self.databases.sessions(Service.TRIP_MONITOR).begin() as session:
+            await trip_monitor.record_heartbeat(session, robot_id, position.latitude, position.longitude, moving)
+        if battery is not None and battery < self.settings.battery_swap_below:
+            await self._ask_for_battery_swap(robot_id, battery)
+
+    async def _ask_for_battery_swap(self, robot_id: str, battery: float) -> None:
+        """Open a battery_swap field task for the robot unless it has one open already."""
+        async with self.databases.sessions(Service.OPERATIONS).begin() as session:
+            if await operations.list_field_tasks(session, open_only=True, robot_id=robot_id, kind="battery_swap"):
+                return
+        request = FieldTaskRequest(robot_id=robot_id, kind="battery_swap", reason=f"battery at {battery:.0%}",
+                                   fo_task_id=uuid.uuid4())
+        try:
+            # Heartbeats racing here each propose a task; Operations opens one, and the others' workflows end at once.
+            await start_field_task(self.temporal, request)
+        except RPCError as exc:  # the next heartbeat asks again; the heartbeat itself is recorded
+            log.warning("battery swap not requested: %s", exc, extra={"robot_id": robot_id})
