@@ -11,7 +11,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from core.columns import TIMESTAMPTZ, utcnow
-from core.contracts import DeliveryStatus
+from core.contracts import AttemptKind, DeliveryStatus
 
 
 class DeliveriesModel(SQLModel, registry=registry()):
@@ -19,13 +19,6 @@ class DeliveriesModel(SQLModel, registry=registry()):
 
 
 metadata = DeliveriesModel.metadata
-
-
-class AttemptKind(StrEnum):
-    """What an attempt tries to do with the order."""
-
-    DELIVERY = "delivery"
-    RETURN = "return"
 
 
 class AttemptStatus(StrEnum):

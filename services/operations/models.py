@@ -18,6 +18,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from core.columns import TIMESTAMPTZ, utcnow
+from core.contracts import AttemptKind, TripLeg
 
 
 class OperationsModel(SQLModel, registry=registry()):
@@ -39,11 +40,8 @@ class RobotStatus(StrEnum):
     OFFLINE = "offline"
 
 
-class TaskKind(StrEnum):
-    """What a task asks the robot to do with the order."""
-
-    DELIVERY = "delivery"
-    RETURN = "return"
+# A task asks the robot to do what its attempt does with the order: deliver it, or take it back.
+TaskKind = AttemptKind
 
 
 class TaskStatus(StrEnum):
@@ -58,14 +56,6 @@ class TaskStatus(StrEnum):
 
 
 ACTIVE_TASK_STATUSES = (TaskStatus.CREATED, TaskStatus.ASSIGNED, TaskStatus.IN_PROGRESS)
-
-
-class TripLeg(StrEnum):
-    """The stretch of road a trip covers."""
-
-    TO_PICKUP = "to_pickup"
-    TO_DROPOFF = "to_dropoff"
-    TO_STORE = "to_store"
 
 
 class TripStatus(StrEnum):
