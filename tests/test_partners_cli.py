@@ -15,8 +15,8 @@ from core.services import Service
 from core.settings import settings_environment
 from services.integrations import credentials, repository
 from services.integrations.models import PII, CredentialKind, PartnerCredential, PartnerDelivery
-from tests.conftest import with_private_database
-from tests.test_up import ROOT, deliveryctl
+from tests.support.cli import ROOT, deliveryctl
+from tests.support.servers import with_private_database
 
 
 def run(settings, *args: str, **env: str) -> subprocess.CompletedProcess:

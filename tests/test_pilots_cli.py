@@ -14,7 +14,7 @@ from sqlalchemy import select
 from core.db import Databases
 from core.services import Service
 from services.operations.models import Pilot, PilotShift, PilotShiftStateHistory
-from tests.test_up import ROOT, deliveryctl
+from tests.support.cli import ROOT, deliveryctl
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +23,9 @@ import pytest
 from core.migrations import current_revisions, head_revisions
 from core.services import Service
 from core.settings import Settings
-from tests.conftest import free_port
+from tests.support.cli import ROOT, deliveryctl
+from tests.support.servers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 READY = "The delivery platform is up."
 STOPPED = "stopped; every process started by this command has exited"
 KEY_PREFIX = "Demo partner API key:"
@@ -41,12 +40,6 @@ ORDER = {
                 "instructions": "leave at the lobby"},
     "customer": {"name": "Alex Doe", "phone": "+13105550100"},
 }
-
-
-def deliveryctl() -> list[str]:
-    """The console script installed next to this interpreter, as a user would type it."""
-    script = Path(sys.executable).parent / "deliveryctl"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
 
 
 @dataclass

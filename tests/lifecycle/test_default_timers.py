@@ -18,7 +18,7 @@ from core.services import Service, TaskQueue
 from services.dispatch.models import Demand
 from services.integrations import repository as integrations
 from services.integrations.models import PartnerDelivery
-from tests.lifecycle.test_happy_path import rows
+from tests.support.platform import rows
 from workflows.delivery import DeliveryWorkflow, workflow_id
 
 

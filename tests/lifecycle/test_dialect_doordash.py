@@ -6,9 +6,6 @@ agent tool that phones home), so these tests send exactly the paths, headers and
 
 import asyncio
 import base64
-import hashlib
-import hmac
-import json
 import time
 from uuid import UUID
 
@@ -19,25 +16,12 @@ from sqlalchemy import select
 from core.services import Service
 from services.integrations import repository as integrations
 from services.integrations.models import PartnerDelivery
-from tests.lifecycle.conftest import drive, order_rows, wait_for
+from tests.support.dialects import drive_jwt
+from tests.support.platform import order_rows
+from tests.support.robots import drive
+from tests.support.waiting import wait_for
 
 WEBHOOK_AUTHORIZATION = "Basic cGFydG5lcjpob29rcw=="
-
-
-def _segment(data: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-
-def drive_jwt(credentials: dict, *, aud: str = "doordash", lifetime: int = 300, issued: float | None = None,
-              secret: str | None = None, developer_id: str | None = None) -> str:
-    """A Drive access token as Drive clients mint it: HS256 over a DD-JWT-V1 header, keyed by the decoded secret."""
-    iat = int(issued if issued is not None else time.time())
-    header = _segment({"alg": "HS256", "typ": "JWT", "dd-ver": "DD-JWT-V1"})
-    claims = _segment({"aud": aud, "iss": developer_id or credentials["developer_id"], "kid": credentials["key_id"],
-                       "iat": iat, "exp": iat + lifetime})
-    key = base64.urlsafe_b64decode((secret or credentials["signing_secret"]) + "==")
-    signature = hmac.new(key, f"{header}.{claims}".encode(), hashlib.sha256).digest()
-    return f"{header}.{claims}.{base64.urlsafe_b64encode(signature).decode().rstrip('=')}"
 
 
 def drive_client(market, credentials: dict, token: str | None = None) -> httpx.AsyncClient:

@@ -11,7 +11,9 @@ from uuid import UUID
 import httpx
 import pytest
 
-from tests.lifecycle.conftest import drive, order_rows, wait_for, wait_terminal
+from tests.support.platform import order_rows
+from tests.support.robots import drive
+from tests.support.waiting import wait_for, wait_terminal
 
 
 def olo_client(market, credentials: dict) -> httpx.AsyncClient:

@@ -14,17 +14,10 @@ from uuid import UUID
 import httpx
 import pytest
 
-from tests.lifecycle.conftest import drive, order_rows, wait_for
-
-
-async def access_token(market, credentials: dict) -> str:
-    async with httpx.AsyncClient(base_url=market.platform.api_url) as client:
-        answer = await client.post("/oauth/v2/token", data={
-            "client_id": credentials["client_id"], "client_secret": credentials["client_secret"],
-            "grant_type": "client_credentials", "scope": "eats.deliveries"})
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["token_type"] == "Bearer" and answer.json()["expires_in"] > 0
-    return answer.json()["access_token"]
+from tests.support.dialects import access_token
+from tests.support.platform import order_rows
+from tests.support.robots import drive
+from tests.support.waiting import wait_for
 
 
 async def uber_client(market, credentials: dict) -> httpx.AsyncClient:

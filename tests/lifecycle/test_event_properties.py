@@ -19,8 +19,8 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.contracts import CancelRequest, DeliveryStatus as S, OperatorAction, Point, RobotEvent, RobotEventType as E
-from tests.lifecycle.conftest import wait_for
-from tests.lifecycle.test_failure_paths import create
+from tests.support.lifecycle import create
+from tests.support.waiting import wait_for
 from workflows.delivery import DeliveryWorkflow, workflow_id
 from workflows.transitions import EventRejected, Phase, next_phase
 

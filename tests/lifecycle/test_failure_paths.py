@@ -2,41 +2,20 @@
 
 import asyncio
 from datetime import datetime
-from uuid import UUID
 
 from sqlalchemy import select
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from core.contracts import DeliveryStatus
 from core.services import Service
-from services.deliveries.models import Attempt, Delivery
+from services.deliveries.models import Delivery
 from services.dispatch.models import Demand, Robot as PlanningRobot
 from services.operations.pilots import end_shift, list_pilots
-from services.operations.models import FOTask, PilotAssignment, Robot as OpsRobot, Task
-from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal, workflow_status
-from tests.lifecycle.test_happy_path import rows
-
-
-async def create(market) -> UUID:
-    async with market.partner_http() as partner:
-        response = await partner.post("/v1/deliveries", json=market.order())
-    assert response.status_code == 201, response.text
-    return UUID(response.json()["id"])
-
-
-async def attempts(platform, delivery_id) -> list[Attempt]:
-    return await rows(platform, Service.DELIVERIES,
-                      select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.number))
-
-
-async def assert_robot_free(platform, robot_id: str, status: str = "idle") -> None:
-    planning = (await rows(platform, Service.DISPATCH, select(PlanningRobot).where(PlanningRobot.id == robot_id)))[0]
-    assert (planning.status, planning.active_demand_id, planning.scheduled_pickup_id) == (status, None, None)
-    ops = (await rows(platform, Service.OPERATIONS, select(OpsRobot).where(OpsRobot.id == robot_id)))[0]
-    assert ops.active_task_id is None
-    active = await rows(platform, Service.OPERATIONS, select(PilotAssignment).where(
-        PilotAssignment.robot_id == robot_id, PilotAssignment.status == "active"))
-    assert active == []
+from services.operations.models import FOTask, Robot as OpsRobot, Task
+from tests.support.lifecycle import assert_robot_free, attempts, create
+from tests.support.platform import rows
+from tests.support.robots import RobotDriver
+from tests.support.waiting import wait_for, wait_status, wait_terminal, workflow_status
 
 
 async def test_no_robot_available_cancels_after_the_deadline(market):

@@ -10,9 +10,10 @@ from cli import field_tasks
 from core.services import Service
 from services.dispatch.models import Robot as PlanningRobot
 from services.operations.models import FOTask, FOTaskHistory, Robot as OpsRobot
-from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal
-from tests.lifecycle.test_failure_paths import create
-from tests.lifecycle.test_happy_path import rows
+from tests.support.lifecycle import create
+from tests.support.platform import rows
+from tests.support.robots import RobotDriver
+from tests.support.waiting import wait_for, wait_status, wait_terminal
 
 
 async def robot_states(platform, robot_id: str) -> tuple[str, bool, str]:

@@ -16,8 +16,7 @@ from sqlalchemy import func, select
 from api.limits import RateLimiter
 from core.services import Service
 from services.integrations.models import PartnerDelivery
-from tests.lifecycle.test_dialect_doordash import drive_jwt
-from tests.lifecycle.test_dialect_uber import access_token
+from tests.support.dialects import access_token, drive_jwt
 
 EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "8")
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"

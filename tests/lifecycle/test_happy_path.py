@@ -11,16 +11,10 @@ from services.integrations.models import PII, ExternalState, PartnerDelivery
 from services.operations.models import PilotAssignment, Task, TaskHistory, Trip, TripHistory
 from services.state.models import LidCycleEvent, StateHistory
 from services.trip_monitor.models import MonitoredTrip
-from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal, workflow_status
-
-
-# Every status of a delivery that went as planned, as the partner hears them.
-DELIVERED_TRAIL = ["created", "robot_assigned", "en_route_to_pickup", "at_pickup", "picked_up",
-                   "en_route_to_dropoff", "at_dropoff", "delivered"]
-
-async def rows(platform, service: Service, statement):
-    async with platform.databases.sessions(service).begin() as session:
-        return list(await session.scalars(statement))
+from tests.support.lifecycle import DELIVERED_TRAIL
+from tests.support.platform import rows
+from tests.support.robots import RobotDriver
+from tests.support.waiting import wait_for, wait_status, wait_terminal, workflow_status
 
 
 async def test_delivery_reaches_every_service_and_the_partner(market, receiver):

@@ -11,8 +11,9 @@ from services.integrations.models import ExternalState
 from services.operations.models import PilotAssignment, Task, TaskHistory, Trip, TripHistory
 from services.state.models import LidCycleEvent, StateHistory
 from services.trip_monitor.models import MonitoredTrip
-from tests.lifecycle.conftest import RobotDriver, wait_for, wait_terminal
-from tests.lifecycle.test_happy_path import rows
+from tests.support.platform import rows
+from tests.support.robots import RobotDriver
+from tests.support.waiting import wait_for, wait_terminal
 
 
 async def duplicates(platform, service: Service, model, *key) -> list:
@@ -26,7 +27,7 @@ async def test_a_delivery_whose_every_activity_fails_once_after_commit_has_no_du
     platform = market.platform
     robot = await market.add_robot()
     await market.add_pilot()
-    flaky["on"] = True
+    flaky.on = True
     try:
         async with market.partner_http() as partner:
             delivery_id = UUID((await partner.post("/v1/deliveries", json=market.order())).json()["id"])
@@ -36,8 +37,8 @@ async def test_a_delivery_whose_every_activity_fails_once_after_commit_has_no_du
         await driver.hand_over()
         assert (await wait_terminal(platform, delivery_id))["status"] == "delivered"
     finally:
-        flaky["on"] = False
-    assert flaky["injected"] >= 30, "every activity of the lifecycle failed once after committing"
+        flaky.on = False
+    assert flaky.injected >= 30, "every activity of the lifecycle failed once after committing"
 
     (attempt,) = await rows(platform, Service.DELIVERIES, select(Attempt).where(Attempt.delivery_id == delivery_id))
     history = await rows(platform, Service.DELIVERIES, select(AttemptHistory.status).where(

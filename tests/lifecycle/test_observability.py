@@ -22,8 +22,9 @@ from cli.up import choose_metrics_ports, describe_stack, preflight, worker_metri
 from core.logging import configure_logging, redact
 from core.services import TaskQueue
 from core.settings import Settings
-from tests.conftest import free_port
-from tests.lifecycle.conftest import RobotDriver, wait_for, wait_terminal
+from tests.support.robots import RobotDriver
+from tests.support.servers import free_port
+from tests.support.waiting import wait_for, wait_terminal
 
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")

@@ -9,18 +9,9 @@ from sqlalchemy import text
 
 from cli import ops
 from core.services import Service
-from tests.lifecycle.conftest import RobotDriver, wait_for, wait_status, wait_terminal, workflow_status
-from tests.lifecycle.test_failure_paths import assert_robot_free, create
-from tests.lifecycle.test_happy_path import DELIVERED_TRAIL
-
-
-async def parked(platform, delivery_id, reason_part: str) -> dict:
-    async def listed():
-        found = [p for p in await ops.stuck(platform.client) if p["workflow_id"] == f"delivery:{delivery_id}"]
-        return found[0] if found and reason_part in (found[0]["reason"] or "") else None
-
-    listed.__name__ = f"delivery parked for '{reason_part}'"
-    return await wait_for(listed, timeout=30, interval=0.3)
+from tests.support.lifecycle import DELIVERED_TRAIL, assert_robot_free, create, parked
+from tests.support.robots import RobotDriver
+from tests.support.waiting import wait_for, wait_status, wait_terminal, workflow_status
 
 
 @asynccontextmanager

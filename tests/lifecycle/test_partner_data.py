@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from core.services import Service, TaskQueue
 from services.integrations import repository
 from services.integrations.models import PII, CallbackStatus, ExternalState, PartnerDelivery
-from tests.lifecycle.conftest import wait_for, wait_terminal
+from tests.support.waiting import wait_for, wait_terminal
 from workflows.callback_replay import replay_callbacks
 from workflows.pii_purge import SCHEDULE_ID, PiiPurgeWorkflow, ensure_pii_purge_schedule
 

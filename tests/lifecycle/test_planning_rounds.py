@@ -11,7 +11,7 @@ from core.contracts import AttemptRef, DemandRequest, Point
 from core.errors import NO_ROBOT_AVAILABLE
 from core.services import Service
 from services.dispatch.models import Demand, Plan
-from tests.lifecycle.conftest import wait_for
+from tests.support.waiting import wait_for
 from workflows.planning_rounds import WORKFLOW_ID
 
 

@@ -12,7 +12,8 @@ from core.crypto import vault_from_settings
 from core.services import Service
 from services.integrations import credentials
 from services.integrations.models import Partner
-from tests.lifecycle.conftest import RobotDriver, wait_status, wait_terminal
+from tests.support.robots import RobotDriver
+from tests.support.waiting import wait_status, wait_terminal
 from workflows.delivery import workflow_id
 
 # Reachable without credentials: health, metrics, docs, the customer's tracking page, and the OAuth token

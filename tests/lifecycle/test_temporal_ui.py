@@ -15,9 +15,9 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.lifecycle.conftest import RobotDriver, wait_status
-from tests.lifecycle.test_failure_paths import create
-from tests.lifecycle.test_operators import parked
+from tests.support.lifecycle import create, parked
+from tests.support.robots import RobotDriver
+from tests.support.waiting import wait_status
 from workflows.delivery import workflow_id
 
 CHROMIUM = "/usr/bin/chromium"

@@ -6,9 +6,7 @@ from temporalio.exceptions import ApplicationError
 from core.contracts import RobotRelease, RobotService
 from core.errors import NO_ROBOT_AVAILABLE
 from services.dispatch.models import Robot
-from tests.services.test_dispatch_activities import (  # noqa: F401 (fixtures)
-    a_demand, add_robot, databases, dispatch, market, sessions,
-)
+from tests.support.dispatch import a_demand, add_robot
 
 
 async def status_of(sessions, robot_id: str) -> str:

@@ -13,9 +13,8 @@ from core.errors import NO_CAPACITY, NO_ROBOT_AVAILABLE
 from core.geo import meters_between
 from services.dispatch.eta import PICKUP_DWELL
 from services.dispatch.models import Plan, Robot
-from tests.services.test_dispatch_activities import (  # noqa: F401 (fixtures)
-    DEGREE_METERS, DROPOFF, PICKUP, a_demand, add_robot, databases, demand_of, dispatch, fetch, market, plans_of,
-    release_of, sessions,
+from tests.support.dispatch import (
+    DEGREE_METERS, DROPOFF, PICKUP, a_demand, add_robot, demand_of, fetch, plans_of, release_of,
 )
 
 
