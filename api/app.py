@@ -21,8 +21,10 @@ from core.logging import configure_logging
 from core.services import Service
 from core.settings import Settings, load_settings
 from core.temporal import connect
+from desks.accounts import PartnerAccounts
 from desks.partner import PartnerDesk
 from desks.robot import RobotDesk
+from desks.views import OrderViews
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -41,8 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.databases = databases = Databases(settings)
         app.state.rate_limiter = RateLimiter(settings.api_rate_limit_per_second, settings.api_rate_limit_burst)
         app.state.temporal = temporal = await connect(settings, metrics=False)  # the API serves its own /metrics
-        app.state.partner_desk = PartnerDesk(databases, vault_from_settings(settings),
-                                             geocoder_from_settings(settings), temporal, settings)
+        vault = vault_from_settings(settings)
+        app.state.partner_accounts = PartnerAccounts(databases, vault, settings)
+        app.state.order_views = views = OrderViews(databases, temporal, settings)
+        app.state.partner_desk = PartnerDesk(databases, vault, geocoder_from_settings(settings), temporal, settings,
+                                             views)
         app.state.robot_desk = RobotDesk(databases, temporal, settings)
         yield
         await app.state.databases.dispose()

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.dependencies import partner_desk, robot_desk
+from api.dependencies import partner_accounts, robot_desk
 from api.errors import ApiError
 from core.contracts import Deployment
 from desks.orders import PartnerAccount
@@ -29,7 +29,7 @@ async def partner_from_key(request: Request,
                            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                            ) -> PartnerAccount:
     """The partner whose API key is presented (native and Olo dialects), within its rate limit."""
-    partner = await partner_desk(request).partner_by_api_key(_credential(credentials))
+    partner = await partner_accounts(request).partner_by_api_key(_credential(credentials))
     if partner is None:
         raise ApiError(401, "unauthorized", "unknown or expired API key", headers={"WWW-Authenticate": "Bearer"})
     return admitted(request, partner)
@@ -86,7 +86,7 @@ async def partner_from_drive_jwt(request: Request,
     developer_id, key_id = claims.get("iss"), claims.get("kid")
     if not isinstance(developer_id, str) or not isinstance(key_id, str):
         raise _refuse("the JWT needs iss (developer_id) and kid (key_id)")
-    found = await partner_desk(request).drive_signing_secret(developer_id, key_id)
+    found = await partner_accounts(request).drive_signing_secret(developer_id, key_id)
     if found is None:
         raise _refuse("unknown developer_id or key_id, or the key expired")
     partner, secret = found
@@ -101,7 +101,7 @@ async def partner_from_access_token(request: Request,
                                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                                     ) -> PartnerAccount:
     """The Uber-dialect partner an unexpired access token from `/oauth/v2/token` was issued to."""
-    partner = await partner_desk(request).partner_by_access_token(_credential(credentials))
+    partner = await partner_accounts(request).partner_by_access_token(_credential(credentials))
     if partner is None:
         raise _refuse("unknown or expired access token")
     return admitted(request, partner)

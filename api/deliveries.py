@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, model_validator
 
 from api.auth import CurrentPartner
-from api.dependencies import Partners
+from api.dependencies import Accounts, Partners, Views
 from api.errors import ERROR_RESPONSES, ErrorBody
 from core.contracts import DeliveryStatus, Point
 from desks.errors import Refusal
@@ -211,7 +211,7 @@ async def create_delivery(body: DeliveryCreate, partner: CurrentPartner, desk: P
 
 @router.get("/deliveries", response_model=DeliveryPage, tags=["deliveries"], summary="List deliveries")
 async def list_deliveries(
-    partner: CurrentPartner, desk: Partners,
+    partner: CurrentPartner, views: Views,
     status: Annotated[list[DeliveryStatus] | None, Query(description="only these statuses (repeatable)")] = None,
     created_after: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     created_before: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
@@ -219,25 +219,25 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DeliveryPage:
     """Your deliveries, newest first, a page at a time."""
-    views, next_cursor = await desk.list_views(
+    page, next_cursor = await views.list_views(
         partner.id, statuses=[s.value for s in status] if status else None, created_after=created_after,
         created_before=created_before, cursor=cursor, limit=limit)
-    return DeliveryPage(deliveries=[DeliveryView.of(view) for view in views], next_cursor=next_cursor)
+    return DeliveryPage(deliveries=[DeliveryView.of(view) for view in page], next_cursor=next_cursor)
 
 
 @router.get("/deliveries/{delivery_id}", response_model=DeliveryView, tags=["deliveries"], summary="Get a delivery")
-async def get_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, desk: Partners) -> DeliveryView:
+async def get_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, views: Views) -> DeliveryView:
     """The delivery's status, live ETAs and its attempt trail; only the partner who created it can see it."""
-    return DeliveryView.of(await desk.view_of(await desk.order_by_delivery_id(partner.id, delivery_id)))
+    return DeliveryView.of(await views.view_of(await views.order_by_delivery_id(partner.id, delivery_id)))
 
 
 @router.patch("/deliveries/{delivery_id}", response_model=DeliveryView, tags=["deliveries"],
               summary="Change the dropoff instructions or phone",
               responses={409: {"model": ErrorBody, "description": "`delivery_in_progress`: already picked up"}})
 async def update_delivery(delivery_id: uuid.UUID, body: DeliveryUpdate, partner: CurrentPartner,
-                          desk: Partners) -> DeliveryView:
+                          desk: Partners, views: Views) -> DeliveryView:
     """Allowed until the order is in the robot."""
-    order = await desk.order_by_delivery_id(partner.id, delivery_id)
+    order = await views.order_by_delivery_id(partner.id, delivery_id)
     if body.dropoff_instructions is None and body.customer_phone is None:
         raise Refusal(422, "invalid_request", "nothing to change: send dropoff_instructions or customer_phone",
                       "dropoff_instructions")
@@ -251,19 +251,19 @@ async def update_delivery(delivery_id: uuid.UUID, body: DeliveryUpdate, partner:
              responses={409: {"model": ErrorBody, "description": "`noncancelable_delivery`: already delivered, "
                                                                     "returned or on its way back"}})
 async def cancel_delivery(delivery_id: uuid.UUID, body: CancelBody, partner: CurrentPartner,
-                          desk: Partners) -> DeliveryView:
+                          desk: Partners, views: Views) -> DeliveryView:
     """Cancel before pickup and the robot is released; after loading, the order goes back to the store.
     Cancelling a cancelled delivery returns it unchanged."""
-    order = await desk.order_by_delivery_id(partner.id, delivery_id)
+    order = await views.order_by_delivery_id(partner.id, delivery_id)
     return DeliveryView.of(await desk.cancel(order, body.reason.value))
 
 
 @router.get("/deliveries/{delivery_id}/proof-of-delivery", response_model=ProofOfDeliveryView, tags=["deliveries"],
             summary="Proof of delivery",
             responses={404: {"model": ErrorBody, "description": "`not_found`, or `not_delivered` yet"}})
-async def proof_of_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, desk: Partners) -> ProofOfDeliveryView:
+async def proof_of_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, views: Views) -> ProofOfDeliveryView:
     """When and where the customer opened the robot's lid, and which robot it was."""
-    proof = await desk.proof_of_delivery(await desk.order_by_delivery_id(partner.id, delivery_id))
+    proof = await views.proof_of_delivery(await views.order_by_delivery_id(partner.id, delivery_id))
     return ProofOfDeliveryView(delivery_id=proof.delivery_id, robot_id=proof.robot_id,
                                lid_opened_at=proof.lid_opened_at, location=proof.location,
                                delivered_at=proof.delivered_at)
@@ -273,13 +273,13 @@ async def proof_of_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, des
 
 @router.post("/stores", status_code=201, response_model=StoreView, tags=["stores"], summary="Register a store",
              responses={422: {"model": ErrorBody, "description": "`outside_service_area` or an invalid field"}})
-async def add_store(body: StoreCreate, partner: CurrentPartner, desk: Partners) -> StoreView:
+async def add_store(body: StoreCreate, partner: CurrentPartner, accounts: Accounts) -> StoreView:
     """Register a pickup location under your own store id (registering it again updates it)."""
-    store = await desk.add_store(partner.id, body.store_id, body.name, body.latitude, body.longitude)
+    store = await accounts.add_store(partner.id, body.store_id, body.name, body.latitude, body.longitude)
     return StoreView.model_validate(store, from_attributes=True)
 
 
 @router.get("/stores", response_model=list[StoreView], tags=["stores"], summary="List your stores")
-async def list_stores(partner: CurrentPartner, desk: Partners) -> list[StoreView]:
-    return [StoreView.model_validate(store, from_attributes=True) for store in await desk.list_stores(partner.id)]
+async def list_stores(partner: CurrentPartner, accounts: Accounts) -> list[StoreView]:
+    return [StoreView.model_validate(store, from_attributes=True) for store in await accounts.list_stores(partner.id)]
 

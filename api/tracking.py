@@ -5,7 +5,7 @@ import html
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from api.dependencies import Partners
+from api.dependencies import Views
 from core.contracts import DeliveryStatus
 
 router = APIRouter(tags=["tracking"])
@@ -23,12 +23,12 @@ HEADLINES = {
 
 @router.get("/track/{token}", response_class=HTMLResponse, summary="Tracking page",
             responses={404: {"description": "No delivery has this link"}})
-async def tracking_page(token: str, desk: Partners) -> HTMLResponse:
+async def tracking_page(token: str, views: Views) -> HTMLResponse:
     """Status and ETA of one delivery. It shows no personal data and no internal ids."""
-    order = await desk.order_by_tracking_token(token[:64])
+    order = await views.order_by_tracking_token(token[:64])
     if order is None:
         return HTMLResponse(_page("Not found", "This tracking link is not valid.", None), status_code=404)
-    view = await desk.view_of(order)
+    view = await views.view_of(order)
     eta = view.dropoff_eta if view.status not in (S.AT_DROPOFF, S.DELIVERED, S.RETURNING, S.RETURNED,
                                                   S.CANCELLED) else None
     return HTMLResponse(_page(HEADLINES[view.status], f"Order {order.external_id}", eta),

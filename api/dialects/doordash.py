@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import DrivePartner
-from api.dependencies import Partners
+from api.dependencies import Partners, Views
 from api.errors import ApiError, ErrorBody, error_response
 from core.contracts import DeliveryStatus, Point
 from desks.dialects import doordash as drive, snapshot_of
@@ -182,18 +182,18 @@ async def create_delivery(body: DriveDeliveryRequest, partner: DrivePartner, des
 
 
 @router.get("/deliveries/{external_delivery_id}", response_model=DriveDelivery, summary="Get a delivery")
-async def get_delivery(external_delivery_id: str, partner: DrivePartner, desk: Partners) -> DriveDelivery:
+async def get_delivery(external_delivery_id: str, partner: DrivePartner, views: Views) -> DriveDelivery:
     """Status, fee, times and tracking link; only the developer who created it can see it."""
-    return DriveDelivery.of(await desk.view_of(await desk.order_by_external_id(partner.id, external_delivery_id)))
+    return DriveDelivery.of(await views.view_of(await views.order_by_external_id(partner.id, external_delivery_id)))
 
 
 @router.patch("/deliveries/{external_delivery_id}", response_model=DriveDelivery,
               summary="Update the dropoff phone number or instructions",
               responses={409: {"model": ErrorBody, "description": "`delivery_in_progress`: already picked up"}})
 async def update_delivery(external_delivery_id: str, body: DriveUpdate, partner: DrivePartner,
-                          desk: Partners) -> DriveDelivery:
+                          desk: Partners, views: Views) -> DriveDelivery:
     """Allowed until the order is in the robot."""
-    order = await desk.order_by_external_id(partner.id, external_delivery_id)
+    order = await views.order_by_external_id(partner.id, external_delivery_id)
     if body.dropoff_phone_number is None and body.dropoff_instructions is None:
         raise Refusal(422, "invalid_request", "send dropoff_phone_number or dropoff_instructions",
                       "dropoff_instructions")
@@ -205,9 +205,10 @@ async def update_delivery(external_delivery_id: str, body: DriveUpdate, partner:
 @router.put("/deliveries/{external_delivery_id}/cancel", response_model=DriveDelivery, summary="Cancel a delivery",
             responses={409: {"model": ErrorBody, "description": "`delivery_not_cancellable`: already cancelled, "
                                                                 "delivered or on its way back"}})
-async def cancel_delivery(external_delivery_id: str, partner: DrivePartner, desk: Partners) -> DriveDelivery:
+async def cancel_delivery(external_delivery_id: str, partner: DrivePartner, desk: Partners,
+                          views: Views) -> DriveDelivery:
     """Before pickup the robot is released; after loading, the order goes back to the store."""
-    order = await desk.order_by_external_id(partner.id, external_delivery_id)
-    if await desk.current_status(order) == DeliveryStatus.CANCELLED:
+    order = await views.order_by_external_id(partner.id, external_delivery_id)
+    if await views.current_status(order) == DeliveryStatus.CANCELLED:
         raise ApiError(409, "noncancelable_delivery", f"delivery {external_delivery_id} is already cancelled")
     return DriveDelivery.of(await desk.cancel(order, drive.CANCELLED_BY_PARTNER))

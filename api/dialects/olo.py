@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from api.auth import partner_from_key
 from api.deliveries import Customer, Location
-from api.dependencies import Partners
+from api.dependencies import Partners, Views
 from api.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from desks.dialects import PartnerDialect, olo, snapshot_of
 from desks.errors import Refusal
@@ -152,15 +152,16 @@ async def accept_quote(quoteId: uuid.UUID, partner: OloPartner, desk: Partners, 
 
 
 @router.get("/deliveries/{deliveryId}", response_model=OloDelivery, summary="Get a delivery's status")
-async def get_delivery(deliveryId: str, partner: OloPartner, desk: Partners) -> OloDelivery:
+async def get_delivery(deliveryId: str, partner: OloPartner, views: Views) -> OloDelivery:
     """Status, ETAs and the time each lifecycle step was reached."""
-    return OloDelivery.of(await desk.view_of(await desk.order_by_external_id(partner.id, deliveryId)))
+    return OloDelivery.of(await views.view_of(await views.order_by_external_id(partner.id, deliveryId)))
 
 
 @router.post("/deliveries/{deliveryId}/cancel", response_model=OloDelivery, summary="Cancel a delivery",
              responses={409: {"model": ErrorBody, "description": "`noncancelable_delivery`: delivered, returned or "
                                                                     "on its way back"}})
-async def cancel_delivery(deliveryId: str, body: OloCancel, partner: OloPartner, desk: Partners) -> OloDelivery:
+async def cancel_delivery(deliveryId: str, body: OloCancel, partner: OloPartner, desk: Partners,
+                          views: Views) -> OloDelivery:
     """Cancel with Olo's customer/vendor reason code; cancelling again returns the delivery unchanged."""
-    order = await desk.order_by_external_id(partner.id, deliveryId)
+    order = await views.order_by_external_id(partner.id, deliveryId)
     return OloDelivery.of(await desk.cancel(order, body.reasonCode.value))

@@ -18,13 +18,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import UberPartner, admitted
-from api.dependencies import Partners
+from api.dependencies import Accounts, Partners, Views
 from api.errors import ApiError
 from core.contracts import Point
 from desks.dialects import snapshot_of, uber
 from desks.errors import Refusal
 from desks.orders import Intake, Order, OrderView, PartnerAccount, digest_of
 from desks.partner import PartnerDesk
+from desks.views import OrderViews
 
 TAG = "Uber Direct"
 PREFIX = "/v1/customers"
@@ -217,7 +218,7 @@ TOKEN_FORM = {"requestBody": {"required": True, "content": {"application/x-www-f
 @router.post("/oauth/v2/token", response_model=AccessToken, summary="Get an access token", openapi_extra=TOKEN_FORM,
              responses={400: {"description": "`invalid_request`, `unsupported_grant_type` or `invalid_scope`"},
                         401: {"description": "`invalid_client`: unknown client_id or client_secret"}})
-async def token(request: Request, desk: Partners) -> AccessToken:
+async def token(request: Request, accounts: Accounts) -> AccessToken:
     """OAuth 2.0 client credentials: a bearer token for the `eats.deliveries` scope."""
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
     if form.get("grant_type") != "client_credentials":
@@ -226,8 +227,8 @@ async def token(request: Request, desk: Partners) -> AccessToken:
         raise ApiError(400, "invalid_request", "client_id and client_secret are required")
     if SCOPE not in form.get("scope", SCOPE).split():
         raise ApiError(400, "invalid_scope", f"the only scope is {SCOPE}")
-    grant = await desk.grant_access_token(form["client_id"], form["client_secret"],
-                                          lambda partner: admitted(request, partner))
+    grant = await accounts.grant_access_token(form["client_id"], form["client_secret"],
+                                              lambda partner: admitted(request, partner))
     if grant is None:
         raise ApiError(401, "invalid_client", "unknown client_id or client_secret")
     return AccessToken(access_token=grant.access_token, expires_in=grant.expires_in, scope=SCOPE)
@@ -282,7 +283,7 @@ async def create_delivery(body: UberDeliveryRequest, partner: Customer, desk: Pa
 
 @router.get(PREFIX + "/{customer_id}/deliveries", response_model=UberDeliveryList, summary="List deliveries")
 async def list_deliveries(
-    partner: Customer, request: Request, desk: Partners,
+    partner: Customer, request: Request, views: Views,
     filter: Annotated[str | None, Query(description="an Uber status, `ongoing` or `completed`")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[str | None, Query(max_length=200, description="from the previous page's `next_href`")] = None,
@@ -291,33 +292,34 @@ async def list_deliveries(
     if filter is not None and filter not in uber.FILTERS:
         raise Refusal(422, "invalid_request", f"filter must be one of {', '.join(sorted(uber.FILTERS))}", "filter")
     statuses = [s.value for s in uber.FILTERS[filter]] if filter else None
-    views, cursor = await desk.list_views(partner.id, statuses=statuses, cursor=offset, limit=limit)
-    data = [UberDelivery.of(view) for view in views]
+    page, cursor = await views.list_views(partner.id, statuses=statuses, cursor=offset, limit=limit)
+    data = [UberDelivery.of(view) for view in page]
     next_href = None
     if cursor is not None:
         next_href = str(request.url.include_query_params(offset=cursor))
     return UberDeliveryList(data=data, next_href=next_href)
 
 
-async def _order(desk: PartnerDesk, partner: PartnerAccount, delivery_id: str) -> Order:
+async def _order(views: OrderViews, partner: PartnerAccount, delivery_id: str) -> Order:
     found = uber.parse_id(uber.DELIVERY_PREFIX, delivery_id)
     if found is None:
         raise ApiError(404, "not_found", f"no delivery {delivery_id}")
-    return await desk.order_by_delivery_id(partner.id, found)
+    return await views.order_by_delivery_id(partner.id, found)
 
 
 @router.get(PREFIX + "/{customer_id}/deliveries/{delivery_id}", response_model=UberDelivery,
             summary="Get a delivery")
-async def get_delivery(delivery_id: str, partner: Customer, desk: Partners) -> UberDelivery:
+async def get_delivery(delivery_id: str, partner: Customer, views: Views) -> UberDelivery:
     """Status, `courier_imminent`, fee, ETAs and tracking link."""
-    return UberDelivery.of(await desk.view_of(await _order(desk, partner, delivery_id)))
+    return UberDelivery.of(await views.view_of(await _order(views, partner, delivery_id)))
 
 
 @router.post(PREFIX + "/{customer_id}/deliveries/{delivery_id}", response_model=UberDelivery,
              summary="Update a delivery")
-async def update_delivery(delivery_id: str, body: UberUpdate, partner: Customer, desk: Partners) -> UberDelivery:
+async def update_delivery(delivery_id: str, body: UberUpdate, partner: Customer, desk: Partners,
+                          views: Views) -> UberDelivery:
     """Change the dropoff notes or phone number, until the order is in the robot."""
-    order = await _order(desk, partner, delivery_id)
+    order = await _order(views, partner, delivery_id)
     if body.dropoff_notes is None and body.dropoff_phone_number is None:
         raise Refusal(422, "invalid_request", "send dropoff_notes or dropoff_phone_number", "dropoff_notes")
     return UberDelivery.of(await desk.update_dropoff(order, instructions=body.dropoff_notes,
@@ -326,17 +328,17 @@ async def update_delivery(delivery_id: str, body: UberUpdate, partner: Customer,
 
 @router.post(PREFIX + "/{customer_id}/deliveries/{delivery_id}/cancel", response_model=UberDelivery,
              summary="Cancel a delivery")
-async def cancel_delivery(delivery_id: str, partner: Customer, desk: Partners) -> UberDelivery:
+async def cancel_delivery(delivery_id: str, partner: Customer, desk: Partners, views: Views) -> UberDelivery:
     """Before pickup the robot is released (`canceled`); after loading the order goes back (`returned`)."""
-    return UberDelivery.of(await desk.cancel(await _order(desk, partner, delivery_id), uber.CANCELLED_BY_PARTNER))
+    return UberDelivery.of(await desk.cancel(await _order(views, partner, delivery_id), uber.CANCELLED_BY_PARTNER))
 
 
 @router.post(PREFIX + "/{customer_id}/deliveries/{delivery_id}/proof-of-delivery", response_model=ProofOfDelivery,
              summary="Proof of delivery")
-async def proof_of_delivery(delivery_id: str, partner: Customer, desk: Partners,
+async def proof_of_delivery(delivery_id: str, partner: Customer, views: Views,
                             body: ProofRequest | None = None) -> ProofOfDelivery:
     """When and where the customer opened the robot's lid (robots take no photo or signature)."""
-    proof = await desk.proof_of_delivery(await _order(desk, partner, delivery_id))
+    proof = await views.proof_of_delivery(await _order(views, partner, delivery_id))
     return ProofOfDelivery(waypoint=(body or ProofRequest()).waypoint, robot_id=proof.robot_id,
                            lid_opened_at=proof.lid_opened_at, delivered_at=proof.delivered_at,
                            location={"lat": proof.location.latitude, "lng": proof.location.longitude})
