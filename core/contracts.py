@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class DeliveryStatus(StrEnum):
@@ -396,15 +396,28 @@ class TripFinding(BaseModel):
     dropoff_eta: datetime | None = None
 
 
+class RobotEventKey(BaseModel):
+    """Which event: ids are unique per robot only, so the robot's id names it together with the event's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    robot_id: str
+    event_id: str
+
+
 class RobotEvent(BaseModel):
     """One event reported by a robot, as accepted by its delivery workflow."""
 
-    event_id: str = Field(min_length=1, max_length=64)
+    event_id: str = Field(min_length=1, max_length=64, description="unique per robot")
     robot_id: str
     type: RobotEventType
     location: Point | None = None
     occurred_at: datetime
     detail: str | None = None
+
+    @property
+    def key(self) -> RobotEventKey:
+        return RobotEventKey(robot_id=self.robot_id, event_id=self.event_id)
 
 
 class EventReceipt(BaseModel):

@@ -12,7 +12,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from core.contracts import Deployment, EventReceipt, FieldTaskRequest, Point, RecordedRobotEvent, RobotEvent
+from core.contracts import (
+    Deployment, EventReceipt, FieldTaskRequest, Point, RecordedRobotEvent, RobotEvent, RobotEventKey,
+)
 from core.db import Databases
 from core.services import Service
 from core.settings import Settings
@@ -135,7 +137,8 @@ class RobotDesk:
         if earlier.accepted and earlier.payload.get("delivery_id"):
             handle = self.temporal.get_workflow_handle(workflow_id(earlier.payload["delivery_id"]))
             try:
-                receipt = await handle.query(DeliveryWorkflow.receipt, earlier.event_id)
+                receipt = await handle.query(DeliveryWorkflow.receipt,
+                                             RobotEventKey(robot_id=earlier.robot_id, event_id=earlier.event_id))
             except RPCError:
                 raise unavailable("the event's first answer cannot be read right now; resend it",
                                   retry_after=1) from None

@@ -57,7 +57,7 @@ class Following:
     def check_event(self, event: RobotEvent) -> None:
         """Refuse an event that does not fit (the update's validator); a resend is always answered."""
         state = self.state
-        if event.event_id in state.receipts:
+        if event.key in state.receipts:
             return
         if state.choice is None or state.task is None or event.robot_id != state.choice.robot_id:
             raise EventRejected(f"robot {event.robot_id} is not serving this delivery")
@@ -70,8 +70,8 @@ class Following:
     def accept(self, event: RobotEvent) -> EventReceipt:
         """Move the phase at once and queue the event to be recorded in order; answer the robot."""
         state = self.state
-        if event.event_id in state.receipts:
-            return state.receipts[event.event_id]
+        if event.key in state.receipts:
+            return state.receipts[event.key]
         state.phase = next_phase(state.phase, event.type, state.returning)
         self._set_phase_deadline(event.type)
         if event.location is not None:
@@ -81,7 +81,7 @@ class Following:
         state.inbox.append((event, state.phase))
         receipt = EventReceipt(delivery_id=state.order.delivery_id, status=state.phase.status,
                                attempt_id=state.attempt.attempt_id, lid_open=state.phase.lid_open)
-        state.receipts[event.event_id] = receipt
+        state.receipts[event.key] = receipt
         return receipt
 
     def _attempt_ending(self) -> str | None:

@@ -13,7 +13,8 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts import (
         LOADED_STATUSES, AttemptKind, AttemptRef, CallbackProgress, CancelRequest, Connectivity, DeliveryOrder,
         DeliveryStatus, DeliveryView, EventReceipt, OperatorAction, OperatorDecision, OperatorRecord, PlannedEtas,
-        Point, RobotChoice, RobotEvent, RobotEventType, StatusCallback, TaskAssignment, TrailEntry, TripFinding,
+        Point, RobotChoice, RobotEvent, RobotEventKey, RobotEventType, StatusCallback, TaskAssignment, TrailEntry,
+        TripFinding,
     )
     from workflows.transitions import Phase
 
@@ -47,7 +48,7 @@ class DeliveryState:
 
     # What the robot and its trip watch said (following.py).
     inbox: deque[tuple[RobotEvent, Phase]] = field(default_factory=deque)
-    receipts: dict[str, EventReceipt] = field(default_factory=dict)
+    receipts: dict[RobotEventKey, EventReceipt] = field(default_factory=dict)  # by robot and event id
     attempt_over: bool = False
     fault_reported: bool = False
     phase_deadline: datetime | None = None

@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.integrations import IntegrationsActivities
     from core.contracts import (
         TERMINAL_STATUSES, CancelRequest, DeliveryOrder, DeliveryStatus, DeliveryView, EventReceipt, OperatorAction,
-        OperatorDecision, RobotEvent,
+        OperatorDecision, RobotEvent, RobotEventKey,
     )
     from core.services import TaskQueue
 from workflows.delivery.attempts import Attempts
@@ -82,9 +82,9 @@ class DeliveryWorkflow:
         self.following.check_event(event)
 
     @workflow.query
-    def receipt(self, event_id: str) -> EventReceipt | None:
-        """The answer this delivery gave to a robot event it accepted; None if it never accepted it."""
-        return self.state.receipts.get(event_id)
+    def receipt(self, event: RobotEventKey) -> EventReceipt | None:
+        """The answer this delivery gave to a robot's event it accepted; None if it never accepted it."""
+        return self.state.receipts.get(event)
 
     # ---- partners --------------------------------------------------------------------------------
 
