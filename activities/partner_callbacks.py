@@ -16,7 +16,7 @@ from core.contracts import TERMINAL_STATUSES, CallbackFailure, StatusCallback
 from core.crypto import vault_from_settings
 from core.errors import PARTNER_ENDPOINT_GONE, business_error
 from core.temporal import activity_meter
-from core.webhooks import WebhookTargetError, check_webhook_target
+from core.webhooks import WebhookTarget, WebhookTargetError, check_webhook_target, post_webhook
 from services.integrations import credentials, repository
 from services.integrations.dialects import callback_format
 from services.integrations.dialects.base import CallbackFormat, snapshot_of_trail
@@ -29,7 +29,9 @@ class PartnerCallbackActivities(ServiceActivities):
     def __init__(self, sessions, settings):
         super().__init__(sessions, settings)
         self.vault = vault_from_settings(settings)
-        self.http = httpx.AsyncClient(timeout=10, follow_redirects=False)
+        # No keep-alive: each callback gets a connection to the address vetted for it (see post_webhook).
+        self.http = httpx.AsyncClient(timeout=10, follow_redirects=False,
+                                      limits=httpx.Limits(max_keepalive_connections=0))
 
     @activity.defn
     async def send_status_callback(self, callback: StatusCallback) -> str:
@@ -53,15 +55,15 @@ class PartnerCallbackActivities(ServiceActivities):
             webhook_secrets = await credentials.sealed_secrets(session, self.vault, partner.id, dialect.secret_kind)
             trail = await repository.external_trail(session, order.id)
             snapshot = snapshot_of_trail(order, trail, callback, self.settings.public_url)
-        try:
-            if not self.settings.allow_private_webhooks:  # production: resolve now, a name can change its address
-                await asyncio.to_thread(check_webhook_target, url, allow_private=False)
+        try:  # production: resolve now (a name can change its address) and send to the address vetted
+            target = await asyncio.to_thread(check_webhook_target, url,
+                                             allow_private=self.settings.allow_private_webhooks)
         except WebhookTargetError as exc:
             raise business_error(PARTNER_ENDPOINT_GONE, f"webhook target refused: {exc}") from None
         body = json.dumps(dialect.body(callback, snapshot), separators=(",", ":"), default=_json_value).encode()
         message_id = f"{callback.partner_delivery_id}:{callback.sequence}"  # stable, so receivers de-duplicate
         headers = dialect.headers(url, body, message_id, int(time.time()), webhook_secrets)
-        error = await self._post(url, {"content-type": "application/json", **headers}, body)
+        error = await self._post(target, {"content-type": "application/json", **headers}, body)
         async with self.sessions.begin() as session:
             if error is None:
                 await repository.mark_callback(session, callback.partner_delivery_id, callback.sequence,
@@ -75,19 +77,18 @@ class PartnerCallbackActivities(ServiceActivities):
         _count(callback, "gone" if error.type == PARTNER_ENDPOINT_GONE else "failed_attempt", error.message)
         raise error
 
-    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> ApplicationError | None:
+    async def _post(self, target: WebhookTarget, headers: dict[str, str], body: bytes) -> ApplicationError | None:
         try:
-            response = await self.http.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+            answer = await post_webhook(self.http, target, body, headers)
+        except (httpx.HTTPError, TimeoutError) as exc:
             return ApplicationError(f"partner endpoint unreachable: {type(exc).__name__}", type="CallbackFailed")
-        if 200 <= response.status_code < 300:
+        if 200 <= answer.status_code < 300:
             return None
-        if response.status_code == 410:
+        if answer.status_code == 410:
             return business_error(PARTNER_ENDPOINT_GONE, "partner endpoint answered 410 Gone; webhook disabled")
-        retry_after = response.headers.get("retry-after")
         return ApplicationError(
-            f"partner endpoint answered {response.status_code}", type="CallbackFailed",
-            next_retry_delay=_seconds(retry_after) if response.status_code in (429, 502, 503, 504) else None,
+            f"partner endpoint answered {answer.status_code}", type="CallbackFailed",
+            next_retry_delay=_seconds(answer.retry_after) if answer.status_code in (429, 502, 503, 504) else None,
         )
 
     @activity.defn
