@@ -8,7 +8,8 @@ Every line has `ts`, `level`, `logger` and `message`, then the delivery context 
 `temporal_activity` / `temporal_workflow` extra; those are lifted to top-level fields, and a workflow ID
 `delivery:<id>` also gives the `delivery_id`. `ActivityLogContext` sets the context for everything logged
 while an activity runs, from the IDs its input carries. Log IDs, statuses and causes only: a last-line
-redaction masks bearer tokens, API keys, webhook secrets, phone numbers and SQL parameters that slip through.
+redaction masks bearer tokens, every secret we issue (API keys, client secrets, access tokens, device credentials,
+webhook secrets), phone numbers and SQL parameters that slip through.
 """
 
 import json
@@ -33,11 +34,20 @@ _TEMPORAL_FIELDS = {
     "temporal_workflow": {"workflow_id": "workflow_id", "run_id": "run_id", "workflow_type": "workflow_type",
                           "task_queue": "task_queue"},
 }
+# The prefixes of every secret we issue: API keys (sk), Uber client secrets (cs) and access tokens (at), device
+# credentials (dev), webhook secrets (whsec). What follows one is a token, unless it is one of our snake_case
+# words (`at_pickup`): a token mixes cases and digits.
+_SECRET = re.compile(r"\b(sk|cs|at|dev|whsec)_(?![a-z_]+(?![\w+/=-]))[\w+/=-]{6,}")
+# North American numbers written without `+`: (310) 555-0134, 310-555-0134, 1.310.555.0134, 3105550134. Not a
+# piece of a longer number, id or decimal: an area code and an exchange never start with 0 or 1.
+_NANP_PHONE = re.compile(r"(?<![\w+.-])(?:1[-. ]?)?(?:(?:\([2-9]\d{2}\) ?|[2-9]\d{2}[-. ])[2-9]\d{2}[-. ]\d{4}"
+                         r"|[2-9]\d{2}[2-9]\d{6})(?![\w-]|\.\d)")
 _REDACTIONS = (
     (re.compile(r"(?i)\b(bearer|basic)\s+[^\s,;'\"]+"), r"\1 [redacted]"),
-    (re.compile(r"\b(sk|dev|whsec)_[A-Za-z0-9_+/=-]{6,}"), r"\1_[redacted]"),
+    (_SECRET, r"\1_[redacted]"),
     (re.compile(r"\[parameters: .*?\](?=\n|$)", re.S), "[parameters redacted]"),
     (re.compile(r"\+\d[\d ()-]{6,}\d"), "[phone redacted]"),
+    (_NANP_PHONE, "[phone redacted]"),
 )
 
 

@@ -19,9 +19,11 @@ import pytest
 
 from cli.errors import CommandError
 from cli.up import choose_metrics_ports, describe_stack, preflight, worker_metrics_ports
+from core.crypto import new_credential, new_webhook_secret
 from core.logging import configure_logging, redact
 from core.services import TaskQueue
 from core.settings import Settings
+from tests.support.cli import ROOT
 from tests.support.robots import RobotDriver
 from tests.support.servers import free_port
 from tests.support.waiting import wait_for, wait_terminal
@@ -184,6 +186,32 @@ def test_redaction_masks_credentials_phones_and_sql_parameters():
     assert "[parameters redacted]" in text and "(Background on this error" in text
     # Ids, coordinates and timestamps are left alone.
     kept = "delivery 3f2b8c1e-1d2a-4c55-9e0b-0a1b2c3d4e5f at 34.0837,-118.3614 2026-01-01T10:00:00+00:00"
+    assert redact(kept) == kept
+
+
+def issued_prefixes() -> set[str]:
+    """Every prefix our code issues a secret under: `new_credential("xx")` anywhere, and webhook secrets."""
+    calls = re.compile(r'new_credential\("(\w+)"\)')
+    found = {"whsec"}
+    for path in ROOT.glob("[!.]*/**/*.py"):
+        if "tests" not in path.parts:
+            found |= set(calls.findall(path.read_text()))
+    return found
+
+
+def test_redaction_masks_every_secret_we_issue_and_phones_written_any_way():
+    prefixes = issued_prefixes()
+    assert {"sk", "cs", "at", "dev", "whsec"} <= prefixes
+    issued = [new_credential(prefix) for prefix in prefixes - {"whsec"}] + [new_webhook_secret()]
+    for secret in issued:
+        text = redact(f"token={secret}; again '{secret}'")
+        assert secret.partition("_")[2] not in text, text
+    for phone in ("(310) 555-0134", "310-555-0134", "310.555.0134", "310 555 0134", "3105550134", "13105550134",
+                  "1-310-555-0134", "+1 310 555 0134"):
+        assert "0134" not in redact(f"customer phone {phone}, call back"), phone
+    # Statuses that share a prefix, ids, coordinates, times (ISO and epoch) and other numbers are left alone.
+    kept = ("at_pickup at_dropoff 3f2b8c1e-1d2a-4c55-9e0b-0a1b2c3d4e5f 12345678-1234-5678-1234-567812345678 "
+            "2026-12-04T10:00:00.123+00:00 1764842400 1764842400123 34.0837,-118.3614 order 42 weho-robot-01")
     assert redact(kept) == kept
 
 
