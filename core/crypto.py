@@ -31,7 +31,8 @@ class Vault:
 
 
 def vault_from_settings(settings: Settings) -> Vault:
-    """The vault for `DELIVERY_PII_KEYS` ("id:base64key,..." current first); a dev key lives in the data dir."""
+    """The vault for `DELIVERY_PII_KEYS` ("id:base64key,..." current first); without them (the dev profile only:
+    production settings refuse to load), a key made once in the data dir."""
     spec = settings.pii_keys or _development_key(settings.data_dir)
     keys = {}
     for item in spec.split(","):

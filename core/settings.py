@@ -1,9 +1,11 @@
 """Typed settings for every process, read from `DELIVERY_*` environment variables."""
 
+import base64
+import binascii
 import os
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.contracts import LifecyclePolicy
@@ -60,7 +62,9 @@ class Settings(BaseSettings):
                                       description="a robot reporting less charge gets a battery_swap field task")
 
     lifecycle: LifecyclePolicy = LifecyclePolicy()
-    pii_keys: str | None = Field(None, repr=False, description="id:base64key,... ; the first encrypts")
+    pii_keys: str | None = Field(None, repr=False, validate_default=True,
+                                 description="id:base64key,... (AES keys of 16, 24 or 32 bytes), the first "
+                                             "encrypts; required in production, where every process shares them")
     geocoder: str = Field("offline", description="`offline`, or `package.module:factory` taking the settings")
     geocoder_addresses_file: Path | None = Field(None, description="JSON {address: [lat, lon]} the offline geocoder adds")
     quote_valid_seconds: float = Field(300, gt=0, description="how long a quote's price and ETAs hold")
@@ -96,6 +100,24 @@ class Settings(BaseSettings):
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:7233")
+        return value
+
+    @field_validator("pii_keys")
+    @classmethod
+    def _pii_keys(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Well-formed keys; and in production, keys at all: a process must never seal with a key of its own."""
+        if value is None:
+            if info.data.get("profile") == "production":
+                raise ValueError("required with DELIVERY_PROFILE=production (id:base64key, current key first)")
+            return value
+        for item in value.split(","):
+            key_id, _, encoded = item.strip().partition(":")
+            try:
+                size = len(base64.b64decode(encoded, validate=True))
+            except binascii.Error:
+                size = 0
+            if not key_id or size not in (16, 24, 32):
+                raise ValueError(f"key {key_id or '(no id)'!r} must be id:base64 of a 16, 24 or 32 byte key")
         return value
 
     @field_validator(*(f"{s.value}_database_url" for s in Service))

@@ -223,10 +223,21 @@ def test_all_platform_services_share_settings_and_image(platform_services):
     assert len(images) == 1 and None not in images, f"platform services run different images: {images}"
 
 
-def test_the_pii_key_must_be_set_by_the_deployer(platform_services):
+# The processes that seal or open customers' data: the API (orders), Integrations (the PII purge), the partner
+# callbacks (sealed webhook secrets). All of them must seal and open with the same keys.
+PII_SERVICES = ("api", "worker-integrations", "worker-partner-callbacks")
+
+
+@pytest.mark.parametrize("name", PII_SERVICES)
+def test_the_pii_key_must_be_set_by_the_deployer(platform_services, name):
     with pytest.raises(AssertionError, match="DELIVERY_PII_KEYS"):
-        environment(platform_services["api"], {})
-    assert settings_from(environment(platform_services["api"])).profile == "production"
+        environment(platform_services[name], {})
+    values = environment(platform_services[name])
+    assert values["DELIVERY_PII_KEYS"] == REQUIRED["DELIVERY_PII_KEYS"]
+    assert settings_from(values).profile == "production"
+    without = {key: value for key, value in values.items() if key != "DELIVERY_PII_KEYS"}
+    with pytest.raises(SettingsError, match="DELIVERY_PII_KEYS"):
+        settings_from(without)  # production never makes itself a key
 
 
 def test_the_pii_purge_schedule_is_created(admin_jobs):

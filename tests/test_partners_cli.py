@@ -112,9 +112,11 @@ def test_stores_add_and_list_and_refuse_a_store_outside_every_market(own_setting
 
 
 def test_production_refuses_webhooks_into_private_networks(own_settings):
+    key = base64.b64encode(os.urandom(32)).decode()
+    production = {"DELIVERY_PROFILE": "production", "DELIVERY_PII_KEYS": f"prod1:{key}"}
     for url in ("http://127.0.0.1:9000/hooks", "https://10.1.2.3/hooks", "https://localhost/hooks",
                 "https://user:pw@partner.example/hooks"):
-        refused = run(own_settings, "partners", "create", "Intruder", "--webhook-url", url, DELIVERY_PROFILE="production")
+        refused = run(own_settings, "partners", "create", "Intruder", "--webhook-url", url, **production)
         assert refused.returncode == 2 and "--webhook-url" in refused.stderr, (url, refused.stderr)
     allowed = run(own_settings, "partners", "create", "Local dev", "--webhook-url", "http://127.0.0.1:9000/hooks")
     assert allowed.returncode == 0, allowed.stderr

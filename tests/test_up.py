@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -341,6 +342,19 @@ def test_bad_settings_fail_fast_with_one_line(tmp_path_factory):
     assert "DELIVERY_API_PORT" in up.stderr, up.output()
     assert "Traceback" not in up.stdout + up.stderr, up.output()
     assert len(up.stderr.strip().splitlines()) == 1, up.output()
+
+
+@pytest.mark.parametrize("keys", [None, "prod1:not-base64", "prod1:" + "A" * 20], ids=["unset", "not-base64", "short"])
+def test_production_without_a_pii_key_refuses_to_start(tmp_path_factory, keys):
+    """Every process of the production profile needs the one PII key all pods share, never a key of its own."""
+    stack = Stack.fresh(tmp_path_factory.mktemp("no-pii-key"))
+    env = stack.env(DELIVERY_PROFILE="production", **({"DELIVERY_PII_KEYS": keys} if keys else {}))
+    for argv in ([*deliveryctl(), "status"], [sys.executable, str(ROOT / "worker.py"), "--queue", "integrations"]):
+        result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2, result
+        assert "DELIVERY_PII_KEYS" in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (stack.data_dir / "secrets").exists()
 
 
 def _parent_pid(pid: int) -> int | None:
