@@ -1,5 +1,7 @@
 """Deliveries activities: the delivery, its attempts and their status history, on the Deliveries database."""
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
@@ -29,6 +31,17 @@ class DeliveriesActivities(ServiceActivities):
         """Store a quote's offer once; a retry finds it stored."""
         async with self.sessions.begin() as session:
             await repository.record_quote(session, offer)
+
+    @activity.defn
+    async def coarsen_delivery_dropoffs(self) -> int:
+        """Round to about a kilometre the dropoff of deliveries that ended (and quotes that expired) longer ago
+        than the PII retention; a retry finds them done."""
+        ended_before = datetime.now(UTC) - timedelta(days=self.settings.pii_retention_days)
+        async with self.sessions.begin() as session:
+            coarsened = await repository.coarsen_dropoffs(session, ended_before)
+        activity.logger.info("coarsened the dropoff of %d deliveries and quotes", coarsened,
+                             extra={"coarsened": coarsened})
+        return coarsened
 
     @activity.defn
     async def start_attempt(self, request: NewAttempt) -> AttemptRef:

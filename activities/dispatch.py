@@ -125,7 +125,7 @@ class DispatchActivities(ServiceActivities):
                 return
             await repository.lock_market(session, market)
             demand = await repository.demand_by_attempt(session, release.attempt_id)
-            if demand.status not in (DemandStatus.FULFILLED, DemandStatus.CANCELLED):
+            if demand.status not in repository.CLOSED:
                 planned = await repository.committed_plan(session, demand.id) is not None
                 fulfilled = planned and release.demand_fulfilled
                 demand.status = DemandStatus.FULFILLED if fulfilled else DemandStatus.CANCELLED
@@ -136,6 +136,16 @@ class DispatchActivities(ServiceActivities):
             if robot is not None and robot.active_demand_id == demand.id:
                 repository.free_robot(robot, release.location, release.out_of_service)
             await rounds.replan_market(session, market, datetime.now(UTC), self.settings)
+
+    @activity.defn
+    async def coarsen_demand_dropoffs(self) -> int:
+        """Round to about a kilometre the dropoff of demands closed longer ago than the PII retention; a retry
+        finds them done."""
+        closed_before = datetime.now(UTC) - timedelta(days=self.settings.pii_retention_days)
+        async with self.sessions.begin() as session:
+            coarsened = await repository.coarsen_dropoffs(session, closed_before)
+        activity.logger.info("coarsened the dropoff of %d demands", coarsened, extra={"coarsened": coarsened})
+        return coarsened
 
     async def _take_preferred(self, session: AsyncSession, demand: Demand, robot_id: str, now: datetime) -> Plan:
         """Commit the named robot if it is idle, or move it over from another demand of the same delivery."""

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from core.columns import TIMESTAMPTZ, utcnow
+from core.columns import TIMESTAMPTZ, exact_dropoff, utcnow
 from core.contracts import AttemptKind, DeliveryStatus
 
 
@@ -46,7 +46,11 @@ class Quote(DeliveriesModel, table=True):
     """A priced offer for a route, valid until `expires_at` and usable by one delivery."""
 
     __tablename__ = "quote"
-    __table_args__ = (Index("ix_quote_partner_external", "partner_id", "external_delivery_id"),)
+    __table_args__ = (
+        Index("ix_quote_partner_external", "partner_id", "external_delivery_id"),
+        # The quotes whose dropoff the PII purge has yet to coarsen, by when they expired.
+        Index("ix_quote_dropoff_to_coarsen", "expires_at", postgresql_where=exact_dropoff()),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     partner_id: uuid.UUID = Field(index=True)
@@ -74,6 +78,8 @@ class Delivery(DeliveriesModel, table=True):
         UniqueConstraint(
             "partner_id", "external_delivery_id", name="uq_delivery_partner_external"
         ),
+        # The deliveries whose dropoff the PII purge has yet to coarsen, by when they ended.
+        Index("ix_delivery_dropoff_to_coarsen", "ended_at", postgresql_where=exact_dropoff()),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

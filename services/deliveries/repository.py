@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.columns import coarsened_dropoff, exact_dropoff
 from core.contracts import DeliveryOrder, QuoteOffer
 from services.deliveries.models import (
     Attempt, AttemptHistory, AttemptStatus, Customer, Delivery, DeliveryStatus, Quote, utcnow,
@@ -58,6 +59,16 @@ async def record_quote(session: AsyncSession, offer: QuoteOffer) -> None:
         pickup_eta=offer.pickup_eta, dropoff_eta=offer.dropoff_eta, expires_at=offer.expires_at,
         created_at=utcnow(),
     ).on_conflict_do_nothing(index_elements=[Quote.id]))
+
+
+async def coarsen_dropoffs(session: AsyncSession, ended_before: datetime) -> int:
+    """Round the dropoff of deliveries that ended, and quotes that expired, before `ended_before`; how many."""
+    coarsened = 0
+    for ended in (Delivery.ended_at, Quote.expires_at):
+        result = await session.execute(update(ended.class_).where(ended <= ended_before, exact_dropoff())
+                                       .values(**coarsened_dropoff()))
+        coarsened += result.rowcount
+    return coarsened
 
 
 async def find_quote(session: AsyncSession, partner_id: uuid.UUID, quote_id: uuid.UUID | None = None,

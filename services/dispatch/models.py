@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from core.columns import TIMESTAMPTZ, utcnow
+from core.columns import TIMESTAMPTZ, exact_dropoff, utcnow
 
 
 class DispatchModel(SQLModel, registry=registry()):
@@ -55,6 +55,8 @@ class Demand(DispatchModel, table=True):
     """The need for a robot to serve one attempt."""
 
     __tablename__ = "demand"
+    # The demands whose dropoff the PII purge has yet to coarsen, by when they last changed (closed).
+    __table_args__ = (Index("ix_demand_dropoff_to_coarsen", "updated_at", postgresql_where=exact_dropoff()),)
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     delivery_id: uuid.UUID = Field(index=True)

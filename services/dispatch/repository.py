@@ -8,11 +8,13 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.columns import coarsened_dropoff, exact_dropoff
 from core.contracts import Point
 from services.dispatch.eta import TripEstimate
 from services.dispatch.models import Demand, DemandStatus, Plan, PlanStatus, Robot, RobotStatus, utcnow
 
 UNCOMMITTED = (DemandStatus.OPEN, DemandStatus.PLANNED)
+CLOSED = (DemandStatus.FULFILLED, DemandStatus.CANCELLED)
 WORKING = (RobotStatus.IDLE, RobotStatus.RESERVED, RobotStatus.EN_ROUTE, RobotStatus.LOADED)
 
 
@@ -38,6 +40,13 @@ async def upsert_demand(
         .on_conflict_do_nothing(index_elements=[Demand.attempt_id])
     )
     return await demand_by_attempt(session, attempt_id)
+
+
+async def coarsen_dropoffs(session: AsyncSession, closed_before: datetime) -> int:
+    """Round the dropoff of demands closed (fulfilled or cancelled) before `closed_before`; how many."""
+    result = await session.execute(update(Demand).where(
+        Demand.status.in_(CLOSED), Demand.updated_at <= closed_before, exact_dropoff()).values(**coarsened_dropoff()))
+    return result.rowcount
 
 
 async def market_of_attempt(session: AsyncSession, attempt_id: uuid.UUID) -> str | None:

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.columns import coarsened_dropoff
 from core.contracts import TERMINAL_STATUSES, StatusCallback
 from core.crypto import Vault
 from services.integrations.models import (
@@ -200,14 +201,17 @@ async def find_quote_request(session: AsyncSession, vault: Vault, partner_id: uu
 
 
 async def purge_pii(session: AsyncSession) -> int:
-    """Erase the sealed personal data whose time has come, and expired quote requests; return how many orders
-    were purged."""
+    """Erase the sealed personal data whose time has come and coarsen those orders' dropoffs, and delete expired
+    quote requests; return how many orders were purged."""
     now = datetime.now(UTC)
     await session.execute(delete(QuoteRequest).where(QuoteRequest.expires_at <= now))
-    result = await session.execute(update(PII).where(PII.purge_after <= now, PII.purged_at.is_(None)).values(
+    purged = list(await session.scalars(update(PII).where(PII.purge_after <= now, PII.purged_at.is_(None)).values(
         customer_name_encrypted=None, customer_phone_encrypted=None, dropoff_address_encrypted=None,
-        dropoff_instructions_encrypted=None, purged_at=now))
-    return result.rowcount
+        dropoff_instructions_encrypted=None, purged_at=now).returning(PII.partner_delivery_id)))
+    if purged:
+        await session.execute(update(PartnerDelivery).where(PartnerDelivery.id.in_(purged))
+                              .values(**coarsened_dropoff()))
+    return len(purged)
 
 
 async def list_partners(session: AsyncSession) -> list[Partner]:
