@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from api.auth import CurrentRobot
 from api.dependencies import Robots
@@ -39,6 +39,12 @@ class EventReport(BaseModel):
 
     model_config = {"json_schema_extra": {"examples": [{
         "event_id": "evt-000123", "type": "lid_closed", "latitude": 34.0837, "longitude": -118.3614}]}}
+
+    @model_validator(mode="after")
+    def _coordinates_in_pairs(self):
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("latitude and longitude go together")
+        return self
 
 
 class Heartbeat(Point):

@@ -101,8 +101,11 @@ def address_text(value: str, field_name: str) -> str:
     street = [street] if isinstance(street, str) else street
     if not isinstance(street, list) or not all(isinstance(line, str) for line in street):
         raise Refusal(422, "invalid_request", f"{field_name}.street_address must be a list of lines", field_name)
+    city = parts.get("city")
+    if city is not None and not isinstance(city, str):
+        raise Refusal(422, "invalid_request", f"{field_name}.city must be a string", field_name)
     region = " ".join(str(parts[k]) for k in ("state", "zip_code") if parts.get(k))
-    return ", ".join(p for p in (" ".join(street), parts.get("city"), region) if p)
+    return ", ".join(p for p in (" ".join(street), city, region) if p)
 
 
 class UberQuoteRequest(BaseModel):
