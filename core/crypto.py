@@ -13,21 +13,25 @@ from core.settings import Settings
 
 
 class Vault:
-    """AES-GCM with named keys: encrypts with the current key, decrypts with any key it holds (rotation)."""
+    """AES-GCM with named keys: encrypts with the current key, decrypts with any key it holds (rotation).
+
+    Every value is sealed for one place, `table:row:column`, bound in with the key id as associated data: a
+    sealed value copied to another row or column does not open there (`InvalidTag`).
+    """
 
     def __init__(self, keys: dict[str, bytes], current: str):
         self._keys = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self.current = current
 
-    def encrypt(self, plaintext: str) -> str:
+    def encrypt(self, plaintext: str, place: str) -> str:
         nonce = os.urandom(12)
-        sealed = self._keys[self.current].encrypt(nonce, plaintext.encode(), self.current.encode())
+        sealed = self._keys[self.current].encrypt(nonce, plaintext.encode(), f"{place}:{self.current}".encode())
         return f"{self.current}:{base64.b64encode(nonce + sealed).decode()}"
 
-    def decrypt(self, token: str) -> str:
+    def decrypt(self, token: str, place: str) -> str:
         key_id, _, payload = token.partition(":")
         raw = base64.b64decode(payload)
-        return self._keys[key_id].decrypt(raw[:12], raw[12:], key_id.encode()).decode()
+        return self._keys[key_id].decrypt(raw[:12], raw[12:], f"{place}:{key_id}".encode()).decode()
 
 
 def vault_from_settings(settings: Settings) -> Vault:

@@ -5,8 +5,10 @@ import json
 import os
 import subprocess
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import select
 
 from core.crypto import Vault, vault_from_settings
@@ -14,7 +16,8 @@ from core.db import Databases
 from core.services import Service
 from core.settings import settings_environment
 from services.integrations import credentials, repository
-from services.integrations.models import PII, CredentialKind, PartnerCredential, PartnerDelivery
+from services.integrations.models import PII, CredentialKind, PartnerCredential, PartnerDelivery, QuoteRequest
+from services.integrations.sealing import unseal
 from tests.support.cli import ROOT, deliveryctl
 from tests.support.servers import with_private_database
 
@@ -122,16 +125,55 @@ def test_production_refuses_webhooks_into_private_networks(own_settings):
     assert allowed.returncode == 0, allowed.stderr
 
 
+async def test_a_sealed_value_opens_only_in_its_own_row_and_column(own_settings, integrations_db):
+    """Someone who can write the database cannot move a sealed value: each is bound to its table, row and column."""
+    vault = vault_from_settings(own_settings)
+    async with integrations_db.begin() as session:
+        partners = [(await credentials.create_partner(session, vault, f"Bound {n} {uuid.uuid4().hex[:6]}", "native",
+                                                      None))[0] for n in (1, 2)]
+        orders = [await _stored_order(session, vault, partner, phone)
+                  for partner, phone in zip(partners, ("+13105550101", "+13105550102"))]
+        quotes = [uuid.uuid4(), uuid.uuid4()]
+        for quote_id, partner in zip(quotes, partners):
+            await repository.save_quote_request(session, vault, quote_id, partners[0].id, f"q-{quote_id}",
+                                                {"for": str(partner.id)}, datetime.now(UTC) + timedelta(hours=1))
+    async with integrations_db.begin() as session:
+        first, second = [await session.scalar(select(PII).where(PII.partner_delivery_id == o.id)) for o in orders]
+        assert unseal(vault, first, "customer_phone_encrypted") == "+13105550101"
+        first.customer_name_encrypted = second.customer_name_encrypted  # another row
+        second.customer_phone_encrypted = second.customer_name_encrypted  # another column
+        for row, column in ((first, "customer_name_encrypted"), (second, "customer_phone_encrypted")):
+            with pytest.raises(InvalidTag):
+                unseal(vault, row, column)
+        # One partner's webhook secret copied over another's; one quoted order over another.
+        webhook = select(PartnerCredential).where(PartnerCredential.kind == CredentialKind.WEBHOOK_SECRET)
+        mine, theirs = [await session.scalar(webhook.where(PartnerCredential.partner_id == p.id)) for p in partners]
+        theirs.secret_encrypted = mine.secret_encrypted
+        requests = [await session.get(QuoteRequest, quote_id) for quote_id in quotes]
+        requests[1].request_encrypted = requests[0].request_encrypted
+        await session.flush()
+        with pytest.raises(InvalidTag):
+            await credentials.sealed_secrets(session, vault, partners[1].id, CredentialKind.WEBHOOK_SECRET)
+        with pytest.raises(InvalidTag):
+            await repository.find_quote_request(session, vault, partners[0].id, quote_id=quotes[1])
+        await session.rollback()
+
+
+async def _stored_order(session, vault: Vault, partner, phone: str) -> PartnerDelivery:
+    order = PartnerDelivery(partner_id=partner.id, external_delivery_id=f"seal-{uuid.uuid4().hex[:8]}",
+                            delivery_id=uuid.uuid4(), request_hash="-", status="created", market="m",
+                            pickup_latitude=0, pickup_longitude=0, dropoff_latitude=0, dropoff_longitude=0,
+                            tracking_token=uuid.uuid4().hex)
+    await repository.store_order(session, vault, order, {"name": "Rita Key", "phone": phone, "address": "1 Key St",
+                                                         "instructions": "knock"})
+    return order
+
+
 async def test_pii_rotate_key_reseals_everything_under_the_new_key(own_settings, integrations_db):
     old_vault = vault_from_settings(own_settings)
     async with integrations_db.begin() as session:
         partner, _ = await credentials.create_partner(session, old_vault, "Sealed", "native", None)
-        order = PartnerDelivery(partner_id=partner.id, external_delivery_id="seal-1", delivery_id=uuid.uuid4(),
-                                request_hash="-", status="created", market="m", pickup_latitude=0,
-                                pickup_longitude=0, dropoff_latitude=0, dropoff_longitude=0,
-                                tracking_token=uuid.uuid4().hex)
-        await repository.store_order(session, old_vault, order, {"name": "Rita Key", "phone": "+13105550123",
-                                                                 "address": "1 Key St", "instructions": "knock"})
+        order = await _stored_order(session, old_vault, partner, "+13105550123")
     old_spec = (own_settings.data_dir / "secrets" / "pii.key").read_text().strip()
     new_key = base64.b64encode(os.urandom(32)).decode()
     keys = f"k{uuid.uuid4().hex[:6]}:{new_key},{old_spec}"
@@ -143,8 +185,8 @@ async def test_pii_rotate_key_reseals_everything_under_the_new_key(own_settings,
     async with integrations_db.begin() as session:
         pii = await session.scalar(select(PII).where(PII.partner_delivery_id == order.id))
         assert pii.key_id == new_vault.current
-        assert only_new.decrypt(pii.customer_name_encrypted) == "Rita Key"
-        assert only_new.decrypt(pii.dropoff_instructions_encrypted) == "knock"
-        sealed = await session.scalars(select(PartnerCredential.secret_encrypted).where(
+        assert unseal(only_new, pii, "customer_name_encrypted") == "Rita Key"
+        assert unseal(only_new, pii, "dropoff_instructions_encrypted") == "knock"
+        sealed = await session.scalars(select(PartnerCredential).where(
             PartnerCredential.partner_id == partner.id, PartnerCredential.secret_encrypted.is_not(None)))
-        assert all(only_new.decrypt(value) for value in sealed)
+        assert all(unseal(only_new, credential, "secret_encrypted") for credential in sealed)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto import Vault, hash_credential, new_credential, new_webhook_secret
 from services.integrations.models import CredentialKind, Partner, PartnerCredential, PartnerDialect
+from services.integrations.sealing import seal, unseal
 
 K = CredentialKind
 # The credentials each dialect authenticates with; every dialect also gets a webhook secret.
@@ -41,8 +42,7 @@ async def create_partner(session: AsyncSession, vault: Vault, name: str, dialect
         shown["customer_id"] = account_id
     shown.update(await _issue(session, vault, partner))
     if webhook_authorization:
-        session.add(PartnerCredential(partner_id=partner.id, kind=K.WEBHOOK_AUTHORIZATION,
-                                      secret_encrypted=vault.encrypt(webhook_authorization)))
+        session.add(_sealed(vault, partner, K.WEBHOOK_AUTHORIZATION, webhook_authorization))
     return partner, shown
 
 
@@ -68,8 +68,7 @@ async def _issue(session: AsyncSession, vault: Vault, partner: Partner) -> dict[
         elif kind is K.SIGNING_KEY:
             shown["key_id"] = str(uuid.uuid4())
             shown["signing_secret"] = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
-            row = PartnerCredential(kind=kind, key_id=shown["key_id"],
-                                    secret_encrypted=vault.encrypt(shown["signing_secret"]))
+            row = _sealed(vault, partner, kind, shown["signing_secret"], key_id=shown["key_id"])
         else:
             shown["client_id"] = f"cli_{secrets.token_hex(12)}"
             shown["client_secret"] = new_credential("cs")
@@ -78,10 +77,17 @@ async def _issue(session: AsyncSession, vault: Vault, partner: Partner) -> dict[
         row.partner_id = partner.id
         session.add(row)
     shown["webhook_secret"] = new_webhook_secret()
-    session.add(PartnerCredential(partner_id=partner.id, kind=K.WEBHOOK_SECRET,
-                                  secret_encrypted=vault.encrypt(shown["webhook_secret"])))
+    session.add(_sealed(vault, partner, K.WEBHOOK_SECRET, shown["webhook_secret"]))
     await session.flush()
     return shown
+
+
+def _sealed(vault: Vault, partner: Partner, kind: CredentialKind, secret: str,
+            key_id: str | None = None) -> PartnerCredential:
+    """A credential whose secret is stored sealed (we must use it in clear: signing, verifying)."""
+    credential = PartnerCredential(partner_id=partner.id, kind=kind, key_id=key_id)
+    seal(vault, credential, "secret_encrypted", secret)
+    return credential
 
 
 async def partner_by_secret(session: AsyncSession, kind: CredentialKind, secret: str,
@@ -103,7 +109,7 @@ async def signing_secret(session: AsyncSession, vault: Vault, account_id: str, k
         .where(Partner.account_id == account_id, PartnerCredential.kind == K.SIGNING_KEY,
                PartnerCredential.key_id == key_id, _active(datetime.now(UTC)))
     )).first()
-    return (row[0], vault.decrypt(row[1].secret_encrypted)) if row else None
+    return (row[0], unseal(vault, row[1], "secret_encrypted")) if row else None
 
 
 async def issue_access_token(session: AsyncSession, partner: Partner, ttl: timedelta) -> str:
@@ -118,7 +124,7 @@ async def issue_access_token(session: AsyncSession, partner: Partner, ttl: timed
 async def sealed_secrets(session: AsyncSession, vault: Vault, partner_id: uuid.UUID, kind: CredentialKind,
                          ) -> list[str]:
     """A partner's unexpired sealed secrets of one kind, newest first (callbacks sign with all of them)."""
-    rows = await session.scalars(select(PartnerCredential.secret_encrypted).where(
+    rows = await session.scalars(select(PartnerCredential).where(
         PartnerCredential.partner_id == partner_id, PartnerCredential.kind == kind, _active(datetime.now(UTC)),
     ).order_by(PartnerCredential.created_at.desc()))
-    return [vault.decrypt(sealed) for sealed in rows]
+    return [unseal(vault, credential, "secret_encrypted") for credential in rows]

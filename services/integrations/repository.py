@@ -15,6 +15,11 @@ from core.crypto import Vault
 from services.integrations.models import (
     PII, CallbackStatus, ExternalState, Partner, PartnerCredential, PartnerDelivery, QuoteRequest, Store,
 )
+from services.integrations.sealing import seal, unseal
+
+# The sealed columns of a PII row, each bound to its row and column.
+PII_FIELDS = ("customer_name_encrypted", "customer_phone_encrypted", "dropoff_address_encrypted",
+              "dropoff_instructions_encrypted")
 
 
 async def add_store(session: AsyncSession, partner_id: uuid.UUID, external_store_id: str, name: str,
@@ -57,12 +62,11 @@ async def store_order(session: AsyncSession, vault: Vault, order: PartnerDeliver
     """Store a partner order and its customer's data, sealed; the caller commits both or neither."""
     session.add(order)
     await session.flush()
-    pii = PII(partner_delivery_id=order.id, key_id=vault.current,
-              customer_name_encrypted=vault.encrypt(customer["name"]),
-              customer_phone_encrypted=vault.encrypt(customer["phone"]),
-              dropoff_address_encrypted=vault.encrypt(customer["address"] or ""),
-              dropoff_instructions_encrypted=vault.encrypt(customer["instructions"])
-              if customer.get("instructions") else None)
+    pii = PII(partner_delivery_id=order.id, key_id=vault.current)
+    values = (customer["name"], customer["phone"], customer["address"] or "", customer.get("instructions"))
+    for column, value in zip(PII_FIELDS, values):
+        if value:
+            seal(vault, pii, column, value)
     session.add(pii)
     await session.flush()
     return pii
@@ -154,15 +158,12 @@ async def list_orders(session: AsyncSession, partner_id: uuid.UUID, *, statuses:
 
 async def update_customer(session: AsyncSession, vault: Vault, partner_delivery_id: uuid.UUID, *,
                           instructions: str | None, phone: str | None) -> None:
-    """Replace the sealed dropoff instructions and/or phone of an order."""
-    values = {}
-    if instructions is not None:
-        values["dropoff_instructions_encrypted"] = vault.encrypt(instructions)
-    if phone is not None:
-        values["customer_phone_encrypted"] = vault.encrypt(phone)
-    if values:
-        await session.execute(update(PII).where(PII.partner_delivery_id == partner_delivery_id,
-                                                PII.purged_at.is_(None)).values(**values))
+    """Replace the sealed dropoff instructions and/or phone of an order (not once its data is purged)."""
+    pii = await session.scalar(select(PII).where(PII.partner_delivery_id == partner_delivery_id,
+                                                 PII.purged_at.is_(None)).with_for_update())
+    for column, value in (("dropoff_instructions_encrypted", instructions), ("customer_phone_encrypted", phone)):
+        if pii is not None and value is not None:
+            seal(vault, pii, column, value)
 
 
 async def record_cancellation(session: AsyncSession, partner_delivery_id: uuid.UUID, reason: str,
@@ -181,10 +182,11 @@ async def schedule_purge(session: AsyncSession, partner_delivery_id: uuid.UUID, 
 async def save_quote_request(session: AsyncSession, vault: Vault, quote_id: uuid.UUID, partner_id: uuid.UUID,
                              external_delivery_id: str, request: dict, expires_at: datetime) -> None:
     """Keep a quoted order's request, sealed, until the quote is accepted or expires."""
-    await session.execute(insert(QuoteRequest).values(
-        quote_id=quote_id, partner_id=partner_id, external_delivery_id=external_delivery_id,
-        request_encrypted=vault.encrypt(json.dumps(request)), expires_at=expires_at, created_at=datetime.now(UTC),
-    ).on_conflict_do_nothing(index_elements=[QuoteRequest.quote_id]))
+    row = QuoteRequest(quote_id=quote_id, partner_id=partner_id, external_delivery_id=external_delivery_id,
+                       expires_at=expires_at, created_at=datetime.now(UTC))
+    seal(vault, row, "request_encrypted", json.dumps(request))
+    await session.execute(insert(QuoteRequest).values(**row.model_dump())
+                          .on_conflict_do_nothing(index_elements=[QuoteRequest.quote_id]))
 
 
 async def find_quote_request(session: AsyncSession, vault: Vault, partner_id: uuid.UUID, *,
@@ -197,7 +199,7 @@ async def find_quote_request(session: AsyncSession, vault: Vault, partner_id: uu
     if external_delivery_id is not None:
         query = query.where(QuoteRequest.external_delivery_id == external_delivery_id)
     found = await session.scalar(query.order_by(QuoteRequest.created_at.desc()).limit(1))
-    return (found, json.loads(vault.decrypt(found.request_encrypted))) if found else None
+    return (found, json.loads(unseal(vault, found, "request_encrypted"))) if found else None
 
 
 async def purge_pii(session: AsyncSession) -> int:
@@ -243,23 +245,24 @@ async def failed_callbacks(session: AsyncSession, delivery_id: uuid.UUID | None 
 async def reseal(session: AsyncSession, vault: Vault) -> dict[str, int]:
     """Re-encrypt every sealed value that is not under the vault's current key; return the counts."""
     counts = {"pii": 0, "credentials": 0, "quote_requests": 0}
-    fields = ("customer_name_encrypted", "customer_phone_encrypted", "dropoff_address_encrypted",
-              "dropoff_instructions_encrypted")
     for pii in await session.scalars(select(PII).where(PII.key_id != vault.current, PII.purged_at.is_(None))
                                      .with_for_update()):
-        for name in fields:
-            if (sealed := getattr(pii, name)) is not None:
-                setattr(pii, name, vault.encrypt(vault.decrypt(sealed)))
+        _reseal(vault, pii, *(column for column in PII_FIELDS if getattr(pii, column) is not None))
         pii.key_id = vault.current
         counts["pii"] += 1
     prefix = f"{vault.current}:"
     for credential in await session.scalars(select(PartnerCredential).where(
             PartnerCredential.secret_encrypted.is_not(None),
             PartnerCredential.secret_encrypted.not_like(prefix + "%")).with_for_update()):
-        credential.secret_encrypted = vault.encrypt(vault.decrypt(credential.secret_encrypted))
+        _reseal(vault, credential, "secret_encrypted")
         counts["credentials"] += 1
     for request in await session.scalars(select(QuoteRequest).where(
             QuoteRequest.request_encrypted.not_like(prefix + "%")).with_for_update()):
-        request.request_encrypted = vault.encrypt(vault.decrypt(request.request_encrypted))
+        _reseal(vault, request, "request_encrypted")
         counts["quote_requests"] += 1
     return counts
+
+
+def _reseal(vault: Vault, row, *columns: str) -> None:
+    for column in columns:
+        seal(vault, row, column, unseal(vault, row, column))

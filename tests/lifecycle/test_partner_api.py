@@ -12,6 +12,7 @@ from core.crypto import vault_from_settings
 from core.services import Service
 from services.integrations import credentials
 from services.integrations.models import PII, PartnerDelivery
+from services.integrations.sealing import unseal
 from tests.support.robots import RobotDriver
 from tests.support.waiting import wait_status, wait_terminal
 
@@ -146,8 +147,8 @@ async def test_dropoff_changes_until_pickup_then_conflict(market):
         async with platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
             pii = await session.scalar(select(PII).join(PartnerDelivery, PartnerDelivery.id == PII.partner_delivery_id)
                                        .where(PartnerDelivery.delivery_id == uuid.UUID(delivery_id)))
-        assert vault.decrypt(pii.dropoff_instructions_encrypted) == "gate code 4321"
-        assert vault.decrypt(pii.customer_phone_encrypted) == "+13105550142"
+        assert unseal(vault, pii, "dropoff_instructions_encrypted") == "gate code 4321"
+        assert unseal(vault, pii, "customer_phone_encrypted") == "+13105550142"
         empty = await partner.patch(f"/v1/deliveries/{delivery_id}", json={})
         assert empty.status_code == 422
 
