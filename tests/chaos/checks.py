@@ -4,6 +4,7 @@ Each check returns its problems (empty when all is well), by kind, so the report
 """
 
 import asyncio
+import json
 import uuid
 from collections import Counter, defaultdict
 
@@ -187,7 +188,20 @@ def callback_problems(receiver: ChaosReceiver, accepted: set[str], queued: dict[
         elif receiver.statuses_of[delivery_id] != statuses[delivery_id]:
             problems.append(f"delivery {delivery_id}: partner got {receiver.statuses_of[delivery_id]}, "
                             f"the workflow reached {statuses[delivery_id]}")
-        webhook_ids = Counter(webhook_id for _, webhook_id in arrivals)
-        if len(webhook_ids) != len(arrivals):
-            problems.append(f"delivery {delivery_id}: one webhook-id arrived as two events")
+    return problems + webhook_id_problems(receiver.events_by_webhook_id)
+
+
+def webhook_id_problems(events_by_webhook_id: dict[str, list[dict]]) -> list[str]:
+    """One webhook-id, one event: every arrival under a webhook-id (first or resent, from any delivery) carries
+    the same event, and no callback of a delivery (its sequence) arrived under two webhook-ids."""
+    problems, webhook_id_of = [], {}
+    for webhook_id, events in events_by_webhook_id.items():
+        distinct = {json.dumps(event, sort_keys=True) for event in events}
+        if len(distinct) > 1:
+            problems.append(f"webhook-id {webhook_id} arrived as {len(distinct)} different events")
+        for callback in {(event["data"]["delivery_id"], event["data"]["sequence"]) for event in events}:
+            other = webhook_id_of.setdefault(callback, webhook_id)
+            if other != webhook_id:
+                problems.append(f"callback #{callback[1]} of delivery {callback[0]} arrived under webhook-ids "
+                                f"{other} and {webhook_id}")
     return problems

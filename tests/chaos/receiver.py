@@ -4,7 +4,9 @@
 the callback in (it counts as received) but answers only after the sender has given up, so the sender retries
 a callback that in fact arrived. Each first arrival is recorded per delivery in arrival order with its sequence
 and webhook-id (and, for a status change, its status); a resend of a webhook-id already seen is acknowledged and
-counted as a redelivery, never as a new event.
+counted as a redelivery, never as a new event. Every signed arrival, first or resent, is also kept by webhook-id
+(`events_by_webhook_id`, each its event as parsed), so the checks can see whether one webhook-id ever carried two
+different events.
 """
 
 import asyncio
@@ -27,6 +29,7 @@ class ChaosReceiver(Receiver):
         self.hung = 0
         self.arrivals: dict[str, list[tuple[int, str]]] = defaultdict(list)  # delivery -> [(sequence, webhook-id)]
         self.statuses_of: dict[str, list[str]] = defaultdict(list)
+        self.events_by_webhook_id: dict[str, list[dict]] = defaultdict(list)
 
     async def _hook(self, request: Request) -> Response:
         if self.mode == "error":
@@ -36,6 +39,8 @@ class ChaosReceiver(Receiver):
         # The body is read: the bench receiver's check-and-mark below runs without yielding to another request.
         first_time = request.headers.get("webhook-id") not in self._seen
         response = await super()._hook(request)
+        if response.status_code == 204:
+            self.events_by_webhook_id[request.headers["webhook-id"]].append(json.loads(body))
         if response.status_code == 204 and first_time:
             event = json.loads(body)
             data = event["data"]
