@@ -25,6 +25,7 @@ class Assignment(BaseModel):
     status: str = Field(description="the delivery's status as Deliveries recorded it; a moment behind an event's "
                                     "receipt, which is the robot's immediate answer")
     lid_open: bool = Field(description="the last lid event this attempt recorded was an opening")
+    at_store: bool = Field(description="on a return: the robot said it arrived back at the store (the lid may open)")
     pickup: Point
     dropoff: Point
 

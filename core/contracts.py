@@ -427,6 +427,7 @@ class EventReceipt(BaseModel):
     status: DeliveryStatus
     attempt_id: UUID | None
     lid_open: bool = False
+    at_store: bool = Field(False, description="on a return: the robot said it is back at the store")
 
 
 class CancelRequest(BaseModel):
@@ -522,6 +523,7 @@ class DeliveryView(BaseModel):
     delivery_id: UUID
     status: DeliveryStatus
     lid_open: bool = False
+    at_store: bool = False
     attempt: AttemptRef | None = None
     robot_id: str | None = None
     eta: PlannedEtas | None = Field(None, description="the plan's ETAs for the current robot")

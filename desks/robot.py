@@ -43,6 +43,7 @@ class RobotAssignment:
     kind: str
     status: str
     lid_open: bool
+    at_store: bool
     pickup: Point
     dropoff: Point
 
@@ -72,9 +73,10 @@ class RobotDesk:
             delivery = await deliveries.get_delivery(session, task.delivery_id)
         async with self.databases.lookups(Service.STATE)() as session:
             lid_open = await state.lid_open(session, task.attempt_id)
+            at_store = task.kind == "return" and await state.back_at_store(session, task.attempt_id)
         return RobotAssignment(
             robot_id=robot_id, delivery_id=task.delivery_id, attempt_id=task.attempt_id, task_id=task.id,
-            kind=task.kind, status=delivery.status, lid_open=lid_open,
+            kind=task.kind, status=delivery.status, lid_open=lid_open, at_store=at_store,
             pickup=Point(latitude=delivery.pickup_latitude, longitude=delivery.pickup_longitude),
             dropoff=Point(latitude=delivery.dropoff_latitude, longitude=delivery.dropoff_longitude),
         )

@@ -57,7 +57,7 @@ class SimulatedRobot:
         self.events = itertools.count(1)
         self.session = uuid.uuid4().hex[:8]
         self.task_id: str | None = None
-        self.confirmed: tuple[str, str, bool] | None = None  # (task, status, lid open) of the last receipt
+        self.confirmed: tuple[str, str, bool, bool] | None = None  # (task, status, lid open, at store): last receipt
         self.on_task = False
         self.last_report = time.monotonic()
 
@@ -81,15 +81,15 @@ class SimulatedRobot:
         job = response.json()
         pickup, dropoff = Point(**job["pickup"]), Point(**job["dropoff"])
         self.task_id = job["task_id"]
-        status, lid_open = job["status"], job["lid_open"]
+        status, lid_open, at_store = job["status"], job["lid_open"], job["at_store"]
         while True:
             if self.confirmed and self.confirmed[0] == self.task_id:
-                status, lid_open = self.confirmed[1:]
-            if not await self.act(status, lid_open, pickup, dropoff):
+                status, lid_open, at_store = self.confirmed[1:]
+            if not await self.act(status, lid_open, at_store, pickup, dropoff):
                 await asyncio.sleep(POLL_SECONDS)  # nothing to do, or refused: ask for the assignment again
                 return
 
-    async def act(self, status: str, lid_open: bool, pickup: Point, dropoff: Point) -> bool:
+    async def act(self, status: str, lid_open: bool, at_store: bool, pickup: Point, dropoff: Point) -> bool:
         """Take the step the status calls for; whether an event of it was accepted."""
         if status == "robot_assigned" or status == "picked_up":
             return await self.report("departed")
@@ -106,12 +106,13 @@ class SimulatedRobot:
             await self.wait(LID_DWELL_SECONDS)
             return await self.report("lid_opened")
         if status == "returning":
-            return await self.return_to_store(pickup)
+            return await self.return_to_store(pickup, at_store)
         return False
 
-    async def return_to_store(self, store: Point) -> bool:
-        if meters_between(self.position, store) > 5:
-            if not await self.report("departed"):
+    async def return_to_store(self, store: Point, at_store: bool) -> bool:
+        """Drive back and say so (unless already said), then open the lid for the store's staff."""
+        if not at_store:
+            if meters_between(self.position, store) > 5 and not await self.report("departed"):
                 return False
             await self.drive_to(store)
             if not await self.report("arrived_at_store"):
@@ -182,7 +183,9 @@ class SimulatedRobot:
 
     def remember(self, receipt: dict | None) -> bool:
         """Go by an accepted event's receipt; after a refusal, by the assignment once it has caught up."""
-        self.confirmed = (self.task_id, receipt["status"], receipt["lid_open"]) if receipt else None
+        self.confirmed = None
+        if receipt is not None:
+            self.confirmed = (self.task_id, receipt["status"], receipt["lid_open"], receipt["at_store"])
         return receipt is not None
 
 

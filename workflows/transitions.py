@@ -12,30 +12,33 @@ class EventRejected(ValueError):
 
 @dataclass(frozen=True)
 class Phase:
-    """Where the robot is in its attempt: the delivery status plus whether the lid is open."""
+    """Where the robot is in its attempt: the delivery status, whether the lid is open, and on a return whether the
+    robot is back at the store."""
 
     status: S
     lid_open: bool = False
+    at_store: bool = False
 
 
-# (status, lid open, event) -> (next status, lid open afterwards)
-_DELIVERY_MOVES: dict[tuple[S, bool, E], tuple[S, bool]] = {
-    (S.ROBOT_ASSIGNED, False, E.DEPARTED): (S.EN_ROUTE_TO_PICKUP, False),
-    (S.EN_ROUTE_TO_PICKUP, False, E.ARRIVED_AT_PICKUP): (S.AT_PICKUP, False),
-    (S.AT_PICKUP, False, E.LID_OPENED): (S.AT_PICKUP, True),
-    (S.AT_PICKUP, True, E.LID_CLOSED): (S.PICKED_UP, False),
-    (S.PICKED_UP, False, E.DEPARTED): (S.EN_ROUTE_TO_DROPOFF, False),
-    (S.EN_ROUTE_TO_DROPOFF, False, E.ARRIVED_AT_DROPOFF): (S.AT_DROPOFF, False),
-    (S.AT_DROPOFF, False, E.LID_OPENED): (S.AT_DROPOFF, True),
-    (S.AT_DROPOFF, True, E.LID_CLOSED): (S.DELIVERED, False),
+# phase, event -> the phase after it
+_DELIVERY_MOVES: dict[tuple[Phase, E], Phase] = {
+    (Phase(S.ROBOT_ASSIGNED), E.DEPARTED): Phase(S.EN_ROUTE_TO_PICKUP),
+    (Phase(S.EN_ROUTE_TO_PICKUP), E.ARRIVED_AT_PICKUP): Phase(S.AT_PICKUP),
+    (Phase(S.AT_PICKUP), E.LID_OPENED): Phase(S.AT_PICKUP, lid_open=True),
+    (Phase(S.AT_PICKUP, lid_open=True), E.LID_CLOSED): Phase(S.PICKED_UP),
+    (Phase(S.PICKED_UP), E.DEPARTED): Phase(S.EN_ROUTE_TO_DROPOFF),
+    (Phase(S.EN_ROUTE_TO_DROPOFF), E.ARRIVED_AT_DROPOFF): Phase(S.AT_DROPOFF),
+    (Phase(S.AT_DROPOFF), E.LID_OPENED): Phase(S.AT_DROPOFF, lid_open=True),
+    (Phase(S.AT_DROPOFF, lid_open=True), E.LID_CLOSED): Phase(S.DELIVERED),
 }
 
-# A return carries the order back to the store; every step of it reads as `returning`.
-_RETURN_MOVES: dict[tuple[S, bool, E], tuple[S, bool]] = {
-    (S.RETURNING, False, E.DEPARTED): (S.RETURNING, False),
-    (S.RETURNING, False, E.ARRIVED_AT_STORE): (S.RETURNING, False),
-    (S.RETURNING, False, E.LID_OPENED): (S.RETURNING, True),
-    (S.RETURNING, True, E.LID_CLOSED): (S.RETURNED, False),
+# A return carries the order back to the store; every step of it reads as `returning`, and the lid opens only once
+# the robot says it is back at the store.
+_RETURN_MOVES: dict[tuple[Phase, E], Phase] = {
+    (Phase(S.RETURNING), E.DEPARTED): Phase(S.RETURNING),
+    (Phase(S.RETURNING), E.ARRIVED_AT_STORE): Phase(S.RETURNING, at_store=True),
+    (Phase(S.RETURNING, at_store=True), E.LID_OPENED): Phase(S.RETURNING, lid_open=True, at_store=True),
+    (Phase(S.RETURNING, lid_open=True, at_store=True), E.LID_CLOSED): Phase(S.RETURNED),
 }
 
 
@@ -44,12 +47,13 @@ def next_phase(phase: Phase, event: E, returning: bool) -> Phase:
     if event is E.FAULT:
         return phase
     moves = _RETURN_MOVES if returning else _DELIVERY_MOVES
-    move = moves.get((phase.status, phase.lid_open, event))
+    move = moves.get((phase, event))
     if move is None:
-        expected = sorted(e.value for (status, lid, e) in moves if status == phase.status and lid == phase.lid_open)
+        expected = sorted(e.value for (here, e) in moves if here == phase)
         raise EventRejected(
             f"{event.value} does not fit status {phase.status.value}"
             + (" with the lid open" if phase.lid_open else "")
+            + (" back at the store" if phase.at_store else "")
             + (f"; expected {', '.join(expected)}" if expected else "")
         )
-    return Phase(*move)
+    return move

@@ -77,6 +77,14 @@ async def lid_open(session: AsyncSession, attempt_id) -> bool:
     return last == LidEvent.OPENED
 
 
+async def back_at_store(session: AsyncSession, attempt_id) -> bool:
+    """Whether the robot of a return said it arrived back at the store (an accepted `arrived_at_store`)."""
+    arrived = await session.scalar(select(StateHistory.id).where(
+        StateHistory.attempt_id == attempt_id, StateHistory.event_type == "arrived_at_store",
+        StateHistory.accepted.is_(True)).limit(1))
+    return arrived is not None
+
+
 async def lid_cycles(session: AsyncSession, attempt_ids: list) -> list[LidCycleEvent]:
     """The accepted lid events of some attempts, in order (proof of pickup and delivery)."""
     rows = await session.scalars(

@@ -62,9 +62,6 @@ async def test_a_customer_no_show_brings_the_order_back_as_a_return_attempt(star
     assert services.told_partner() == [*DELIVERED_TRAIL[:-1], "returning", "returned"]
 
 
-@pytest.mark.xfail(strict=True, reason="following.py records trip progress only when the status changes, and every "
-                   "step of a return reads `returning`: RETURN_PROGRESS never applies, so Operations never hears that "
-                   "the robot left for the store or arrived there")
 async def test_a_return_records_its_trip_to_the_store_in_operations(start, services):
     delivery = await start(customer_no_show_seconds=0.3)
     await delivery.play(*AT_DROPOFF)

@@ -117,10 +117,6 @@ async def test_a_step_failing_before_the_delivery_exists_takes_only_a_retry(star
     assert (await delivery.reached("robot_assigned")).attempt.number == 1
 
 
-@pytest.mark.xfail(strict=True, reason="a partner's cancel that arrives while the delivery is parked on a failing step "
-                   "is taken as an operator's cancel decision (recorded with the partner as operator): after loading "
-                   "the delivery ends cancelled and the robot is released with the order aboard, instead of the "
-                   "documented return to the store")
 async def test_a_partner_cancel_while_parked_after_loading_still_brings_the_order_back(start, services):
     delivery = await start()
     await delivery.play(*LOADED)

@@ -75,10 +75,14 @@ class Attempts:
         if end is AttemptEnd.FAULT:
             return await self._replace_robot()
         if state.loaded:  # cancelled after loading, or the customer did not come: the order goes back
-            reason = "customer_no_show" if end is AttemptEnd.TIMEOUT else f"cancelled:{state.cancel.reason}"
-            await self._close(TaskOutcome.FAILED, reason=reason)
-            return await self._start(AttemptKind.RETURN, reason)
+            return await self._bring_back(
+                "customer_no_show" if end is AttemptEnd.TIMEOUT else f"cancelled:{state.cancel.reason}")
         await self._cancel("pickup_timeout" if end is AttemptEnd.TIMEOUT else state.cancel.reason)
+
+    async def _bring_back(self, reason: str) -> None:
+        """End the attempt with the order aboard: the same robot takes it back to the store, as a new attempt."""
+        await self._close(TaskOutcome.FAILED, reason=reason)
+        await self._start(AttemptKind.RETURN, reason)
 
     async def _cancel(self, reason: str) -> None:
         """Close the attempt and the delivery as cancelled, releasing the robot and its demand unfulfilled."""
@@ -113,6 +117,8 @@ class Attempts:
             await self._close(TaskOutcome.COMPLETED, reason=f"resolved by {by}")
             await self._release_robot()
             return await self.progress.finish(status, f"{how} ({by})")
+        if decision.kind is D.CANCEL and self.state.loaded:  # the order is aboard: the robot brings it back
+            return await self._bring_back(f"cancelled:{action.reason or 'operator_cancelled'}")
         if decision.kind is D.CANCEL:
             reason = action.reason or "operator_cancelled"
             await self._close(TaskOutcome.CANCELLED, reason=f"{reason} ({by})")

@@ -28,7 +28,7 @@ ATTEMPT_ENDING_FINDINGS = (FindingKind.LOST, FindingKind.STUCK)
 # A lid left open this long at the dropoff, or back at the store, asks an operator: where, and how to close it.
 LID_QUESTIONS: dict[Phase, tuple[str, D]] = {
     Phase(S.AT_DROPOFF, lid_open=True): ("at the dropoff", D.RESOLVE_DELIVERED),
-    Phase(S.RETURNING, lid_open=True): ("back at the store", D.RESOLVE_RETURNED),
+    Phase(S.RETURNING, lid_open=True, at_store=True): ("back at the store", D.RESOLVE_RETURNED),
 }
 # Which trip leg each delivery status means for Operations, how far it got, and the task's status if it moves.
 TRIP_PROGRESS: dict[S, tuple[TripLeg, LegStatus, LegStatus | None]] = {
@@ -80,7 +80,8 @@ class Following:
         state.fault_reported = state.fault_reported or event.type is E.FAULT
         state.inbox.append((event, state.phase))
         receipt = EventReceipt(delivery_id=state.order.delivery_id, status=state.phase.status,
-                               attempt_id=state.attempt.attempt_id, lid_open=state.phase.lid_open)
+                               attempt_id=state.attempt.attempt_id, lid_open=state.phase.lid_open,
+                               at_store=state.phase.at_store)
         state.receipts[event.key] = receipt
         return receipt
 
@@ -224,10 +225,11 @@ class Following:
 
     async def _apply(self, event: RobotEvent, phase: Phase) -> None:
         """Record the statuses an accepted event moved in Operations and Deliveries (State has the event
-        itself: the robot API records it once this workflow accepted it)."""
+        itself: the robot API records it once this workflow accepted it). On a return the status stays
+        `returning`, so Operations hears of each leg's event instead."""
         state = self.state
         progress = RETURN_PROGRESS.get(event.type) if state.returning else TRIP_PROGRESS.get(phase.status)
-        if progress and phase.status != state.reached:
+        if progress and (state.returning or phase.status != state.reached):
             leg, trip_status, task_status = progress
             update = TripUpdate(task_id=state.task.task_id, leg=leg, trip_status=trip_status,
                                 task_status=task_status, occurred_at=event.occurred_at)

@@ -91,7 +91,7 @@ class DeliveryState:
         choice = self.choice
         return DeliveryView(
             delivery_id=self.order.delivery_id, status=self.phase.status, lid_open=self.phase.lid_open,
-            attempt=self.attempt, robot_id=self.robot_id,
+            at_store=self.phase.at_store, attempt=self.attempt, robot_id=self.robot_id,
             eta=PlannedEtas(pickup=choice.pickup_eta, dropoff=choice.dropoff_eta) if choice else None,
             pilot_id=self.task.pilot_id if self.task else None, reason=self.reason, waiting_for=self.waiting_for,
             connectivity=self.connectivity, dropoff_eta=self.dropoff_eta, attention=self.attention,
