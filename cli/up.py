@@ -155,7 +155,7 @@ async def start_postgres(settings: Settings, supervisor: Supervisor, logs: Path)
 async def prepare_databases(settings: Settings) -> None:
     for service in Service:
         try:
-            await wait_for_postgres(settings.database_dsn(service).rsplit("/", 1)[0] + "/postgres", timeout=5)
+            await wait_for_postgres(settings.server_dsn(service), timeout=5)
         except Exception as exc:
             setting = f"DELIVERY_{service.value.upper()}_DATABASE_URL"
             raise CommandError(f"cannot reach the {service.value} database server ({setting}): {exc}") from None

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import asyncpg
 from alembic import command
@@ -36,23 +36,63 @@ def alembic_config(service: Service, settings: Settings | None = None) -> Config
 
 
 async def create_databases(settings: Settings) -> list[str]:
-    """Create each service database that does not exist yet; return the names created."""
+    """Create each service database that does not exist yet; return the names created.
+
+    On the embedded Postgres its superuser also gives each service the role its URL names: owner of its
+    database and, besides the superuser, the only role that may connect to it; the service's migrations run as
+    that role. Elsewhere the roles are the deployer's (deploy/postgres/init-databases.sql), and a missing
+    database is created with the URL's own credentials.
+    """
     created = []
     for service in Service:
-        server_dsn, name = _server_dsn(settings.database_dsn(service))
-        connection = await asyncpg.connect(server_dsn)
+        url = urlsplit(settings.database_dsn(service))
+        name, role = unquote(url.path.lstrip("/")), unquote(url.username or "")
+        embedded = settings.on_embedded_postgres(service)
+        connection = await asyncpg.connect(settings.server_dsn(service))
         try:
-            if await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-                continue
-            quoted = '"' + name.replace('"', '""') + '"'
-            try:
-                await connection.execute(f"CREATE DATABASE {quoted}")
-            except asyncpg.DuplicateDatabaseError:
-                continue  # another process created it between our check and our CREATE
-            created.append(name)
+            if embedded:
+                await _ensure_role(connection, role)
+            if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                owner = f" OWNER {_quoted(role)}" if embedded else ""
+                try:
+                    await connection.execute(f"CREATE DATABASE {_quoted(name)}{owner}")
+                    created.append(name)
+                except asyncpg.DuplicateDatabaseError:
+                    pass  # another process created it between our check and our CREATE
+            if embedded:
+                await _owned_by(connection, settings, name, role)
         finally:
             await connection.close()
     return created
+
+
+async def _ensure_role(connection: asyncpg.Connection, role: str) -> None:
+    if await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+        return
+    try:
+        await connection.execute(f"CREATE ROLE {_quoted(role)} LOGIN")
+    except (asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+        pass  # another process created it between our check and our CREATE
+
+
+async def _owned_by(connection: asyncpg.Connection, settings: Settings, name: str, role: str) -> None:
+    """Make `role` the owner of database `name` and of its tables (a database made before the services had roles
+    of their own was the superuser's), and the only role besides the superuser that may connect to it."""
+    if await connection.fetchval("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", name) != role:
+        await connection.execute(f"ALTER DATABASE {_quoted(name)} OWNER TO {_quoted(role)}")
+        admin = urlsplit(settings.postgres_admin_dsn)
+        database = await asyncpg.connect(admin._replace(path=f"/{quote(name)}").geturl())
+        try:
+            for table in await database.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tableowner <> $1", role):
+                await database.execute(f"ALTER TABLE public.{_quoted(table['tablename'])} OWNER TO {_quoted(role)}")
+        finally:
+            await database.close()
+    await connection.execute(f"REVOKE ALL ON DATABASE {_quoted(name)} FROM PUBLIC")
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def upgrade_all(settings: Settings, revision: str = "head") -> None:
@@ -110,9 +150,3 @@ def _off_loop(function: Callable[..., T], *args) -> T:
         return function(*args)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alembic") as worker:
         return worker.submit(function, *args).result()
-
-
-def _server_dsn(dsn: str) -> tuple[str, str]:
-    """The DSN of the server's `postgres` maintenance database, and the database name in `dsn`."""
-    parts = urlsplit(dsn)
-    return parts._replace(path="/postgres").geturl(), unquote(parts.path.lstrip("/"))

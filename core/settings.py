@@ -4,6 +4,7 @@ import base64
 import binascii
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -141,15 +142,32 @@ class Settings(BaseSettings):
         return (self.public_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     def database_url(self, service: Service) -> str:
-        """The SQLAlchemy (asyncpg) URL of a service's database."""
+        """The SQLAlchemy (asyncpg) URL of a service's database; on the embedded Postgres, as its own role."""
         url = getattr(self, f"{service.value}_database_url")
         if url is None:
-            url = f"postgresql://postgres@{self.postgres_host}:{self.postgres_port}/{service.value}"
+            url = f"postgresql://{service.value}@{self.postgres_host}:{self.postgres_port}/{service.value}"
         return url.replace("postgresql://", "postgresql+asyncpg://", 1)
 
     def database_dsn(self, service: Service) -> str:
         """The same database as a libpq DSN that psql accepts."""
         return self.database_url(service).replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    @property
+    def postgres_admin_dsn(self) -> str:
+        """The embedded Postgres's superuser on its maintenance database: it makes the services' roles."""
+        return f"postgresql://postgres@{self.postgres_host}:{self.postgres_port}/postgres"
+
+    def on_embedded_postgres(self, service: Service) -> bool:
+        """True when the service's database lives on the embedded Postgres (postgres_host:postgres_port)."""
+        url = urlsplit(self.database_dsn(service))
+        return (url.hostname, url.port) == (self.postgres_host, self.postgres_port)
+
+    def server_dsn(self, service: Service) -> str:
+        """The maintenance database of the server holding a service's database, reachable before that database
+        and its role exist: as the embedded Postgres's superuser, or else with the URL's own credentials."""
+        if self.on_embedded_postgres(service):
+            return self.postgres_admin_dsn
+        return urlsplit(self.database_dsn(service))._replace(path="/postgres").geturl()
 
     @property
     def temporal_host(self) -> str:

@@ -29,8 +29,9 @@ REQUIRED_SETTINGS = (
 # What a deployer must set (the PII sealing key: a secret has no default) and may set; every other variable
 # the file uses must work unset.
 REQUIRED = {"DELIVERY_PII_KEYS": "prod1:" + "A" * 43 + "="}
+DB_PASSWORDS = {f"{name.upper()}_DB_PASSWORD": f"{name}-s3cret" for name in (*Service, "temporal")}
 ENVIRONMENTS = [pytest.param(REQUIRED, id="defaults"),
-                pytest.param({**REQUIRED, "POSTGRES_PASSWORD": "s3cret"}, id="password")]
+                pytest.param({**REQUIRED, "POSTGRES_PASSWORD": "s3cret", **DB_PASSWORDS}, id="passwords")]
 
 _VARIABLE = re.compile(
     r"\$\$|\$\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$(?P<bare>[A-Za-z_]\w*)"
@@ -151,16 +152,52 @@ def admin_jobs(services) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def init_databases(services) -> set[str]:
-    """Databases created by the scripts that the postgres service runs on first start."""
+def init_sql(services) -> str:
+    """The scripts that the postgres service runs on first start, without their comments."""
     scripts = [host for host, target in bind_mounts(services["postgres"])
                if target.startswith(INITDB_DIR)]
     assert scripts, f"postgres mounts no init script into {INITDB_DIR}"
-    names = set()
-    for script in scripts:
-        text = re.sub(r"--[^\n]*", "", script.read_text())
-        names |= set(re.findall(r'CREATE\s+DATABASE\s+"?([A-Za-z_]\w*)"?', text, re.IGNORECASE))
-    return names
+    return "\n".join(re.sub(r"--[^\n]*", "", script.read_text()) for script in scripts)
+
+
+@pytest.fixture(scope="module")
+def init_databases(init_sql) -> set[str]:
+    """Databases created by the init scripts."""
+    return set(re.findall(r'CREATE\s+DATABASE\s+"?([A-Za-z_]\w*)"?', init_sql, re.IGNORECASE))
+
+
+@pytest.fixture(scope="module")
+def init_roles(init_sql) -> dict[str, str]:
+    """Role -> the postgres container's variable its password is read from (`\\getenv`), from the init scripts."""
+    getenv = dict(re.findall(r"^\\getenv\s+(\w+)\s+(\w+)\s*$", init_sql, re.MULTILINE))
+    created = re.findall(r"CREATE\s+ROLE\s+(\w+)\s+LOGIN\s+PASSWORD\s+:'(\w+)'", init_sql, re.IGNORECASE)
+    return {role: getenv[variable] for role, variable in created}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_each_service_connects_as_its_own_role_to_its_own_database_only(env, services, platform_services,
+                                                                       init_sql, init_roles, init_databases):
+    postgres = environment(services["postgres"], env)
+    superuser = postgres["POSTGRES_USER"]
+    owned = dict(re.findall(r"CREATE\s+DATABASE\s+(\w+)\s+OWNER\s+(\w+)", init_sql, re.IGNORECASE))
+    assert set(owned) == init_databases, f"databases without an owning role: {init_databases - set(owned)}"
+    for database, role in owned.items():
+        assert role in init_roles and role != superuser, f"{database} is owned by {role}"
+        refused = rf"REVOKE\s+ALL\s+ON\s+DATABASE\s+{database}\s+FROM\s+PUBLIC"
+        assert re.search(refused, init_sql, re.IGNORECASE), f"any role may connect to {database}"
+    for name, service in platform_services.items():
+        settings = settings_from(environment(service, env))
+        roles = {urlsplit(settings.database_dsn(db)).username for db in Service}
+        assert len(roles) == len(Service), f"{name}: services share roles {roles}"
+        for db in Service:
+            url = urlsplit(settings.database_dsn(db))
+            assert url.username == owned[db.value], f"{name}: {db.value} as {url.username}"
+            assert url.password == postgres[init_roles[url.username]], f"{name}: {db.value} password"
+    temporal = environment(services["temporal"], env)
+    role = temporal["POSTGRES_USER"]
+    assert role not in {owned[db.value] for db in Service} | {superuser}
+    assert owned[temporal["DBNAME"]] == owned[temporal["VISIBILITY_DBNAME"]] == role
+    assert temporal["POSTGRES_PWD"] == temporal["SQL_PASSWORD"] == postgres[init_roles[role]]
 
 
 def test_stack_has_its_services(services, admin_jobs):
@@ -210,8 +247,6 @@ def test_platform_services_get_valid_settings(env, platform_services, services, 
             assert url.hostname in services, f"{name}: {db.value} database on unknown host {url.hostname}"
             assert url.path.lstrip("/") == db.value, f"{name}: {db.value} points at {url.path}"
             assert db.value in init_databases, f"database {db.value} is not created by the init script"
-            if env.get("POSTGRES_PASSWORD"):
-                assert url.password == env["POSTGRES_PASSWORD"]
 
 
 def test_all_platform_services_share_settings_and_image(platform_services):

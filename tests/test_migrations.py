@@ -118,6 +118,40 @@ async def test_each_service_tables_live_only_in_its_own_database(migrated: Setti
                 assert not (owned - set(metadata_of(other).tables)) & present[other], (owner, other)
 
 
+async def test_each_service_role_reaches_only_its_own_database(settings: Settings):
+    """Each service connects as its own role; another service's database refuses it."""
+    for service in Service:
+        own = urlsplit(settings.database_dsn(service))
+        assert own.username == service.value
+        for other in Service:
+            dsn = own._replace(path=f"/{other.value}").geturl()
+            if other is service:
+                await (await asyncpg.connect(dsn)).close()
+                continue
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await asyncpg.connect(dsn)
+
+
+async def test_a_database_made_before_its_service_had_a_role_is_handed_over(settings: Settings):
+    """A data directory from before the services' roles: the superuser's database and tables become the role's."""
+    name = f"dispatch_{uuid.uuid4().hex[:8]}"
+    admin = urlsplit(settings.postgres_admin_dsn)
+    for dsn, statement in ((admin.geturl(), f'CREATE DATABASE "{name}"'),
+                           (admin._replace(path=f"/{name}").geturl(), "CREATE TABLE earlier (id integer)")):
+        connection = await asyncpg.connect(dsn)
+        await connection.execute(statement)
+        await connection.close()
+    url = urlsplit(settings.database_dsn(Service.DISPATCH))._replace(path=f"/{name}").geturl()
+    assert await create_databases(settings.model_copy(update={"dispatch_database_url": url})) == []
+    dispatch = await asyncpg.connect(url)
+    try:
+        await dispatch.execute("ALTER TABLE earlier ADD COLUMN later integer; INSERT INTO earlier VALUES (1, 2)")
+    finally:
+        await dispatch.close()
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await asyncpg.connect(urlsplit(settings.database_dsn(Service.STATE))._replace(path=f"/{name}").geturl())
+
+
 async def _attempt(session: AsyncSession) -> dict[str, Any]:
     customer = deliveries.Customer(partner_id=uuid.uuid4(), pii_id=uuid.uuid4())
     session.add(customer)

@@ -37,7 +37,7 @@ async def postgres(data_dir: Path) -> AsyncIterator[Settings]:
                    stop_signal=spec.stop_signal, critical=True)
     await server.start()
     try:
-        await wait_for_postgres(f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/postgres", timeout=60)
+        await wait_for_postgres(settings.postgres_admin_dsn, timeout=60)
         yield settings
     finally:
         await server.stop()
