@@ -55,10 +55,12 @@ async def receiver():
 
 @pytest.fixture
 async def market(platform, receiver) -> OwnMarket:
-    """A fresh market 5 km square, far from every other test's, with a partner whose webhook is the receiver."""
+    """A fresh market 5 km square, far from every other test's, with a partner whose webhook is the receiver. A
+    callback to that partner that its own secret did not sign fails the test."""
     made = new_market(platform)
     await receiver.serve_partner_of(made)
-    return made
+    yield made
+    assert receiver.refused_for(made) == [], "callbacks not signed with this partner's own webhook secret"
 
 
 @pytest.fixture
