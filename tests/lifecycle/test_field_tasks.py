@@ -1,6 +1,7 @@
 """Field-operations tasks on the real stack: by hand through `deliveryctl fo`, and opened by a low battery."""
 
 import asyncio
+from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
@@ -14,6 +15,7 @@ from tests.support.lifecycle import create
 from tests.support.platform import rows
 from tests.support.robots import RobotDriver
 from tests.support.waiting import wait_for, wait_status, wait_terminal
+from workflows.field_task import FieldTaskWorkflow
 
 
 async def robot_states(platform, robot_id: str) -> tuple[str, bool, str]:
@@ -80,6 +82,7 @@ async def test_a_low_battery_opens_one_battery_swap_however_often_it_is_reported
                                                                  "battery": battery})
         assert response.status_code == 204, response.text
 
+    since = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     await beat(0.9)
     await asyncio.gather(*(beat(0.12) for _ in range(5)))
     await beat(0.12)
@@ -91,10 +94,22 @@ async def test_a_low_battery_opens_one_battery_swap_however_often_it_is_reported
     async def out_of_the_plan():
         return await robot_states(platform, robot_id) == ("maintenance", False, "maintenance")
 
+    async def every_opener_past_its_open_step():
+        """The field tasks the heartbeats proposed for this robot, once none of them can still open one: each is
+        the open swap or ended as its duplicate."""
+        steps = []
+        async for run in platform.client.list_workflows(
+                f"WorkflowType = 'FieldTaskWorkflow' AND StartTime >= '{since}'"):
+            view = await platform.client.get_workflow_handle(run.id).query(FieldTaskWorkflow.status)
+            if view["robot_id"] == robot_id:
+                steps.append(view["status"])
+        return steps if steps and "opening" not in steps else None
+
     (swap,) = await wait_for(swaps)
     await wait_for(out_of_the_plan)
     await beat(0.10)
-    await asyncio.sleep(1)  # any duplicate opener would have written by now
+    proposed = await wait_for(every_opener_past_its_open_step)
+    assert proposed.count("open") == 1 and set(proposed) <= {"open", "duplicate"}, proposed
     assert [s.id for s in await swaps()] == [swap.id] and swap.reason == "battery at 12%"
 
     await field_tasks.act(platform.client, platform.databases, swap.id, "assign", "ana", None, "Lee")
