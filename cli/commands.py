@@ -156,7 +156,7 @@ async def fo(args, settings: Settings) -> int:
 
 async def _temporal(settings: Settings):
     try:
-        return await connect(settings)
+        return await connect(settings, metrics=False)
     except RuntimeError as exc:
         raise CommandError(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
 

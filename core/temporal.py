@@ -1,5 +1,6 @@
 """The Temporal client, built once per process from settings."""
 
+import gc
 import logging
 
 from temporalio import activity
@@ -17,7 +18,8 @@ HISTOGRAM_BUCKETS = {
     "delivery_status_duration_seconds": [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200],
     "dispatch_planning_seconds": [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
 }
-_runtimes: dict[str, Runtime] = {}
+# This process's runtimes: by metrics address, and under None the one for clients without metrics.
+_runtimes: dict[str | None, Runtime] = {}
 
 
 def metrics_runtime(bind_address: str) -> Runtime | None:
@@ -38,6 +40,26 @@ def metrics_runtime(bind_address: str) -> Runtime | None:
     return _runtimes[bind_address]
 
 
+def plain_runtime() -> Runtime:
+    """This process's runtime for clients without metrics: one of our own rather than the SDK's default, which
+    lives until the interpreter finalizes, so that `stop_runtimes` can stop it."""
+    if None not in _runtimes:
+        _runtimes[None] = Runtime(telemetry=TelemetryConfig())
+    return _runtimes[None]
+
+
+def stop_runtimes() -> None:
+    """Stop this process's runtimes now, while the interpreter is whole; call it once no client is used any more.
+
+    The SDK has no close for a client or a runtime: a runtime's threads (Rust, Tokio) are stopped and joined, with
+    the GIL released, when its last reference goes, and a client holds its runtime inside a reference cycle, so
+    only the garbage collector lets it go. Left to the interpreter's exit, those threads may still call into Python
+    while it finalizes, and the process aborts (`Fatal Python error: PyGILState_Release`, exit status 134).
+    """
+    _runtimes.clear()
+    gc.collect()
+
+
 def activity_meter() -> MetricMeter:
     """The running activity's metric meter (the worker's Prometheus endpoint); a no-op outside an activity."""
     return activity.metric_meter() if activity.in_activity() else MetricMeter.noop
@@ -54,7 +76,7 @@ async def connect(settings: Settings, *, metrics: bool = True) -> Client:
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
-        runtime=metrics_runtime(address) if address else None,
+        runtime=(metrics_runtime(address) if address else None) or plain_runtime(),
     )
 
 
