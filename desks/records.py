@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, literal, select
+from sqlalchemy import ColumnElement, any_, literal, select, union
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedError
@@ -30,13 +30,24 @@ from services.state.models import LidCycleEvent, StateHistory
 from services.trip_monitor.models import MonitoredTrip
 from workflows.delivery import DeliveryWorkflow, workflow_id
 
+# The columns that name a delivery, in each service's database that has them.
+DELIVERY_KEYS = {
+    Service.INTEGRATIONS: (PartnerDelivery.delivery_id,),
+    Service.DELIVERIES: (Delivery.id,),
+    Service.DISPATCH: (Demand.delivery_id,),
+    Service.OPERATIONS: (Task.delivery_id, Trip.delivery_id, FOTask.delivery_id),
+    Service.TRIP_MONITOR: (MonitoredTrip.delivery_id,),
+}
+# State names attempts only: its rows reach a delivery through Deliveries' attempts.
+STATE_ATTEMPT_KEYS = {Service.STATE: (StateHistory.attempt_id, LidCycleEvent.attempt_id)}
+
 
 @dataclass
 class DeliveryRecord:
     """One delivery's rows in each database, and its workflow's own view; a part that was not read stays empty.
 
-    The rows that carry the keys are the orders, the delivery and its attempts, demands, tasks and trip watches;
-    the rest is detail, read only when asked for.
+    The rows that carry the keys are the orders, the delivery and its attempts, demands, tasks, trips, field tasks
+    and trip watches; the rest is detail, read only when asked for.
     """
 
     delivery_id: uuid.UUID
@@ -82,11 +93,12 @@ class DeliveryRecord:
 async def load_records(databases: Databases, delivery_ids: Iterable[uuid.UUID] | None,
                        services: Collection[Service] = tuple(Service), detail: bool = True,
                        ) -> dict[uuid.UUID, DeliveryRecord]:
-    """The records of these deliveries (of every delivery Deliveries has, for None), in the order given, with the
-    parts the given services hold; without `detail`, only the rows that carry the keys."""
+    """The records of these deliveries (for None, of every delivery a row of the given services names, whichever
+    database holds it), in the order given, with the parts the given services hold; without `detail`, only the rows
+    that carry the keys."""
     if delivery_ids is None:
-        async with databases.sessions(Service.DELIVERIES).begin() as session:
-            delivery_ids = list(await session.scalars(select(Delivery.id).order_by(Delivery.created_at)))
+        keyed = {service: DELIVERY_KEYS[service] for service in services if service in DELIVERY_KEYS}
+        delivery_ids = sorted(await named_ids(databases, keyed))
     records = {delivery_id: DeliveryRecord(delivery_id) for delivery_id in delivery_ids}
     reader = _Reader(databases, records, detail)
     for service in Service:  # in this order: Deliveries reads the orders' quotes, State and Device its attempts
@@ -106,6 +118,16 @@ async def ask_workflow(client: Client, record: DeliveryRecord, timeout: timedelt
     except (RPCError, TimeoutError, WorkflowFailureError, WorkflowQueryFailedError) as exc:
         record.workflow_error = str(exc) or type(exc).__name__
     return record.workflow
+
+
+async def named_ids(databases: Databases, keys: dict[Service, tuple]) -> set[uuid.UUID]:
+    """Every id the given columns hold, each service's columns in one query of its database."""
+    found: set[uuid.UUID] = set()
+    for service, columns in keys.items():
+        statement = union(*(select(column.label("id")).where(column.is_not(None)) for column in columns))
+        async with databases.lookups(service)() as session:
+            found.update(await session.scalars(statement))
+    return found
 
 
 def _among(column, values: Iterable) -> ColumnElement[bool]:
@@ -170,15 +192,14 @@ class _Reader:
                 self.records[delivery_id].plans.append(plan)
 
     async def _operations(self, session: AsyncSession) -> None:
-        tasks = await session.scalars(select(Task).where(_among(Task.delivery_id, self.records))
-                                      .order_by(Task.created_at))
-        self._file(tasks, "tasks", lambda task: task.delivery_id)
+        for part, table in (("tasks", Task), ("trips", Trip), ("field_tasks", FOTask)):
+            rows = await session.scalars(select(table).where(_among(table.delivery_id, self.records))
+                                         .order_by(table.created_at))
+            self._file(rows, part, lambda row: row.delivery_id)
         if not self.detail:
             return
         task_of = {task.id: task.delivery_id for record in self.records.values() for task in record.tasks}
-        trips = await session.scalars(select(Trip).where(_among(Trip.task_id, task_of)).order_by(Trip.created_at))
-        self._file(trips, "trips", lambda trip: task_of[trip.task_id])
-        trip_of = {trip.id: task_of[trip.task_id] for record in self.records.values() for trip in record.trips}
+        trip_of = {trip.id: trip.delivery_id for record in self.records.values() for trip in record.trips}
         self._file(await session.scalars(select(TaskHistory).where(_among(TaskHistory.task_id, task_of))
                                          .order_by(TaskHistory.occurred_at)),
                    "task_history", lambda entry: task_of[entry.task_id])
@@ -188,9 +209,6 @@ class _Reader:
         self._file(await session.scalars(select(PilotAssignment).where(_among(PilotAssignment.task_id, task_of))
                                          .order_by(PilotAssignment.assigned_at)),
                    "pilot_assignments", lambda claim: task_of[claim.task_id])
-        self._file(await session.scalars(select(FOTask).where(_among(FOTask.delivery_id, self.records))
-                                         .order_by(FOTask.created_at)),
-                   "field_tasks", lambda fo_task: fo_task.delivery_id)
 
     async def _trip_monitor(self, session: AsyncSession) -> None:
         watches = await session.scalars(select(MonitoredTrip).where(_among(MonitoredTrip.delivery_id, self.records))
