@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -216,11 +217,12 @@ async def test_every_handler_is_reached_and_none_fails_or_breaks_its_schema_unde
     before = await orders_of(platform, partner_ids)
     made, starved = 0, {}
     for name, token, paths, path_parameters in runs:
+        started = time.monotonic()
         interactions = await fuzz(platform, tmp_path, name, token, paths, path_parameters)
         reached = per_operation(interactions, operations_under(platform, paths))
         statuses = sorted({int(i["response"]["status"]["code"]) for i in interactions})
-        print(f"schemathesis {name}: {len(interactions)} requests, {sum(reached.values())} reached a handler, "
-              f"statuses {statuses}; by operation {reached}")
+        print(f"schemathesis {name}: {len(interactions)} requests in {time.monotonic() - started:.0f} s, "
+              f"{sum(reached.values())} reached a handler, statuses {statuses}; by operation {reached}")
         starved.update({operation: n for operation, n in reached.items() if n < REACHED})
         made += successful_creates(interactions)
     assert starved == {}, f"handlers reached fewer than {REACHED} times: {starved}"
