@@ -79,13 +79,13 @@ async def db(args, settings: Settings) -> int:
 
 
 async def temporal(args, settings: Settings) -> int:
-    from workflows.pii_purge import SCHEDULE_ID, ensure_pii_purge_schedule
+    from workflows import ensure_schedules
 
     client = await _temporal(settings)
     added = await ensure_search_attributes(client)
     print(f"search attributes registered: {', '.join(added) if added else 'all present already'}")
-    created = await ensure_pii_purge_schedule(client)
-    print(f"schedules created: {SCHEDULE_ID if created else 'all present already'}")
+    created = await ensure_schedules(client)
+    print(f"schedules created: {', '.join(created) if created else 'all present already'}")
     return 0
 
 

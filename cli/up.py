@@ -167,7 +167,7 @@ async def prepare_databases(settings: Settings) -> None:
 
 
 async def start_temporal(settings: Settings, supervisor: Supervisor, logs: Path) -> None:
-    from workflows.pii_purge import SCHEDULE_ID, ensure_pii_purge_schedule  # the workflow pulls in its activities
+    from workflows import ensure_schedules  # the workflows pull in their activities
 
     if settings.temporal_embedded:
         spec = prepare_temporal(settings)
@@ -185,8 +185,8 @@ async def start_temporal(settings: Settings, supervisor: Supervisor, logs: Path)
     added = await ensure_search_attributes(client)
     if added:
         say(f"registered search attributes: {', '.join(added)}")
-    if await ensure_pii_purge_schedule(client):
-        say(f"created schedules: {SCHEDULE_ID}")
+    if created := await ensure_schedules(client):
+        say(f"created schedules: {', '.join(created)}")
 
 
 async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) -> None:

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     uber_quote_valid_seconds: float = Field(900, gt=0, description="how long an Uber-dialect quote holds")
     uber_access_token_seconds: int = Field(2_592_000, gt=0, description="lifetime of an Uber-dialect access token")
     pii_retention_days: float = Field(30, ge=0, description="days after a delivery ends before its PII is purged")
+    stranded_order_grace_seconds: float = Field(
+        120, gt=0, description="an order stored this long ago whose delivery workflow never started is started by "
+                               "the stranded-orders schedule")
     api_rate_limit_per_second: float = Field(20, gt=0, description="sustained requests per second per partner")
     api_rate_limit_burst: int = Field(40, ge=1, description="requests a partner may send at once")
     api_max_body_bytes: int = Field(65536, ge=1024, description="largest request body the API accepts")

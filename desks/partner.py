@@ -29,11 +29,12 @@ from core.services import Service
 from core.settings import Settings
 from desks.errors import Refusal, unavailable
 from desks.orders import Intake, Order, OrderView
-from desks.views import OrderViews, dropoff_of, order_of, pickup_of, quoted_view
+from desks.views import OrderViews, order_of, quoted_view
 from services.deliveries import repository as deliveries
 from services.deliveries.models import Quote
 from services.integrations import repository as integrations
 from services.integrations.models import PartnerDelivery, Store
+from services.integrations.orders import delivery_order
 from workflows.delivery import DeliveryWorkflow, start_delivery, workflow_id
 from workflows.quote import request_quote
 
@@ -176,7 +177,7 @@ class PartnerDesk:
             if earlier.restart is not None:  # its start may have been lost (a crash right after storing)
                 await self._start(earlier.restart)
             return await self.views.view_of(earlier.order), False
-        await self._start(self._delivery_order(order, pii_id))
+        await self._start(delivery_order(order, pii_id, self.settings.lifecycle))
         return quoted_view(order_of(order, self.settings.public_url), stored_quote), True
 
     async def _stored_quote(self, partner_id: uuid.UUID, quote_id: uuid.UUID) -> Quote | None:
@@ -194,7 +195,8 @@ class PartnerDesk:
                           intake.name("external_id"))
         restart = None
         if existing.status == S.CREATED.value:
-            restart = self._delivery_order(existing, await integrations.pii_id_of(session, existing.id))
+            pii_id = await integrations.pii_id_of(session, existing.id)
+            restart = delivery_order(existing, pii_id, self.settings.lifecycle)
         return _Earlier(order_of(existing, self.settings.public_url), restart)
 
     async def _store(self, session: AsyncSession, partner_id: uuid.UUID, intake: Intake, stored_quote: Quote | None,
@@ -219,14 +221,6 @@ class PartnerDesk:
                     "address": intake.dropoff_address or "", "instructions": intake.dropoff_instructions}
         pii = await integrations.store_order(session, self.vault, order, customer)
         return order, pii.id
-
-    def _delivery_order(self, order: PartnerDelivery, pii_id: uuid.UUID | None) -> DeliveryOrder:
-        """What the delivery's workflow starts with, its timers stamped from the current settings."""
-        return DeliveryOrder(
-            delivery_id=order.delivery_id, partner_id=order.partner_id, partner_delivery_id=order.id, pii_id=pii_id,
-            external_delivery_id=order.external_delivery_id, market=order.market, store_id=order.store_id,
-            pickup=pickup_of(order), dropoff=dropoff_of(order), quote_id=order.quote_id, policy=self.settings.lifecycle,
-        )
 
     async def _start(self, order: DeliveryOrder) -> None:
         """Start the delivery's workflow, exactly once per delivery however often this is called."""

@@ -22,6 +22,7 @@ from services.deliveries.models import Quote
 from services.integrations import repository as integrations
 from services.integrations.dialects.base import tracking_url
 from services.integrations.models import PartnerDelivery
+from services.integrations.orders import dropoff_of, pickup_of
 from services.state.models import LidEvent
 
 S = DeliveryStatus
@@ -126,14 +127,6 @@ def order_of(order: PartnerDelivery, public_url: str) -> Order:
                  pickup=pickup_of(order), dropoff=dropoff_of(order), quote_id=order.quote_id,
                  cancel_reason=order.cancel_reason, tracking_url=tracking_url(public_url, order),
                  created_at=order.created_at)
-
-
-def pickup_of(order: PartnerDelivery) -> Point:
-    return Point(latitude=order.pickup_latitude, longitude=order.pickup_longitude)
-
-
-def dropoff_of(order: PartnerDelivery) -> Point:
-    return Point(latitude=order.dropoff_latitude, longitude=order.dropoff_longitude)
 
 
 def quoted_view(order: Order, stored_quote: Quote | None) -> OrderView:

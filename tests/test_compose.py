@@ -275,10 +275,12 @@ def test_the_pii_key_must_be_set_by_the_deployer(platform_services, name):
         settings_from(without)  # production never makes itself a key
 
 
-def test_the_pii_purge_schedule_is_created(admin_jobs):
+@pytest.mark.parametrize(("schedule", "workflow"), [("pii-purge", "PiiPurgeWorkflow"),
+                                                    ("stranded-orders", "StrandedOrdersWorkflow")])
+def test_the_schedules_are_created(admin_jobs, schedule, workflow):
     text = "\n".join(job_text(job) for job in admin_jobs.values())
-    assert re.search(r"schedule create .*--schedule-id pii-purge", text.replace("\\\n", " "))
-    assert "--type PiiPurgeWorkflow" in text and "--task-queue delivery-workflows" in text
+    assert re.search(rf"schedule create .*--schedule-id {schedule}", text.replace("\\\n", " "))
+    assert f"--type {workflow}" in text and "--task-queue delivery-workflows" in text
 
 
 def test_an_invalid_database_url_is_caught():

@@ -9,16 +9,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.client import (
-    Client, Schedule, ScheduleActionStartWorkflow, ScheduleAlreadyRunningError, ScheduleIntervalSpec,
-    ScheduleOverlapPolicy, SchedulePolicy, ScheduleSpec,
-)
+from temporalio.client import Client
 
 with workflow.unsafe.imports_passed_through():
     from activities.deliveries import DeliveriesActivities
     from activities.dispatch import DispatchActivities
     from activities.integrations import IntegrationsActivities
     from core.services import TaskQueue
+from workflows.schedules import ensure_schedule
 
 SCHEDULE_ID = "pii-purge"
 STEP_TIMEOUT = timedelta(minutes=10)
@@ -56,14 +54,4 @@ class PiiPurgeWorkflow:
 
 async def ensure_pii_purge_schedule(client: Client) -> bool:
     """Create the hourly `pii-purge` schedule unless the namespace has it; True if it was created now."""
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(PiiPurgeWorkflow.run, id=SCHEDULE_ID,
-                                           task_queue=TaskQueue.DELIVERY_WORKFLOWS.value),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-    )
-    try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-    except ScheduleAlreadyRunningError:
-        return False
-    return True
+    return await ensure_schedule(client, SCHEDULE_ID, PiiPurgeWorkflow.run, timedelta(hours=1))

@@ -44,3 +44,11 @@ if ! temporal schedule describe --address "$address" --namespace "$NAMESPACE" --
     --interval 1h --overlap-policy Skip --workflow-id pii-purge --type PiiPurgeWorkflow \
     --task-queue delivery-workflows
 fi
+
+# Every minute, the orders stored but never started, started once (workflows/stranded_orders.py).
+if ! temporal schedule describe --address "$address" --namespace "$NAMESPACE" --schedule-id stranded-orders \
+    >/dev/null 2>&1; then
+  retry temporal schedule create --address "$address" --namespace "$NAMESPACE" --schedule-id stranded-orders \
+    --interval 1m --overlap-policy Skip --workflow-id stranded-orders --type StrandedOrdersWorkflow \
+    --task-queue delivery-workflows
+fi

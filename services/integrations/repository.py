@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.columns import coarsened_dropoff
-from core.contracts import TERMINAL_STATUSES, StatusCallback
+from core.contracts import TERMINAL_STATUSES, DeliveryStatus, StatusCallback
 from core.crypto import Vault
 from services.integrations.models import (
     PII, CallbackStatus, ExternalState, Partner, PartnerCredential, PartnerDelivery, QuoteRequest, Store,
@@ -74,6 +74,18 @@ async def store_order(session: AsyncSession, vault: Vault, order: PartnerDeliver
 
 async def pii_id_of(session: AsyncSession, partner_delivery_id: uuid.UUID) -> uuid.UUID | None:
     return await session.scalar(select(PII.id).where(PII.partner_delivery_id == partner_delivery_id))
+
+
+async def stranded_orders(session: AsyncSession, stored_after: datetime, stored_before: datetime,
+                          ) -> list[tuple[PartnerDelivery, uuid.UUID]]:
+    """Orders stored in the window whose status is still `created`, oldest first, each with its PII id: those whose
+    delivery workflow may never have started (or has yet to find a robot)."""
+    rows = await session.execute(
+        select(PartnerDelivery, PII.id).join(PII, PII.partner_delivery_id == PartnerDelivery.id)
+        .where(PartnerDelivery.status == DeliveryStatus.CREATED.value, PartnerDelivery.delivery_id.is_not(None),
+               PartnerDelivery.created_at > stored_after, PartnerDelivery.created_at <= stored_before)
+        .order_by(PartnerDelivery.created_at))
+    return [(order, pii_id) for order, pii_id in rows]
 
 
 async def accept_order(session: AsyncSession, partner_delivery_id: uuid.UUID, delivery_id: uuid.UUID) -> bool:

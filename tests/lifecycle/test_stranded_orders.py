@@ -1,0 +1,80 @@
+"""An order the API stored but whose workflow it never started (Temporal unreachable, or the API dying in between,
+and the partner never sending it again) is started by the `stranded-orders` schedule's workflow: once, as the API
+would have started it, and it is delivered and its customer's data set to be purged. A finished delivery is never
+started again."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from temporalio.service import RPCError, RPCStatusCode
+
+import desks.partner
+from core.services import Service, TaskQueue
+from services.integrations.models import PII, PartnerDelivery
+from tests.support.platform import Platform
+from tests.support.robots import drive
+from workflows.delivery import workflow_id
+from workflows.stranded_orders import SCHEDULE_ID, StrandedOrdersWorkflow, ensure_stranded_orders_schedule
+
+
+async def one_pass(platform: Platform) -> list[uuid.UUID]:
+    """One run of the workflow the schedule starts: the deliveries it started."""
+    return await platform.client.execute_workflow(StrandedOrdersWorkflow.run, id=f"{SCHEDULE_ID}-{uuid.uuid4()}",
+                                                  task_queue=TaskQueue.DELIVERY_WORKFLOWS.value)
+
+
+async def set_order(platform: Platform, delivery_id: uuid.UUID, **values) -> None:
+    async with platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        await session.execute(update(PartnerDelivery).where(PartnerDelivery.delivery_id == delivery_id).values(**values))
+
+
+async def test_an_order_stored_without_its_workflow_is_started_once_and_delivered(market, monkeypatch):
+    platform = market.platform
+    robot = await market.add_robot()
+    await market.add_pilot()
+
+    async def temporal_unreachable(client, order):
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+    monkeypatch.setattr(desks.partner, "start_delivery", temporal_unreachable)
+    async with market.partner_http() as partner:
+        refused = await partner.post("/v1/deliveries", json=market.order())
+    monkeypatch.undo()
+    assert refused.status_code == 503, refused.text  # stored, not started; the partner never sends it again
+    async with platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        delivery_id = await session.scalar(select(PartnerDelivery.delivery_id).where(
+            PartnerDelivery.partner_id == market.partner_id))
+    assert delivery_id not in await one_pass(platform)  # still within its grace period
+
+    grace = timedelta(seconds=platform.settings.stranded_order_grace_seconds)
+    await set_order(platform, delivery_id, created_at=datetime.now(UTC) - grace - timedelta(seconds=1))
+    assert delivery_id in await one_pass(platform)
+    assert await one_pass(platform) == []  # its workflow runs: nothing new
+    described = await platform.client.get_workflow_handle(workflow_id(delivery_id)).describe()
+    indexed = {key.name: value for key, value in described.typed_search_attributes}
+    assert (indexed["PartnerId"], indexed["Market"]) == (str(market.partner_id), market.market.name)
+
+    assert (await drive(market, robot, delivery_id))["status"] == "delivered"
+    async with platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        pii = await session.scalar(select(PII).join(PartnerDelivery, PartnerDelivery.id == PII.partner_delivery_id)
+                                   .where(PartnerDelivery.delivery_id == delivery_id))
+    assert pii.purge_after is not None
+
+    await set_order(platform, delivery_id, status="created")  # as if the last status had not been recorded
+    try:
+        assert await one_pass(platform) == []  # its closed run keeps the id: never delivered twice
+    finally:
+        await set_order(platform, delivery_id, status="delivered")
+
+
+async def test_the_stranded_orders_schedule_runs_every_minute(platform):
+    await ensure_stranded_orders_schedule(platform.client)
+    handle = platform.client.get_schedule_handle(SCHEDULE_ID)
+    try:
+        assert await ensure_stranded_orders_schedule(platform.client) is False
+        described = await handle.describe()
+        assert described.schedule.action.workflow == StrandedOrdersWorkflow.__name__
+        assert described.schedule.spec.intervals[0].every == timedelta(minutes=1)
+    finally:
+        await handle.delete()  # its passes would start other tests' orders stored on purpose without a workflow
