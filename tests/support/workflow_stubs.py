@@ -381,9 +381,7 @@ class Delivery:
         """What operators filter on in the UI: DeliveryStatus, AttentionReason, RobotId..."""
         return {pair.key.name: pair.value for pair in (await self.handle.describe()).typed_search_attributes}
 
-    async def stop(self) -> bool:
-        """Terminate the delivery if the test left it running (its workers can then stop cleanly); whether it was."""
-        if (await self.handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-            return False
-        await self.handle.terminate("the test is over")
-        return True
+    async def stop(self) -> None:
+        """Terminate the delivery if the test left it running, so that its workers can stop cleanly."""
+        if (await self.handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await self.handle.terminate("the test is over")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.support.workflow_stubs import LOAD, LOADED, TO_PICKUP, Refused, outage
+from tests.support.workflow_stubs import LOAD, LOADED, TO_DROPOFF, TO_PICKUP, Refused, outage
 
 NOTE = "ana: {} from the rule tests"
 
@@ -125,3 +125,19 @@ async def test_a_partner_cancel_while_parked_after_loading_still_brings_the_orde
     await delivery.robot("departed")
     await delivery.parked("record_trip_progress failed")
     assert (await delivery.cancel("customer_moved")).status == "returning"
+
+
+async def test_a_step_failing_on_the_way_back_takes_a_retry_or_a_return_by_hand(start, services):
+    delivery = await start(customer_no_show_seconds=0.3)
+    await delivery.play(*LOADED, *TO_DROPOFF)
+    await delivery.reached("returning")
+    services.fail("record_trip_progress", outage(), times=None)
+    await delivery.robot("departed")
+    await delivery.parked("record_trip_progress failed")
+    for kind in ("redispatch", "resolve_delivered"):
+        assert await refused(delivery, kind) == (
+            "invalid_operator_action", f"{kind} does not apply here; choose one of retry, resolve_returned")
+    await delivery.decide("resolve_returned")
+    result = await delivery.result()
+    assert (result.status, result.attempt.kind) == ("returned", "return")
+    assert result.reason.startswith("taken back by hand")

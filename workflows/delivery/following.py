@@ -118,12 +118,19 @@ class Following:
         state.connectivity = Connectivity.CONNECTED
         watching = asyncio.create_task(self._watch_trip())
         try:
-            return await self._next_end()
-        finally:
-            state.attempt_over = True  # the robot's further events belong to no attempt: refuse them
-            watching.cancel()
-            self._watch = None
-            await self.steps.run(TripMonitorActivities.stop_watching, self.watch(), TaskQueue.TRIP_MONITOR)
+            end = await self._next_end()
+        except OperatorTookOver:
+            await self._stop_watching(watching)
+            raise
+        await self._stop_watching(watching)
+        return end
+
+    async def _stop_watching(self, watching: asyncio.Task) -> None:
+        """The attempt is over: refuse the robot's further events, and close its trip watch."""
+        self.state.attempt_over = True
+        watching.cancel()
+        self._watch = None
+        await self.steps.run(TripMonitorActivities.stop_watching, self.watch(), TaskQueue.TRIP_MONITOR)
 
     def watch(self) -> TripWatch:
         """What the trip watch is told: the robot, and what the delivery already knows (only news comes back)."""

@@ -17,6 +17,8 @@ from workflows.delivery.visibility import Visibility
 D = OperatorDecision
 STEP_TIMEOUT = timedelta(seconds=30)
 ANY_DECISION = (D.RETRY, D.REDISPATCH, D.CANCEL, D.RESOLVE_DELIVERED)
+# Bringing an order back can be neither cancelled nor dispatched again: it is retried, or closed as taken back.
+ON_A_RETURN = (D.RETRY, D.RESOLVE_RETURNED)
 
 
 def error_type(err: ActivityError) -> str | None:
@@ -34,12 +36,15 @@ class Steps:
         self.state, self.operator, self.visibility = state, operator, visibility
 
     async def run(self, activity, arg, queue: TaskQueue, expect: tuple[str, ...] = (),
-                  allowed: tuple[D, ...] = ANY_DECISION):
+                  allowed: tuple[D, ...] | None = None):
         """Run one activity; park for an operator when it cannot succeed.
 
         Business errors named in `expect` are the caller's to handle; any other failure, once its bounded
-        retries are spent, parks the delivery until an operator asks for a retry (or takes it over).
+        retries are spent, parks the delivery until an operator asks for a retry (or takes it over: any decision
+        unless `allowed` says otherwise).
         """
+        if allowed is None:
+            allowed = ON_A_RETURN if self.state.returning else ANY_DECISION
         while True:
             try:
                 return await workflow.execute_activity_method(
