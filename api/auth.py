@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.dependencies import partner_accounts, robot_desk
 from api.errors import ApiError
 from core.contracts import Deployment
+from desks.dialects import PartnerDialect
 from desks.orders import PartnerAccount
 
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <credential>`")
@@ -25,14 +26,29 @@ def _credential(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
-async def partner_from_key(request: Request,
-                           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-                           ) -> PartnerAccount:
-    """The partner whose API key is presented (native and Olo dialects), within its rate limit."""
+async def partner_by_key(request: Request, credentials: HTTPAuthorizationCredentials | None,
+                         dialect: PartnerDialect) -> PartnerAccount:
+    """The partner whose API key is presented, if the key is of `dialect` (native or Olo), within its rate limit.
+
+    A key opens only its own dialect's routes: an Olo key is refused on `/v1`, a native key on `/olo/v1`.
+    """
     partner = await partner_accounts(request).partner_by_api_key(_credential(credentials))
     if partner is None:
         raise ApiError(401, "unauthorized", "unknown or expired API key", headers={"WWW-Authenticate": "Bearer"})
+    if partner.dialect != dialect:
+        raise ApiError(401, "unauthorized", f"this API key is not a {DIALECT_NAMES[dialect]} key",
+                       headers={"WWW-Authenticate": "Bearer"})
     return admitted(request, partner)
+
+
+DIALECT_NAMES = {PartnerDialect.NATIVE: "native API", PartnerDialect.OLO: "Olo dispatch"}
+
+
+async def partner_from_key(request: Request,
+                           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                           ) -> PartnerAccount:
+    """The native-dialect partner whose API key is presented, within its rate limit."""
+    return await partner_by_key(request, credentials, PartnerDialect.NATIVE)
 
 
 # DoorDash Drive JWTs (DD-JWT-V1): HS256, audience "doordash", at most 30 minutes from iat to exp.

@@ -9,13 +9,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field, model_validator
 
-from api.auth import partner_from_key
+from api.auth import bearer, partner_by_key
 from api.deliveries import Customer, Location
 from api.dependencies import Partners, Views
-from api.errors import ERROR_RESPONSES, ApiError, ErrorBody
+from api.errors import ERROR_RESPONSES, ErrorBody
 from desks.dialects import PartnerDialect, olo, snapshot_of
 from desks.errors import Refusal
 from desks.orders import Intake, OrderView, PartnerAccount, digest_of
@@ -28,11 +29,9 @@ FIELDS = {"external_id": "deliveryId", "pickup": "pickup", "dropoff": "dropoff",
 router = APIRouter(prefix="/olo/v1", tags=[TAG], responses=ERROR_RESPONSES)
 
 
-async def _olo_partner(partner: Annotated[PartnerAccount, Depends(partner_from_key)]) -> PartnerAccount:
-    if partner.dialect != PartnerDialect.OLO:
-        raise ApiError(401, "unauthorized", "this API key is not an Olo dispatch key",
-                       headers={"WWW-Authenticate": "Bearer"})
-    return partner
+async def _olo_partner(request: Request,
+                       credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> PartnerAccount:
+    return await partner_by_key(request, credentials, PartnerDialect.OLO)
 
 
 OloPartner = Annotated[PartnerAccount, Depends(_olo_partner)]

@@ -12,6 +12,7 @@ from core.crypto import vault_from_settings
 from core.services import Service
 from services.integrations import credentials
 from services.integrations.models import Partner
+from tests.support.dialects import access_token, drive_jwt
 from tests.support.robots import RobotDriver
 from tests.support.waiting import wait_status, wait_terminal
 from workflows.delivery import workflow_id
@@ -124,3 +125,24 @@ async def test_no_secret_or_personal_data_in_histories_or_error_responses(market
     leaked = [value for value in never if value.lower() in kept.lower()]
     assert not leaked, f"kept in clear: {leaked}"
     assert json.loads(histories[0])["events"]  # the history was really read
+
+
+async def test_each_dialects_credential_opens_only_its_own_routes(market):
+    """A native key, an Olo key, a DoorDash JWT and an Uber token each open their own routes and no other's."""
+    native = await market.add_partner(None, "native")
+    olo = await market.add_partner(None, "olo")
+    doordash = await market.add_partner(None, "doordash")
+    uber = await market.add_partner(None, "uber")
+    bearers = {"native": native["api_key"], "olo": olo["api_key"], "doordash": drive_jwt(doordash),
+               "uber": await access_token(market, uber)}
+    routes = {"native": ("GET", "/v1/deliveries"), "olo": ("GET", "/olo/v1/deliveries/nowhere"),
+              "doordash": ("GET", "/drive/v2/deliveries/nowhere"),
+              "uber": ("GET", f"/v1/customers/{uber['customer_id']}/deliveries")}
+    async with httpx.AsyncClient(base_url=market.platform.api_url, timeout=30) as http:
+        for holder, bearer in bearers.items():
+            for family, (method, path) in routes.items():
+                answer = await http.request(method, path, headers={"authorization": f"Bearer {bearer}"})
+                if holder == family:
+                    assert answer.status_code in (200, 404), (holder, path, answer.status_code, answer.text)
+                else:
+                    assert answer.status_code in (401, 403), (holder, path, answer.status_code, answer.text)
