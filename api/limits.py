@@ -1,4 +1,5 @@
-"""Limits on what one caller can send: request rate per partner, and request body size.
+"""Limits on what one caller can send: request rate per partner (or per client address where no credential
+exists), and request body size; and the short-lived answers that spare backends from strangers' repeats.
 
 Each API replica limits on its own, so N replicas admit up to N × the configured rate; the rate is
 set per replica with that in mind (docs/deploy.md).
@@ -6,7 +7,9 @@ set per replica with that in mind (docs/deploy.md).
 
 import math
 import time
-import uuid
+from collections.abc import Callable, Hashable
+
+from fastapi import Request
 
 from api.errors import ApiError, error_response
 
@@ -16,10 +19,10 @@ class RateLimiter:
 
     def __init__(self, rate: float, burst: int):
         self.rate, self.burst = rate, burst
-        self._buckets: dict[uuid.UUID, tuple[float, float]] = {}
+        self._buckets: dict[Hashable, tuple[float, float]] = {}
 
-    def admit(self, partner_id: uuid.UUID) -> None:
-        """Take one token for the partner, or refuse with 429 and how long to wait."""
+    def admit(self, partner_id: Hashable) -> None:
+        """Take one token for the partner (or another caller's key), or refuse with 429 and how long to wait."""
         now = time.monotonic()
         tokens, stamp = self._buckets.get(partner_id, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - stamp) * self.rate)
@@ -29,6 +32,40 @@ class RateLimiter:
             raise ApiError(429, "rate_limited", f"too many requests; retry in {wait} s",
                            headers={"Retry-After": str(wait)})
         self._buckets[partner_id] = (tokens - 1, now)
+
+
+def admit_address(request: Request, *more: Hashable) -> None:
+    """Throttle a caller without credentials by its client address (and by `more` keys, e.g. an OAuth client_id),
+    in the same buckets as partners: 429 with Retry-After once over the rate."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.admit(("address", request.client.host if request.client else "unknown"))
+    for key in more:
+        limiter.admit(key)
+
+
+class TtlCache:
+    """Answers kept in this process for `seconds`, per key; each API replica keeps its own.
+
+    Public endpoints answer repeats from here instead of asking Temporal or the databases again, so a stranger
+    cannot make every hit cost a backend round trip; an answer is at most `seconds` stale.
+    """
+
+    def __init__(self, seconds: float, max_entries: int = 10_000):
+        self.seconds, self.max_entries = seconds, max_entries
+        self._entries: dict[Hashable, tuple[float, object]] = {}
+
+    async def get(self, key: Hashable, compute: Callable) -> object:
+        """The cached answer for `key`, or `await compute()` kept for the next `seconds`."""
+        now = time.monotonic()
+        found = self._entries.get(key)
+        if found is not None and found[0] > now:
+            return found[1]
+        value = await compute()
+        if len(self._entries) >= self.max_entries:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+        if len(self._entries) < self.max_entries:
+            self._entries[key] = (now + self.seconds, value)
+        return value
 
 
 class BodyLimit:

@@ -2,10 +2,11 @@
 
 import html
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from api.dependencies import Views
+from api.limits import TtlCache, admit_address
 from core.contracts import DeliveryStatus
 
 router = APIRouter(tags=["tracking"])
@@ -21,18 +22,33 @@ HEADLINES = {
 }
 
 
+# A link's page is answered from here for 2 s: repeated hits (or a refresh storm) cost no Temporal query.
+PAGES = TtlCache(seconds=2)
+
+
 @router.get("/track/{token}", response_class=HTMLResponse, summary="Tracking page",
-            responses={404: {"description": "No delivery has this link"}})
-async def tracking_page(token: str, views: Views) -> HTMLResponse:
-    """Status and ETA of one delivery. It shows no personal data and no internal ids."""
-    order = await views.order_by_tracking_token(token[:64])
+            responses={404: {"description": "No delivery has this link"},
+                       429: {"description": "Too many requests from this address"}})
+async def tracking_page(token: str, views: Views, request: Request) -> HTMLResponse:
+    """Status and ETA of one delivery. It shows no personal data and no internal ids.
+
+    Anyone may ask, so it is throttled by client address, and each link's answer is kept for 2 s in this
+    process (the page may be that much behind the delivery).
+    """
+    admit_address(request)
+    status_code, html_text = await PAGES.get(token[:64], lambda: _render(token[:64], views))
+    return HTMLResponse(html_text, status_code=status_code,
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+async def _render(token: str, views) -> tuple[int, str]:
+    order = await views.order_by_tracking_token(token)
     if order is None:
-        return HTMLResponse(_page("Not found", "This tracking link is not valid.", None), status_code=404)
+        return 404, _page("Not found", "This tracking link is not valid.", None)
     view = await views.view_of(order)
     eta = view.dropoff_eta if view.status not in (S.AT_DROPOFF, S.DELIVERED, S.RETURNING, S.RETURNED,
                                                   S.CANCELLED) else None
-    return HTMLResponse(_page(HEADLINES[view.status], f"Order {order.external_id}", eta),
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    return 200, _page(HEADLINES[view.status], f"Order {order.external_id}", eta)
 
 
 def _page(headline: str, detail: str, eta) -> str:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from api.auth import UberPartner, admitted
 from api.dependencies import Accounts, Partners, Views
 from api.errors import ApiError
+from api.limits import admit_address
 from core.contracts import Point
 from desks.dialects import snapshot_of, uber
 from desks.errors import Refusal
@@ -222,7 +223,9 @@ TOKEN_FORM = {"requestBody": {"required": True, "content": {"application/x-www-f
              responses={400: {"description": "`invalid_request`, `unsupported_grant_type` or `invalid_scope`"},
                         401: {"description": "`invalid_client`: unknown client_id or client_secret"}})
 async def token(request: Request, accounts: Accounts) -> AccessToken:
-    """OAuth 2.0 client credentials: a bearer token for the `eats.deliveries` scope."""
+    """OAuth 2.0 client credentials: a bearer token for the `eats.deliveries` scope.
+
+    Throttled per client address and per client_id (429), so client secrets cannot be guessed at speed."""
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
     if form.get("grant_type") != "client_credentials":
         raise ApiError(400, "unsupported_grant_type", "grant_type must be client_credentials")
@@ -230,6 +233,7 @@ async def token(request: Request, accounts: Accounts) -> AccessToken:
         raise ApiError(400, "invalid_request", "client_id and client_secret are required")
     if SCOPE not in form.get("scope", SCOPE).split():
         raise ApiError(400, "invalid_scope", f"the only scope is {SCOPE}")
+    admit_address(request, ("client_id", form["client_id"]))  # no credential yet: throttle address and client
     grant = await accounts.grant_access_token(form["client_id"], form["client_secret"],
                                               lambda partner: admitted(request, partner))
     if grant is None:
