@@ -1,5 +1,12 @@
 """How a desk turns a request down."""
 
+import logging
+
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+log = logging.getLogger(__name__)
+
 
 class Refusal(Exception):
     """A request a desk refuses: an HTTP status, a machine code, a message and, when one field is at fault, its
@@ -21,3 +28,17 @@ class Refusal(Exception):
 def unavailable(message: str, retry_after: int) -> Refusal:
     """503 `temporarily_unavailable`: Temporal could not take the request just now; the caller retries."""
     return Refusal(503, "temporarily_unavailable", message, retry_after=retry_after)
+
+
+def workflow_refusal(exc: WorkflowUpdateFailedError, expected: str, fixed: str) -> str:
+    """What the caller is told when a delivery's workflow refuses an update.
+
+    A refusal of the `expected` kind (an ApplicationError of that type, worded for callers) is passed on as
+    the workflow says it; anything else is an internal failure, whose text may name hosts, queries or
+    secrets: it is logged, and the caller gets `fixed`.
+    """
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.type == expected:
+        return cause.message
+    log.warning("a workflow update failed unexpectedly", exc_info=exc)
+    return fixed

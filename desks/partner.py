@@ -27,7 +27,7 @@ from core.geocoding import Geocoder
 from core.markets import Market, market_for
 from core.services import Service
 from core.settings import Settings
-from desks.errors import Refusal, unavailable
+from desks.errors import Refusal, unavailable, workflow_refusal
 from desks.orders import Intake, Order, OrderView
 from desks.views import OrderViews, order_of, quoted_view
 from services.deliveries import repository as deliveries
@@ -254,7 +254,8 @@ class PartnerDesk:
         try:
             receipt = await handle.execute_update(DeliveryWorkflow.cancel, CancelRequest(reason=reason))
         except WorkflowUpdateFailedError as exc:
-            raise Refusal(409, "noncancelable_delivery", getattr(exc.cause, "message", str(exc.cause))) from None
+            raise Refusal(409, "noncancelable_delivery", workflow_refusal(
+                exc, "noncancelable_delivery", "the delivery can no longer be cancelled")) from None
         except RPCError:
             raise unavailable("the cancellation could not be delivered; retry", retry_after=1) from None
         async with self.databases.sessions(Service.INTEGRATIONS).begin() as session:

@@ -18,7 +18,7 @@ from core.contracts import (
 from core.db import Databases
 from core.services import Service
 from core.settings import Settings
-from desks.errors import Refusal, unavailable
+from desks.errors import Refusal, unavailable, workflow_refusal
 from services.deliveries import repository as deliveries
 from services.device import repository as devices
 from services.operations import repository as operations
@@ -28,6 +28,7 @@ from services.state.models import StateHistory
 from services.trip_monitor import repository as trip_monitor
 from workflows.delivery import DeliveryWorkflow, workflow_id
 from workflows.field_task import start_field_task
+from workflows.transitions import EventRejected
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class RobotDesk:
         try:
             receipt = await handle.execute_update(DeliveryWorkflow.robot_event, event)
         except WorkflowUpdateFailedError as exc:
-            reason = str(exc.cause.message if hasattr(exc.cause, "message") else exc.cause)
+            reason = workflow_refusal(exc, EventRejected.__name__, "the delivery could not take this event")
             return await self._refuse(event, task.delivery_id, task.attempt_id, "event_rejected", reason)
         except RPCError:
             raise unavailable("the delivery could not take the event; resend it", retry_after=1) from None

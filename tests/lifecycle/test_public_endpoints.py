@@ -4,6 +4,8 @@ and never told why something inside failed."""
 import asyncio
 
 import httpx
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from api.limits import RateLimiter
 from core.services import Service
@@ -48,12 +50,37 @@ async def test_tracking_answers_repeats_from_cache_and_strangers_are_throttled_b
             assert (await public.get(created["tracking_url"])).status_code == 200
         assert len(queried) == 1
 
-        monkeypatch.setattr(platform.app.state, "rate_limiter", RateLimiter(rate=0.5, burst=2))
-        for path in (f"/track/{'y' * 32}", "/healthz"):
-            answers = [await public.get(f"{platform.api_url}{path}") for _ in range(3)]
-            assert answers[-1].status_code == 429, (path, [a.status_code for a in answers])
-            assert int(answers[-1].headers["retry-after"]) >= 1
-            platform.app.state.rate_limiter = RateLimiter(rate=0.5, burst=2)
-        form = {"client_id": "cli_nobody", "client_secret": "cs_wrong", "grant_type": "client_credentials"}
-        answers = [await public.post(f"{platform.api_url}/oauth/v2/token", data=form) for _ in range(3)]
-        assert [a.status_code for a in answers] == [401, 401, 429]
+        state, original = platform.app.state, platform.app.state.rate_limiter
+        try:
+            for path in (f"/track/{'y' * 32}", "/healthz"):
+                state.rate_limiter = RateLimiter(rate=0.5, burst=2)
+                answers = [await public.get(f"{platform.api_url}{path}") for _ in range(3)]
+                assert answers[-1].status_code == 429, (path, [a.status_code for a in answers])
+                assert int(answers[-1].headers["retry-after"]) >= 1
+            state.rate_limiter = RateLimiter(rate=0.5, burst=2)
+            form = {"client_id": "cli_nobody", "client_secret": "cs_wrong", "grant_type": "client_credentials"}
+            answers = [await public.post(f"{platform.api_url}/oauth/v2/token", data=form) for _ in range(3)]
+            assert [a.status_code for a in answers] == [401, 401, 429]
+        finally:
+            state.rate_limiter = original
+
+
+class _FailingUpdates:
+    """A Temporal client whose every workflow update fails unexpectedly, with internal detail in the message."""
+
+    def get_workflow_handle(self, workflow_id: str):
+        return self
+
+    async def execute_update(self, *args, **kwargs):
+        cause = ApplicationError("connection to 10.0.0.5:5432 refused; password=hunter2", type="OperationalError")
+        raise WorkflowUpdateFailedError(cause)
+
+
+async def test_an_unexpected_workflow_failure_reaches_the_caller_as_a_fixed_message(market, monkeypatch):
+    await market.add_robot()
+    async with market.partner_http() as partner:
+        delivery_id = (await partner.post("/v1/deliveries", json=market.order())).json()["id"]
+        monkeypatch.setattr(market.platform.app.state.partner_desk, "temporal", _FailingUpdates())
+        refused = await partner.post(f"/v1/deliveries/{delivery_id}/cancel", json={"reason": "customer_cancelled"})
+    assert refused.status_code == 409 and refused.json()["code"] == "noncancelable_delivery"
+    assert "10.0.0.5" not in refused.text and "hunter2" not in refused.text
