@@ -6,7 +6,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto import Vault, hash_credential, new_credential, new_webhook_secret
@@ -47,12 +47,17 @@ async def create_partner(session: AsyncSession, vault: Vault, name: str, dialect
 
 
 async def rotate(session: AsyncSession, vault: Vault, partner: Partner, overlap: timedelta) -> dict[str, str]:
-    """Issue new credentials; the current ones keep working for `overlap`, then expire."""
+    """Issue new credentials; the current ones, and access tokens granted so far, keep working for `overlap`
+    (a token less if it expires sooner), then expire."""
     now = datetime.now(UTC)
     kinds = (*DIALECT_CREDENTIALS[PartnerDialect(partner.dialect)], K.WEBHOOK_SECRET)
     await session.execute(update(PartnerCredential).where(
         PartnerCredential.partner_id == partner.id, PartnerCredential.kind.in_(kinds), _active(now),
     ).values(expires_at=now + overlap))
+    # Access tokens granted for the old client secret end with it, not up to a full token lifetime later.
+    await session.execute(update(PartnerCredential).where(
+        PartnerCredential.partner_id == partner.id, PartnerCredential.kind == K.ACCESS_TOKEN, _active(now),
+    ).values(expires_at=func.least(func.coalesce(PartnerCredential.expires_at, now + overlap), now + overlap)))
     shown = {"partner_id": str(partner.id), "dialect": partner.dialect,
              "previous_credentials_expire_at": (now + overlap).isoformat()}
     shown.update(await _issue(session, vault, partner))

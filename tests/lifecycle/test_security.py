@@ -146,3 +146,16 @@ async def test_each_dialects_credential_opens_only_its_own_routes(market):
                     assert answer.status_code in (200, 404), (holder, path, answer.status_code, answer.text)
                 else:
                     assert answer.status_code in (401, 403), (holder, path, answer.status_code, answer.text)
+
+
+async def test_rotating_an_uber_partners_secret_ends_its_access_tokens_with_the_overlap(market):
+    uber = await market.add_partner(None, "uber")
+    token = await access_token(market, uber)
+    path = f"/v1/customers/{uber['customer_id']}/deliveries"
+    async with httpx.AsyncClient(base_url=market.platform.api_url, timeout=30) as http:
+        headers = {"authorization": f"Bearer {token}"}
+        assert (await http.get(path, headers=headers)).status_code == 200
+        async with market.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+            partner = await session.get(Partner, uuid.UUID(uber["partner_id"]))
+            await credentials.rotate(session, vault_from_settings(market.platform.settings), partner, timedelta(0))
+        assert (await http.get(path, headers=headers)).status_code == 401
