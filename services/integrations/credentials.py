@@ -6,7 +6,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto import Vault, hash_credential, new_credential, new_webhook_secret
@@ -118,10 +118,15 @@ async def signing_secret(session: AsyncSession, vault: Vault, account_id: str, k
 
 
 async def issue_access_token(session: AsyncSession, partner: Partner, ttl: timedelta) -> str:
-    """A bearer token for an OAuth client-credentials grant, stored hashed, valid for `ttl`."""
+    """A bearer token for an OAuth client-credentials grant, stored hashed, valid for `ttl`; the partner's expired
+    tokens are deleted with each grant, so they do not pile up."""
+    now = datetime.now(UTC)
+    await session.execute(delete(PartnerCredential).where(
+        PartnerCredential.partner_id == partner.id, PartnerCredential.kind == K.ACCESS_TOKEN,
+        PartnerCredential.expires_at <= now))
     token = new_credential("at")
     session.add(PartnerCredential(partner_id=partner.id, kind=K.ACCESS_TOKEN, secret_hash=hash_credential(token),
-                                  expires_at=datetime.now(UTC) + ttl))
+                                  expires_at=now + ttl))
     await session.flush()
     return token
 

@@ -4,14 +4,15 @@ import json
 import re
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import select
 
 from core.crypto import vault_from_settings
 from core.services import Service
 from services.integrations import credentials
-from services.integrations.models import Partner
+from services.integrations.models import CredentialKind, Partner, PartnerCredential
 from tests.support.dialects import access_token, drive_jwt
 from tests.support.robots import RobotDriver
 from tests.support.waiting import wait_status, wait_terminal
@@ -157,5 +158,11 @@ async def test_rotating_an_uber_partners_secret_ends_its_access_tokens_with_the_
         assert (await http.get(path, headers=headers)).status_code == 200
         async with market.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
             partner = await session.get(Partner, uuid.UUID(uber["partner_id"]))
-            await credentials.rotate(session, vault_from_settings(market.platform.settings), partner, timedelta(0))
+            rotated = await credentials.rotate(session, vault_from_settings(market.platform.settings), partner,
+                                               timedelta(0))
         assert (await http.get(path, headers=headers)).status_code == 401
+    await access_token(market, rotated)  # a grant clears the partner's expired tokens away
+    async with market.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        tokens = (await session.scalars(select(PartnerCredential).where(
+            PartnerCredential.partner_id == partner.id, PartnerCredential.kind == CredentialKind.ACCESS_TOKEN))).all()
+    assert len(tokens) == 1 and tokens[0].expires_at > datetime.now(UTC)
