@@ -8,13 +8,14 @@ import httpx
 from sqlalchemy import func, select
 
 from api.limits import RateLimiter
+from api.tracking import PAGES
 from core.crypto import vault_from_settings
 from core.services import Service
 from services.integrations import credentials
 from services.integrations.models import PII, PartnerDelivery
 from services.integrations.sealing import unseal
 from tests.support.robots import RobotDriver
-from tests.support.waiting import wait_status, wait_terminal
+from tests.support.waiting import wait_for, wait_status, wait_terminal
 
 
 async def order_count(platform, partner_id) -> int:
@@ -202,8 +203,12 @@ async def test_proof_of_delivery_and_the_public_tracking_page(market):
         assert proof["robot_id"] == robot
         assert proof["location"] == {k: driver.where[k] for k in ("latitude", "longitude")}
         assert datetime.fromisoformat(proof["lid_opened_at"]) <= datetime.fromisoformat(proof["delivered_at"])
-        done = await public.get(created["tracking_url"])
-        assert "Delivered" in done.text
+
+        async def delivered_page():
+            return "Delivered" in (await public.get(created["tracking_url"])).text
+
+        # The page is cached for PAGES.seconds, so it may show the order's earlier state that long.
+        await wait_for(delivered_page, timeout=PAGES.seconds + 5)
         assert (await public.get(f"{platform.api_url}/track/{'x' * 32}")).status_code == 404
 
 
