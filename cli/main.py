@@ -53,10 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                          ("returned", "close as returned: the order is back at the store, the lid left open")):
         sub = ops_commands.add_parser(action, help=text)
         sub.add_argument("delivery_id", type=uuid.UUID)
-        sub.add_argument("--note", required=True, help="why (recorded with the action)")
+        sub.add_argument("--note", required=True, help="why (recorded with the action, never told to the partner)")
         sub.add_argument("--operator", default=os.environ.get("USER") or "operator", help="who (default $USER)")
         sub.add_argument("--robot", help="redispatch: the robot to use")
-        sub.add_argument("--reason", help="cancel: the reason code")
+        sub.add_argument("--reason", help="cancel: the reason code the partner is told, one of "
+                                          "core.contracts.ReasonCode (default operator_cancelled)")
 
     _pilot_commands(commands)
     _field_task_commands(commands)

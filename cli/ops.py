@@ -44,7 +44,8 @@ async def act(client: Client, delivery_id: uuid.UUID, action: str, operator: str
     try:
         if action == "cancel":
             receipt = await handle.execute_update(
-                DeliveryWorkflow.cancel, CancelRequest(reason=reason or "operator_cancelled", requested_by=operator))
+                DeliveryWorkflow.cancel,
+                CancelRequest(reason=reason or "operator_cancelled", requested_by=operator, note=note))
             return f"cancel accepted; the delivery is {receipt.status.value}"
         update = {"retry": DeliveryWorkflow.retry, "redispatch": DeliveryWorkflow.redispatch,
                   "resolve": DeliveryWorkflow.resolve_delivered,

@@ -90,6 +90,21 @@ class OperatorDecision(StrEnum):
     RESOLVE_RETURNED = "resolve_returned"
 
 
+class ReasonCode(StrEnum):
+    """What a partner is told when an operator's decision ends an attempt or the delivery: a code set by the
+    decision's kind. The operator's note never reaches a partner; it stays on the operator's record
+    (`OperatorRecord`). An operator's cancel may name one of these codes instead of `operator_cancelled`."""
+
+    OPERATOR_CANCELLED = "operator_cancelled"
+    OPERATOR_REDISPATCHED = "operator_redispatched"
+    OPERATOR_DELIVERED = "operator_delivered"
+    OPERATOR_RETURNED = "operator_returned"
+    NO_ROBOT_AVAILABLE = "no_robot_available"
+    NO_PILOT_AVAILABLE = "no_pilot_available"
+    ROBOT_UNAVAILABLE = "robot_unavailable"
+    STORE_CLOSED = "store_closed"
+
+
 class FindingKind(StrEnum):
     """What trip monitoring can report: `lost` and `stuck` end the attempt, the others inform it."""
 
@@ -431,8 +446,13 @@ class EventReceipt(BaseModel):
 
 
 class CancelRequest(BaseModel):
-    reason: str = Field(min_length=1, max_length=64)
+    """A cancel, by the partner (its own reason code) or by an operator (`requested_by` names the operator)."""
+
+    reason: str = Field(min_length=1, max_length=64, description="an operator's cancel tells the partner this only "
+                                                                 "if it is a ReasonCode; else operator_cancelled")
     requested_by: str = "partner"
+    note: str | None = Field(None, max_length=500, description="an operator's: why, kept on the operator's record "
+                                                               "and never told to the partner")
 
 
 class OperatorAction(BaseModel):

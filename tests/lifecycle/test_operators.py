@@ -80,7 +80,7 @@ async def test_resolve_as_delivered_by_hand_and_refusals(market):
     await driver.load_and_go()
     await ops.act(market.platform.client, delivery_id, "resolve", "cy", "customer met the robot at the door")
     result = await wait_terminal(market.platform, delivery_id)
-    assert result["status"] == "delivered" and "handed over by hand" in result["reason"]
+    assert (result["status"], result["reason"]) == ("delivered", "operator_delivered")
     await assert_robot_free(market.platform, robot)
     story = await ops.show(market.platform.client, market.platform.databases, delivery_id)
     assert story["deliveries"]["status"] == "delivered"
@@ -130,7 +130,7 @@ async def test_a_lid_left_open_at_the_dropoff_asks_an_operator(market, lifecycle
         await ops.act(client, second, "redispatch", "eve", "wrong button")
     await ops.act(client, second, "resolve", "eve", "customer has the order; lid sensor faulty")
     result = await wait_terminal(market.platform, second)
-    assert result["status"] == "delivered" and "handed over by hand" in result["reason"]
+    assert (result["status"], result["reason"]) == ("delivered", "operator_delivered")
     await assert_robot_free(market.platform, robot)
 
 
@@ -154,7 +154,7 @@ async def test_a_lid_left_open_back_at_the_store_asks_an_operator(market, lifecy
     await ops.act(client, delivery_id, "returned", "gus", "the store has the order; lid sensor faulty")
     result = await wait_terminal(market.platform, delivery_id)
     assert (result["status"], result["attention"]) == ("returned", None)
-    assert "taken back by hand" in result["reason"]
+    assert result["reason"] == "operator_returned"
     assert [a["action"] for a in result["operator_actions"]] == ["resolve_returned"]
     await assert_robot_free(market.platform, robot)
     await driver.send("lid_closed", expect=409)  # the delivery is over: the robot's late event is refused

@@ -367,14 +367,17 @@ class Delivery:
             receipt = await self.robot(kind)
         return receipt
 
-    async def cancel(self, reason: str = "customer_changed_mind", by: str = "partner") -> EventReceipt:
-        return await self.update("cancel", CancelRequest(reason=reason, requested_by=by))
+    async def cancel(self, reason: str = "customer_changed_mind", by: str = "partner",
+                     note: str | None = None) -> EventReceipt:
+        return await self.update("cancel", CancelRequest(reason=reason, requested_by=by, note=note))
 
-    async def decide(self, kind: str, robot_id: str | None = None, reason: str | None = None) -> str:
+    async def decide(self, kind: str, robot_id: str | None = None, reason: str | None = None,
+                     note: str | None = None) -> str:
         """An operator's decision: retry, redispatch, cancel (while parked), resolve_delivered, resolve_returned."""
-        action = OperatorAction(operator="ana", note=f"{kind} from the rule tests", robot_id=robot_id, reason=reason)
+        note = note or f"{kind} from the rule tests"
+        action = OperatorAction(operator="ana", note=note, robot_id=robot_id, reason=reason)
         if kind == "cancel":
-            return await self.cancel(reason or "operator_cancelled", by="ana")
+            return await self.cancel(reason or "operator_cancelled", by="ana", note=note)
         return await self.update(kind, action)
 
     async def search_attributes(self) -> dict[str, str]:

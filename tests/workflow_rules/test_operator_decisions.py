@@ -4,7 +4,10 @@ import pytest
 
 from tests.support.workflow_stubs import LOAD, LOADED, TO_DROPOFF, TO_PICKUP, Refused, outage
 
-NOTE = "ana: {} from the rule tests"
+# A note no reason code or status word contains; the partner must never read it.
+SECRET_NOTE = "customer swore at the pilot 4f7c"
+# What the partner reads back, one way or another: statuses and their reasons, attempts, callbacks.
+PARTNER_READS = ("record_status", "end_attempt", "start_attempt", "send_status_callback")
 
 
 async def refused(delivery, kind: str, **details) -> tuple[str, str]:
@@ -49,11 +52,12 @@ async def test_a_cancel_while_parked_is_the_operators_and_cancels(start, service
     delivery = await parked_without_a_robot(start, services)
     assert (await delivery.decide("cancel", reason="no_capacity")).status == "cancelled"
     result = await delivery.result()
-    assert (result.status, result.reason) == ("cancelled", "no_capacity")
+    assert (result.status, result.reason) == ("cancelled", "operator_cancelled")  # not a code: the partner's is ours
     (action,) = result.operator_actions
-    assert (action.action, action.operator, action.attention) == ("cancel", "ana", "no robot available")
+    assert (action.action, action.operator, action.attention, action.reason) == (
+        "cancel", "ana", "no robot available", "no_capacity")
     (outcome,) = services.args("end_attempt")
-    assert (outcome.status, outcome.reason) == ("cancelled", "no_capacity (ana: cancelled while parked)")
+    assert (outcome.status, outcome.reason) == ("cancelled", "operator_cancelled")
     assert services.told_partner() == ["created", "cancelled"]
 
 
@@ -68,7 +72,7 @@ async def test_a_redispatch_before_pickup_ends_the_attempt_and_starts_another(st
     (closure,) = services.args("close_task")
     assert (closure.robot_id, closure.outcome) == ("robot-1", "failed")
     (outcome,) = services.args("end_attempt")
-    assert (outcome.status, outcome.reason) == ("failed", f"redispatched by {NOTE.format('redispatch')}")
+    assert (outcome.status, outcome.reason) == ("failed", "operator_redispatched")
     (new_attempt,) = services.args("start_attempt")
     assert (new_attempt.kind, new_attempt.previous_outcome) == ("delivery", "redispatched")
 
@@ -88,8 +92,7 @@ async def test_resolve_delivered_is_refused_before_loading_and_closes_a_loaded_d
     await delivery.play(*LOAD, "departed")
     await delivery.decide("resolve_delivered")
     result = await delivery.result()
-    assert (result.status, result.reason) == (
-        "delivered", f"handed over by hand ({NOTE.format('resolve_delivered')})")
+    assert (result.status, result.reason) == ("delivered", "operator_delivered")
     (release,) = services.args("release_robot")
     assert (release.robot_id, release.demand_fulfilled) == ("robot-1", True)
 
@@ -140,4 +143,43 @@ async def test_a_step_failing_on_the_way_back_takes_a_retry_or_a_return_by_hand(
     await delivery.decide("resolve_returned")
     result = await delivery.result()
     assert (result.status, result.attempt.kind) == ("returned", "return")
-    assert result.reason.startswith("taken back by hand")
+    assert result.reason == "operator_returned"
+
+
+def carrying(services, words: str) -> list[str]:
+    """The calls partners read back (see PARTNER_READS) whose input carries `words`."""
+    return [name for name in PARTNER_READS for arg in services.args(name) if words in arg.model_dump_json()]
+
+
+async def test_an_operators_note_and_own_words_reach_the_partner_only_as_reason_codes(start, services):
+    # Redispatched with a note, then closed as delivered by hand with it.
+    delivery = await start()
+    await delivery.play(*TO_PICKUP[:1])
+    await delivery.decide("redispatch", note=SECRET_NOTE)
+    await delivery.reached("robot_assigned", attempt=2)
+    await delivery.play(*LOADED, "departed")
+    await delivery.decide("resolve_delivered", note=SECRET_NOTE)
+    result = await delivery.result()
+    assert [outcome.reason for outcome in services.args("end_attempt")] == [
+        "operator_redispatched", "operator_delivered"]
+    assert (result.status, result.reason) == ("delivered", "operator_delivered")
+    assert [(action.action, action.note) for action in result.operator_actions] == [
+        ("redispatch", SECRET_NOTE), ("resolve_delivered", SECRET_NOTE)]
+    assert carrying(services, SECRET_NOTE) == []
+
+
+@pytest.mark.parametrize("reason, told", [("the store manager was rude", "operator_cancelled"),
+                                          ("store_closed", "store_closed")], ids=["own-words", "a-code"])
+async def test_an_operators_cancel_tells_the_partner_a_reason_code_loaded_or_not(start, services, reason, told):
+    waiting = await start()
+    await waiting.reached("robot_assigned")
+    assert (await waiting.decide("cancel", reason=reason, note=SECRET_NOTE)).status == "cancelled"
+    loaded = await start()
+    await loaded.play(*LOADED)
+    assert (await loaded.decide("cancel", reason=reason, note=SECRET_NOTE)).status == "returning"
+    assert ((await waiting.result()).reason, (await loaded.view()).reason) == (told, f"cancelled:{told}")
+    for delivery in (waiting, loaded):
+        (action,) = (await delivery.view()).operator_actions
+        assert (action.action, action.operator, action.note, action.reason) == ("cancel", "ana", SECRET_NOTE, reason)
+    assert carrying(services, SECRET_NOTE) == []
+    assert told == reason or carrying(services, reason) == []  # words not a code stay with the operator

@@ -10,7 +10,7 @@ from tests.support.workflow_stubs import (
     AT_DROPOFF, BACK_TO_STORE, LOAD, TO_DROPOFF, TO_PICKUP, Refused, business, outage,
 )
 
-BY_HAND = "(ana: resolve_delivered from the rule tests)"
+NOTE = "resolve_delivered from the rule tests"
 
 
 async def test_a_step_that_keeps_failing_parks_the_delivery_until_a_retry(start, services):
@@ -97,11 +97,12 @@ async def test_a_lid_left_open_at_the_dropoff_asks_an_operator_who_closes_it_as_
             "invalid_operator_action", f"{wrong} does not apply here; choose one of resolve_delivered, retry")
     await delivery.decide("resolve_delivered")
     result = await delivery.result()
-    assert (result.status, result.reason) == ("delivered", f"handed over by hand {BY_HAND}")
+    assert (result.status, result.reason) == ("delivered", "operator_delivered")
+    assert result.operator_actions[-1].note == NOTE
     (closure,) = services.args("close_task")
     assert closure.outcome == "completed"
     (outcome,) = services.args("end_attempt")
-    assert (outcome.status, outcome.reason) == ("succeeded", f"resolved by {BY_HAND[1:-1]}")
+    assert (outcome.status, outcome.reason) == ("succeeded", "operator_delivered")
     (release,) = services.args("release_robot")
     assert release.demand_fulfilled is True
 
@@ -137,8 +138,7 @@ async def test_a_lid_left_open_back_at_the_store_is_closed_as_returned_by_an_ope
     assert refused.value.message == "resolve_delivered does not apply here; choose one of resolve_returned, retry"
     await delivery.decide("resolve_returned")
     result = await delivery.result()
-    assert (result.status, result.reason) == ("returned", "taken back by hand (ana: resolve_returned from the rule "
-                                                          "tests)")
+    assert (result.status, result.reason) == ("returned", "operator_returned")
     assert services.told_partner()[-2:] == ["returning", "returned"]
 
 

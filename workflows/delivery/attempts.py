@@ -20,16 +20,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.field_task import FieldTaskWorkflow, workflow_id as field_task_workflow_id
     from workflows.transitions import Phase
 from workflows.delivery.following import Following
-from workflows.delivery.operator import Operator, OperatorTookOver
+from workflows.delivery.operator import Operator, OperatorTookOver, told_partner
 from workflows.delivery.progress import Progress
 from workflows.delivery.state import Decision, DeliveryState
 from workflows.delivery.steps import Steps, error_type
 from workflows.delivery.visibility import Visibility
 
 S, D = DeliveryStatus, OperatorDecision
-# What an operator's resolve closes the delivery as, and how the order got where it is.
-RESOLVED_BY_HAND = {D.RESOLVE_DELIVERED: (S.DELIVERED, "handed over by hand"),
-                    D.RESOLVE_RETURNED: (S.RETURNED, "taken back by hand")}
+# What an operator's resolve closes the delivery as.
+RESOLVED_BY_HAND = {D.RESOLVE_DELIVERED: S.DELIVERED, D.RESOLVE_RETURNED: S.RETURNED}
 # How closing a task closes its attempt.
 ATTEMPT_RESULT = {TaskOutcome.COMPLETED: AttemptResult.SUCCEEDED, TaskOutcome.CANCELLED: AttemptResult.CANCELLED,
                   TaskOutcome.FAILED: AttemptResult.FAILED}
@@ -109,24 +108,22 @@ class Attempts:
 
     async def _carry_out(self, decision: Decision) -> None:
         """An operator took the delivery over: cancel it, close it as delivered (or returned) by hand, or dispatch
-        again."""
-        action = decision.action
-        by = f"{action.operator}: {action.note}"
+        again. The attempt and the delivery end with the decision's reason code, which the partner sees; the
+        operator's note stays on the operator's record."""
+        code = told_partner(decision)
         if decision.kind in RESOLVED_BY_HAND:
-            status, how = RESOLVED_BY_HAND[decision.kind]
-            await self._close(TaskOutcome.COMPLETED, reason=f"resolved by {by}")
+            await self._close(TaskOutcome.COMPLETED, reason=code)
             await self._release_robot()
-            return await self.progress.finish(status, f"{how} ({by})")
+            return await self.progress.finish(RESOLVED_BY_HAND[decision.kind], code)
         if decision.kind is D.CANCEL and self.state.loaded:  # the order is aboard: the robot brings it back
-            return await self._bring_back(f"cancelled:{action.reason or 'operator_cancelled'}")
+            return await self._bring_back(f"cancelled:{code}")
         if decision.kind is D.CANCEL:
-            reason = action.reason or "operator_cancelled"
-            await self._close(TaskOutcome.CANCELLED, reason=f"{reason} ({by})")
+            await self._close(TaskOutcome.CANCELLED, reason=code)
             await self._release_robot(fulfilled=False)
-            return await self.progress.finish(S.CANCELLED, reason)
-        await self._close(TaskOutcome.FAILED, reason=f"redispatched by {by}")
+            return await self.progress.finish(S.CANCELLED, code)
+        await self._close(TaskOutcome.FAILED, reason=code)
         await self._release_robot()
-        self.state.preferred_robot = action.robot_id
+        self.state.preferred_robot = decision.action.robot_id
         await self._start(AttemptKind.DELIVERY, "redispatched")
 
     async def _replace_robot(self) -> None:

@@ -4,12 +4,36 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from core.contracts import OperatorAction, OperatorDecision, OperatorRecord
+    from core.contracts import CancelRequest, OperatorAction, OperatorDecision, OperatorRecord, ReasonCode
 from workflows.delivery.state import Decision, DeliveryState
 from workflows.delivery.visibility import Visibility
 
 D = OperatorDecision
 INVALID_ACTION = "invalid_operator_action"
+PARTNER = "partner"  # who a partner's own cancel is requested by (`CancelRequest.requested_by`)
+# What the partner is told of each decision that ends an attempt or the delivery.
+TOLD_PARTNER = {D.CANCEL: ReasonCode.OPERATOR_CANCELLED, D.REDISPATCH: ReasonCode.OPERATOR_REDISPATCHED,
+                D.RESOLVE_DELIVERED: ReasonCode.OPERATOR_DELIVERED, D.RESOLVE_RETURNED: ReasonCode.OPERATOR_RETURNED}
+REASON_CODES = frozenset(code.value for code in ReasonCode)
+
+
+def cancel_reason(requested_by: str, reason: str | None) -> str:
+    """The reason a cancel tells the partner: the partner's own, or an operator's if it is a `ReasonCode`."""
+    if reason and (requested_by == PARTNER or reason in REASON_CODES):
+        return reason
+    return ReasonCode.OPERATOR_CANCELLED.value
+
+
+def told_partner(decision: Decision) -> str:
+    """The reason code the partner is told of an operator's decision: set by its kind, never by its note."""
+    if decision.kind is D.CANCEL:
+        return cancel_reason(decision.action.operator, decision.action.reason)
+    return TOLD_PARTNER[decision.kind].value
+
+
+def cancel_action(request: CancelRequest, note: str) -> OperatorAction:
+    """A cancel as an action on the operator's record, with the operator's own note if it gave one."""
+    return OperatorAction(operator=request.requested_by, note=request.note or note, reason=request.reason)
 
 
 class OperatorTookOver(Exception):
@@ -68,10 +92,15 @@ class Operator:
         """Take the decision, recorded with who made it, when, and the question it answered."""
         state = self.state
         state.decision = Decision(kind, action)
-        state.operator_actions.append(OperatorRecord(
-            action=kind, operator=action.operator, note=action.note, robot_id=action.robot_id, reason=action.reason,
-            at=workflow.now(), attention=state.attention))
+        self.record(kind, action)
         return f"{kind.value} accepted from {action.operator}"
+
+    def record(self, kind: D, action: OperatorAction) -> None:
+        """Keep the decision, its note included, on the operator's record: operators read it (`ops show`, the
+        `status` query); partners never do."""
+        self.state.operator_actions.append(OperatorRecord(
+            action=kind, operator=action.operator, note=action.note, robot_id=action.robot_id, reason=action.reason,
+            at=workflow.now(), attention=self.state.attention))
 
     def unparked_decision(self) -> bool:
         """A decision made while something is parked belongs to whatever parked; others end the attempt."""

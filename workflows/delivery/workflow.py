@@ -21,7 +21,9 @@ with workflow.unsafe.imports_passed_through():
 from workflows.delivery.attempts import Attempts
 from workflows.delivery.callbacks import RETRY_ONLY, Callbacks
 from workflows.delivery.following import Following
-from workflows.delivery.operator import INVALID_ACTION, Operator, OperatorTookOver
+from workflows.delivery.operator import (
+    INVALID_ACTION, PARTNER, Operator, OperatorTookOver, cancel_action, cancel_reason,
+)
 from workflows.delivery.progress import Progress
 from workflows.delivery.state import Decision, DeliveryState
 from workflows.delivery.steps import Steps
@@ -93,10 +95,11 @@ class DeliveryWorkflow:
         """Cancel the delivery: before pickup everything is released; after loading the order goes back."""
         state = self.state
         if state.attention is not None and D.CANCEL in state.allowed_decisions:
-            self.operator.decide(D.CANCEL, OperatorAction(operator=request.requested_by,
-                                                          note="cancelled while parked", reason=request.reason))
+            self.operator.decide(D.CANCEL, cancel_action(request, "cancelled while parked"))
         elif state.cancel is None:
-            state.cancel = request
+            if request.requested_by != PARTNER:  # an operator's: its note and words stay on the operator's record
+                self.operator.record(D.CANCEL, cancel_action(request, "cancelled"))
+            state.cancel = request.model_copy(update={"reason": cancel_reason(request.requested_by, request.reason)})
         await workflow.wait_condition(lambda: state.reached in TERMINAL_STATUSES | {S.RETURNING})
         return EventReceipt(delivery_id=state.order.delivery_id, status=state.phase.status,
                             attempt_id=state.attempt.attempt_id if state.attempt else None)
