@@ -93,7 +93,14 @@ async def ops(args, settings: Settings) -> int:
     from cli import ops as operator
     from core.db import Databases
 
-    client = await _temporal(settings)
+    acting = args.ops_command not in ("stuck", "queues", "show")
+    try:
+        who = operator.operator_of(settings, args.token_file, getattr(args, "operator", None), acting=acting)
+    except operator.CredentialError as exc:
+        raise CommandError(f"{args.ops_command}: {exc}") from None
+    if who.token is not None:  # the operator's own token, not the service's, reaches Temporal
+        settings = settings.model_copy(update={"temporal_api_key": who.token, "temporal_api_key_file": None})
+    client = await _temporal(settings, identity=who.identity)
     if args.ops_command == "stuck":
         parked = await operator.stuck(client, args.market)
         if args.json:
@@ -116,7 +123,7 @@ async def ops(args, settings: Settings) -> int:
             await databases.dispose()
     else:
         try:
-            print(await operator.act(client, args.delivery_id, args.ops_command, args.operator, args.note,
+            print(await operator.act(client, args.delivery_id, args.ops_command, who.name, args.note,
                                      robot_id=args.robot, reason=args.reason))
         except operator.OperatorError as exc:
             raise CommandError(f"{args.ops_command} refused: {exc}") from None
@@ -154,9 +161,9 @@ async def fo(args, settings: Settings) -> int:
     return 0
 
 
-async def _temporal(settings: Settings):
+async def _temporal(settings: Settings, identity: str | None = None):
     try:
-        return await connect(settings, metrics=False)
+        return await connect(settings, metrics=False, identity=identity)
     except RuntimeError as exc:
         raise CommandError(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from None
 

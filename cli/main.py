@@ -6,9 +6,14 @@ import os
 import sys
 import traceback
 import uuid
+from pathlib import Path
 
 from cli.errors import CommandError
 from core.settings import SettingsError, load_settings
+
+
+TOKEN_FILE_HELP = ("the operator's own token (a JWT from the identity provider), sent to Temporal; default "
+                   "DELIVERY_OPERATOR_TOKEN or DELIVERY_OPERATOR_TOKEN_FILE")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     stuck.add_argument("--json", action="store_true")
     show = ops_commands.add_parser("show", help="one delivery joined across the seven databases and its workflow")
     show.add_argument("delivery_id", type=uuid.UUID)
-    ops_commands.add_parser("queues", help="pollers and backlog per task queue")
+    queues = ops_commands.add_parser("queues", help="pollers and backlog per task queue")
     for action, text in (("retry", "re-run the step a parked delivery waits on"),
                          ("redispatch", "end the attempt and start another, optionally with --robot"),
                          ("cancel", "cancel with --reason; the partner is told"),
@@ -54,10 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub = ops_commands.add_parser(action, help=text)
         sub.add_argument("delivery_id", type=uuid.UUID)
         sub.add_argument("--note", required=True, help="why (recorded with the action, never told to the partner)")
-        sub.add_argument("--operator", default=os.environ.get("USER") or "operator", help="who (default $USER)")
+        sub.add_argument("--operator", help="dev profile without a token only: who (default $USER), recorded as "
+                                            "unauthenticated; with a token the operator is the one it names")
         sub.add_argument("--robot", help="redispatch: the robot to use")
         sub.add_argument("--reason", help="cancel: the reason code the partner is told, one of "
                                           "core.contracts.ReasonCode (default operator_cancelled)")
+        sub.add_argument("--token-file", type=Path, help=TOKEN_FILE_HELP)
+    for sub in (stuck, show, queues):
+        sub.add_argument("--token-file", type=Path, help=TOKEN_FILE_HELP)
 
     _pilot_commands(commands)
     _field_task_commands(commands)

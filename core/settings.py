@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.contracts import LifecyclePolicy
@@ -39,6 +39,20 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_port: int = Field(8233, ge=1, le=65535)
     temporal_embedded: bool = True
+    temporal_tls_ca: Path | None = Field(None, description="PEM of the CA that signed the frontend's certificate; "
+                                                           "set, the client speaks TLS")
+    temporal_tls_cert: Path | None = Field(None, description="PEM client certificate (mTLS); needs the key")
+    temporal_tls_key: Path | None = Field(None, description="PEM private key of the client certificate")
+    temporal_tls_server_name: str | None = Field(None, description="name the frontend's certificate must carry, "
+                                                                   "when it differs from the address's host")
+    temporal_api_key: str | None = Field(None, repr=False,
+                                         description="bearer token (JWT) or API key sent to the frontend on every "
+                                                     "call; a service's own token, never an operator's")
+    temporal_api_key_file: Path | None = Field(None, description="file holding that token, read at connect")
+    operator_token: str | None = Field(None, repr=False,
+                                       description="the operator's own token (JWT from the identity provider) that "
+                                                   "`deliveryctl ops` sends instead of the service's")
+    operator_token_file: Path | None = Field(None, description="file holding the operator's token")
 
     postgres_host: str = "127.0.0.1"
     postgres_port: int = Field(55432, ge=1, le=65535)
@@ -105,6 +119,24 @@ class Settings(BaseSettings):
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:7233")
         return value
+
+    @model_validator(mode="after")
+    def _temporal_credentials(self) -> "Settings":
+        """A client certificate comes with its key, and a token from one place only."""
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            given, missing = ("CERT", "KEY") if self.temporal_tls_key is None else ("KEY", "CERT")
+            raise ValueError(f"DELIVERY_TEMPORAL_TLS_{given} is set without DELIVERY_TEMPORAL_TLS_{missing}: "
+                             "a client certificate needs its private key")
+        for token, file in (("TEMPORAL_API_KEY", "TEMPORAL_API_KEY_FILE"), ("OPERATOR_TOKEN", "OPERATOR_TOKEN_FILE")):
+            if getattr(self, token.lower()) is not None and getattr(self, file.lower()) is not None:
+                raise ValueError(f"DELIVERY_{token} and DELIVERY_{file} are both set: give the token one way")
+        return self
+
+    @property
+    def temporal_tls(self) -> bool:
+        """True when the client speaks TLS to the frontend: a CA, a client certificate or a server name is set."""
+        return any(value is not None for value in (self.temporal_tls_ca, self.temporal_tls_cert,
+                                                   self.temporal_tls_server_name))
 
     @field_validator("pii_keys")
     @classmethod
@@ -201,6 +233,9 @@ def load_settings(**overrides) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
+            if not error["loc"]:  # a rule across settings names them in its message
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
             name = "DELIVERY_" + "__".join(str(p) for p in error["loc"]).upper()
             problems.append(f"{name}: {error['msg']}")
         raise SettingsError("invalid setting " + "; ".join(problems)) from None

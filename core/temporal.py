@@ -12,6 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from core.settings import SEARCH_ATTRIBUTES, Settings
+from core.temporal_credentials import connect_options
 
 # Buckets (seconds) of the business histograms; Temporal's own metrics keep the SDK's defaults.
 HISTOGRAM_BUCKETS = {
@@ -65,16 +66,19 @@ def activity_meter() -> MetricMeter:
     return activity.metric_meter() if activity.in_activity() else MetricMeter.noop
 
 
-async def connect(settings: Settings, *, metrics: bool = True) -> Client:
+async def connect(settings: Settings, *, metrics: bool = True, identity: str | None = None) -> Client:
     """Connect to the configured Temporal namespace with the pydantic data converter.
 
     With `metrics` and a `metrics_port` setting (worker processes), the client's runtime serves Prometheus
-    metrics on that port; workers built on this client report through it.
+    metrics on that port; workers built on this client report through it. TLS and the bearer token come from the
+    settings (`core.temporal_credentials`); `identity` is what the server records as the caller (default pid@host).
     """
     address = settings.metrics_address if metrics else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
+        **connect_options(settings),
+        **({"identity": identity} if identity else {}),
         data_converter=pydantic_data_converter,
         runtime=(metrics_runtime(address) if address else None) or plain_runtime(),
     )
