@@ -19,10 +19,10 @@ def test_bench_planner_reports_batch_against_greedy_on_a_tiny_instance():
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert (report["seed"], report["market"], report["planners"]) == (
-        3, "west-hollywood", {"batch": "batch-lsa-v1", "greedy": "greedy-v1"})
+        3, "west-hollywood", {"batch": "batch-lsa-v1", "greedy": "greedy-v1", "ready": "ready-cost-v1"})
     assert [(i["demands"], i["robots"]) for i in report["instances"]] == [(20, 10), (8, 12)]
     for instance in report["instances"]:
-        for planner in ("batch", "greedy"):
+        for planner in ("batch", "greedy", "ready"):
             latency = instance["latency_ms"][planner]
             assert 0 < latency["p50"] <= latency["p99"]
         one = instance["one_batch"]

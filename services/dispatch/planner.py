@@ -8,6 +8,15 @@ to the dropoff, and back to the market's depot, above the reserve), and assigns 
 - `batch`: `scipy.optimize.linear_sum_assignment` on the rectangular matrix: as many feasible pairs as
   possible, then the least total time to pickup. For one batch this is the optimum.
 - `greedy`: first come, first served: the oldest demand takes the robot with the earliest pickup.
+- `ready`: the same assignment on what the customer waits and what the robot wastes. A demand carries the time
+  its order is ready; the pickup is the later of the robot's arrival and that time. Cost = a convex lateness
+  (minutes from placement to pickup, plus their square over `LATENESS_SCALE_MINUTES`) + the robot's empty walk
+  and the time it would stand ready before the order is. A demand keeping the robot of its standing proposal
+  is `SWITCH_PENALTY_MINUTES` cheaper, so a newer demand takes it only when clearly better overall; a
+  demand left out of a round is charged as if picked up `UNSERVED_DELAY_MINUTES` later than it could be, so
+  the demands that waited longest are served first when robots are short. A match with a robot free now that
+  would reach the store more than `EARLY_TOLERANCE_SECONDS` before the order is ready is *held*: planned but
+  not committed, so a later round sends it (or a better robot) in time.
 """
 
 from collections.abc import Callable
@@ -19,6 +28,20 @@ from core.geo import EARTH_RADIUS_METERS
 from services.dispatch.eta import BATTERY_PER_METER, PICKUP_DWELL
 
 RUNNERS_UP = 3
+
+# The `ready` planner's cost, in minutes of a customer's wait. Lateness L minutes (placement to pickup) costs
+# L + L^2 / LATENESS_SCALE_MINUTES: at 20 minutes each further minute counts three times.
+LATENESS_SCALE_MINUTES = 20.0
+# A minute a robot walks empty to a pickup, and a minute it would stand at the store before the order is ready.
+EMPTY_WALK_MINUTE = 0.5
+EARLY_MINUTE = 0.5
+# What a demand saves by keeping the robot of its standing proposal.
+SWITCH_PENALTY_MINUTES = 5.0
+# A demand left out of a round is charged as if its pickup came this much later than its best one now.
+UNSERVED_DELAY_MINUTES = 10.0
+# A robot free now is committed only if it would reach the store at most this long before the order is ready;
+# above the round interval, so a later round can still send it in time.
+EARLY_TOLERANCE_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -32,12 +55,14 @@ class PlanningRules:
 
 @dataclass(frozen=True)
 class Demands:
-    """Demands to plan, oldest first: pickups and dropoffs as (n, 2) arrays of (latitude, longitude), and how
-    long each has waited already (seconds; none: all alike)."""
+    """Demands to plan, oldest first: pickups and dropoffs as (n, 2) arrays of (latitude, longitude), how long
+    each has waited already (seconds; none: all alike), and in how many seconds each order is ready (0: ready
+    now; none: all ready now)."""
 
     pickups: np.ndarray
     dropoffs: np.ndarray
     waited: np.ndarray | None = None
+    ready_in: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.pickups)
@@ -86,18 +111,24 @@ def _haversine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class PickupProblem:
     """Seconds until each robot can be at each pickup (n, m), which pairs the robot can finish, the metres
-    from where each robot becomes free to each pickup (n, m), and each demand's pickup-to-dropoff metres (n,)."""
+    from where each robot becomes free to each pickup (n, m), and each demand's pickup-to-dropoff metres (n,);
+    with the demands' waits and ready times, the seconds until each robot is free (m,), and the robot of each
+    demand's standing proposal (n,; -1: none)."""
 
     eta: np.ndarray
     feasible: np.ndarray
     to_pickup: np.ndarray
     delivery: np.ndarray
     waited: np.ndarray | None = None
+    ready_in: np.ndarray | None = None
+    free_in: np.ndarray | None = None
+    proposed: np.ndarray | None = None
 
     @classmethod
     def build(cls, demands: Demands, fleet: Fleet, rules: PlanningRules,
-              excluded: np.ndarray | None = None) -> "PickupProblem":
-        """The matrix of one round; `excluded` (n, m) marks pairs a demand refuses."""
+              excluded: np.ndarray | None = None, proposed: np.ndarray | None = None) -> "PickupProblem":
+        """The matrix of one round; `excluded` (n, m) marks pairs a demand refuses, `proposed` (n,) the robot
+        (column) of each demand's standing proposal, -1 for none."""
         to_pickup = meters_matrix(demands.pickups, fleet.positions)
         eta = fleet.free_in[None, :] + to_pickup / rules.speed_mps
         delivery = meters_pairwise(demands.pickups, demands.dropoffs)
@@ -108,7 +139,12 @@ class PickupProblem:
         feasible = fleet.battery[None, :] - used >= rules.battery_reserve
         if excluded is not None:
             feasible &= ~excluded
-        return cls(eta=eta, feasible=feasible, to_pickup=to_pickup, delivery=delivery, waited=demands.waited)
+        return cls(eta=eta, feasible=feasible, to_pickup=to_pickup, delivery=delivery, waited=demands.waited,
+                   ready_in=demands.ready_in, free_in=fleet.free_in, proposed=proposed)
+
+    def pickup_in(self) -> np.ndarray:
+        """Seconds until each pair's pickup (n, m): the robot's arrival, or the order's ready time if later."""
+        return self.eta if self.ready_in is None else np.maximum(self.eta, self.ready_in[:, None])
 
     def earliest(self, demand: int) -> int | None:
         """The robot that can be at the demand's pickup first, or None if none can take it."""
@@ -169,15 +205,75 @@ def solve_greedy(problem: PickupProblem) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rows, int), np.array(cols, int)
 
 
+def lateness_cost(minutes: np.ndarray) -> np.ndarray:
+    """What `minutes` from placement to pickup cost, in minutes: convex, so a long wait grows dearer."""
+    return minutes + minutes ** 2 / LATENESS_SCALE_MINUTES
+
+
+def ready_cost(problem: PickupProblem) -> np.ndarray:
+    """The `ready` planner's cost of each pair (n, m), in minutes, before the rows' shift for unserved demands:
+    the demand's lateness at this pickup, the robot's empty walk, and its minutes at the store before the
+    order is ready; a demand's standing proposal is `SWITCH_PENALTY_MINUTES` cheaper."""
+    n, m = problem.eta.shape
+    waited = np.zeros(n) if problem.waited is None else problem.waited
+    ready_in = np.zeros(n) if problem.ready_in is None else problem.ready_in
+    free_in = np.zeros(m) if problem.free_in is None else problem.free_in
+    late = (waited[:, None] + problem.pickup_in()) / 60
+    early = np.maximum(ready_in[:, None] - problem.eta, 0) / 60
+    walk = np.maximum(problem.eta - free_in[None, :], 0) / 60
+    cost = lateness_cost(late) + EMPTY_WALK_MINUTE * walk + EARLY_MINUTE * early
+    if problem.proposed is not None:
+        rows = np.flatnonzero(problem.proposed >= 0)
+        cost[rows, problem.proposed[rows]] -= SWITCH_PENALTY_MINUTES
+    return cost
+
+
+def solve_ready(problem: PickupProblem) -> tuple[np.ndarray, np.ndarray]:
+    """Min-cost rectangular assignment on `ready_cost`: the most feasible pairs, then the least total cost,
+    each row less what leaving its demand for later would cost (so, when robots are short, the demands whose
+    wait grows dearest are served)."""
+    from scipy.optimize import linear_sum_assignment
+
+    if not problem.feasible.any():
+        return np.empty(0, int), np.empty(0, int)
+    n = problem.eta.shape[0]
+    waited = np.zeros(n) if problem.waited is None else problem.waited
+    best = np.where(problem.feasible, problem.pickup_in(), np.inf).min(axis=1)
+    best = np.where(np.isfinite(best), best, 0)
+    unserved = lateness_cost((waited + best) / 60 + UNSERVED_DELAY_MINUTES)
+    cost = ready_cost(problem) - unserved[:, None]
+    cost = cost - float(cost[problem.feasible].min())
+    forbidden = float(cost[problem.feasible].max()) * min(cost.shape) + 1.0
+    rows, cols = linear_sum_assignment(np.where(problem.feasible, cost, forbidden))
+    keep = problem.feasible[rows, cols]
+    return rows[keep], cols[keep]
+
+
+def hold_early(problem: PickupProblem, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Which matches (rows[k], cols[k]) to leave planned but uncommitted: a robot free now that would reach
+    the store more than `EARLY_TOLERANCE_SECONDS` before the order is ready; a later round can still send it."""
+    if problem.ready_in is None or problem.free_in is None or not len(rows):
+        return np.zeros(len(rows), bool)
+    early = problem.ready_in[rows] - problem.eta[rows, cols]
+    return (problem.free_in[cols] <= 0) & (early > EARLY_TOLERANCE_SECONDS)
+
+
+def _hold_none(problem: PickupProblem, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    return np.zeros(len(rows), bool)
+
+
 @dataclass(frozen=True)
 class Planner:
-    """A named, versioned way of solving a round; the version is written on every plan it makes."""
+    """A named, versioned way of solving a round; the version is written on every plan it makes. `hold` says
+    which matches with a robot free now stay proposals instead of being committed."""
 
     version: str
     solve: Callable[[PickupProblem], tuple[np.ndarray, np.ndarray]]
+    hold: Callable[[PickupProblem, np.ndarray, np.ndarray], np.ndarray] = _hold_none
 
 
 PLANNERS = {
     "batch": Planner("batch-lsa-v1", solve_batch),
     "greedy": Planner("greedy-v1", solve_greedy),
+    "ready": Planner("ready-cost-v1", solve_ready, hold_early),
 }
