@@ -22,7 +22,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from bench.bare import BARE_WORKFLOW_QUEUE, BareDeliveryWorkflow, BareScript, bare_queue
-from bench.history import BACKGROUND_QUEUES, bare_script, delivery_shape
+from bench.history import BACKGROUND_QUEUES, bare_script, codec_cost, delivery_shape
 from bench.receiver import Receiver
 from bench.sampler import Sampler
 from bench.seed import seed_bench
@@ -405,6 +405,9 @@ async def run(options: BenchOptions, base: Settings) -> int:
         say(f"history of {sample}: {shape['activities']} activities "
             f"({', '.join(f'{q} {n}' for q, n in shape['activities_per_queue'].items())}), "
             f"{shape['updates']} updates, {shape['events']} events")
+        report["codec"] = await codec_cost(client, sample, client.data_converter.payload_codec)
+        say(f"payload codec: {report['codec']['payloads']} payloads ({report['codec']['bytes']} bytes) per delivery, "
+            f"sealed and opened in {report['codec']['cpu_ms_per_delivery']:.2f} CPU ms")
         others = [run["ours"]["sample_workflow_id"] for run in runs[1:] if run["ours"]["sample_workflow_id"]]
         report["history"]["other_runs"] = {}
         for other in others:  # one delivered workflow of every other run: the same shape?
@@ -458,6 +461,10 @@ async def run(options: BenchOptions, base: Settings) -> int:
                 f"p95 {fmt(bare['latency_seconds']['p95'])} p99 {fmt(bare['latency_seconds']['p99'])}")
             say(f"  bare {resource_line(bare['resources'], bare['machine'])}")
         report["runs"] = runs
+        report["codec"]["share_of_platform_cpu"] = {
+            str(run["concurrency"]): round(report["codec"]["cpu_ms_per_delivery"] / 1000
+                                           / run["ours"]["cpu_seconds_per_delivery"]["platform"], 4)
+            for run in runs if run["ours"].get("cpu_seconds_per_delivery", {}).get("platform")}
         report["webhooks"] = {"bad_signatures": receiver.bad_signatures, "duplicates": receiver.duplicates,
                               "statuses": dict(receiver.statuses)}
         print_summary(report, say)
@@ -525,3 +532,6 @@ def print_summary(report: dict, say: Say) -> None:
                 return f"{per['platform']:.2f} ({servers}) + {others}"
 
             say(f"C={run['concurrency']}: CPU s per delivery {detail(ours)}; per bare workflow {detail(bare)}")
+    if share := report.get("codec", {}).get("share_of_platform_cpu"):
+        say("payload codec: " + ", ".join(f"C={c} {100 * v:.2f}%" for c, v in share.items())
+            + " of the platform's CPU per delivery")

@@ -41,16 +41,16 @@ def free_ports(count: int) -> list[int]:
 
 # The settings the bench chooses for its stack; every other DELIVERY_* setting is the caller's, or the default.
 BENCH_FIELDS = ("data_dir", "api_host", "api_port", "temporal_address", "temporal_ui_port", "postgres_port",
-                "temporal_embedded", "simulator", "sim_speed")
+                "codec_port", "temporal_embedded", "simulator", "sim_speed")
 
 
 def stack_settings(base: Settings, data_dir: Path) -> Settings:
     """The caller's settings, on a fresh data dir and free ports, with the simulator left to the bench."""
-    api, temporal, ui, postgres = free_ports(4)
+    api, temporal, ui, postgres, codec = free_ports(5)
     return base.model_copy(update={
         "data_dir": data_dir.resolve(), "api_host": "127.0.0.1", "api_port": api,
         "temporal_address": f"127.0.0.1:{temporal}", "temporal_ui_port": ui, "postgres_port": postgres,
-        "temporal_embedded": True, "simulator": False, "sim_speed": "instant",
+        "codec_port": codec, "temporal_embedded": True, "simulator": False, "sim_speed": "instant",
     })
 
 

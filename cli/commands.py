@@ -40,6 +40,22 @@ async def status(args, settings: Settings) -> int:
     return 0 if stack else 1
 
 
+async def codec_server(args, settings: Settings) -> int:
+    """Serve the payload codec until interrupted (the Temporal UI decrypts histories through it)."""
+    import uvicorn
+
+    from api.codec import create_codec_app
+
+    app = create_codec_app(settings)
+    print(f"payload codec on {settings.codec_url} (endpoints /decode, /encode; namespace "
+          f"{settings.temporal_namespace}; operator tokens: "
+          f"{settings.codec_jwks_url or 'not required (dev profile, loopback)'})", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.codec_host, port=settings.codec_port,
+                                           log_level="warning", access_log=False))
+    await server.serve()
+    return 0
+
+
 async def audit(args, settings: Settings) -> int:
     from cli.audit import audit as run_audit
     from core.db import Databases

@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="rolling horizon: demands arrive over this many minutes (default 30)")
     planner.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
+    commands.add_parser("codec-server", help="serve the payload codec: the Temporal UI shows encrypted payloads "
+                                             "decrypted through it (DELIVERY_CODEC_*)")
+
     temporal = commands.add_parser("temporal", help="Temporal namespace administration")
     temporal_commands = temporal.add_subparsers(dest="temporal_command", required=True)
     temporal_commands.add_parser("setup", help="register the delivery search attributes on the namespace")

@@ -68,6 +68,7 @@ def describe_stack(settings: Settings) -> dict:
         "temporal_address": settings.temporal_address,
         "temporal_namespace": settings.temporal_namespace,
         "temporal_ui_url": settings.temporal_ui_url,
+        "codec_url": settings.codec_url,
         "databases": {service.value: settings.database_dsn(service) for service in Service},
         "data_dir": str(settings.data_dir),
         "logs_dir": str(settings.data_dir / "logs"),
@@ -92,7 +93,8 @@ def running_stack(settings: Settings) -> dict | None:
 
 def preflight(settings: Settings) -> None:
     """Refuse to start on ports already in use, naming the setting that chose each port."""
-    wanted = [(settings.api_host, settings.api_port, "DELIVERY_API_PORT")]
+    wanted = [(settings.api_host, settings.api_port, "DELIVERY_API_PORT"),
+              (settings.codec_host, settings.codec_port, "DELIVERY_CODEC_PORT")]
     if settings.temporal_embedded:
         wanted.append((settings.temporal_host, settings.temporal_port, "DELIVERY_TEMPORAL_ADDRESS"))
         wanted.append((settings.temporal_host, settings.temporal_ui_port, "DELIVERY_TEMPORAL_UI_PORT"))
@@ -207,6 +209,9 @@ async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) 
     if ports:
         say(f"worker metrics on http://{settings.metrics_host}:{min(ports.values())}-{max(ports.values())}/metrics "
             f"(one port per queue), API metrics on {settings.api_url}/metrics")
+    codec = [python, "-m", "cli.main", "codec-server"]
+    await supervisor.start(Child("codec server", codec, logs / "codec.log", env=env))
+    say(f"payload codec on {settings.codec_url}: the Temporal UI shows payloads decrypted through it")
     api = [python, "-m", "uvicorn", "api.app:create_app", "--factory",
            "--host", settings.api_host, "--port", str(settings.api_port), "--no-access-log",
            "--loop", "uvloop", "--http", "httptools"]
@@ -258,6 +263,7 @@ def print_ready(settings: Settings, demo: dict) -> None:
         f"  API docs     {stack['api_url']}/docs   (health: {stack['api_url']}/healthz)\n"
         f"  Temporal UI  {stack['temporal_ui_url']}/namespaces/{settings.temporal_namespace}/workflows\n"
         f"  Temporal     {stack['temporal_address']} (namespace {settings.temporal_namespace})\n"
+        f"  Codec        {stack['codec_url']}   (payloads in Temporal are encrypted; the UI decrypts through it)\n"
         f"  Databases    {len(stack['databases'])}: {stack['databases'][Service.DELIVERIES]} and siblings\n"
         f"  Data         {stack['data_dir']}\n"
         f"  Logs         {stack['logs_dir']}   (workers and API: JSON lines)\n"

@@ -35,22 +35,36 @@ class Vault:
 
 
 def vault_from_settings(settings: Settings) -> Vault:
-    """The vault for `DELIVERY_PII_KEYS` ("id:base64key,..." current first); without them (the dev profile only:
-    production settings refuse to load), a key made once in the data dir."""
-    spec = settings.pii_keys or _development_key(settings.data_dir)
+    """The vault for `DELIVERY_PII_KEYS`; without them (the dev profile only: production settings refuse to load),
+    a key made once in the data dir."""
+    keys, current = parse_keys(settings.pii_keys or development_key(settings.data_dir, "pii"))
+    return Vault(keys, current)
+
+
+def parse_keys(spec: str) -> tuple[dict[str, bytes], str]:
+    """Named AES keys from "id:base64key,..." (the form settings validate), and the id of the first: the one
+    that encrypts; the others still decrypt, so a rotation prepends a key and drops the oldest later."""
     keys = {}
     for item in spec.split(","):
         key_id, _, encoded = item.strip().partition(":")
         keys[key_id] = base64.b64decode(encoded)
-    return Vault(keys, current=spec.split(",")[0].partition(":")[0].strip())
+    return keys, spec.split(",")[0].partition(":")[0].strip()
 
 
-def _development_key(data_dir: Path) -> str:
-    path = data_dir / "secrets" / "pii.key"
+def development_key(data_dir: Path, purpose: str) -> str:
+    """A dev stack's key for `purpose`, made once under the data dir and shared by its processes."""
+    path = data_dir / "secrets" / f"{purpose}.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"dev1:{base64.b64encode(os.urandom(32)).decode()}")
-        path.chmod(0o600)
+        draft = path.with_name(f".{purpose}.{os.getpid()}.{secrets.token_hex(4)}")
+        draft.write_text(f"dev1:{base64.b64encode(os.urandom(32)).decode()}")
+        draft.chmod(0o600)
+        try:  # processes starting together all end up with the first key linked into place
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 

@@ -79,6 +79,7 @@ def prepare_temporal(settings: Settings) -> ServerSpec:
         installed_binary("temporal"), "server", "start-dev",
         "--ip", settings.temporal_host, "--port", str(settings.temporal_port),
         "--ui-port", str(settings.temporal_ui_port),
+        "--ui-codec-endpoint", settings.codec_url,  # the UI shows payloads decrypted by our codec server
         "--db-filename", str(db_dir / "temporal.db"),
         "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
         "--log-level", "warn",

@@ -81,6 +81,18 @@ class Settings(BaseSettings):
     pii_keys: str | None = Field(None, repr=False, validate_default=True,
                                  description="id:base64key,... (AES keys of 16, 24 or 32 bytes), the first "
                                              "encrypts; required in production, where every process shares them")
+    payload_keys: str | None = Field(None, repr=False, validate_default=True,
+                                     description="id:base64key,... AES keys that encrypt workflow payloads in "
+                                                 "Temporal, the first encrypts; required in production")
+    codec_host: str = Field("127.0.0.1", description="where the payload codec server listens")
+    codec_port: int = Field(8234, ge=1, le=65535, description="the payload codec server's port; the Temporal UI "
+                                                              "shows payloads decrypted through it")
+    codec_jwks_url: str | None = Field(None, description="JWKS of the operators' OIDC provider: the codec server "
+                                                         "answers only their bearer tokens; required in production")
+    codec_issuer: str | None = Field(None, description="the `iss` an operator's token must carry")
+    codec_audience: str | None = Field(None, description="the `aud` an operator's token must carry")
+    codec_ui_origin: str | None = Field(None, description="the Temporal UI's origin, which browsers may let call "
+                                                          "the codec server; unset: the dev stack's UI")
     geocoder: str = Field("offline", description="`offline`, or `package.module:factory` taking the settings")
     geocoder_addresses_file: Path | None = Field(None, description="JSON {address: [lat, lon]} the offline geocoder adds")
     quote_valid_seconds: float = Field(300, gt=0, description="how long a quote's price and ETAs hold")
@@ -139,9 +151,9 @@ class Settings(BaseSettings):
         return any(value is not None for value in (self.temporal_tls_ca, self.temporal_tls_cert,
                                                    self.temporal_tls_server_name))
 
-    @field_validator("pii_keys")
+    @field_validator("pii_keys", "payload_keys")
     @classmethod
-    def _pii_keys(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _aes_keys(cls, value: str | None, info: ValidationInfo) -> str | None:
         """Well-formed keys; and in production, keys at all: a process must never seal with a key of its own."""
         if value is None:
             if info.data.get("profile") == "production":
@@ -216,6 +228,10 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def codec_url(self) -> str:
+        return f"http://{self.codec_host}:{self.codec_port}"
 
     @property
     def temporal_ui_url(self) -> str:

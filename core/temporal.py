@@ -8,9 +8,9 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import MetricMeter
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from core.codec import data_converter
 from core.settings import SEARCH_ATTRIBUTES, Settings
 from core.temporal_credentials import connect_options
 
@@ -67,7 +67,7 @@ def activity_meter() -> MetricMeter:
 
 
 async def connect(settings: Settings, *, metrics: bool = True, identity: str | None = None) -> Client:
-    """Connect to the configured Temporal namespace with the pydantic data converter.
+    """Connect to the configured Temporal namespace with our data converter (pydantic, payloads encrypted).
 
     With `metrics` and a `metrics_port` setting (worker processes), the client's runtime serves Prometheus
     metrics on that port; workers built on this client report through it. TLS and the bearer token come from the
@@ -79,7 +79,7 @@ async def connect(settings: Settings, *, metrics: bool = True, identity: str | N
         namespace=settings.temporal_namespace,
         **connect_options(settings),
         **({"identity": identity} if identity else {}),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         runtime=(metrics_runtime(address) if address else None) or plain_runtime(),
     )
 

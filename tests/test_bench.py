@@ -68,6 +68,11 @@ def test_bench_measures_ours_and_bare_from_a_real_history():
     assert ordered(ours["latency_seconds"]) and ordered(bare["latency_seconds"]), (ours, bare)
     assert ordered(ours["api_post_seconds"])
 
+    # The codec's cost is measured on the same delivery's payloads, which Temporal holds encrypted.
+    codec = report["codec"]
+    assert codec["payloads"] > shape["activities"] and codec["bytes"] > 0 and codec["cpu_ms_per_delivery"] > 0
+    assert "payload codec:" in progress
+
     # Resources were sampled for the processes under test.
     for group in ("workers", "api", "temporal"):
         assert ours["resources"][group]["cpu_seconds"] > 0, ours["resources"]

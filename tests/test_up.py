@@ -52,17 +52,18 @@ class Stack:
     temporal_port: int
     temporal_ui_port: int
     postgres_port: int
+    codec_port: int
 
     @classmethod
     def fresh(cls, data_dir: Path) -> "Stack":
         ports = set()
-        while len(ports) < 4:
+        while len(ports) < 5:
             ports.add(free_port())
         return cls(data_dir, *sorted(ports))
 
     @property
     def ports(self) -> tuple[int, ...]:
-        return self.api_port, self.temporal_port, self.temporal_ui_port, self.postgres_port
+        return self.api_port, self.temporal_port, self.temporal_ui_port, self.postgres_port, self.codec_port
 
     @property
     def api_url(self) -> str:
@@ -76,6 +77,7 @@ class Stack:
             "DELIVERY_TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
             "DELIVERY_TEMPORAL_UI_PORT": str(self.temporal_ui_port),
             "DELIVERY_POSTGRES_PORT": str(self.postgres_port),
+            "DELIVERY_CODEC_PORT": str(self.codec_port),
             "DELIVERY_SIM_SPEED": "instant",
             "DELIVERY_METRICS_BASE_PORT": "0",
         })
@@ -269,6 +271,14 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
                 pass
             time.sleep(0.5)
         assert ui is not None and ui.status_code == 200, f"Temporal UI: {ui and ui.status_code}"
+        # ... and reads payloads through the stack's codec server, which answers on loopback.
+        assert status["codec_url"] == f"http://127.0.0.1:{stack.codec_port}"
+        ui_settings = httpx.get(f"{status['temporal_ui_url']}/api/v1/settings", timeout=5).json()
+        assert ui_settings["Codec"]["Endpoint"] == status["codec_url"], ui_settings
+        echo = {"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "IngiIA=="}]}
+        sealed = httpx.post(f"{status['codec_url']}/encode", json=echo, timeout=5).json()
+        assert sealed["payloads"][0]["metadata"]["encoding"] != echo["payloads"][0]["metadata"]["encoding"]
+        assert httpx.post(f"{status['codec_url']}/decode", json=sealed, timeout=5).json() == echo
 
         # 4. Every service database is at its migration head.
         settings = Settings(postgres_port=stack.postgres_port, data_dir=stack.data_dir)

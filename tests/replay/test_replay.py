@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from core.codec import data_converter
+from core.settings import Settings
+from tests.support.servers import TEST_PAYLOAD_KEYS
 from worker import workflow_runner
 from workflows import WORKFLOWS
 
@@ -29,7 +31,7 @@ RUNNERS = {"worker-sandbox": workflow_runner, "strict-sandbox": SandboxedWorkflo
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path, runner: str):
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter,
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter(Settings(payload_keys=TEST_PAYLOAD_KEYS)),
                         workflow_runner=RUNNERS[runner]())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"

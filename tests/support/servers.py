@@ -22,6 +22,11 @@ from core.services import Service
 from core.settings import SEARCH_ATTRIBUTES, Settings
 
 
+# The payload key of every test stack: fixed, so that histories the lifecycle tests record replay in
+# tests/replay with the same cipher. A test key, never a deployment's.
+TEST_PAYLOAD_KEYS = "test1:dGVzdC1wYXlsb2Fkcy1rZXktMzItYnl0ZXMtbG9uZyE="
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -31,7 +36,8 @@ def free_port() -> int:
 @asynccontextmanager
 async def postgres(data_dir: Path) -> AsyncIterator[Settings]:
     """Settings pointing at a running embedded Postgres; service databases are not created yet."""
-    settings = Settings(data_dir=data_dir, postgres_port=free_port(), temporal_embedded=False)
+    settings = Settings(data_dir=data_dir, postgres_port=free_port(), temporal_embedded=False,
+                        payload_keys=TEST_PAYLOAD_KEYS)
     spec = prepare_postgres(settings)
     server = Child("postgres", spec.argv, data_dir / "logs" / "postgres.log", user=spec.user,
                    stop_signal=spec.stop_signal, critical=True)
