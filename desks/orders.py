@@ -67,6 +67,9 @@ class Intake:
     dropoff_instructions: str | None = None
     quote_id: uuid.UUID | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    # Without a quote, price the trip at the list price (the fee formula without a wait surcharge): DoorDash and
+    # Uber show a fee on every delivery. Native deliveries without a quote carry no fee.
+    list_priced: bool = False
 
     def name(self, desk_field: str) -> str:
         return self.fields.get(desk_field, desk_field)
@@ -88,6 +91,8 @@ class Order:
     cancel_reason: str | None
     tracking_url: str
     created_at: datetime
+    fee_cents: int | None = None  # the fee stored with the order: its quote's, or the list price
+    currency: str | None = None
 
 
 # An order's attempts and their statuses, as the native API shows them (its `attempts` and `history`).

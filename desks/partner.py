@@ -22,6 +22,7 @@ from core.contracts import (
     TERMINAL_STATUSES, CancelRequest, DeliveryOrder, DeliveryStatus, Point, QuoteOffer, QuoteOrder, QuoteRequest,
 )
 from core.crypto import Vault
+from core.geo import meters_between
 from core.db import Databases
 from core.geocoding import Geocoder
 from core.markets import Market, market_for
@@ -32,6 +33,7 @@ from desks.orders import Intake, Order, OrderView
 from desks.views import OrderViews, order_of, quoted_view
 from services.deliveries import repository as deliveries
 from services.deliveries.models import Quote
+from services.dispatch.pricing import delivery_fee_cents
 from services.integrations import repository as integrations
 from services.integrations.models import PartnerDelivery, Store
 from services.integrations.orders import delivery_order
@@ -42,6 +44,7 @@ S = DeliveryStatus
 # Until the order is in the robot, the partner may still change the dropoff instructions and phone.
 UPDATABLE = frozenset({S.CREATED, S.ROBOT_ASSIGNED, S.EN_ROUTE_TO_PICKUP, S.AT_PICKUP})
 QUOTE_TIMEOUT = timedelta(seconds=20)
+LIST_PRICE_CURRENCY = "USD"  # the currency Dispatch prices every quote in
 
 
 def service_area(pickup: Point, dropoff: Point, pickup_field: str, dropoff_field: str) -> Market:
@@ -208,12 +211,14 @@ class PartnerDesk:
         pickup = _store_point(store) if store else placed(pickup, intake.pickup_address, intake.name("pickup"))
         dropoff = placed(dropoff, intake.dropoff_address, intake.name("dropoff"))
         market = service_area(pickup, dropoff, intake.name("pickup"), intake.name("dropoff"))
+        fee_cents, currency = (stored_quote.fee_cents, stored_quote.currency) if stored_quote else (None, None)
+        if stored_quote is None and intake.list_priced:
+            fee_cents, currency = delivery_fee_cents(meters_between(pickup, dropoff), timedelta(0)), LIST_PRICE_CURRENCY
         order = PartnerDelivery(
             partner_id=partner_id, external_delivery_id=intake.external_id, delivery_id=uuid.uuid4(),
             request_hash=intake.digest, status=S.CREATED.value, store_id=store.id if store else None,
             quote_id=stored_quote.id if stored_quote else None, market=market.name,
-            fee_cents=stored_quote.fee_cents if stored_quote else None,
-            currency=stored_quote.currency if stored_quote else None,
+            fee_cents=fee_cents, currency=currency,
             pickup_latitude=pickup.latitude, pickup_longitude=pickup.longitude,
             dropoff_latitude=dropoff.latitude, dropoff_longitude=dropoff.longitude,
             tracking_token=secrets.token_urlsafe(24))

@@ -126,12 +126,13 @@ def order_of(order: PartnerDelivery, public_url: str) -> Order:
                  external_id=order.external_delivery_id, status=S(order.status), market=order.market,
                  pickup=pickup_of(order), dropoff=dropoff_of(order), quote_id=order.quote_id,
                  cancel_reason=order.cancel_reason, tracking_url=tracking_url(public_url, order),
-                 created_at=order.created_at)
+                 created_at=order.created_at, fee_cents=order.fee_cents, currency=order.currency)
 
 
 def quoted_view(order: Order, stored_quote: Quote | None) -> OrderView:
-    """The order as stored, at its quote's fee and ETAs."""
-    view = OrderView(order=order, status=order.status, reason=order.cancel_reason)
+    """The order as stored, at its quote's fee and ETAs (without a quote, at the fee stored with the order, if any)."""
+    view = OrderView(order=order, status=order.status, reason=order.cancel_reason, fee_cents=order.fee_cents,
+                     currency=order.currency)
     if stored_quote is not None:
         view.fee_cents, view.currency = stored_quote.fee_cents, stored_quote.currency
         view.pickup_eta, view.dropoff_eta = stored_quote.pickup_eta, stored_quote.dropoff_eta

@@ -2,8 +2,10 @@
 
 A Drive client points its base URL at us and signs its JWTs with the developer_id, key_id and signing
 secret `deliveryctl partners create NAME --dialect doordash` printed. Deliveries are named by the partner's
-`external_delivery_id`. Drive fields we do not use (tip, order_value, business names...) are accepted and
-ignored.
+`external_delivery_id`. Drive fields we do not use at creation (tip, order_value, business names...) are accepted
+and ignored; an update honours the dropoff phone number and instructions and refuses every other field by name.
+Refusals use Drive's codes (`unknown_delivery_id`, `cancel_not_allowed` and `update_not_allowed` with a `reason`,
+`invalid_delivery_parameters`), and fields without a value are left out of answers and webhooks, as Drive does.
 """
 
 from datetime import datetime
@@ -14,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import DrivePartner
 from api.dependencies import Partners, Views
-from api.errors import ApiError, ErrorBody, error_response
+from api.errors import ApiError, ErrorBody, FieldError, error_response
 from core.contracts import DeliveryStatus, Point
 from desks.dialects import doordash as drive, snapshot_of
 from desks.errors import Refusal
@@ -31,25 +33,73 @@ FIELDS = {"external_id": "external_delivery_id", "pickup": "pickup_address", "dr
 ERRORS = {
     "invalid_request": (400, "validation_error"),
     "invalid_cursor": (400, "validation_error"),
+    "unknown_location": (400, "validation_error"),
+    "unknown_store": (400, "validation_error"),
     "unauthorized": (401, "authentication_error"),
+    "not_found": (404, "unknown_delivery_id"),
     "duplicate_delivery": (409, "duplicate_delivery_id"),
-    "noncancelable_delivery": (409, "delivery_not_cancellable"),
+    "noncancelable_delivery": (409, "cancel_not_allowed"),
+    "delivery_in_progress": (409, "update_not_allowed"),
+    "outside_service_area": (422, "invalid_delivery_parameters"),
     "rate_limited": (429, "request_rate_limited"),
 }
+# Why a cancel or an update is refused, in Drive's `reason` words, by where the delivery is.
+S = DeliveryStatus
+PICKED_UP = frozenset({S.PICKED_UP, S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF, S.RETURNING})
+REFUSAL_REASONS = {S.DELIVERED: "delivery_completed", S.RETURNED: "delivery_completed",
+                   S.CANCELLED: "delivery_cancelled", **{status: "delivery_picked_up" for status in PICKED_UP}}
+# What an update may change: the rest of Drive's updatable fields are refused by name, each with why.
+UPDATABLE = ("dropoff_phone_number", "dropoff_instructions")
+NOT_UPDATABLE = {
+    "dropoff_address": "the dropoff cannot move: the robot's trip is planned to it; cancel and create again",
+    "dropoff_location": "the dropoff cannot move: the robot's trip is planned to it; cancel and create again",
+    "pickup_address": "the pickup cannot move: the robot's trip is planned from it",
+    "pickup_time": "the ready time is fixed at creation",
+    "dropoff_time": "the dropoff time is fixed at creation",
+    "tip": "robots take no tip",
+    "items": "the robot is loaded with the order as created",
+    "order_value": "the order value is fixed at creation",
+}
+CANNOT_UPDATE = "cannot be changed after the delivery is created"
 DRIVE_ERRORS = {
     400: {"model": ErrorBody, "description": "`validation_error`: `field_errors` names the fields"},
     401: {"model": ErrorBody, "description": "`authentication_error`: missing, malformed, expired or unknown JWT"},
-    404: {"model": ErrorBody, "description": "`not_found`: no such delivery for this developer"},
+    404: {"model": ErrorBody, "description": "`unknown_delivery_id`: no such delivery for this developer"},
     429: {"model": ErrorBody, "description": "`request_rate_limited`; retry after `Retry-After`"},
 }
 
 router = APIRouter(prefix=PREFIX, tags=[TAG], responses=DRIVE_ERRORS)
 
 
+class DriveRefusal(ApiError):
+    """A refusal in Drive's own words: a code and, for the codes Drive explains, a `reason`."""
+
+    def __init__(self, status: int, code: str, message: str, reason: str | None = None, field_errors=None):
+        super().__init__(status, code, message, field_errors)
+        self.reason = reason
+
+
+def _reason(error: ApiError, code: str) -> str | None:
+    """Drive's `reason` of a refusal: the one it was raised with, or the coverage an address falls outside."""
+    if isinstance(error, DriveRefusal):
+        return error.reason
+    if code == "invalid_delivery_parameters":
+        pickup = any(f.field.startswith("pickup") for f in error.field_errors)
+        return "pickup_address_not_in_coverage" if pickup else "delivery_address_not_in_coverage"
+    return None
+
+
 def render_error(error: ApiError) -> JSONResponse:
-    """Drive's error body: `{code, message, field_errors: [{field, error}]}` with Drive's status codes."""
+    """Drive's error body: `{code, message, field_errors: [{field, error}]}` with Drive's status codes, and a `reason`
+    where Drive gives one (`cancel_not_allowed`, `update_not_allowed`, `invalid_delivery_parameters`)."""
     status, code = ERRORS.get(error.code, (error.status, error.code))
-    return error_response(status, code, error.message, error.field_errors, error.headers)
+    response = error_response(status, code, error.message, error.field_errors, error.headers)
+    reason = _reason(error, code)
+    if reason is None:
+        return response
+    body = {**ErrorBody(code=code, message=error.message, field_errors=list(error.field_errors)).model_dump(),
+            "reason": reason}
+    return JSONResponse(body, status_code=status, headers=error.headers)
 
 
 class DropoffLocation(BaseModel):
@@ -85,7 +135,7 @@ class DriveDeliveryRequest(BaseModel):
             customer_phone=self.dropoff_phone_number, digest=digest, pickup_store_id=self.store_id,
             pickup_address=self.pickup_address, dropoff_address=self.dropoff_address,
             dropoff=Point(latitude=location.lat, longitude=location.lng) if location else None,
-            dropoff_instructions=self.dropoff_instructions, quote_id=quote_id, fields=FIELDS)
+            dropoff_instructions=self.dropoff_instructions, quote_id=quote_id, fields=FIELDS, list_priced=True)
 
     @property
     def store_id(self) -> str | None:
@@ -97,10 +147,17 @@ class DriveAccept(BaseModel):
 
 
 class DriveUpdate(BaseModel):
+    """Drive's update: the dropoff phone number and instructions change; any other field sent is refused by name."""
+
     dropoff_phone_number: str | None = Field(None, min_length=5, max_length=32, pattern=PHONE)
     dropoff_instructions: str | None = Field(None, max_length=500)
 
-    model_config = {"json_schema_extra": {"examples": [{"dropoff_instructions": "call on arrival"}]}}
+    model_config = {"extra": "allow", "json_schema_extra": {"examples": [{"dropoff_instructions": "call on arrival"}]}}
+
+    def refused_fields(self) -> list[FieldError]:
+        """Every field sent that we cannot change, with why."""
+        return [FieldError(field=name, error=NOT_UPDATABLE.get(name, CANNOT_UPDATE))
+                for name, value in (self.model_extra or {}).items() if value is not None]
 
 
 class DriveQuote(BaseModel):
@@ -116,8 +173,8 @@ class DriveQuote(BaseModel):
 class DriveDelivery(BaseModel):
     external_delivery_id: str
     delivery_status: str = Field(description=", ".join(drive.STATUSES.values()))
-    fee: int | None = Field(None, description="cents; set when the delivery came from a quote")
-    currency: str | None = None
+    fee: int = Field(description="cents: the quote's fee, or the list price of the trip without a quote")
+    currency: str
     tracking_url: str
     support_reference: str
     cancellation_reason: str | None = None
@@ -134,8 +191,8 @@ class DriveDelivery(BaseModel):
 
 @router.post("/quotes", response_model=DriveQuote, summary="Quote a delivery",
              responses={409: {"model": ErrorBody, "description": "`duplicate_delivery_id`: already a delivery"},
-                        422: {"model": ErrorBody, "description": "`outside_service_area`, `unknown_location`, "
-                                                                 "`unknown_store` or `no_capacity`"}})
+                        422: {"model": ErrorBody, "description": "`invalid_delivery_parameters` (outside the "
+                                                                 "coverage) or `no_capacity`"}})
 async def create_quote(body: DriveDeliveryRequest, partner: DrivePartner, desk: Partners) -> DriveQuote:
     """Price the delivery now; accept it by its `external_delivery_id` before `expires_by`."""
     await desk.refuse_existing(partner.id, body.external_delivery_id, "external_delivery_id")
@@ -152,7 +209,7 @@ async def create_quote(body: DriveDeliveryRequest, partner: DrivePartner, desk: 
                       expires_by=offer.expires_at)
 
 
-@router.post("/quotes/{external_delivery_id}/accept", response_model=DriveDelivery, summary="Accept a quote",
+@router.post("/quotes/{external_delivery_id}/accept", response_model=DriveDelivery, response_model_exclude_none=True, summary="Accept a quote",
              responses={404: {"model": ErrorBody, "description": "`not_found`: no quote for this id"},
                         409: {"model": ErrorBody, "description": "`duplicate_delivery_id`: accepted with "
                                                                  "another phone number"},
@@ -170,45 +227,56 @@ async def accept_quote(external_delivery_id: str, partner: DrivePartner, desk: P
     return DriveDelivery.of(view)
 
 
-@router.post("/deliveries", response_model=DriveDelivery, summary="Create a delivery",
+@router.post("/deliveries", response_model=DriveDelivery, response_model_exclude_none=True, summary="Create a delivery",
              responses={409: {"model": ErrorBody, "description": "`duplicate_delivery_id`: the id was used for "
                                                                  "another delivery"},
-                        422: {"model": ErrorBody, "description": "`outside_service_area`, `unknown_location` or "
-                                                                 "`unknown_store`"}})
+                        422: {"model": ErrorBody, "description": "`invalid_delivery_parameters`: outside the "
+                                                                 "coverage"}})
 async def create_delivery(body: DriveDeliveryRequest, partner: DrivePartner, desk: Partners) -> DriveDelivery:
     """Create a delivery without a quote. The same request again returns the same delivery."""
     view, _ = await desk.create(partner.id, body.intake(digest_of(body.model_dump(mode="json"))))
     return DriveDelivery.of(view)
 
 
-@router.get("/deliveries/{external_delivery_id}", response_model=DriveDelivery, summary="Get a delivery")
+@router.get("/deliveries/{external_delivery_id}", response_model=DriveDelivery, response_model_exclude_none=True, summary="Get a delivery")
 async def get_delivery(external_delivery_id: str, partner: DrivePartner, views: Views) -> DriveDelivery:
     """Status, fee, times and tracking link; only the developer who created it can see it."""
     return DriveDelivery.of(await views.view_of(await views.order_by_external_id(partner.id, external_delivery_id)))
 
 
-@router.patch("/deliveries/{external_delivery_id}", response_model=DriveDelivery,
+@router.patch("/deliveries/{external_delivery_id}", response_model=DriveDelivery, response_model_exclude_none=True,
               summary="Update the dropoff phone number or instructions",
-              responses={409: {"model": ErrorBody, "description": "`delivery_in_progress`: already picked up"}})
+              responses={400: {"model": ErrorBody, "description": "`validation_error`: a field that cannot change"},
+                         409: {"model": ErrorBody, "description": "`update_not_allowed` with a `reason`: "
+                                                                 "picked up, completed or cancelled"}})
 async def update_delivery(external_delivery_id: str, body: DriveUpdate, partner: DrivePartner,
                           desk: Partners, views: Views) -> DriveDelivery:
     """Allowed until the order is in the robot."""
     order = await views.order_by_external_id(partner.id, external_delivery_id)
+    refused = body.refused_fields()
+    if refused:
+        raise DriveRefusal(400, "validation_error", f"only {' and '.join(UPDATABLE)} can be updated",
+                           field_errors=refused)
     if body.dropoff_phone_number is None and body.dropoff_instructions is None:
-        raise Refusal(422, "invalid_request", "send dropoff_phone_number or dropoff_instructions",
-                      "dropoff_instructions")
+        raise Refusal(422, "invalid_request", f"send {' or '.join(UPDATABLE)}", "dropoff_instructions")
+    status = await views.current_status(order)
+    if status in REFUSAL_REASONS:
+        raise DriveRefusal(409, "update_not_allowed", f"the delivery is {drive.STATUSES[status]}: the dropoff can no "
+                           "longer change", REFUSAL_REASONS[status])
     view = await desk.update_dropoff(order, instructions=body.dropoff_instructions,
                                      phone=body.dropoff_phone_number, field_name="dropoff_instructions")
     return DriveDelivery.of(view)
 
 
-@router.put("/deliveries/{external_delivery_id}/cancel", response_model=DriveDelivery, summary="Cancel a delivery",
-            responses={409: {"model": ErrorBody, "description": "`delivery_not_cancellable`: already cancelled, "
-                                                                "delivered or on its way back"}})
+@router.put("/deliveries/{external_delivery_id}/cancel", response_model=DriveDelivery, response_model_exclude_none=True, summary="Cancel a delivery",
+            responses={409: {"model": ErrorBody, "description": "`cancel_not_allowed` with a `reason`: picked up, "
+                                                                "completed or already cancelled"}})
 async def cancel_delivery(external_delivery_id: str, partner: DrivePartner, desk: Partners,
                           views: Views) -> DriveDelivery:
-    """Before pickup the robot is released; after loading, the order goes back to the store."""
+    """Until the order is picked up: the robot is released. Once it is in the robot, Drive refuses the cancel."""
     order = await views.order_by_external_id(partner.id, external_delivery_id)
-    if await views.current_status(order) == DeliveryStatus.CANCELLED:
-        raise ApiError(409, "noncancelable_delivery", f"delivery {external_delivery_id} is already cancelled")
+    status = await views.current_status(order)
+    if status in REFUSAL_REASONS:
+        raise DriveRefusal(409, "cancel_not_allowed", f"delivery {external_delivery_id} is {drive.STATUSES[status]}",
+                           REFUSAL_REASONS[status])
     return DriveDelivery.of(await desk.cancel(order, drive.CANCELLED_BY_PARTNER))

@@ -283,7 +283,7 @@ async def create_delivery(body: UberDeliveryRequest, partner: Customer, desk: Pa
         digest=digest_of(body.model_dump(mode="json")), pickup_store_id=body.external_store_id,
         pickup_address=address_text(body.pickup_address, "pickup_address"),
         dropoff_address=address_text(body.dropoff_address, "dropoff_address"),
-        dropoff_instructions=body.dropoff_notes, quote_id=quote_id, fields=FIELDS)
+        dropoff_instructions=body.dropoff_notes, quote_id=quote_id, fields=FIELDS, list_priced=True)
     view, _ = await desk.create(partner.id, order)
     return UberDelivery.of(view)
 

@@ -11,13 +11,13 @@ from tests.support.interceptors import FailOnceAfterCommit
 from tests.support.lifecycle import audit_test_markets
 from tests.support.markets import OwnMarket, new_market
 from tests.support.partners import running_hooks, running_receiver
-from tests.support.platform import running_platform
+from tests.support.platform import shared_platform
 
 
 @pytest.fixture(scope="session")
 async def platform(settings, temporal_env):
     """Workers on every task queue and the API, against the session's Postgres and Temporal dev server."""
-    async with running_platform(settings, temporal_env) as platform:
+    async with shared_platform(settings, temporal_env) as platform:
         yield platform
 
 

@@ -1,7 +1,7 @@
 """DoorDash Drive v2 on the real stack, called the way a Drive client calls it: a DD-JWT-V1 it signs itself.
 
-No unmodified Drive client library is on the package index (the names there are an empty placeholder and an
-agent tool that phones home), so these tests send exactly the paths, headers and bodies a Drive client sends.
+These tests send exactly the paths, headers and bodies a Drive client sends and read what the database holds;
+tests/contract runs DoorDash's own SDK against the same stack.
 """
 
 import asyncio
@@ -129,17 +129,19 @@ async def test_drive_requests_that_cannot_be_served_get_drive_errors_and_store_n
         assert "dropoff_phone_number" in {f["field"] for f in malformed.json()["field_errors"]}
         outside = await client.post("/drive/v2/deliveries", json=order(market, "D-far", dropoff_location=None,
                                                                        dropoff_address=far))
-        assert outside.status_code == 422 and outside.json()["code"] == "outside_service_area"
+        assert outside.status_code == 422 and outside.json()["code"] == "invalid_delivery_parameters"
+        assert outside.json()["reason"] == "delivery_address_not_in_coverage"
         assert outside.json()["field_errors"] == [{"field": "dropoff_address", "error": "outside_service_area"}]
         unknown = await client.post("/drive/v2/quotes", json=order(market, "D-nowhere", dropoff_location=None,
                                                                    dropoff_address="404 Nowhere St"))
-        assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_location"
+        assert unknown.status_code == 400 and unknown.json()["code"] == "validation_error"
+        assert unknown.json()["field_errors"] == [{"field": "dropoff_address", "error": "unknown_location"}]
         for request in (client.get("/drive/v2/deliveries/D-other"),
                         client.patch("/drive/v2/deliveries/D-other", json={"dropoff_instructions": "x"}),
                         client.put("/drive/v2/deliveries/D-other/cancel"),
                         client.post("/drive/v2/quotes/D-other/accept")):
             foreign = await request
-            assert foreign.status_code == 404 and foreign.json()["code"] == "not_found", foreign.text
+            assert foreign.status_code == 404 and foreign.json()["code"] == "unknown_delivery_id", foreign.text
     assert await order_rows(market.platform) == before
 
     await market.add_robot()
@@ -159,7 +161,7 @@ async def test_drive_creates_are_idempotent_and_cancel_follows_drive_rules(marke
         again = await client.post("/drive/v2/deliveries", json=body)
         assert (first.status_code, again.status_code) == (200, 200), first.text
         assert first.json()["support_reference"] == again.json()["support_reference"]
-        assert first.json()["fee"] is None  # no quote, no fee
+        assert first.json()["fee"] > 0 and first.json()["currency"] == "USD"  # no quote: the list price
         before = await order_rows(market.platform)
         conflict = await client.post("/drive/v2/deliveries", json={**body, "dropoff_instructions": "other"})
         assert conflict.status_code == 409 and conflict.json()["code"] == "duplicate_delivery_id"
@@ -173,4 +175,5 @@ async def test_drive_creates_are_idempotent_and_cancel_follows_drive_rules(marke
         assert cancelled.status_code == 200 and cancelled.json()["delivery_status"] == "cancelled"
         assert cancelled.json()["cancellation_reason"] == "cancelled_by_creator"
         twice = await client.put("/drive/v2/deliveries/D-2/cancel")
-    assert twice.status_code == 409 and twice.json()["code"] == "delivery_not_cancellable"
+    assert twice.status_code == 409 and twice.json()["code"] == "cancel_not_allowed"
+    assert twice.json()["reason"] == "delivery_cancelled"

@@ -3,7 +3,7 @@
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI
@@ -69,6 +69,28 @@ async def running_platform(settings: Settings, temporal_env: WorkflowEnvironment
         await asyncio.gather(*(w.shutdown() for w in workers))
         await asyncio.gather(*running, return_exceptions=True)
         await databases.dispose()
+
+
+_shared: dict = {}  # the session's one platform, and how many fixtures hold it
+
+
+@asynccontextmanager
+async def shared_platform(settings: Settings, temporal_env: WorkflowEnvironment) -> AsyncIterator[Platform]:
+    """The session's one platform, whichever test directories ask for it: a second set of workers on the same task
+    queues would take activities the first one's holds and failure injection are meant to see."""
+    if not _shared:
+        stack = AsyncExitStack()
+        _shared.update(platform=await stack.enter_async_context(running_platform(settings, temporal_env)),
+                       stack=stack, holders=0)
+    _shared["holders"] += 1
+    try:
+        yield _shared["platform"]
+    finally:
+        _shared["holders"] -= 1
+        if _shared["holders"] == 0:
+            stack = _shared.pop("stack")
+            _shared.clear()
+            await stack.aclose()
 
 
 async def rows(platform: Platform, service: Service, statement) -> list:

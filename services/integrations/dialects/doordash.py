@@ -29,40 +29,43 @@ EVENTS: dict[DeliveryStatus, str] = {
 }
 # The reason we record when the partner cancels through Drive.
 CANCELLED_BY_PARTNER = "cancelled_by_creator"
-# Our reasons, as Drive's `cancellation_reason`; any other reason reads `other`.
+# Our reasons, as Drive's `cancellation_reason` (the words of Drive's enum). Any other reason (a robot or an
+# operator ended it) reads `failed_to_deliver` once the order was picked up, else `failed_to_pickup`.
 CANCELLATION_REASONS = {
     CANCELLED_BY_PARTNER: "cancelled_by_creator",
-    "no_robot_available": "no_available_dashers",
-    "no_pilot_available": "no_available_dashers",
-    "pickup_timeout": "pickup_not_ready",
-    "customer_no_show": "customer_unavailable",
-    "operator_cancelled": "cancelled_by_support",
+    "no_robot_available": "failed_to_assign_and_refunded",
+    "no_pilot_available": "failed_to_assign_and_refunded",
+    "pickup_timeout": "failed_to_pickup",
+    "customer_no_show": "failed_to_deliver",
 }
 
 
-def cancellation_reason(reason: str | None) -> str | None:
+def cancellation_reason(reason: str | None, picked_up: bool) -> str | None:
     if reason is None:
         return None
-    return CANCELLATION_REASONS.get(reason.removeprefix("cancelled:"), "other")
+    fallback = "failed_to_deliver" if picked_up else "failed_to_pickup"
+    return CANCELLATION_REASONS.get(reason.removeprefix("cancelled:"), fallback)
 
 
 def delivery_fields(snapshot: Snapshot) -> dict[str, Any]:
-    """A Drive delivery object for the snapshot."""
+    """A Drive delivery object for the snapshot; a field without a value is left out, as Drive leaves it out."""
     ended = snapshot.status in (S.CANCELLED, S.RETURNING, S.RETURNED)
-    return {
+    picked_up = S.PICKED_UP in snapshot.reached
+    fields = {
         "external_delivery_id": snapshot.external_id,
         "delivery_status": STATUSES[snapshot.status],
         "fee": snapshot.fee_cents,
         "currency": snapshot.currency,
         "tracking_url": snapshot.tracking_url,
         "support_reference": str(snapshot.delivery_id),
-        "cancellation_reason": cancellation_reason(snapshot.reason) if ended else None,
+        "cancellation_reason": cancellation_reason(snapshot.reason, picked_up) if ended else None,
         "pickup_time_estimated": snapshot.pickup_eta,
         "pickup_time_actual": snapshot.reached.get(S.PICKED_UP),
         "dropoff_time_estimated": snapshot.dropoff_eta,
         "dropoff_time_actual": snapshot.reached.get(S.DELIVERED),
         "updated_at": snapshot.updated_at,
     }
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 class DriveCallbacks(CallbackFormat):
