@@ -3,7 +3,10 @@
 import re
 import shlex
 import shutil
+import socket
+import ssl
 import subprocess
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,9 +29,15 @@ REQUIRED_SETTINGS = (
     "DELIVERY_TEMPORAL_EMBEDDED",
 )
 
-# What a deployer must set (the PII sealing key: a secret has no default) and may set; every other variable
-# the file uses must work unset.
-REQUIRED = {"DELIVERY_PII_KEYS": "prod1:" + "A" * 43 + "="}
+# What a deployer must set (the PII sealing key, the identity provider and the Temporal tokens: a secret or
+# an address of theirs has no default) and may set; every other variable the file uses must work unset.
+REQUIRED = {"DELIVERY_PII_KEYS": "prod1:" + "A" * 43 + "=",
+            "TEMPORAL_JWKS_URL": "https://idp.example/.well-known/jwks.json",
+            "TEMPORAL_UI_OIDC_PROVIDER_URL": "https://idp.example",
+            "TEMPORAL_UI_OIDC_CLIENT_ID": "temporal-ui",
+            "TEMPORAL_UI_OIDC_CLIENT_SECRET": "ui-s3cret",
+            "TEMPORAL_SERVICE_TOKEN_FILE": "/srv/secrets/platform.jwt",
+            "TEMPORAL_ADMIN_TOKEN_FILE": "/srv/secrets/admin.jwt"}
 DB_PASSWORDS = {f"{name.upper()}_DB_PASSWORD": f"{name}-s3cret" for name in (*Service, "temporal")}
 ENVIRONMENTS = [pytest.param(REQUIRED, id="defaults"),
                 pytest.param({**REQUIRED, "POSTGRES_PASSWORD": "s3cret", **DB_PASSWORDS}, id="passwords")]
@@ -128,9 +137,14 @@ def settings_from(env: Mapping[str, str]) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def services() -> dict[str, dict]:
-    compose = yaml.safe_load(COMPOSE_FILE.read_text())
-    assert isinstance(compose, dict) and isinstance(compose.get("services"), dict)
+def compose() -> dict:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(loaded, dict) and isinstance(loaded.get("services"), dict)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict[str, dict]:
     return compose["services"]
 
 
@@ -348,7 +362,161 @@ def test_temporal_ui(services):
     ui = services["temporal-ui"]
     assert ui["image"].startswith("temporalio/ui:")
     assert environment(ui)["TEMPORAL_ADDRESS"] == "temporal:7233"
-    assert "8233:8080" in [str(port) for port in ui.get("ports", [])]
+    assert "127.0.0.1:8233:8080" in [str(port) for port in ui.get("ports", [])]
+
+
+# ---- Temporal authenticated: mTLS, the frontend's JWT authorizer, the UI behind OIDC ---------------------------
+
+TLS_DIR = ROOT / "deploy" / "tls"
+TEMPORAL_CLIENTS = ("api", "worker-delivery-workflows", "worker-dispatch", "worker-state")
+
+
+def mounted_file(service: dict, container_path: str) -> Path:
+    """Where on the host a file the service reads lives: under the bind mount whose target holds it."""
+    for host, target in bind_mounts(service):
+        if container_path.startswith(target.rstrip("/") + "/"):
+            return host / container_path[len(target.rstrip("/")) + 1:]
+    raise AssertionError(f"{container_path} is in no bind mount of the service")
+
+
+def secret_file(compose: dict, service: dict, container_path: str) -> str:
+    """The compose secret a service reads at /run/secrets/NAME: it must be granted and defined with a file."""
+    name = container_path.removeprefix("/run/secrets/")
+    assert container_path.startswith("/run/secrets/") and name in service.get("secrets", []), container_path
+    return interpolate(compose["secrets"][name]["file"], REQUIRED)
+
+
+def published(service: dict) -> list[str]:
+    return [str(port) for port in service.get("ports", [])]
+
+
+def test_the_frontend_requires_a_client_certificate_and_a_token(services):
+    temporal = services["temporal"]
+    env = environment(temporal)
+    assert env["TEMPORAL_TLS_REQUIRE_CLIENT_AUTH"] == "true"
+    for key in ("TEMPORAL_TLS_FRONTEND_CERT", "TEMPORAL_TLS_FRONTEND_KEY", "TEMPORAL_TLS_CLIENT1_CA_CERT",
+                "TEMPORAL_TLS_SERVER_CERT", "TEMPORAL_TLS_SERVER_KEY", "TEMPORAL_TLS_SERVER_CA_CERT"):
+        assert mounted_file(temporal, env[key]).parent == TLS_DIR / "server", key
+    assert env["TEMPORAL_TLS_FRONTEND_SERVER_NAME"] == "temporal"
+    assert env["TEMPORAL_AUTH_AUTHORIZER"] == "default" and env["TEMPORAL_AUTH_CLAIM_MAPPER"] == "default"
+    assert env["TEMPORAL_JWT_KEY_SOURCE1"] == REQUIRED["TEMPORAL_JWKS_URL"]
+    assert env["TEMPORAL_JWT_PERMISSIONS_CLAIM"] == "permissions"
+    # The server's own workers (schedules, scanners) carry no token: they use the internal frontend.
+    assert env["USE_INTERNAL_FRONTEND"] == "true"
+    with pytest.raises(AssertionError, match="TEMPORAL_JWKS_URL"):
+        environment(temporal, {k: v for k, v in REQUIRED.items() if k != "TEMPORAL_JWKS_URL"})
+    assert all(port.startswith("127.0.0.1:") for port in published(temporal)), published(temporal)
+
+
+def test_the_ui_signs_operators_in_and_listens_on_loopback_only(services):
+    ui = services["temporal-ui"]
+    env = environment(ui)
+    assert env["TEMPORAL_AUTH_ENABLED"] == "true" and env["TEMPORAL_AUTH_TYPE"] == "oidc"
+    for key, variable in (("TEMPORAL_AUTH_PROVIDER_URL", "TEMPORAL_UI_OIDC_PROVIDER_URL"),
+                          ("TEMPORAL_AUTH_CLIENT_ID", "TEMPORAL_UI_OIDC_CLIENT_ID"),
+                          ("TEMPORAL_AUTH_CLIENT_SECRET", "TEMPORAL_UI_OIDC_CLIENT_SECRET")):
+        assert env[key] == REQUIRED[variable], key
+        with pytest.raises(AssertionError, match=variable):  # no default: a deployer's client, a deployer's secret
+            environment(ui, {k: v for k, v in REQUIRED.items() if k != variable})
+    assert urlsplit(env["TEMPORAL_AUTH_CALLBACK_URL"]).path == "/auth/sso/callback"
+    assert {"openid", "email"} <= set(env["TEMPORAL_AUTH_SCOPES"].split(","))
+    for key in ("TEMPORAL_TLS_CA", "TEMPORAL_TLS_CERT", "TEMPORAL_TLS_KEY"):
+        assert mounted_file(ui, env[key]).parent == TLS_DIR / "ui", key
+    assert env["TEMPORAL_TLS_SERVER_NAME"] == environment(services["temporal"])["TEMPORAL_TLS_FRONTEND_SERVER_NAME"]
+    assert env["TEMPORAL_TLS_ENABLE_HOST_VERIFICATION"] == "true"
+    ports = published(ui)
+    assert ports and all(port.startswith("127.0.0.1:") for port in ports), f"UI published on every interface: {ports}"
+
+
+@pytest.mark.parametrize("name", TEMPORAL_CLIENTS)
+def test_platform_services_reach_temporal_with_their_certificate_and_token(compose, services, name):
+    service = services[name]
+    settings = settings_from(environment(service))
+    assert settings.temporal_tls and settings.temporal_api_key is None
+    assert settings.temporal_tls_server_name == environment(services["temporal"])["TEMPORAL_TLS_FRONTEND_SERVER_NAME"]
+    for path in (settings.temporal_tls_ca, settings.temporal_tls_cert, settings.temporal_tls_key):
+        assert mounted_file(service, str(path)).parent == TLS_DIR / "client", path
+    token = secret_file(compose, service, str(settings.temporal_api_key_file))
+    assert token == REQUIRED["TEMPORAL_SERVICE_TOKEN_FILE"]
+
+
+def test_the_setup_job_reaches_temporal_with_mtls_and_the_admin_token(compose, services):
+    job = services["temporal-setup"]
+    env = environment(job)
+    for key in ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH"):
+        assert mounted_file(job, env[key]).parent == TLS_DIR / "client", key
+    assert env["TEMPORAL_TLS_SERVER_NAME"] == "temporal"
+    assert secret_file(compose, job, env["TEMPORAL_API_KEY_FILE"]) == REQUIRED["TEMPORAL_ADMIN_TOKEN_FILE"]
+    assert 'TEMPORAL_API_KEY=$(cat "$TEMPORAL_API_KEY_FILE")' in job_text(job)
+
+
+def test_the_dev_script_makes_every_certificate_compose_mounts(services, tmp_path):
+    """deploy/tls/make-dev-certs.sh writes each file the services read, and they make a working mTLS pair."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    subprocess.run(["sh", str(TLS_DIR / "make-dev-certs.sh"), str(tmp_path), "2"], check=True, capture_output=True)
+    wanted = [mounted_file(service, value) for name, service in services.items() if name != "migrate"  # no Temporal
+              for key, value in environment(service).items()
+              if key.startswith(("TEMPORAL_TLS_", "DELIVERY_TEMPORAL_TLS_")) and value.endswith(".pem")]
+    assert len(wanted) >= 12
+    for host in wanted:
+        assert (tmp_path / host.relative_to(TLS_DIR)).is_file(), f"the script makes no {host.relative_to(ROOT)}"
+    assert mtls_handshake(tmp_path, client="client") and mtls_handshake(tmp_path, client="ui")
+    assert not mtls_handshake(tmp_path, client=None), "the frontend's TLS let a client without a certificate in"
+
+
+def mtls_handshake(certs: Path, client: str | None) -> bool:
+    """Whether a client holding `client/<name>.pem` (or no certificate) completes TLS with a server that presents
+    the frontend's certificate and requires a client certificate from the CA, verifying the name `temporal`."""
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=certs / "server" / "ca.pem")
+    server_context.load_cert_chain(certs / "server" / "frontend.pem", certs / "server" / "frontend-key.pem")
+    server_context.verify_mode = ssl.CERT_REQUIRED
+    client_context = ssl.create_default_context(cafile=certs / "ca" / "ca.pem")
+    if client is not None:
+        folder = certs / ("ui" if client == "ui" else "client")
+        client_context.load_cert_chain(folder / f"{client}.pem", folder / f"{client}-key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    outcome: dict[str, bool] = {}
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        try:
+            with server_context.wrap_socket(connection, server_side=True) as tls:
+                outcome["server"] = tls.getpeercert() is not None
+                tls.sendall(b"ok")
+        except (ssl.SSLError, OSError):
+            outcome["server"] = False
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with socket.create_connection(listener.getsockname(), timeout=5) as raw:
+            with client_context.wrap_socket(raw, server_hostname="temporal") as tls:
+                outcome["client"] = tls.recv(2) == b"ok"
+    except (ssl.SSLError, OSError):
+        outcome["client"] = False
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+    return outcome.get("server", False) and outcome.get("client", False)
+
+
+def test_no_private_key_or_token_is_committed():
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run([git, "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    pem_key = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+    keys = []
+    for name in filter(None, tracked.decode().split("\0")):
+        path = ROOT / name
+        if name.endswith((".pem", ".key", ".jwt")) or (path.is_file() and pem_key.search(path.read_bytes())):
+            keys.append(name)
+    assert not keys, f"private keys or tokens in git: {keys}"
+    for made in ("ca/ca-key.pem", "server/frontend-key.pem", "client/client-key.pem", "ui/ui-key.pem",
+                 "client/service.jwt"):
+        ignored = subprocess.run([git, "check-ignore", "-q", str(TLS_DIR / made)], cwd=ROOT)
+        assert ignored.returncode == 0, f"deploy/tls/{made} would not be ignored by git"
 
 
 def test_dockerfile_runs_as_non_root():

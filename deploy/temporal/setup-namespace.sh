@@ -5,6 +5,13 @@
 set -eu
 : "${TEMPORAL_ADDRESS:?}" "${NAMESPACE:?}" "${SEARCH_ATTRIBUTES:?}"
 
+# The `temporal` CLI sends TEMPORAL_API_KEY as its bearer token; compose mounts the token as a file. Its mTLS
+# comes from TEMPORAL_TLS_* (the server name too, since the address below is an IP).
+if [ -n "${TEMPORAL_API_KEY_FILE:-}" ]; then
+  TEMPORAL_API_KEY=$(cat "$TEMPORAL_API_KEY_FILE")
+  export TEMPORAL_API_KEY
+fi
+
 host=${TEMPORAL_ADDRESS%:*}
 port=${TEMPORAL_ADDRESS##*:}
 # gRPC may try an IPv6 address first inside the compose network; pin the IPv4 one.
