@@ -1,14 +1,20 @@
 """Operators find parked deliveries by search attribute, read why, and fix them with updates."""
 
+import json
+import uuid
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+import httpx
 import pytest
 from sqlalchemy import text
 from temporalio.api.enums.v1 import EventType
 
 from cli import ops
 from core.services import Service
+from services.integrations import repository as integrations
+from tests.support.dialects import access_token, drive_jwt
 from tests.support.lifecycle import DELIVERED_TRAIL, assert_robot_free, create, parked
 from tests.support.robots import RobotDriver
 from tests.support.waiting import wait_for, wait_status, wait_terminal, workflow_status
@@ -305,3 +311,135 @@ async def test_the_open_lid_question_waits_while_the_partner_callbacks_are_parke
     result = await wait_terminal(market.platform, delivery_id)
     assert result["status"] == "delivered"
     assert [a["action"] for a in result["operator_actions"]] == ["retry", "resolve_delivered"]
+
+
+# An operator's note no partner may ever read; and the partner's view of the same delivery, dialect by dialect.
+SECRET_NOTE = "customer swore at the pilot 4f7c"
+DRIVE_AUTHORIZATION = "Basic cGFydG5lcjpob29rcw=="
+
+
+class PartnerSeat:
+    """One partner of a dialect in the market: creates its orders its own way and reads them back every way it can."""
+
+    def __init__(self, market, hooks, receiver, dialect: str):
+        self.market, self.hooks, self.receiver, self.dialect = market, hooks, receiver, dialect
+        self.url = self.credentials = None
+        self.ids: dict[UUID, tuple[str, str]] = {}  # delivery id -> (the dialect's own id, the external id)
+
+    async def join(self) -> None:
+        if self.dialect == "native":
+            return  # the market's own partner, whose webhook is the receiver
+        self.url = self.hooks.endpoint()
+        authorization = DRIVE_AUTHORIZATION if self.dialect == "doordash" else None
+        self.credentials = await self.market.add_partner(self.url, self.dialect, authorization)
+        if self.dialect == "doordash":
+            async with self.market.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+                point = self.market.point(north_m=100)
+                await integrations.add_store(session, UUID(self.credentials["partner_id"]), "store-1", "Kitchen",
+                                             point["latitude"], point["longitude"], self.market.market.name)
+
+    async def http(self) -> httpx.AsyncClient:
+        api, credentials = self.market.platform.api_url, self.credentials
+        if self.dialect == "native":
+            return self.market.partner_http()
+        token = {"doordash": lambda: drive_jwt(credentials), "olo": lambda: credentials["api_key"]}.get(self.dialect)
+        base = {"doordash": "/drive/v2", "olo": "/olo/v1"}.get(self.dialect,
+                                                               f"/v1/customers/{credentials.get('customer_id')}")
+        token = token() if token else await access_token(self.market, credentials)
+        return httpx.AsyncClient(base_url=f"{api}{base}", headers={"authorization": f"Bearer {token}"})
+
+    async def create(self, addresses: list[str]) -> UUID:
+        market, external_id = self.market, f"note-{self.dialect}-{uuid.uuid4().hex[:6]}"
+        dropoff = market.point(north_m=400, east_m=200)
+        async with await self.http() as partner:
+            if self.dialect == "native":
+                answer = await partner.post("/v1/deliveries", json=market.order(external_id))
+                own_id = answer.json()["id"]
+            elif self.dialect == "doordash":
+                answer = await partner.post("/deliveries", json={
+                    "external_delivery_id": external_id, "pickup_external_store_id": "store-1",
+                    "dropoff_location": {"lat": dropoff["latitude"], "lng": dropoff["longitude"]},
+                    "dropoff_phone_number": "+13105550100", "dropoff_contact_given_name": "Alex"})
+                own_id = answer.json()["support_reference"]
+            elif self.dialect == "olo":
+                quote = await partner.post("/quotes", json={
+                    "deliveryId": external_id, "pickup": market.point(north_m=100), "dropoff": dropoff,
+                    "customer": {"name": "Alex Doe", "phone": "+13105550100"},
+                    "dropoffTime": (datetime.now(UTC) + timedelta(hours=1)).isoformat()})
+                answer = await partner.post(f"/quotes/{quote.json()['quoteId']}/accept")
+                own_id = answer.json()["providerDeliveryId"]
+            else:
+                street, town, region = addresses[1].split(", ")
+                answer = await partner.post("/deliveries", json={
+                    "pickup_name": "Kitchen", "pickup_address": addresses[0], "pickup_phone_number": "+13105550111",
+                    "dropoff_name": "Alex Doe", "dropoff_phone_number": "+13105550100", "external_id": external_id,
+                    "dropoff_address": json.dumps({"street_address": [street], "city": town, "state": region[:2],
+                                                   "zip_code": region[3:], "country": "US"}),
+                    "manifest_items": [{"name": "burrito", "quantity": 1}]})
+                own_id = answer.json()["id"]
+        assert answer.status_code in (200, 201), answer.text
+        delivery_id = UUID(hex=own_id.removeprefix("del_"))
+        self.ids[delivery_id] = own_id, external_id
+        return delivery_id
+
+    async def reads(self) -> list[str]:
+        """Every answer the partner can get about its orders (each one, the list, the tracking page), as sent."""
+        by_own_id = self.dialect in ("native", "uber")
+        prefix = "/v1/deliveries" if self.dialect == "native" else "/deliveries"
+        paths = [f"{prefix}/{own_id if by_own_id else external_id}" for own_id, external_id in self.ids.values()]
+        async with await self.http() as partner:
+            answers = [await partner.get(path) for path in paths + ([prefix] if by_own_id else [])]
+            if self.dialect == "native":
+                answers += [await partner.get(answer.json()["tracking_url"]) for answer in answers[:-1]]
+        assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers]
+        return [answer.text for answer in answers]
+
+    def callbacks(self) -> list[str]:
+        """The bodies of the callbacks the partner received for its orders."""
+        if self.dialect == "native":
+            ours = {str(delivery_id) for delivery_id in self.ids}
+            return [json.dumps(c) for c in self.receiver.received if c["data"]["delivery_id"] in ours]
+        return [hook.body.decode() for hook in self.hooks.of(self.url)]
+
+
+@pytest.mark.parametrize("dialect", ["native", "doordash", "uber", "olo"])
+async def test_an_operators_note_reaches_no_partner_only_a_reason_code(market, receiver, hooks, geocoded, dialect,
+                                                                       lifecycle_policy):
+    lifecycle_policy(customer_no_show_seconds=1, lid_open_seconds=1)
+    robot = await market.add_robot()
+    await market.add_pilot()
+    seat = PartnerSeat(market, hooks, receiver, dialect)
+    await seat.join()
+    driver = RobotDriver(market, robot)
+    client, platform = market.platform.client, market.platform
+
+    # Redispatched with the note, then closed as delivered by hand with it.
+    delivered = await seat.create(list(geocoded))
+    await wait_status(platform, delivered, "robot_assigned")
+    await driver.send("departed")
+    await ops.act(client, delivered, "redispatch", "ana", SECRET_NOTE, robot_id=robot)
+    await driver.to_pickup(delivered)
+    for event in ("lid_opened", "lid_closed", "departed"):
+        await driver.send(event)
+    await ops.act(client, delivered, "resolve", "ana", SECRET_NOTE)
+    # Nobody comes to the door; back at the store the lid stays open, and the operator closes it as returned.
+    returned = await seat.create(list(geocoded))
+    await wait_terminal(platform, delivered)
+    await driver.to_pickup(returned)
+    await driver.load_and_go()
+    await wait_status(platform, returned, "returning")
+    for event in ("departed", "arrived_at_store", "lid_opened"):
+        await driver.send(event)
+    await parked(platform, returned, "lid has been open back at the store")
+    await ops.act(client, returned, "returned", "ana", SECRET_NOTE)
+    results = [await wait_terminal(platform, delivery_id) for delivery_id in (delivered, returned)]
+
+    # Every callback is settled once the workflow has ended: all that the partner was sent is here.
+    told = await seat.reads() + seat.callbacks()
+    assert len(told) > 2 and [text for text in told if SECRET_NOTE in text] == []
+    assert [(result["status"], result["reason"]) for result in results] == [
+        ("delivered", "operator_delivered"), ("returned", "operator_returned")]
+    story = await ops.show(client, platform.databases, delivered)
+    assert [a["end_reason"] for a in story["deliveries"]["attempts"]] == ["operator_redispatched", "operator_delivered"]
+    # Operators still read the note, where it was kept.
+    assert [a["note"] for r in results for a in r["operator_actions"]] == [SECRET_NOTE] * 3
