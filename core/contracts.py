@@ -103,6 +103,9 @@ class ReasonCode(StrEnum):
     NO_PILOT_AVAILABLE = "no_pilot_available"
     ROBOT_UNAVAILABLE = "robot_unavailable"
     STORE_CLOSED = "store_closed"
+    DESTINATION_UNREACHABLE = "destination_unreachable"
+    PACKAGE_DAMAGE = "package_damage"
+    INCOMPATIBLE_DELIVERY_MODE = "incompatible_delivery_mode"
 
 
 class FindingKind(StrEnum):
