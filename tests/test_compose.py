@@ -32,6 +32,7 @@ REQUIRED_SETTINGS = (
 # What a deployer must set (the PII sealing key, the identity provider and the Temporal tokens: a secret or
 # an address of theirs has no default) and may set; every other variable the file uses must work unset.
 REQUIRED = {"DELIVERY_PII_KEYS": "prod1:" + "A" * 43 + "=",
+            "DELIVERY_PAYLOAD_KEYS": "payload1:" + "B" * 43 + "=",
             "TEMPORAL_JWKS_URL": "https://idp.example/.well-known/jwks.json",
             "TEMPORAL_UI_OIDC_PROVIDER_URL": "https://idp.example",
             "TEMPORAL_UI_OIDC_CLIENT_ID": "temporal-ui",
