@@ -115,7 +115,6 @@ def token_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-
 async def stuck(client: Client, market: str | None = None) -> list[dict[str, Any]]:
     """Parked deliveries, newest first, with why they wait."""
     query = f'DeliveryStatus="{NEEDS_OPERATOR}"' + (f' AND Market="{market}"' if market else "")
