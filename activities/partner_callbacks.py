@@ -54,7 +54,7 @@ class PartnerCallbackActivities(ServiceActivities):
             url = partner.webhook_url
             webhook_secrets = await credentials.sealed_secrets(session, self.vault, partner.id, dialect.secret_kind)
             trail = await repository.external_trail(session, order.id)
-            snapshot = snapshot_of_trail(order, trail, callback, self.settings.public_url)
+            snapshot = snapshot_of_trail(order, trail, callback, self.settings.public_url, partner.account_id)
         try:  # production: resolve now (a name can change its address) and send to the address vetted
             target = await asyncio.to_thread(check_webhook_target, url,
                                              allow_private=self.settings.allow_private_webhooks)

@@ -23,4 +23,5 @@ def snapshot_of(view: OrderView) -> Snapshot:
     return Snapshot(delivery_id=order.delivery_id, external_id=order.external_id, status=view.status,
                     tracking_url=view.tracking_url, created_at=order.created_at, quote_id=order.quote_id,
                     fee_cents=view.fee_cents, currency=view.currency, pickup_eta=view.pickup_eta,
-                    dropoff_eta=view.dropoff_eta, reason=view.reason, reached=reached)
+                    dropoff_eta=view.dropoff_eta, reason=view.reason, reached=reached, pickup=order.pickup,
+                    dropoff=order.dropoff, robot_id=view.robot_id)

@@ -83,13 +83,16 @@ class OrderViews:
 
     async def list_views(self, partner_id: uuid.UUID, *, statuses: list[str] | None = None,
                          created_after: datetime | None = None, created_before: datetime | None = None,
-                         cursor: str | None = None, limit: int = 50) -> tuple[list[OrderView], str | None]:
-        """The partner's orders, newest first, one page, as stored (no live ETAs); and the next page's cursor."""
+                         cursor: str | None = None, limit: int = 50, offset: int = 0,
+                         ) -> tuple[list[OrderView], str | None]:
+        """The partner's orders, newest first, one page, as stored (no live ETAs); and the next page's cursor.
+
+        A page starts after `cursor`, or `offset` orders in (for dialects that page by counting)."""
         after = decode_cursor(cursor) if cursor else None
         async with self.databases.sessions(Service.INTEGRATIONS).begin() as session:
             orders = await integrations.list_orders(session, partner_id, statuses=statuses,
                                                     created_after=created_after, created_before=created_before,
-                                                    after=after, limit=limit + 1)
+                                                    after=after, limit=limit + 1, offset=offset)
         more = len(orders) > limit
         orders = orders[:limit]
         views = await self._views([order.delivery_id for order in orders], live=False)

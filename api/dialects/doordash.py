@@ -209,8 +209,9 @@ async def create_quote(body: DriveDeliveryRequest, partner: DrivePartner, desk: 
                       expires_by=offer.expires_at)
 
 
-@router.post("/quotes/{external_delivery_id}/accept", response_model=DriveDelivery, response_model_exclude_none=True, summary="Accept a quote",
-             responses={404: {"model": ErrorBody, "description": "`not_found`: no quote for this id"},
+@router.post("/quotes/{external_delivery_id}/accept", response_model=DriveDelivery, response_model_exclude_none=True,
+             summary="Accept a quote",
+             responses={404: {"model": ErrorBody, "description": "`unknown_delivery_id`: no quote for this id"},
                         409: {"model": ErrorBody, "description": "`duplicate_delivery_id`: accepted with "
                                                                  "another phone number"},
                         422: {"model": ErrorBody, "description": "`expired_quote`"}})
@@ -238,7 +239,8 @@ async def create_delivery(body: DriveDeliveryRequest, partner: DrivePartner, des
     return DriveDelivery.of(view)
 
 
-@router.get("/deliveries/{external_delivery_id}", response_model=DriveDelivery, response_model_exclude_none=True, summary="Get a delivery")
+@router.get("/deliveries/{external_delivery_id}", response_model=DriveDelivery, response_model_exclude_none=True,
+            summary="Get a delivery")
 async def get_delivery(external_delivery_id: str, partner: DrivePartner, views: Views) -> DriveDelivery:
     """Status, fee, times and tracking link; only the developer who created it can see it."""
     return DriveDelivery.of(await views.view_of(await views.order_by_external_id(partner.id, external_delivery_id)))
@@ -268,7 +270,8 @@ async def update_delivery(external_delivery_id: str, body: DriveUpdate, partner:
     return DriveDelivery.of(view)
 
 
-@router.put("/deliveries/{external_delivery_id}/cancel", response_model=DriveDelivery, response_model_exclude_none=True, summary="Cancel a delivery",
+@router.put("/deliveries/{external_delivery_id}/cancel", response_model=DriveDelivery, response_model_exclude_none=True,
+            summary="Cancel a delivery",
             responses={409: {"model": ErrorBody, "description": "`cancel_not_allowed` with a `reason`: picked up, "
                                                                 "completed or already cancelled"}})
 async def cancel_delivery(external_delivery_id: str, partner: DrivePartner, desk: Partners,

@@ -2,8 +2,10 @@
 
 A Direct client exchanges its client_id and client_secret for a bearer token, then calls paths scoped by
 its customer_id (all three printed by `deliveryctl partners create NAME --dialect uber`). Ids are ours in
-Uber's shape: `del_` or `dqt_` and the UUID's hex. Addresses are resolved by the geocoder; Uber's JSON
-address strings (`{"street_address": [...], "city", "state", "zip_code", "country"}`) are accepted too.
+Uber's shape: `del_` or `dqt_` and the UUID's hex. Coordinates a client sends (`pickup_latitude`/`_longitude`,
+`dropoff_latitude`/`_longitude`) place the waypoint; only an address without them goes to the geocoder. Uber's JSON
+address strings (`{"street_address": [...], "city", "state", "zip_code", "country"}`) are accepted too. An update
+refuses, by name, every field it cannot change. Fields without a value are left out of answers and events.
 """
 
 import json
@@ -112,8 +114,22 @@ def address_text(value: str, field_name: str) -> str:
 class UberQuoteRequest(BaseModel):
     pickup_address: str = Field(min_length=1, max_length=1000)
     dropoff_address: str = Field(min_length=1, max_length=1000)
+    pickup_latitude: float | None = Field(None, ge=-90, le=90, description="with pickup_longitude: used as sent")
+    pickup_longitude: float | None = Field(None, ge=-180, le=180)
+    dropoff_latitude: float | None = Field(None, ge=-90, le=90, description="with dropoff_longitude: used as sent")
+    dropoff_longitude: float | None = Field(None, ge=-180, le=180)
     external_store_id: str | None = Field(None, max_length=128, description="a registered store: used for pickup")
     pickup_ready_dt: datetime | None = None
+
+    def point(self, end: str) -> Point | None:
+        """The coordinates sent for `end` (pickup or dropoff); both or neither, else refused naming the one missing."""
+        latitude, longitude = getattr(self, f"{end}_latitude"), getattr(self, f"{end}_longitude")
+        if latitude is None and longitude is None:
+            return None
+        if latitude is None or longitude is None:
+            missing = f"{end}_latitude" if latitude is None else f"{end}_longitude"
+            raise Refusal(422, "invalid_request", f"{missing} must come with the other coordinate", missing)
+        return Point(latitude=latitude, longitude=longitude)
 
     model_config = {"json_schema_extra": {"examples": [{
         "pickup_address": "7000 Melrose Ave, Los Angeles, CA 90038",
@@ -147,12 +163,31 @@ class UberDeliveryRequest(UberQuoteRequest):
 
 
 class UberUpdate(BaseModel):
+    """Uber's update: the dropoff notes and phone number change; any other field sent is refused by name."""
+
     dropoff_notes: str | None = Field(None, max_length=500)
     dropoff_phone_number: str | None = Field(None, min_length=5, max_length=32, pattern=PHONE)
+
+    model_config = {"extra": "allow"}
+
+    def refused_field(self) -> str | None:
+        """The first field sent that we cannot change."""
+        return next((name for name, value in (self.model_extra or {}).items() if value is not None), None)
 
 
 class ProofRequest(BaseModel):
     waypoint: Literal["dropoff"] = Field("dropoff", description="only the dropoff has a proof: the lid opening")
+
+
+class Waypoint(BaseModel):
+    location: dict[str, float] | None = None
+    status: Literal["completed", "failed"] | None = None
+    status_timestamp: datetime | None = None
+
+
+class Courier(BaseModel):
+    name: str = Field(description="the robot's id")
+    vehicle_type: str = uber.COURIER_VEHICLE
 
 
 class UberQuote(BaseModel):
@@ -170,20 +205,29 @@ class UberQuote(BaseModel):
 
 class UberDelivery(BaseModel):
     id: str
+    uuid: str
     kind: str = "delivery"
-    quote_id: str | None
+    live_mode: bool = True
+    quote_id: str | None = None
     status: str = Field(description=", ".join(dict.fromkeys(uber.STATUSES.values())))
     complete: bool
     courier_imminent: bool
     external_id: str
     tracking_url: str
-    fee: int | None
-    currency: str | None
-    pickup_eta: datetime | None
-    dropoff_eta: datetime | None
-    undeliverable_reason: str | None
+    fee: int = Field(description="cents: the quote's fee, or the list price of the trip without a quote")
+    currency: str
+    pickup_eta: datetime | None = None
+    dropoff_eta: datetime | None = None
+    undeliverable_action: Literal["", "returned"] = ""
+    undeliverable_reason: str = ""
+    courier: Courier | None = None
+    pickup: Waypoint
+    dropoff: Waypoint
+    return_: Waypoint | None = Field(None, alias="return")
     created: datetime
     updated: datetime
+
+    model_config = {"populate_by_name": True}
 
     @classmethod
     def of(cls, view: OrderView) -> "UberDelivery":
@@ -193,7 +237,8 @@ class UberDelivery(BaseModel):
 class UberDeliveryList(BaseModel):
     object: str = "list"
     data: list[UberDelivery]
-    next_href: str | None = Field(None, description="the next page; null on the last")
+    next_href: str | None = Field(None, description="the next page; left out on the last")
+    total_count: int = Field(-1, description="always -1, as Uber documents it")
 
 
 class ProofOfDelivery(BaseModel):
@@ -244,10 +289,11 @@ async def token(request: Request, accounts: Accounts) -> AccessToken:
 # ---- quotes and deliveries -------------------------------------------------------------------------
 
 async def _route(desk: PartnerDesk, partner_id: uuid.UUID, body: UberQuoteRequest) -> tuple[Point, Point]:
-    pickup = await desk.pickup_point(partner_id, body.external_store_id, None,
+    pickup = await desk.pickup_point(partner_id, body.external_store_id, body.point("pickup"),
                                      address_text(body.pickup_address, "pickup_address"),
                                      "external_store_id", "pickup_address")
-    dropoff = await desk.locate(None, address_text(body.dropoff_address, "dropoff_address"), "dropoff_address")
+    dropoff = await desk.locate(body.point("dropoff"), address_text(body.dropoff_address, "dropoff_address"),
+                                "dropoff_address")
     return pickup, dropoff
 
 
@@ -268,7 +314,8 @@ async def create_quote(body: UberQuoteRequest, partner: Customer, desk: Partners
                      pickup_duration=_minutes(offer.pickup_eta, now))
 
 
-@router.post(PREFIX + "/{customer_id}/deliveries", response_model=UberDelivery, summary="Create a delivery")
+@router.post(PREFIX + "/{customer_id}/deliveries", response_model=UberDelivery, response_model_exclude_none=True,
+             summary="Create a delivery")
 async def create_delivery(body: UberDeliveryRequest, partner: Customer, desk: Partners) -> UberDelivery:
     """Create the delivery, at a quote's fee if `quote_id` is given. The same request again (same external_id
     and body) returns the same delivery."""
@@ -281,6 +328,7 @@ async def create_delivery(body: UberDeliveryRequest, partner: Customer, desk: Pa
         external_id=body.external_id or body.idempotency_key or f"uber-{uuid.uuid4().hex}",
         customer_name=body.dropoff_name, customer_phone=body.dropoff_phone_number,
         digest=digest_of(body.model_dump(mode="json")), pickup_store_id=body.external_store_id,
+        pickup=body.point("pickup"), dropoff=body.point("dropoff"),
         pickup_address=address_text(body.pickup_address, "pickup_address"),
         dropoff_address=address_text(body.dropoff_address, "dropoff_address"),
         dropoff_instructions=body.dropoff_notes, quote_id=quote_id, fields=FIELDS, list_priced=True)
@@ -288,22 +336,24 @@ async def create_delivery(body: UberDeliveryRequest, partner: Customer, desk: Pa
     return UberDelivery.of(view)
 
 
-@router.get(PREFIX + "/{customer_id}/deliveries", response_model=UberDeliveryList, summary="List deliveries")
+@router.get(PREFIX + "/{customer_id}/deliveries", response_model=UberDeliveryList, response_model_exclude_none=True,
+            summary="List deliveries")
 async def list_deliveries(
     partner: Customer, request: Request, views: Views,
     filter: Annotated[str | None, Query(description="an Uber status, `ongoing` or `completed`")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[str | None, Query(max_length=200, description="from the previous page's `next_href`")] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="how many deliveries to skip, as in the previous "
+                                                                 "page's `next_href`")] = 0,
 ) -> UberDeliveryList:
-    """Your deliveries, newest first, a page at a time."""
+    """Your deliveries, newest first, a page at a time: `next_href` names the next page's `offset`."""
     if filter is not None and filter not in uber.FILTERS:
         raise Refusal(422, "invalid_request", f"filter must be one of {', '.join(sorted(uber.FILTERS))}", "filter")
     statuses = [s.value for s in uber.FILTERS[filter]] if filter else None
-    page, cursor = await views.list_views(partner.id, statuses=statuses, cursor=offset, limit=limit)
+    page, more = await views.list_views(partner.id, statuses=statuses, offset=offset, limit=limit)
     data = [UberDelivery.of(view) for view in page]
     next_href = None
-    if cursor is not None:
-        next_href = str(request.url.include_query_params(offset=cursor))
+    if more is not None:
+        next_href = str(request.url.include_query_params(offset=offset + len(page)))
     return UberDeliveryList(data=data, next_href=next_href)
 
 
@@ -315,18 +365,22 @@ async def _order(views: OrderViews, partner: PartnerAccount, delivery_id: str) -
 
 
 @router.get(PREFIX + "/{customer_id}/deliveries/{delivery_id}", response_model=UberDelivery,
-            summary="Get a delivery")
+            response_model_exclude_none=True, summary="Get a delivery")
 async def get_delivery(delivery_id: str, partner: Customer, views: Views) -> UberDelivery:
     """Status, `courier_imminent`, fee, ETAs and tracking link."""
     return UberDelivery.of(await views.view_of(await _order(views, partner, delivery_id)))
 
 
 @router.post(PREFIX + "/{customer_id}/deliveries/{delivery_id}", response_model=UberDelivery,
-             summary="Update a delivery")
+             response_model_exclude_none=True, summary="Update a delivery")
 async def update_delivery(delivery_id: str, body: UberUpdate, partner: Customer, desk: Partners,
                           views: Views) -> UberDelivery:
     """Change the dropoff notes or phone number, until the order is in the robot."""
     order = await _order(views, partner, delivery_id)
+    refused = body.refused_field()
+    if refused is not None:
+        raise Refusal(422, "invalid_request", f"{refused} cannot be changed: only dropoff_notes and "
+                      "dropoff_phone_number can", refused)
     if body.dropoff_notes is None and body.dropoff_phone_number is None:
         raise Refusal(422, "invalid_request", "send dropoff_notes or dropoff_phone_number", "dropoff_notes")
     return UberDelivery.of(await desk.update_dropoff(order, instructions=body.dropoff_notes,
@@ -334,7 +388,7 @@ async def update_delivery(delivery_id: str, body: UberUpdate, partner: Customer,
 
 
 @router.post(PREFIX + "/{customer_id}/deliveries/{delivery_id}/cancel", response_model=UberDelivery,
-             summary="Cancel a delivery")
+             response_model_exclude_none=True, summary="Cancel a delivery")
 async def cancel_delivery(delivery_id: str, partner: Customer, desk: Partners, views: Views) -> UberDelivery:
     """Before pickup the robot is released (`canceled`); after loading the order goes back (`returned`)."""
     return UberDelivery.of(await desk.cancel(await _order(views, partner, delivery_id), uber.CANCELLED_BY_PARTNER))

@@ -153,8 +153,8 @@ async def order_by_tracking_token(session: AsyncSession, token: str) -> PartnerD
 
 async def list_orders(session: AsyncSession, partner_id: uuid.UUID, *, statuses: list[str] | None,
                       created_after: datetime | None, created_before: datetime | None,
-                      after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[PartnerDelivery]:
-    """A partner's orders, newest first, from just after the cursor `after` (created_at, id)."""
+                      after: tuple[datetime, uuid.UUID] | None, limit: int, offset: int = 0) -> list[PartnerDelivery]:
+    """A partner's orders, newest first, from just after the cursor `after` (created_at, id), skipping `offset`."""
     query = select(PartnerDelivery).where(PartnerDelivery.partner_id == partner_id)
     if statuses:
         query = query.where(PartnerDelivery.status.in_(statuses))
@@ -164,7 +164,7 @@ async def list_orders(session: AsyncSession, partner_id: uuid.UUID, *, statuses:
         query = query.where(PartnerDelivery.created_at < created_before)
     if after is not None:
         query = query.where(tuple_(PartnerDelivery.created_at, PartnerDelivery.id) < tuple_(*after))
-    query = query.order_by(PartnerDelivery.created_at.desc(), PartnerDelivery.id.desc()).limit(limit)
+    query = query.order_by(PartnerDelivery.created_at.desc(), PartnerDelivery.id.desc()).offset(offset).limit(limit)
     return list(await session.scalars(query))
 
 

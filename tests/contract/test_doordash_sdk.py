@@ -38,7 +38,8 @@ def order(market, external_id: str, **changes) -> dict:
     dropoff = market.point(north_m=400, east_m=200)
     return {"external_delivery_id": external_id, "pickup_external_store_id": "store-1",
             "pickup_external_business_id": "default", "pickup_phone_number": "+13105550111",
-            "dropoff_address": "2 Home Ave", "dropoff_location": {"lat": dropoff["latitude"], "lng": dropoff["longitude"]},
+            "dropoff_address": "2 Home Ave",
+            "dropoff_location": {"lat": dropoff["latitude"], "lng": dropoff["longitude"]},
             "dropoff_phone_number": "+13105550100", "dropoff_contact_given_name": "Alex",
             "dropoff_instructions": "ring", **changes}
 

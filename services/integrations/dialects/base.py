@@ -5,8 +5,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.contracts import DeliveryStatus, StatusCallback
+from core.contracts import DeliveryStatus, Point, StatusCallback
 from services.integrations.models import CredentialKind, ExternalState, PartnerDelivery
+from services.integrations.orders import dropoff_of, pickup_of
 
 S = DeliveryStatus
 
@@ -32,6 +33,10 @@ class Snapshot:
     dropoff_eta: datetime | None = None
     reason: str | None = None
     reached: dict[DeliveryStatus, datetime] = field(default_factory=dict)  # when each status was last reached
+    pickup: Point | None = None
+    dropoff: Point | None = None
+    robot_id: str | None = None
+    account_id: str | None = None  # the partner's account in its dialect (Uber customer_id), for callbacks
 
     @property
     def updated_at(self) -> datetime:
@@ -39,13 +44,15 @@ class Snapshot:
 
 
 def snapshot_of_trail(order: PartnerDelivery, trail: list[ExternalState], callback: StatusCallback,
-                      public_url: str) -> Snapshot:
+                      public_url: str, account_id: str | None = None) -> Snapshot:
     """The delivery as it stood when `callback` happened, from the order and its status trail up to it."""
     reached = {S(state.internal_status): state.occurred_at for state in trail if state.sequence <= callback.sequence}
     return Snapshot(delivery_id=order.delivery_id, external_id=order.external_delivery_id, status=callback.status,
                     tracking_url=tracking_url(public_url, order), created_at=order.created_at,
                     quote_id=order.quote_id, fee_cents=order.fee_cents, currency=order.currency,
-                    dropoff_eta=callback.dropoff_eta, reason=callback.reason or order.cancel_reason, reached=reached)
+                    dropoff_eta=callback.dropoff_eta, reason=callback.reason or order.cancel_reason, reached=reached,
+                    pickup=pickup_of(order), dropoff=dropoff_of(order), robot_id=callback.robot_id,
+                    account_id=account_id)
 
 
 class CallbackFormat:

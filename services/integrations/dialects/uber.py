@@ -2,16 +2,18 @@
 
 Uber notifies when a delivery's status or `courier_imminent` changes. `en_route_to_pickup` reads exactly
 like `robot_assigned` (`pickup`, not imminent), so its callback is SKIPPED. Our `returning` is Uber's
-`returned` (cancelled, a return trip created) with `complete` false; the end of the return is sent again as
-`returned`, now `complete`.
+`returned`: the delivery was not completed and a return trip was created. Uber treats `returned` as final, so it
+is `complete` from then on and sent once; the robot's arrival back at the store (our `returned`) shows in the
+`return` waypoint's status on a GET, and its callback is SKIPPED.
 """
 
 import hashlib
 import hmac
 import uuid
+from datetime import datetime
 from typing import Any
 
-from core.contracts import TERMINAL_STATUSES, DeliveryStatus, StatusCallback
+from core.contracts import TERMINAL_STATUSES, DeliveryStatus, Point, StatusCallback
 from services.integrations.dialects.base import CallbackFormat, Snapshot
 
 S = DeliveryStatus
@@ -22,14 +24,21 @@ STATUSES: dict[DeliveryStatus, str] = {
 }
 # The robot is at the store or the door: Uber's "about a minute away" is already true.
 COURIER_IMMINENT = frozenset({S.AT_PICKUP, S.AT_DROPOFF})
-SILENT = frozenset({S.EN_ROUTE_TO_PICKUP})
+# Uber's final statuses: `returned` is final as soon as the return is under way.
+COMPLETE = frozenset(TERMINAL_STATUSES | {S.RETURNING})
+RETURNS = frozenset({S.RETURNING, S.RETURNED})
+SILENT = frozenset({S.EN_ROUTE_TO_PICKUP, S.RETURNED})
 # `filter` of the delivery list: an Uber status, or every delivery still moving, or every finished one.
 FILTERS: dict[str, list[DeliveryStatus]] = {
     **{word: [s for s, w in STATUSES.items() if w == word] for word in set(STATUSES.values())},
-    "ongoing": [s for s in S if s not in TERMINAL_STATUSES],
-    "completed": list(TERMINAL_STATUSES),
+    "ongoing": [s for s in S if s not in COMPLETE],
+    "completed": list(COMPLETE),
 }
 CANCELLED_BY_PARTNER = "merchant_cancelled"
+# Why an order came back, in the upper-case words of Uber's `undeliverable_reason`; any other reason (a robot or
+# an operator ended it) reads UNABLE_TO_DELIVER.
+UNDELIVERABLE_REASONS = {"customer_no_show": "CUSTOMER_UNAVAILABLE", CANCELLED_BY_PARTNER: "CANCELED_BY_MERCHANT"}
+COURIER_VEHICLE = "robot"
 DELIVERY_PREFIX, QUOTE_PREFIX = "del_", "dqt_"
 
 
@@ -47,14 +56,47 @@ def parse_id(prefix: str, value: str) -> uuid.UUID | None:
         return None
 
 
+def undeliverable_reason(snapshot: Snapshot) -> str:
+    """Uber's `undeliverable_reason`: why the order came back, or "" (Uber's word for none)."""
+    if snapshot.status not in RETURNS:
+        return ""
+    reason = (snapshot.reason or "").removeprefix("cancelled:")
+    return UNDELIVERABLE_REASONS.get(reason, "UNABLE_TO_DELIVER")
+
+
+def _waypoint(point: Point | None, status: str | None = None, at: datetime | None = None) -> dict[str, Any]:
+    """An Uber waypoint: where it is and, once done or failed, when. Names, phones and addresses are the
+    customer's sealed data, not repeated here."""
+    waypoint: dict[str, Any] = {}
+    if point is not None:
+        waypoint["location"] = {"lat": point.latitude, "lng": point.longitude}
+    if status is not None and at is not None:
+        waypoint.update(status=status, status_timestamp=at)
+    return waypoint
+
+
+def waypoints(snapshot: Snapshot) -> dict[str, Any]:
+    """The `pickup`, `dropoff` and, for an order coming back, `return` waypoints."""
+    reached = snapshot.reached
+    dropoff_done = ("completed", reached.get(S.DELIVERED)) if S.DELIVERED in reached else \
+        ("failed", reached.get(S.RETURNING)) if snapshot.status in RETURNS else (None, None)
+    found = {"pickup": _waypoint(snapshot.pickup, "completed", reached.get(S.PICKED_UP)),
+             "dropoff": _waypoint(snapshot.dropoff, *dropoff_done)}
+    if snapshot.status in RETURNS:
+        found["return"] = _waypoint(snapshot.pickup, "completed", reached.get(S.RETURNED))
+    return found
+
+
 def delivery_fields(snapshot: Snapshot) -> dict[str, Any]:
-    """An Uber delivery object for the snapshot."""
-    return {
+    """An Uber delivery object for the snapshot; a field without a value is left out, as Uber leaves it out."""
+    fields = {
         "id": public_id(DELIVERY_PREFIX, snapshot.delivery_id),
+        "uuid": snapshot.delivery_id.hex,
         "kind": "delivery",
+        "live_mode": True,
         "quote_id": public_id(QUOTE_PREFIX, snapshot.quote_id) if snapshot.quote_id else None,
         "status": STATUSES[snapshot.status],
-        "complete": snapshot.status in TERMINAL_STATUSES,
+        "complete": snapshot.status in COMPLETE,
         "courier_imminent": snapshot.status in COURIER_IMMINENT,
         "external_id": snapshot.external_id,
         "tracking_url": snapshot.tracking_url,
@@ -62,14 +104,20 @@ def delivery_fields(snapshot: Snapshot) -> dict[str, Any]:
         "currency": snapshot.currency.lower() if snapshot.currency else None,
         "pickup_eta": snapshot.pickup_eta,
         "dropoff_eta": snapshot.dropoff_eta,
-        "undeliverable_reason": snapshot.reason if snapshot.status in (S.RETURNING, S.RETURNED) else None,
+        "undeliverable_action": "returned" if snapshot.status in RETURNS else "",
+        "undeliverable_reason": undeliverable_reason(snapshot),
+        "courier": {"name": snapshot.robot_id, "vehicle_type": COURIER_VEHICLE} if snapshot.robot_id else None,
+        **waypoints(snapshot),
         "created": snapshot.created_at,
         "updated": snapshot.updated_at,
     }
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 class UberCallbacks(CallbackFormat):
-    """An `event.delivery_status` envelope, signed in `x-uber-signature` (hex HMAC-SHA256 of the raw body)."""
+    """An `event.delivery_status` envelope, signed in `x-postmates-signature` and `x-uber-signature` (both the hex
+    HMAC-SHA256 of the raw body). The partner is one account: its customer_id is also the envelope's `developer_id`
+    and `account_id`."""
 
     dialect = "uber"
     statuses = STATUSES
@@ -86,12 +134,16 @@ class UberCallbacks(CallbackFormat):
             "created": callback.occurred_at,
             "delivery_id": public_id(DELIVERY_PREFIX, callback.delivery_id),
             "sequence": callback.sequence,
+            "live_mode": True,
+            **({"customer_id": snapshot.account_id, "developer_id": snapshot.account_id,
+                "account_id": snapshot.account_id} if snapshot.account_id else {}),
             "data": delivery_fields(snapshot),
         }
 
     def headers(self, url: str, raw: bytes, message_id: str, timestamp: int, secrets: list[str]) -> dict[str, str]:
-        # One signature only: the newest secret signs.
-        return {"x-uber-signature": hmac.new(secrets[0].encode(), raw, hashlib.sha256).hexdigest()}
+        # One signature only: the newest secret signs. Uber sends it under both names.
+        signature = hmac.new(secrets[0].encode(), raw, hashlib.sha256).hexdigest()
+        return {"x-postmates-signature": signature, "x-uber-signature": signature}
 
 
 CALLBACKS = UberCallbacks()
