@@ -200,13 +200,30 @@ stores = callbacks = pii = partners
 
 
 async def bench_planner(args, settings: Settings) -> int:
+    import shlex
+    import sys
+    from pathlib import Path
+
     from bench import planner
 
     if args.repeats < 1:
         raise CommandError("--repeats must be at least 1")
     if args.arrival_minutes <= 0:
         raise CommandError("--arrival-minutes must be positive")
+    if args.orders < 1:
+        raise CommandError("--orders must be at least 1")
     report = await asyncio.to_thread(planner.run, args.sizes, args.seed, args.repeats, args.arrival_minutes,
                                      settings.battery_reserve)
-    print(json.dumps(report, indent=2) if args.json else planner.table(report))
+    report["command"] = shlex.join(["deliveryctl", *sys.argv[1:]])
+    if args.scenarios:
+        from bench import planner_scenarios
+
+        report["scenarios"] = await asyncio.to_thread(planner_scenarios.run, args.orders, args.seed,
+                                                      battery_reserve=settings.battery_reserve)
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    text = planner.table(report)
+    if args.scenarios:
+        text += "\n\n" + planner_scenarios.table(report["scenarios"])
+    print(json.dumps(report, indent=2) if args.json else text)
     return 0

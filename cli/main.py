@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     planner.add_argument("--arrival-minutes", type=float, default=30,
                          help="rolling horizon: demands arrive over this many minutes (default 30)")
     planner.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    planner.add_argument("--scenarios", action="store_true",
+                         help="also run the evening scenarios: ready times, shifts, fleets at 100/50/33%% of need, "
+                              "a burst, under production's deadlines; every planner")
+    planner.add_argument("--orders", type=int, default=600, help="scenarios: orders per evening (default 600)")
+    planner.add_argument("--output", help="write the JSON report to this file")
 
     commands.add_parser("codec-server", help="serve the payload codec: the Temporal UI shows encrypted payloads "
                                              "decrypted through it (DELIVERY_CODEC_*)")

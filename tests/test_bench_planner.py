@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,3 +51,100 @@ def test_a_malformed_size_is_refused_with_a_clear_message():
 
     assert result.returncode == 2
     assert "'20by10' is not DEMANDSxROBOTS" in result.stderr
+
+
+def problem(eta: list[list[float]], waited: list[float] | None = None, ready_in: list[float] | None = None,
+            free_in: list[float] | None = None, proposed: list[int] | None = None):
+    """A round's matrix written out: every pair feasible, no loaded walk."""
+    from services.dispatch.planner import PickupProblem
+
+    eta = np.array(eta, float)
+    n, m = eta.shape
+    return PickupProblem(eta=eta, feasible=np.ones((n, m), bool), to_pickup=eta * 1.4, delivery=np.zeros(n),
+                         waited=None if waited is None else np.array(waited, float),
+                         ready_in=None if ready_in is None else np.array(ready_in, float),
+                         free_in=np.zeros(m) if free_in is None else np.array(free_in, float),
+                         proposed=None if proposed is None else np.array(proposed))
+
+
+def test_a_free_robot_that_would_stand_at_the_store_is_held_until_a_later_round_can_send_it_in_time():
+    from services.dispatch.planner import EARLY_TOLERANCE_SECONDS, PLANNERS
+
+    ready = PLANNERS["ready"]
+    for ready_in, held in ((20 * 60, True), (120 + EARLY_TOLERANCE_SECONDS + 1, True),
+                           (120 + EARLY_TOLERANCE_SECONDS, False), (0, False)):
+        round_ = problem([[120.0]], ready_in=[ready_in])
+        rows, cols = ready.solve(round_)
+        assert (rows.tolist(), cols.tolist()) == ([0], [0])
+        assert ready.hold(round_, rows, cols).tolist() == [held], ready_in
+    busy = problem([[900.0]], ready_in=[20 * 60], free_in=[600])  # a busy robot is a proposal anyway
+    assert ready.hold(busy, *ready.solve(busy)).tolist() == [False]
+    assert PLANNERS["batch"].hold(busy, *PLANNERS["batch"].solve(busy)).tolist() == [False]
+
+
+def test_the_ready_planner_never_lets_a_robot_stand_at_a_store_longer_than_the_tolerance():
+    from bench.planner_scenarios import DELIVERED, Dispatcher, evening
+    from core.markets import WEST_HOLLYWOOD
+    from services.dispatch.planner import EARLY_TOLERANCE_SECONDS, PlanningRules
+
+    rules = PlanningRules(WEST_HOLLYWOOD.walking_speed_mps, 0.2,
+                          (WEST_HOLLYWOOD.depot.latitude, WEST_HOLLYWOOD.depot.longitude))
+    night = evening("full", 1.0, False, 120, 5, rules)
+    ready, batch = Dispatcher(night, rules, "ready").run(), Dispatcher(night, rules, "batch").run()
+
+    committed = ~np.isnan(ready.early)
+    assert committed.sum() >= 100 and (ready.state[committed] == DELIVERED).all()
+    assert np.nanmax(ready.early) <= EARLY_TOLERANCE_SECONDS
+    assert np.nanmax(batch.early) > EARLY_TOLERANCE_SECONDS  # the workload does tempt a planner to send early
+
+
+def test_a_newer_demand_takes_a_proposed_robot_only_when_clearly_better():
+    from services.dispatch.planner import PLANNERS, SWITCH_PENALTY_MINUTES
+
+    solve = PLANNERS["ready"].solve
+    small = 0.4 * SWITCH_PENALTY_MINUTES * 60  # seconds the swap would save: less than the penalty is worth
+    # Demand 0 holds robot 0; demand 1 (new) is a little better off with robot 0, demand 0 no worse with robot 1.
+    eta = [[600.0, 600.0], [300.0, 300.0 + small]]
+    assert solve(problem(eta))[1].tolist() == [1, 0]  # no standing proposal: the swap is taken
+    assert solve(problem(eta, proposed=[0, -1]))[1].tolist() == [0, 1]  # the proposal stands
+    far = [[600.0, 600.0], [300.0, 300.0 + 4 * SWITCH_PENALTY_MINUTES * 60]]
+    assert solve(problem(far, proposed=[0, -1]))[1].tolist() == [1, 0]  # clearly better overall: moved
+
+
+def test_when_robots_are_short_the_demand_that_waited_longest_is_served():
+    from services.dispatch.planner import PLANNERS
+
+    rows, cols = PLANNERS["ready"].solve(problem([[400.0], [300.0]], waited=[25 * 60, 60]))
+    assert (rows.tolist(), cols.tolist()) == ([0], [0])
+    rows, _ = PLANNERS["ready"].solve(problem([[400.0], [300.0]], waited=[60, 60]))
+    assert rows.tolist() == [1]  # alike waits: the nearer
+
+
+def test_the_scenarios_run_every_policy_and_report_every_field(tmp_path):
+    output = tmp_path / "scenarios.json"
+    result = bench_planner("--sizes", "8x4", "--repeats", "1", "--scenarios", "--orders", "40", "--json",
+                           "--output", str(output))
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert json.loads(output.read_text()) == report
+    assert report["command"].startswith("deliveryctl bench-planner --sizes 8x4")
+    assert [(s["name"], s["kind"]) for s in report["scenarios"]] == [
+        ("full", "full"), ("half", "short"), ("third", "short"), ("burst", "burst")]
+    for scenario in report["scenarios"]:
+        assert scenario["robots"] >= 1 and scenario["orders"] >= 40
+        assert set(scenario["policies"]) == {"greedy", "batch", "ready"}
+        for figures in scenario["policies"].values():
+            assert figures["delivered"] + figures["refused"] + figures["cancelled"] + figures["unsettled"] == \
+                scenario["orders"]
+            assert figures["unsettled"] == 0
+            assert set(figures["cancelled_by"]) == {"robot_search", "pickup_wait"}
+            assert sum(figures["cancelled_by"].values()) == figures["cancelled"]
+            assert figures["within_40_min"] <= figures["within_90_min"] <= figures["delivered"]
+            assert figures["early_robot_minutes_at_stores"] >= 0
+            assert 0 < figures["round_latency_ms"]["p50"] <= figures["round_latency_ms"]["p99"]
+            if figures["delivered"]:
+                door = figures["click_to_door_min"]
+                assert 0 < door["mean"] and door["p90"] >= 0
+        assert all(isinstance(met, bool) for met in scenario["targets"].values()) and scenario["targets"]
+

@@ -30,18 +30,20 @@ from services.dispatch.eta import BATTERY_PER_METER, PICKUP_DWELL
 RUNNERS_UP = 3
 
 # The `ready` planner's cost, in minutes of a customer's wait. Lateness L minutes (placement to pickup) costs
-# L + L^2 / LATENESS_SCALE_MINUTES: at 20 minutes each further minute counts three times.
-LATENESS_SCALE_MINUTES = 20.0
-# A minute a robot walks empty to a pickup, and a minute it would stand at the store before the order is ready.
-EMPTY_WALK_MINUTE = 0.5
-EARLY_MINUTE = 0.5
+# L + L^2 / LATENESS_SCALE_MINUTES: at 30 minutes each further minute counts three times.
+LATENESS_SCALE_MINUTES = 30.0
+# A minute a robot walks (empty to the pickup, then loaded to the dropoff), and a minute it would stand at the
+# store before the order is ready. The loaded walk is the same whichever robot goes: it only decides which
+# demands are served when robots are short (the shorter trips, for the robots' sake).
+WALK_MINUTE = 0.5
+EARLY_MINUTE = 1.0
 # What a demand saves by keeping the robot of its standing proposal.
-SWITCH_PENALTY_MINUTES = 5.0
+SWITCH_PENALTY_MINUTES = 2.0
 # A demand left out of a round is charged as if its pickup came this much later than its best one now.
-UNSERVED_DELAY_MINUTES = 10.0
+UNSERVED_DELAY_MINUTES = 5.0
 # A robot free now is committed only if it would reach the store at most this long before the order is ready;
 # above the round interval, so a later round can still send it in time.
-EARLY_TOLERANCE_SECONDS = 180.0
+EARLY_TOLERANCE_SECONDS = 90.0
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,8 @@ def _haversine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class PickupProblem:
     """Seconds until each robot can be at each pickup (n, m), which pairs the robot can finish, the metres
     from where each robot becomes free to each pickup (n, m), and each demand's pickup-to-dropoff metres (n,);
-    with the demands' waits and ready times, the seconds until each robot is free (m,), and the robot of each
-    demand's standing proposal (n,; -1: none)."""
+    with the demands' waits and ready times, the seconds until each robot is free (m,), the robot of each
+    demand's standing proposal (n,; -1: none), and the walking speed."""
 
     eta: np.ndarray
     feasible: np.ndarray
@@ -123,6 +125,7 @@ class PickupProblem:
     ready_in: np.ndarray | None = None
     free_in: np.ndarray | None = None
     proposed: np.ndarray | None = None
+    speed_mps: float | None = None
 
     @classmethod
     def build(cls, demands: Demands, fleet: Fleet, rules: PlanningRules,
@@ -140,7 +143,7 @@ class PickupProblem:
         if excluded is not None:
             feasible &= ~excluded
         return cls(eta=eta, feasible=feasible, to_pickup=to_pickup, delivery=delivery, waited=demands.waited,
-                   ready_in=demands.ready_in, free_in=fleet.free_in, proposed=proposed)
+                   ready_in=demands.ready_in, free_in=fleet.free_in, proposed=proposed, speed_mps=rules.speed_mps)
 
     def pickup_in(self) -> np.ndarray:
         """Seconds until each pair's pickup (n, m): the robot's arrival, or the order's ready time if later."""
@@ -212,7 +215,7 @@ def lateness_cost(minutes: np.ndarray) -> np.ndarray:
 
 def ready_cost(problem: PickupProblem) -> np.ndarray:
     """The `ready` planner's cost of each pair (n, m), in minutes, before the rows' shift for unserved demands:
-    the demand's lateness at this pickup, the robot's empty walk, and its minutes at the store before the
+    the demand's lateness at this pickup, the robot's walk, and its minutes at the store before the
     order is ready; a demand's standing proposal is `SWITCH_PENALTY_MINUTES` cheaper."""
     n, m = problem.eta.shape
     waited = np.zeros(n) if problem.waited is None else problem.waited
@@ -220,8 +223,9 @@ def ready_cost(problem: PickupProblem) -> np.ndarray:
     free_in = np.zeros(m) if problem.free_in is None else problem.free_in
     late = (waited[:, None] + problem.pickup_in()) / 60
     early = np.maximum(ready_in[:, None] - problem.eta, 0) / 60
-    walk = np.maximum(problem.eta - free_in[None, :], 0) / 60
-    cost = lateness_cost(late) + EMPTY_WALK_MINUTE * walk + EARLY_MINUTE * early
+    loaded = 0 if problem.speed_mps is None else problem.delivery[:, None] / problem.speed_mps
+    walk = (np.maximum(problem.eta - free_in[None, :], 0) + loaded) / 60
+    cost = lateness_cost(late) + WALK_MINUTE * walk + EARLY_MINUTE * early
     if problem.proposed is not None:
         rows = np.flatnonzero(problem.proposed >= 0)
         cost[rows, problem.proposed[rows]] -= SWITCH_PENALTY_MINUTES
