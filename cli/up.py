@@ -97,7 +97,7 @@ def preflight(settings: Settings) -> None:
               (settings.codec_host, settings.codec_port, "DELIVERY_CODEC_PORT")]
     if settings.temporal_embedded:
         wanted.append((settings.temporal_host, settings.temporal_port, "DELIVERY_TEMPORAL_ADDRESS"))
-        wanted.append((settings.temporal_host, settings.temporal_ui_port, "DELIVERY_TEMPORAL_UI_PORT"))
+        wanted.append((settings.temporal_ui_ip, settings.temporal_ui_port, "DELIVERY_TEMPORAL_UI_PORT"))
     if settings.embedded_postgres:
         wanted.append((settings.postgres_host, settings.postgres_port, "DELIVERY_POSTGRES_PORT"))
     for name, port in worker_metrics_ports(settings).items():

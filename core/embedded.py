@@ -55,7 +55,7 @@ def prepare_postgres(settings: Settings) -> ServerSpec:
         initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=pgdata, user=user)
     argv = [
         str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata),
-        "-h", settings.postgres_host, "-p", str(settings.postgres_port),
+        "-h", settings.postgres_host, "-p", str(settings.postgres_port),  # -h: listen_addresses
         "-c", "unix_socket_directories=", "-c", "max_connections=300",
         "-c", "shared_buffers=256MB",
     ]
@@ -77,8 +77,8 @@ def prepare_temporal(settings: Settings) -> ServerSpec:
     db_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         installed_binary("temporal"), "server", "start-dev",
-        "--ip", settings.temporal_host, "--port", str(settings.temporal_port),
-        "--ui-port", str(settings.temporal_ui_port),
+        "--ip", settings.temporal_host, "--port", str(settings.temporal_port),  # every server port binds --ip
+        "--ui-ip", settings.temporal_ui_ip, "--ui-port", str(settings.temporal_ui_port),
         "--ui-codec-endpoint", settings.codec_url,  # the UI shows payloads decrypted by our codec server
         "--db-filename", str(db_dir / "temporal.db"),
         "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",

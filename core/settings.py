@@ -27,7 +27,13 @@ class SettingsError(Exception):
 
 
 class Settings(BaseSettings):
-    """Where every part of the stack lives. Unset database URLs mean the embedded Postgres."""
+    """Where every part of the stack lives. Unset database URLs mean the embedded Postgres.
+
+    Every listener of the dev stack binds loopback (127.0.0.1) unless its own setting names another address: the
+    API (`api_host`), the embedded Postgres (`postgres_host`), the Temporal dev server's frontend (the host of
+    `temporal_address`) and Web UI (`temporal_ui_host`), the payload codec (`codec_host`) and the workers' metrics
+    (`metrics_host`).
+    """
 
     model_config = SettingsConfigDict(env_prefix="DELIVERY_", env_nested_delimiter="__", extra="ignore")
 
@@ -38,6 +44,8 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_ui_port: int = Field(8233, ge=1, le=65535)
+    temporal_ui_host: str | None = Field(None, description="where the dev server's Web UI listens; unset: the host of "
+                                                         "temporal_address, where its frontend listens")
     temporal_embedded: bool = True
     temporal_tls_ca: Path | None = Field(None, description="PEM of the CA that signed the frontend's certificate; "
                                                            "set, the client speaks TLS")
@@ -234,8 +242,13 @@ class Settings(BaseSettings):
         return f"http://{self.codec_host}:{self.codec_port}"
 
     @property
+    def temporal_ui_ip(self) -> str:
+        """The address the dev server's Web UI binds (`--ui-ip`)."""
+        return self.temporal_ui_host or self.temporal_host
+
+    @property
     def temporal_ui_url(self) -> str:
-        return f"http://{self.temporal_host}:{self.temporal_ui_port}"
+        return f"http://{self.temporal_ui_ip}:{self.temporal_ui_port}"
 
     @property
     def metrics_address(self) -> str | None:

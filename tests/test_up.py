@@ -7,6 +7,8 @@ Another checks that bad settings fail fast with one line naming the setting. Eve
 every file lives in a pytest tmp dir, and a `finally` kills whatever a failing run leaves behind.
 """
 
+import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -21,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.up import worker_processes
+from core.embedded import prepare_temporal
 from core.migrations import current_revisions, head_revisions
 from core.services import Service
 from core.settings import Settings
@@ -88,12 +92,12 @@ class Stack:
 class UpProcess:
     """One `deliveryctl up` in its own session, its output in files so nothing blocks on a pipe."""
 
-    def __init__(self, stack: Stack, out_dir: Path, name: str, **extra_env: str):
+    def __init__(self, stack: Stack, out_dir: Path, name: str, *args: str, **extra_env: str):
         self.stdout_path = out_dir / f"{name}.stdout"
         self.stderr_path = out_dir / f"{name}.stderr"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
-                [*deliveryctl(), "up"], cwd=ROOT, env=stack.env(**extra_env),
+                [*deliveryctl(), "up", *args], cwd=ROOT, env=stack.env(**extra_env),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
             )
 
@@ -159,6 +163,65 @@ def _listening_inodes(ports: tuple[int, ...]) -> dict[str, int]:
             if fields[3] == "0A" and port in ports:  # 0A: LISTEN
                 inodes[fields[9]] = port
     return inodes
+
+
+def _address(hexed: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address as /proc/net/tcp{,6} writes it: 32-bit words in host (little-endian) byte order."""
+    raw = b"".join(bytes.fromhex(hexed[i:i + 8])[::-1] for i in range(0, len(hexed), 8))
+    return ipaddress.ip_address(raw)
+
+
+def is_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def descendants(pid: int) -> set[int]:
+    """`pid` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (parent := _parent_pid(int(entry.name))) is not None:
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        found.add(current := todo.pop())
+        todo.extend(children.get(current, []))
+    return found
+
+
+def listening_sockets(pids: set[int]) -> dict[tuple[str, int], str]:
+    """Every TCP socket the processes listen on, as (address, port), with the command of the process holding it."""
+    owners = {}
+    for pid in pids:
+        command = " ".join(arg.decode(errors="replace") for arg in (_read(f"/proc/{pid}/cmdline", True) or b"")
+                           .split(b"\0") if arg)[:120]
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        owners.update({link[len("socket:["):-1]: command for link in links if link.startswith("socket:[")})
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in (_read(table) or "").splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in owners:  # 0A: LISTEN
+                hexed, _, port = fields[1].partition(":")
+                found[(str(_address(hexed)), int(port, 16))] = owners[fields[9]]
+    return found
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` ports in a row that are free on loopback."""
+    for _ in range(50):
+        base = free_port()
+        try:
+            with contextlib.ExitStack() as probes:
+                for port in range(base, base + count):
+                    probes.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise AssertionError(f"no {count} free ports in a row")
 
 
 def leftover_processes(stack: Stack) -> dict[int, str]:
@@ -241,7 +304,8 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
     first = second = None
     try:
         # 1. Ready banner, then a healthy API reaching all seven databases and Temporal.
-        first = UpProcess(stack, out_dir, "first")
+        metrics_base = free_port_block(len(worker_processes(Settings())))
+        first = UpProcess(stack, out_dir, "first", DELIVERY_METRICS_BASE_PORT=str(metrics_base))
         api_key = first.wait_ready()
         assert api_key, first.output()
         assert (stack.data_dir / "stack.json").exists()
@@ -284,6 +348,15 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
         settings = Settings(postgres_port=stack.postgres_port, data_dir=stack.data_dir)
         assert current_revisions(settings) == head_revisions()
 
+        # 5. Every socket the stack's processes listen on is on loopback: nothing set a host, and the defaults bind
+        # nothing else (Postgres, each port of the Temporal dev server, its Web UI, the API, the codec, metrics).
+        sockets = listening_sockets(descendants(first.process.pid))
+        outside = {f"{address}:{port}": command for (address, port), command in sockets.items()
+                   if not is_loopback(ipaddress.ip_address(address))}
+        assert outside == {}, f"listening beyond loopback: {outside}"
+        metrics_ports = range(metrics_base, metrics_base + len(worker_processes(Settings())))
+        assert {*stack.ports, *metrics_ports} <= {port for _, port in sockets}, sockets
+
         # A delivery through the public API, to look for after the restart.
         headers = {"Authorization": f"Bearer {api_key}"}
         created = httpx.post(f"{stack.api_url}/v1/deliveries", json=ORDER, headers=headers, timeout=30)
@@ -298,7 +371,7 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
             time.sleep(0.3)
         assert fetched.status_code == 200, fetched.text
 
-        # 5. Ctrl-C stops everything: exit 0, the stopped line, no stack.json, no process left.
+        # 6. Ctrl-C stops everything: exit 0, the stopped line, no stack.json, no process left.
         assert first.interrupt() == 0, first.output()
         assert STOPPED in first.stdout, first.output()
         assert "Traceback" not in first.stdout + first.stderr, first.output()
@@ -306,7 +379,7 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
         orphans = leftover_processes(stack)
         assert not orphans, "processes outlived `up`:\n" + "\n".join(f"{p}: {r}" for p, r in orphans.items())
 
-        # 6. A second `up` on the same data dir: same demo partner, and the delivery is still there.
+        # 7. A second `up` on the same data dir: same demo partner, and the delivery is still there.
         second = UpProcess(stack, out_dir, "second")
         assert second.wait_ready() == api_key, second.output()
         assert "created databases" not in second.stdout, second.output()
@@ -323,6 +396,25 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
             if run is not None:
                 run.kill()
         sweep(stack)
+
+
+def test_every_listener_of_the_dev_stack_binds_loopback_unless_asked(tmp_path, monkeypatch):
+    for name in [name for name in os.environ if name.startswith("DELIVERY_")]:
+        monkeypatch.delenv(name)
+    defaults = Settings(data_dir=tmp_path)
+    hosts = {name: getattr(defaults, name) for name in (
+        "api_host", "postgres_host", "temporal_host", "temporal_ui_ip", "codec_host", "metrics_host")}
+    assert {name: host for name, host in hosts.items() if not ipaddress.ip_address(host).is_loopback} == {}
+
+    def binds(**settings) -> tuple[str, str]:
+        """Where the Temporal dev server's frontend (every server port) and its Web UI listen."""
+        argv = prepare_temporal(Settings(data_dir=tmp_path, **settings)).argv
+        return argv[argv.index("--ip") + 1], argv[argv.index("--ui-ip") + 1]
+
+    assert binds() == ("127.0.0.1", "127.0.0.1")
+    # An operator binds elsewhere on purpose, one listener at a time; unset, the UI listens where the frontend does.
+    assert binds(temporal_address="10.0.0.5:7233", temporal_ui_host="0.0.0.0") == ("10.0.0.5", "0.0.0.0")
+    assert binds(temporal_address="10.0.0.5:7233") == ("10.0.0.5", "10.0.0.5")
 
 
 def test_bad_settings_fail_fast_with_one_line(tmp_path_factory):
@@ -376,7 +468,14 @@ def _parent_pid(pid: int) -> int | None:
 
 
 def stack_child(up: UpProcess, stack: Stack, matches) -> int:
-    """The pid of the one child of this `up` whose argv satisfies `matches` and which belongs to this stack.
+    """The pid of the one child of this `up` whose argv satisfies `matches` and which belongs to this stack."""
+    found = stack_children(up, stack, matches)
+    assert len(found) == 1, f"expected one matching child of `up` (pid {up.process.pid}), found {found}\n{up.output()}"
+    return found[0]
+
+
+def stack_children(up: UpProcess, stack: Stack, matches) -> list[int]:
+    """The pids of the children of this `up` whose argv satisfies `matches` and which belong to this stack.
 
     Only direct children of this `up` process count, and only if their environment, working directory
     or command line names this stack's data directory, so processes of other stacks are never touched.
@@ -401,8 +500,7 @@ def stack_child(up: UpProcess, stack: Stack, matches) -> int:
         if (f"DELIVERY_DATA_DIR={data_dir}".encode() in environ or cwd == data_dir
                 or cwd.startswith(data_dir + "/") or any(data_dir in arg for arg in argv)):
             found.append(pid)
-    assert len(found) == 1, f"expected one matching child of `up` (pid {up.process.pid}), found {found}\n{up.output()}"
-    return found[0]
+    return sorted(found)
 
 
 def is_dispatch_worker(argv: list[str]) -> bool:
@@ -489,6 +587,56 @@ def test_up_restarts_children_and_stops_when_temporal_dies(tmp_path_factory):
         assert not (stack.data_dir / "stack.json").exists()
         orphans = leftover_processes(stack)
         assert not orphans, "processes outlived `up`:\n" + "\n".join(f"{p}: {r}" for p, r in orphans.items())
+    finally:
+        if up is not None:
+            up.kill()
+        sweep(stack)
+
+
+def is_api_process(argv: list[str]) -> bool:
+    return argv[1:3] == ["-m", "api.serve"]
+
+
+def answering_processes(stack: Stack, requests: int) -> list[int]:
+    """Which API process answered each of `requests` health checks, each on a new connection."""
+    answers = []
+    for _ in range(requests):
+        response = httpx.get(f"{stack.api_url}/healthz", timeout=10, headers={"connection": "close"})
+        assert response.status_code == 200, response.text
+        answers.append(response.json()["process"])
+    return answers
+
+
+def test_up_serves_one_port_from_several_api_processes(tmp_path_factory):
+    """`up --api-processes 2`: both processes answer on the one port; one killed, the port stays served by the
+    other and the supervisor restarts it."""
+    out_dir = tmp_path_factory.mktemp("up-api-processes-output")
+    stack = Stack.fresh(tmp_path_factory.mktemp("up-api-processes-data"))
+    up = None
+    try:
+        up = UpProcess(stack, out_dir, "api-processes", "--api-processes", "2", DELIVERY_SIMULATOR="false")
+        up.wait_ready()
+        assert "2 API processes on" in up.stdout, up.output()
+        pids = stack_children(up, stack, is_api_process)
+        assert len(pids) == 2, up.output()
+        assert set(answering_processes(stack, 24)) == set(pids)  # the kernel spreads new connections over both
+
+        # One killed outright: every request still answered, by the other, while the supervisor restarts it.
+        killed, survivor = pids
+        offset = len(up.stdout)
+        os.kill(killed, signal.SIGKILL)
+        name = wait_for_line(up, r"^\[up\] (api \d) exited with code -9; restarting in", 30, offset).group(1)
+        assert set(answering_processes(stack, 10)) == {survivor}
+        restarted = int(wait_for_line(up, rf"^\[up\] {name} restarted \(pid (\d+)\)$", 30, offset).group(1))
+        assert sorted(stack_children(up, stack, is_api_process)) == sorted([survivor, restarted])
+        deadline = time.monotonic() + 30
+        while restarted not in answering_processes(stack, 10):
+            assert time.monotonic() < deadline, f"the restarted API process {restarted} never answered\n{up.output()}"
+            time.sleep(0.5)
+
+        assert up.interrupt() == 0, up.output()
+        assert STOPPED in up.stdout and "Traceback" not in up.stdout + up.stderr, up.output()
+        assert not leftover_processes(stack)
     finally:
         if up is not None:
             up.kill()
