@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.base import ServiceActivities
+from core.assignments import announce
 from core.contracts import (
     AttemptOutcome, AttemptRef, DeliveryOrder, DeliveryStatus, NewAttempt, QuoteOffer, StatusChange,
 )
@@ -70,6 +71,7 @@ class DeliveriesActivities(ServiceActivities):
             await repository.set_delivery_status(
                 session, change.delivery_id, change.status, change.occurred_at, change.reason
             )
+            await announce(session, change.delivery_id)  # its robot's assignment shows the status
             if change.robot_id is not None:
                 await repository.activate_attempt(session, change.attempt_id, change.robot_id)
             if change.status == DeliveryStatus.CANCELLED:

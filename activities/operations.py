@@ -5,6 +5,7 @@ from uuid import UUID
 from temporalio import activity
 
 from activities.base import ServiceActivities
+from core.assignments import announce
 from core.contracts import FieldTaskChange, FieldTaskRequest, TaskAssignment, TaskClosure, TaskRequest, TripUpdate
 from core.errors import NO_PILOT_AVAILABLE, ROBOT_UNAVAILABLE, business_error
 from services.operations import pilots
@@ -41,7 +42,8 @@ class OperationsActivities(ServiceActivities):
             trip = await repo.open_trip(session, task, TripLeg(update.leg), update.occurred_at)
             await repo.move_trip(session, trip, TripStatus(update.trip_status), update.occurred_at)
             if update.task_status is not None:
-                await repo.move_task(session, task, TaskStatus(update.task_status), update.occurred_at)
+                if await repo.move_task(session, task, TaskStatus(update.task_status), update.occurred_at):
+                    await announce(session, task.robot_id)
             repo.follow_trip(robot, task, trip)
 
     @activity.defn
@@ -58,6 +60,7 @@ class OperationsActivities(ServiceActivities):
             await repo.end_open_trips(session, task.id, trip_end, closure.occurred_at)
             await pilots.release_pilot(session, task.id)
             repo.release_robot(robot, task.id, closure.robot_out_of_service)
+            await announce(session, task.robot_id)  # the robot hears at once that its task is over
 
     @activity.defn
     async def open_field_task(self, request: FieldTaskRequest) -> UUID:
@@ -103,6 +106,7 @@ class OperationsActivities(ServiceActivities):
         if assignment is None:  # raising inside begin() rolls the task and trip back too
             raise business_error(NO_PILOT_AVAILABLE, f"no pilot on shift can take robot {robot.id}")
         robot.active_task_id, robot.status = task.id, RobotStatus.RESERVED
+        await announce(session, robot.id)  # a robot waiting for work hears of it the moment this commits
         return TaskAssignment(task_id=task.id, trip_id=trip.id, robot_id=robot.id, pilot_id=assignment.pilot_id)
 
     @staticmethod

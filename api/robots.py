@@ -3,17 +3,19 @@
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response, WebSocket
 from pydantic import BaseModel, Field, model_validator
 
 from api.auth import CurrentRobot
 from api.dependencies import Robots
 from api.errors import ERROR_RESPONSES, ApiError
+from api.robot_stream import serve_stream
 from core.contracts import EventReceipt, Point, RobotEvent, RobotEventType
 
 router = APIRouter(prefix="/v1/robot", tags=["robots"], responses=ERROR_RESPONSES)
 
 LID_EVENTS = {RobotEventType.LID_OPENED, RobotEventType.LID_CLOSED}
+VERSION_HEADER = "Assignment-Version"
 
 
 class Assignment(BaseModel):
@@ -28,6 +30,7 @@ class Assignment(BaseModel):
     at_store: bool = Field(description="on a return: the robot said it arrived back at the store (the lid may open)")
     pickup: Point
     dropoff: Point
+    version: str = Field(description="the assignment's version: another whenever anything above changes")
 
 
 class EventReport(BaseModel):
@@ -55,15 +58,25 @@ class Heartbeat(Point):
 
 @router.get("/assignment", response_model=Assignment, summary="The robot's current assignment",
             responses={204: {"description": "no assignment right now"}})
-async def get_assignment(robot: CurrentRobot, desk: Robots):
+async def get_assignment(robot: CurrentRobot, desk: Robots, response: Response,
+                         after: str | None = Query(None, max_length=32, description="the version the robot has"),
+                         wait: float = Query(0, ge=0, le=60, description="with `after`: seconds to hold the request "
+                                                                          "until the version is another one")):
     """What the robot should be doing: the delivery, its pickup and dropoff, and the current status.
 
-    Read from the databases (Operations, Deliveries, State), never from the workflow: robots poll it all the time.
+    Read from the databases (Operations, Deliveries, State), never from the workflow. The `Assignment-Version`
+    header carries the version (`none` with no assignment). With `after` and `wait`, a long poll: the answer comes
+    the moment the assignment's version is no longer `after` (every change is announced when it commits), or
+    after `wait` seconds with the assignment as it is. A robot that can hold a WebSocket uses `/v1/robot/stream`.
     """
-    assignment = await desk.assignment(robot.robot_id)
+    if after is not None and wait > 0:
+        assignment, version = await desk.next_assignment(robot.robot_id, after, wait)
+    else:
+        assignment, version = await desk.versioned_assignment(robot.robot_id)
     if assignment is None:
-        return Response(status_code=204)
-    return Assignment.model_validate(assignment, from_attributes=True)
+        return Response(status_code=204, headers={VERSION_HEADER: version})
+    response.headers[VERSION_HEADER] = version
+    return Assignment.model_validate({**vars(assignment), "version": version})
 
 
 @router.post("/events", response_model=EventReceipt, summary="Report an event",
@@ -88,3 +101,10 @@ async def heartbeat(beat: Heartbeat, robot: CurrentRobot, desk: Robots) -> Respo
     """Keep the robot's connectivity and its trip watch current; sent every few seconds."""
     await desk.heartbeat(robot.robot_id, beat, beat.moving, beat.battery)
     return Response(status_code=204)
+
+
+@router.websocket("/stream")
+async def stream(websocket: WebSocket) -> None:
+    """The robot's stream: its assignment pushed the moment it changes, its heartbeats answered with the
+    assignment's version (see `api.robot_stream`)."""
+    await serve_stream(websocket)

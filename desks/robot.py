@@ -2,23 +2,33 @@
 
 An event goes to the robot's delivery workflow as an update, which accepts or refuses it; State keeps every
 event once, accepted or refused, and a resend of one already answered gets the same answer.
+
+A robot hears of its assignment without polling: every change to it is announced when it commits
+(`core.assignments`), and a robot's waiter, woken by the announcement, reads the assignment again. Each reading
+carries a version (a digest of what the robot is told), so a robot that knows a version knows whether it is
+current.
 """
 
+import asyncio
+import hashlib
+import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from core.assignments import AssignmentNotices, AssignmentWaiter, announce
 from core.contracts import (
-    Deployment, EventReceipt, FieldTaskRequest, Point, RecordedRobotEvent, RobotEvent, RobotEventKey,
+    Deployment, EventReceipt, FieldTaskRequest, Point, RecordedRobotEvent, RobotEvent, RobotEventKey, RobotEventType,
 )
 from core.db import Databases
 from core.services import Service
 from core.settings import Settings
 from desks.errors import Refusal, unavailable, workflow_refusal
+from desks.heartbeats import HeartbeatBatch
 from services.deliveries import repository as deliveries
 from services.device import repository as devices
 from services.operations import repository as operations
@@ -31,6 +41,11 @@ from workflows.field_task import start_field_task
 from workflows.transitions import EventRejected
 
 log = logging.getLogger(__name__)
+
+# Events whose record in State changes what the robot is told (`lid_open`, `at_store`).
+ASSIGNMENT_EVENTS = frozenset({RobotEventType.LID_OPENED, RobotEventType.LID_CLOSED,
+                               RobotEventType.ARRIVED_AT_STORE})
+NO_ASSIGNMENT = "none"
 
 
 @dataclass(frozen=True)
@@ -49,11 +64,28 @@ class RobotAssignment:
     dropoff: Point
 
 
+def version_of(assignment: RobotAssignment | None) -> str:
+    """The assignment's version: the same for the same assignment in every process, another when anything the
+    robot is told changes; `none` for no assignment."""
+    if assignment is None:
+        return NO_ASSIGNMENT
+    text = json.dumps(asdict(assignment), default=str, sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
 class RobotDesk:
     """What robots may ask of the platform, each with its device credential."""
 
     def __init__(self, databases: Databases, temporal: Client, settings: Settings):
         self.databases, self.temporal, self.settings = databases, temporal, settings
+        self.notices = AssignmentNotices(settings.database_dsn(service)
+                                         for service in (Service.OPERATIONS, Service.DELIVERIES, Service.STATE))
+        self.heartbeats = HeartbeatBatch(databases)
+
+    async def close(self) -> None:
+        """Stop listening for assignment changes, after writing the heartbeats still pending."""
+        await self.notices.close()
+        await self.heartbeats.close()
 
     async def authenticate(self, credential: str) -> Deployment | None:
         """The active deployment of the robot whose device credential this is."""
@@ -81,6 +113,32 @@ class RobotDesk:
             pickup=Point(latitude=delivery.pickup_latitude, longitude=delivery.pickup_longitude),
             dropoff=Point(latitude=delivery.dropoff_latitude, longitude=delivery.dropoff_longitude),
         )
+
+    async def versioned_assignment(self, robot_id: str) -> tuple[RobotAssignment | None, str]:
+        """The robot's current assignment and its version."""
+        assignment = await self.assignment(robot_id)
+        return assignment, version_of(assignment)
+
+    def waiter(self, robot_id: str) -> AssignmentWaiter:
+        """A waiter woken whenever the robot's assignment may have changed (call `follow` with the assignment's
+        delivery after each reading, and `close` when done)."""
+        return self.notices.waiter(robot_id)
+
+    async def next_assignment(self, robot_id: str, after: str, wait: float,
+                              ) -> tuple[RobotAssignment | None, str]:
+        """The robot's assignment once its version is no longer `after`, or as it is after `wait` seconds."""
+        waiter = self.waiter(robot_id)
+        try:
+            deadline = asyncio.get_running_loop().time() + wait
+            while True:
+                assignment, version = await self.versioned_assignment(robot_id)
+                remaining = deadline - asyncio.get_running_loop().time()
+                if version != after or remaining <= 0:
+                    return assignment, version
+                waiter.follow(assignment.delivery_id if assignment else None)
+                await waiter.wait(remaining)
+        finally:
+            waiter.close()
 
     async def _active_task(self, robot_id: str) -> Task | None:
         async with self.databases.lookups(Service.OPERATIONS)() as session:
@@ -115,6 +173,8 @@ class RobotDesk:
         try:
             async with self.databases.sessions(Service.STATE).begin() as session:
                 await state.record_event(session, recorded)
+                if event.type in ASSIGNMENT_EVENTS:
+                    await announce(session, event.robot_id)
         except SQLAlchemyError:
             log.warning("accepted event not yet recorded in State", extra={"robot_id": event.robot_id,
                                                                          "delivery_id": str(receipt.delivery_id)})
@@ -158,6 +218,13 @@ class RobotDesk:
             await state.record_sighting(session, robot_id, position.latitude, position.longitude)
         async with self.databases.sessions(Service.TRIP_MONITOR).begin() as session:
             await trip_monitor.record_heartbeat(session, robot_id, position.latitude, position.longitude, moving)
+        if battery is not None and battery < self.settings.battery_swap_below:
+            await self._ask_for_battery_swap(robot_id, battery)
+
+    async def heartbeat_batched(self, robot_id: str, position: Point, moving: bool, battery: float | None) -> None:
+        """The same as `heartbeat`, written with the other heartbeats of the next moment (`desks.heartbeats`): for
+        heartbeats on a robot's stream, answered before they are written."""
+        self.heartbeats.add(robot_id, position.latitude, position.longitude, moving)
         if battery is not None and battery < self.settings.battery_swap_below:
             await self._ask_for_battery_swap(robot_id, battery)
 

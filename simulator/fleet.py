@@ -1,22 +1,27 @@
-"""A fleet of simulated robots that drive deliveries through the same HTTP API a real robot uses.
+"""A fleet of simulated robots that drive deliveries through the same API a real robot uses.
 
-Each robot polls its assignment, looks at the delivery's status, and takes the next step: depart, drive
-(sending heartbeats), arrive, open and close the lid. The assignment is read from the databases, a moment
-behind the workflow, so while a task lasts the robot goes by the receipt of its last accepted event (the
-workflow's own answer), takes the next step at once, and only asks for the assignment again when there is
-nothing to do or an event is refused. That receipt is all it remembers, so a restarted simulator picks up
-where the deliveries are. Like a real robot, it also reports its position on its own clock while it serves a
-task, so waiting on a slow platform never looks like a lost link. An event that got no answer, or a 503, is
-resent with the same event_id until the platform says how it was taken.
+Each robot holds its stream (`/v1/robot/stream`, a WebSocket): the platform pushes it its assignment the moment
+it changes, and the robot sends its heartbeats on it. It looks at the delivery's status and takes the next step:
+depart, drive (sending heartbeats), arrive, open and close the lid, each event an HTTP POST. The assignment is
+read from the databases, a moment behind the workflow, so while a task lasts the robot goes by the receipt of its
+last accepted event (the workflow's own answer), takes the next step at once, and only waits for the next push
+when there is nothing to do or an event is refused. That receipt is all it remembers, so a restarted simulator
+picks up where the deliveries are. Like a real robot, it also reports its position on its own clock while it
+serves a task, so waiting on a slow platform never looks like a lost link. An event that got no answer, or a
+503, is resent with the same event_id until the platform says how it was taken. A robot whose stream drops
+connects again and is pushed its assignment as it is.
 """
 
 import asyncio
 import itertools
+import json
 import logging
 import time
 import uuid
 
 import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
 
 from core.contracts import Point
 from core.geo import meters_between
@@ -25,7 +30,7 @@ log = logging.getLogger("simulator")
 
 HEARTBEAT_SECONDS = 5.0
 KEEPALIVE_SECONDS = 10.0  # a robot on a task reports at least this often (wall time), even while it waits
-POLL_SECONDS = 0.5
+NEWS_SECONDS = 5.0  # with nothing to do, the robot waits this long for a new assignment before it looks again
 LID_DWELL_SECONDS = 20.0
 RESENDS = 60  # tries of one event that gets no answer or a 503 (which says when to try again)
 
@@ -47,7 +52,7 @@ def parse_speed(value: str) -> float | None:
 
 
 class SimulatedRobot:
-    """One robot: credentials, a position, and the loop that serves whatever it is assigned."""
+    """One robot: credentials, a position, its stream, and the loop that serves whatever it is assigned."""
 
     def __init__(self, http: httpx.AsyncClient, robot_id: str, credential: str, position: Point,
                  speed: float | None, walking_speed_mps: float = 1.4):
@@ -60,25 +65,71 @@ class SimulatedRobot:
         self.confirmed: tuple[str, str, bool, bool] | None = None  # (task, status, lid open, at store): last receipt
         self.on_task = False
         self.last_report = time.monotonic()
+        self.socket: ClientConnection | None = None
+        self.job: dict | None = None  # the last assignment pushed, and its version
+        self.version: str | None = None
+        self.news = asyncio.Event()  # a new version was pushed, or the stream dropped
+        self.listening: asyncio.Task | None = None
+
+    def stream_url(self) -> str:
+        return str(self.http.base_url).rstrip("/").replace("http", "ws", 1) + "/v1/robot/stream"
 
     async def run(self) -> None:
         while True:
             try:
-                await self.keep_alive()
-                await self.step()
-            except httpx.HTTPError as exc:
+                async with connect(self.stream_url(), additional_headers=self.headers, open_timeout=30) as socket:
+                    await self.serve(socket)
+            except (httpx.HTTPError, OSError, WebSocketException, TimeoutError) as exc:
                 log.warning("%s: API unreachable (%s); retrying", self.robot_id, type(exc).__name__)
                 await asyncio.sleep(1)
 
+    async def serve(self, socket: ClientConnection) -> None:
+        """Follow the pushed assignments until the stream drops."""
+        self.socket, self.version = socket, None
+        self.listening = listening = asyncio.create_task(self.listen(socket))
+        try:
+            while not listening.done():
+                await self.keep_alive()
+                await self.step()
+            listening.result()  # the stream's end, raised
+        finally:
+            self.socket = None
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+
+    async def listen(self, socket: ClientConnection) -> None:
+        """Keep the latest assignment pushed; a heartbeat's answer naming another version asks for it again."""
+        try:
+            async for text in socket:
+                message = json.loads(text)
+                if message["type"] == "assignment":
+                    self.job, self.version = message["assignment"], message["version"]
+                    self.news.set()
+                elif message["type"] == "heartbeat" and message["version"] not in (None, self.version):
+                    await socket.send(json.dumps({"type": "assignment"}))
+        finally:
+            self.news.set()  # a robot waiting for news finds the stream gone
+
+    async def wait_for_news(self, seen: str | None, seconds: float = NEWS_SECONDS) -> None:
+        """Until the version pushed is no longer `seen` (or the stream drops), at most `seconds`."""
+        deadline = time.monotonic() + seconds
+        while self.version == seen and self.listening is not None and not self.listening.done():
+            self.news.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self.news.wait(), remaining)
+            except TimeoutError:
+                return
+
     async def step(self) -> None:
-        """Fetch the assignment and follow it, step after step, for as long as the receipts say what is next."""
-        response = await self.http.get("/v1/robot/assignment", headers=self.headers)
-        if response.status_code in (200, 204):
-            self.on_task = response.status_code == 200
-        if response.status_code != 200:
-            await asyncio.sleep(POLL_SECONDS)
+        """Follow the assignment pushed last, step after step, for as long as the receipts say what is next."""
+        job, version = self.job, self.version
+        self.on_task = job is not None
+        if job is None:
+            await self.wait_for_news(version)
             return
-        job = response.json()
         pickup, dropoff = Point(**job["pickup"]), Point(**job["dropoff"])
         self.task_id = job["task_id"]
         status, lid_open, at_store = job["status"], job["lid_open"], job["at_store"]
@@ -86,7 +137,7 @@ class SimulatedRobot:
             if self.confirmed and self.confirmed[0] == self.task_id:
                 status, lid_open, at_store = self.confirmed[1:]
             if not await self.act(status, lid_open, at_store, pickup, dropoff):
-                await asyncio.sleep(POLL_SECONDS)  # nothing to do, or refused: ask for the assignment again
+                await self.wait_for_news(version)  # nothing to do, or refused: until the assignment changes
                 return
 
     async def act(self, status: str, lid_open: bool, at_store: bool, pickup: Point, dropoff: Point) -> bool:
@@ -145,9 +196,16 @@ class SimulatedRobot:
             await self.heartbeat(moving=False)
 
     async def heartbeat(self, moving: bool) -> None:
+        """On the stream (answered with the assignment's version), or over HTTP while it is down."""
         self.last_report = time.monotonic()
-        await self.http.post("/v1/robot/heartbeat", headers=self.headers, json={
-            "latitude": self.position.latitude, "longitude": self.position.longitude, "moving": moving})
+        beat = {"latitude": self.position.latitude, "longitude": self.position.longitude, "moving": moving}
+        if self.socket is not None:
+            try:
+                await self.socket.send(json.dumps({"type": "heartbeat", **beat}))
+                return
+            except WebSocketException:
+                pass
+        await self.http.post("/v1/robot/heartbeat", headers=self.headers, json=beat)
 
     async def report(self, event_type: str) -> bool:
         """Send one event; whether it was accepted."""

@@ -68,6 +68,24 @@ async def record_sighting(session: AsyncSession, robot_id: str, latitude: float 
     ))
 
 
+async def record_sightings(session: AsyncSession, sightings: list[tuple[str, float, float, datetime]]) -> None:
+    """Upsert the connectivity of many robots in one statement: (robot id, latitude, longitude, seen at), at most
+    one per robot; a sighting older than the one recorded changes nothing."""
+    if not sightings:
+        return
+    now = datetime.now(UTC)
+    statement = insert(Connectivity).values([
+        {"robot_id": robot_id, "status": ConnectivityStatus.ONLINE.value, "last_seen_at": seen_at,
+         "latitude": latitude, "longitude": longitude, "updated_at": now}
+        for robot_id, latitude, longitude, seen_at in sightings])
+    await session.execute(statement.on_conflict_do_update(
+        index_elements=[Connectivity.robot_id],
+        set_={key: statement.excluded[key] for key in ("status", "last_seen_at", "latitude", "longitude",
+                                                        "updated_at")},
+        where=Connectivity.last_seen_at <= statement.excluded.last_seen_at,
+    ))
+
+
 async def lid_open(session: AsyncSession, attempt_id) -> bool:
     """Whether the attempt's last accepted lid event opened the lid."""
     last = await session.scalar(

@@ -1,0 +1,128 @@
+"""A robot's stream: one WebSocket that pushes the robot its assignment and carries its heartbeats.
+
+The robot connects to `/v1/robot/stream` with its device credential (`Authorization: Bearer ...`), checked once
+per connection. Messages are JSON objects with a `type`:
+
+- platform → robot `{"type": "assignment", "version": "...", "assignment": {...} | null}`: on connecting, and
+  every time the assignment changes (`assignment` is what `GET /v1/robot/assignment` answers, null with none).
+- robot → platform `{"type": "heartbeat", "latitude": ..., "longitude": ..., "moving": ..., "battery": ...}`,
+  answered `{"type": "heartbeat", "version": "..."}`: the version of the last assignment pushed, so a robot whose
+  version differs knows it missed one and asks again.
+- robot → platform `{"type": "assignment"}`: push the assignment now, read afresh, even if unchanged.
+- platform → robot `{"type": "error", "code": "invalid_message", "message": "..."}` for a message it cannot read;
+  the stream stays open.
+
+The assignment is read again whenever a change to it is announced (`core.assignments`), when notices may have
+been lost, and every `reread_seconds` anyway.
+"""
+
+import asyncio
+import json
+import logging
+
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from desks.robot import RobotDesk
+
+log = logging.getLogger(__name__)
+
+REREAD_SECONDS = 30.0  # a pushed assignment is read again at least this often, announced or not
+RETRY_SECONDS = 1.0  # after a database error, before the assignment is read again
+UNAVAILABLE = 1013  # WebSocket close code: try again later
+POLICY = 1008  # WebSocket close code: refused (no or an unknown credential)
+
+
+def bearer(websocket: WebSocket) -> str | None:
+    scheme, _, credential = websocket.headers.get("authorization", "").partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" and credential.strip() else None
+
+
+async def serve_stream(websocket: WebSocket, reread_seconds: float = REREAD_SECONDS) -> None:
+    """Authenticate the robot, then push its assignment and take its heartbeats until either side closes."""
+    desk: RobotDesk = websocket.app.state.robot_desk
+    credential = bearer(websocket)
+    try:
+        deployment = await desk.authenticate(credential) if credential else None
+    except SQLAlchemyError:
+        await websocket.close(code=UNAVAILABLE, reason="temporarily unavailable")
+        return
+    if deployment is None:
+        await websocket.close(code=POLICY, reason="unknown or retired device credential")
+        return
+    await websocket.accept()
+    await RobotStream(websocket, desk, deployment.robot_id,
+                      getattr(websocket.app.state, "robot_reread_seconds", reread_seconds)).serve()
+
+
+class RobotStream:
+    """One connected robot: a task pushing its assignment, and the loop reading what the robot sends."""
+
+    def __init__(self, websocket: WebSocket, desk: RobotDesk, robot_id: str, reread_seconds: float):
+        self.websocket, self.desk, self.robot_id, self.reread_seconds = websocket, desk, robot_id, reread_seconds
+        self.version: str | None = None  # of the last assignment pushed
+        self.asked = False
+        self.sending = asyncio.Lock()
+        self.waiter = desk.waiter(robot_id)
+
+    async def serve(self) -> None:
+        pushing = asyncio.create_task(self._push())
+        try:
+            await self._receive()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            pushing.cancel()
+            await asyncio.gather(pushing, return_exceptions=True)
+            self.waiter.close()
+
+    async def _send(self, message: dict) -> None:
+        async with self.sending:
+            await self.websocket.send_text(json.dumps(message))
+
+    async def _push(self) -> None:
+        """Read the assignment, push it if its version changed (or the robot asked), and wait for the next news."""
+        from api.robots import Assignment  # the one shape of an assignment, as the GET answers it
+
+        while True:
+            try:
+                assignment, version = await self.desk.versioned_assignment(self.robot_id)
+            except SQLAlchemyError as exc:
+                log.warning("assignment not read for the stream (%s); reading again", type(exc).__name__,
+                            extra={"robot_id": self.robot_id})
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            self.waiter.follow(assignment.delivery_id if assignment else None)
+            if version != self.version or self.asked:
+                self.version, self.asked = version, False
+                body = None if assignment is None else Assignment.model_validate(
+                    {**vars(assignment), "version": version}).model_dump(mode="json")
+                try:
+                    await self._send({"type": "assignment", "version": version, "assignment": body})
+                except (WebSocketDisconnect, RuntimeError, OSError):
+                    return  # the robot is gone; the reading loop ends too
+            await self.waiter.wait(self.reread_seconds)
+
+    async def _receive(self) -> None:
+        from api.robots import Heartbeat
+
+        while True:
+            text = await self.websocket.receive_text()
+            try:
+                message = json.loads(text)
+                kind = message.get("type") if isinstance(message, dict) else None
+                if kind == "heartbeat":
+                    beat = Heartbeat.model_validate(message)
+                    await self.desk.heartbeat_batched(self.robot_id, beat, beat.moving, beat.battery)
+                    await self._send({"type": "heartbeat", "version": self.version})
+                elif kind == "assignment":
+                    self.asked = True
+                    self.waiter.wake()
+                else:
+                    await self._refuse("type must be heartbeat or assignment")
+            except (ValueError, ValidationError) as exc:
+                await self._refuse(str(exc)[:200])
+
+    async def _refuse(self, message: str) -> None:
+        await self._send({"type": "error", "code": "invalid_message", "message": message})

@@ -1,0 +1,89 @@
+"""Heartbeats that arrive on robots' streams, written in batches.
+
+A fleet of idle robots sends a heartbeat every few seconds each: one transaction per heartbeat in State and one in
+Trip Monitor would cost more than everything else the API does. Here each heartbeat is answered at once and kept
+in memory; every `FLUSH_SECONDS` the batch is written: one upsert of every robot's connectivity (State) and, for
+the robots whose trip is watched (most idle robots have none; one query finds them), their heartbeats fed to the
+watch in order (Trip Monitor), which wakes it. A heartbeat is therefore at most `FLUSH_SECONDS` late in the
+databases, against connectivity thresholds of tens of seconds. A batch that cannot be written is dropped (the next
+heartbeats bring the same news) and logged.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.db import Databases
+from core.services import Service
+from services.state import repository as state
+from services.trip_monitor import repository as trip_monitor
+from services.trip_monitor.models import MonitoredTrip
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Beat:
+    robot_id: str
+    latitude: float
+    longitude: float
+    moving: bool
+    at: datetime
+
+
+class HeartbeatBatch:
+    """Heartbeats kept in memory and written every `flush_seconds` by one task, started by the first heartbeat."""
+
+    def __init__(self, databases: Databases, flush_seconds: float = FLUSH_SECONDS):
+        self.databases, self.flush_seconds = databases, flush_seconds
+        self.pending: list[Beat] = []
+        self._flushing: asyncio.Task | None = None
+        self.written = 0  # heartbeats written so far
+
+    def add(self, robot_id: str, latitude: float, longitude: float, moving: bool) -> None:
+        self.pending.append(Beat(robot_id, latitude, longitude, moving, datetime.now(UTC)))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_every())
+
+    async def _flush_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what is pending now."""
+        beats, self.pending = self.pending, []
+        if not beats:
+            return
+        latest = {beat.robot_id: beat for beat in beats}  # in arrival order: the last one of each robot stays
+        try:
+            async with self.databases.sessions(Service.STATE).begin() as session:
+                await state.record_sightings(session, [(b.robot_id, b.latitude, b.longitude, b.at)
+                                                       for b in latest.values()])
+            async with self.databases.sessions(Service.TRIP_MONITOR).begin() as session:
+                watched = set(await session.scalars(
+                    select(MonitoredTrip.robot_id).where(MonitoredTrip.robot_id.in_(list(latest)),
+                                                         MonitoredTrip.status.in_(trip_monitor.OPEN)).distinct()))
+                for beat in beats:
+                    if beat.robot_id in watched:
+                        await trip_monitor.record_heartbeat(session, beat.robot_id, beat.latitude, beat.longitude,
+                                                            beat.moving)
+        except SQLAlchemyError as exc:
+            log.warning("%d heartbeats not written (%s); the next ones bring the same news", len(beats),
+                        type(exc).__name__)
+            return
+        self.written += len(beats)
+
+    async def close(self) -> None:
+        """Stop flushing, after writing what is pending."""
+        if self._flushing is not None:
+            self._flushing.cancel()
+            await asyncio.gather(self._flushing, return_exceptions=True)
+            self._flushing = None
+        await self.flush()
