@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                              views)
         app.state.robot_desk = RobotDesk(databases, temporal, settings)
         yield
+        await app.state.robot_desk.close()
         await app.state.databases.dispose()
 
     app = FastAPI(
