@@ -12,7 +12,7 @@ from services.integrations import repository as integrations
 from tests.support.dialects import drive_jwt
 from tests.support.robots import RobotDriver, drive
 from tests.support.sdk import Sdk, conforming
-from tests.support.waiting import wait_for, wait_terminal
+from tests.support.waiting import wait_for, wait_status, wait_terminal
 
 WEBHOOK_AUTHORIZATION = "Bearer hooks-7f3a"
 
@@ -177,3 +177,32 @@ async def test_after_pickup_drive_refuses_cancels_and_updates_with_drives_reason
     await driver.hand_over()
     assert (await wait_terminal(market.platform, created.data["support_reference"]))["status"] == "delivered"
     assert (await sdk.call("getDelivery", "SDK-7")).data["delivery_status"] == "delivered"
+
+
+async def test_a_return_reads_the_same_cancellation_reason_on_get_as_in_its_webhooks(market, doordash, hooks,
+                                                                                      lifecycle_policy):
+    lifecycle_policy(customer_no_show_seconds=0.5)
+    robot = await market.add_robot()
+    await market.add_pilot()
+    sdk = sdk_of(market, doordash)
+    created = await sdk.call("createDelivery", order(market, "SDK-9"))
+    driver = RobotDriver(market, robot)
+    await driver.to_pickup(created.data["support_reference"])
+    await driver.load_and_go()
+    await wait_status(market.platform, created.data["support_reference"], "returning")
+    returning = await sdk.call("getDelivery", "SDK-9")
+    for event in ("departed", "arrived_at_store", "lid_opened", "lid_closed"):
+        await driver.send(event)
+    assert (await wait_terminal(market.platform, created.data["support_reference"]))["status"] == "returned"
+    returned = await sdk.call("getDelivery", "SDK-9")
+    received = hooks.of(doordash["webhook_url"])
+
+    async def return_events():
+        return {"DELIVERY_RETURN_INITIALIZED", "DELIVERY_RETURNED"} <= {h.json()["event_name"] for h in received}
+
+    await wait_for(return_events)
+    events = [h.json() for h in received if h.json()["event_name"].startswith("DELIVERY_RETURN")]
+    reasons = {returning.data.get("cancellation_reason"), returned.data.get("cancellation_reason"),
+               *(e.get("cancellation_reason") for e in events)}
+    assert reasons == {"failed_to_deliver"}, (returning.data, returned.data, events)
+    assert returned.data["delivery_status"] == "returned"

@@ -40,11 +40,11 @@ CANCELLATION_REASONS = {
 }
 
 
-def cancellation_reason(reason: str | None, picked_up: bool) -> str | None:
-    if reason is None:
-        return None
+def cancellation_reason(reason: str | None, picked_up: bool) -> str:
+    """Drive's reason for a delivery that ended undelivered: the partner's cancel, else why we ended it. A return's
+    last steps carry no reason of their own: they read as the failed delivery that started it."""
     fallback = "failed_to_deliver" if picked_up else "failed_to_pickup"
-    return CANCELLATION_REASONS.get(reason.removeprefix("cancelled:"), fallback)
+    return CANCELLATION_REASONS.get((reason or "").removeprefix("cancelled:"), fallback)
 
 
 def delivery_fields(snapshot: Snapshot) -> dict[str, Any]:
