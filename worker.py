@@ -59,7 +59,8 @@ def build_worker(client: Client, queue: TaskQueue, databases: Databases, setting
         client,
         task_queue=queue.value,
         activities=activities_for(queue, databases, settings),
-        max_concurrent_activities=100,
+        # A trip watch waits for news most of its life (a notice or a threshold), so one process holds many.
+        max_concurrent_activities=2000 if queue is TaskQueue.TRIP_MONITOR else 100,
         interceptors=[ActivityLogContext(), *interceptors],
     )
 

@@ -1,31 +1,68 @@
 """Trip Monitor activities: watch an attempt's trip and report what the delivery must act on."""
 
 import asyncio
+from datetime import UTC, datetime
 
 from temporalio import activity
 
 from activities.base import ServiceActivities
 from core.contracts import TripFinding, TripWatch
+from core.notices import Notices
+from core.services import Service
 from services.trip_monitor import repository
+
+# How often a watch tells Temporal it is alive (well within the workflow's heartbeat timeout for it).
+ALIVE_SECONDS = 45.0
+# However near a threshold is, a watch looks again no sooner than this after its last look.
+MIN_LOOK_SECONDS = 0.05
 
 
 class TripMonitorActivities(ServiceActivities):
     """Writes only to the Trip Monitor database, keyed by attemptId."""
 
+    def __init__(self, sessions, settings):
+        super().__init__(sessions, settings)
+        self.heartbeats = Notices(settings.database_dsn(Service.TRIP_MONITOR), repository.HEARTBEATS_CHANNEL)
+
     @activity.defn
     async def watch_trip(self, watch: TripWatch) -> TripFinding:
-        """Poll the trip until there is news for the delivery: the robot is lost or stuck, its connectivity
-        changed, or it runs late. The workflow cancels it when the attempt ends."""
+        """Wait for news for the delivery: the robot is lost or stuck, its connectivity changed, or it runs late.
+        The workflow cancels it when the attempt ends.
+
+        The trip is looked at when its robot's heartbeat is committed (a Postgres notice) and when the next
+        threshold passes with no heartbeat (`repository.next_assessment_at`); nothing polls in between.
+        """
         async with self.sessions.begin() as session:
             await repository.start_watch(session, watch)
-        while True:
+        woken = self.heartbeats.subscribe(watch.robot_id)
+        try:
+            while True:
+                woken.clear()
+                async with self.sessions.begin() as session:
+                    checked = await repository.check_watch(session, watch, self.settings.walking_speed_mps)
+                if checked.finding is not None:
+                    finding = checked.finding
+                    return TripFinding(attempt_id=watch.attempt_id, kind=finding.kind, detail=finding.detail,
+                                       dropoff_eta=finding.dropoff_eta)
+                await self._until_news(woken, checked.again_at)
+        finally:
+            self.heartbeats.unsubscribe(watch.robot_id, woken)
+
+    @staticmethod
+    async def _until_news(woken: asyncio.Event, again_at: datetime | None) -> None:
+        """Wait for a heartbeat notice or the next threshold, telling Temporal the watch is alive meanwhile."""
+        await asyncio.sleep(MIN_LOOK_SECONDS)
+        while not woken.is_set():
             activity.heartbeat()
-            async with self.sessions.begin() as session:
-                finding = await repository.check_watch(session, watch, self.settings.walking_speed_mps)
-            if finding is not None:
-                return TripFinding(attempt_id=watch.attempt_id, kind=finding.kind, detail=finding.detail,
-                                   dropoff_eta=finding.dropoff_eta)
-            await asyncio.sleep(watch.policy.monitor_poll_seconds)
+            wait = ALIVE_SECONDS
+            if again_at is not None:
+                wait = min(wait, (again_at - datetime.now(UTC)).total_seconds())
+                if wait <= 0:
+                    return
+            try:
+                await asyncio.wait_for(woken.wait(), wait)
+            except TimeoutError:
+                pass
 
     @activity.defn
     async def stop_watching(self, watch: TripWatch) -> None:

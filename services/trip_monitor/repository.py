@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +13,8 @@ from services.trip_monitor.models import MonitoredTrip, MonitoredTripStatus as W
 
 # A robot has made progress once it is this far from where it last made progress.
 PROGRESS_METERS = 20.0
+# Each heartbeat fed to an open watch is announced on this channel, with the robot's id, once committed.
+HEARTBEATS_CHANNEL = "trip_monitor_heartbeats"
 OPEN = (Watch.WATCHING.value, Watch.DEGRADED.value)
 # The watch's status after each finding; lateness leaves it as it is.
 RECORDED = {"lost": Watch.LOST.value, "stuck": Watch.STUCK.value, "degraded": Watch.DEGRADED.value,
@@ -25,6 +27,13 @@ class Finding(NamedTuple):
     kind: str
     detail: str
     dropoff_eta: datetime | None = None
+
+
+class Checked(NamedTuple):
+    """A watch's assessment: what was found, or else when to look again if no heartbeat comes first."""
+
+    finding: Finding | None
+    again_at: datetime | None
 
 
 async def start_watch(session: AsyncSession, watch: TripWatch) -> None:
@@ -60,6 +69,8 @@ async def record_heartbeat(session: AsyncSession, robot_id: str, latitude: float
         if far or started_moving:
             trip.last_latitude, trip.last_longitude, trip.last_progress_at = latitude, longitude, now
         trip.last_heartbeat_at, trip.moving, trip.status = now, moving, Watch.WATCHING.value
+    if count:
+        await session.execute(select(func.pg_notify(HEARTBEATS_CHANNEL, robot_id)))
     return count
 
 
@@ -85,6 +96,42 @@ def assess(trip: MonitoredTrip, watch: TripWatch, speed_mps: float, now: datetim
     return None
 
 
+def next_assessment_at(trip: MonitoredTrip, watch: TripWatch, speed_mps: float, now: datetime) -> datetime | None:
+    """The first moment `assess` finds news if no heartbeat changes the trip before then; None: never.
+
+    Each finding is a threshold crossed by time alone: silence passing the degraded or lost limit, a moving
+    robot's stillness passing the stuck window, or the projected dropoff (which grows with time once the robot
+    stands still) passing the promise by the allowed drift.
+    """
+    policy = watch.policy
+    silent_since = trip.last_heartbeat_at or trip.started_at
+    moments = [silent_since + timedelta(seconds=policy.connectivity_lost_seconds)]
+    if watch.connectivity == "connected":
+        moments.append(silent_since + timedelta(seconds=policy.connectivity_degraded_seconds))
+    if trip.moving:
+        moments.append((trip.last_progress_at or trip.started_at) + timedelta(seconds=policy.stuck_window_seconds))
+    late = late_at(trip, watch, speed_mps)
+    if late is not None:
+        moments.append(late)
+    return max(min(moments), now)
+
+
+def late_at(trip: MonitoredTrip, watch: TripWatch, speed_mps: float) -> datetime | None:
+    """When `projected_dropoff` passes the promise by more than the drift, the robot staying where it last made
+    progress (the projection is then `now` plus a fixed remainder); None if time alone never makes it late."""
+    promised = watch.promised_dropoff_eta
+    if promised is None or watch.dropoff is None or watch.dropoff_eta is None or trip.last_latitude is None:
+        return None
+    here = Point(latitude=trip.last_latitude, longitude=trip.last_longitude)
+    limit = promised + timedelta(seconds=watch.policy.eta_drift_seconds)
+    if watch.loaded:
+        return limit - timedelta(seconds=meters_between(here, watch.dropoff) / speed_mps)
+    if watch.pickup is None or watch.pickup_eta is None:
+        return None
+    to_pickup = timedelta(seconds=meters_between(here, watch.pickup) / speed_mps)
+    return limit - watch.dropoff_eta + watch.pickup_eta - to_pickup
+
+
 def projected_dropoff(trip: MonitoredTrip, watch: TripWatch, speed_mps: float, now: datetime) -> datetime | None:
     """When the robot will reach the dropoff at this pace: from where it last made progress, at `speed_mps`.
 
@@ -101,14 +148,15 @@ def projected_dropoff(trip: MonitoredTrip, watch: TripWatch, speed_mps: float, n
     return watch.dropoff_eta + max(timedelta(0), at_pickup - watch.pickup_eta)
 
 
-async def check_watch(session: AsyncSession, watch: TripWatch, speed_mps: float) -> Finding | None:
-    """Assess the watched trip and record what was found."""
+async def check_watch(session: AsyncSession, watch: TripWatch, speed_mps: float) -> Checked:
+    """Assess the watched trip, record what was found, and say when to assess it again if no heartbeat comes."""
     trip = await session.get(MonitoredTrip, watch.attempt_id, with_for_update=True)
     if trip is None or trip.status == Watch.FINISHED.value:
-        return None
+        return Checked(None, None)
     if trip.status in (Watch.LOST.value, Watch.STUCK.value):
-        return Finding(trip.status, "reported before")  # a retried watch reports its finding again
-    finding = assess(trip, watch, speed_mps, datetime.now(UTC))
+        return Checked(Finding(trip.status, "reported before"), None)  # a retried watch reports its finding again
+    now = datetime.now(UTC)
+    finding = assess(trip, watch, speed_mps, now)
     if finding is not None and finding.kind in RECORDED:
         trip.status = RECORDED[finding.kind]
-    return finding
+    return Checked(finding, None if finding else next_assessment_at(trip, watch, speed_mps, now))

@@ -138,7 +138,7 @@ async def test_robot_fault_opens_a_field_task_and_another_robot_takes_over(marke
 
 async def test_a_stuck_robot_is_replaced_and_the_partner_hears_of_the_delay(market, lifecycle_policy, receiver,
                                                                             hold_activity):
-    lifecycle_policy(stuck_window_seconds=8, monitor_poll_seconds=0.3, eta_drift_seconds=1)
+    lifecycle_policy(stuck_window_seconds=8, eta_drift_seconds=1)
     stuck_robot = await market.add_robot(north_m=0)
     rescuer = await market.add_robot(north_m=-1500)
     await market.add_pilot()
@@ -186,7 +186,7 @@ async def test_a_stuck_robot_is_replaced_and_the_partner_hears_of_the_delay(mark
 
 
 async def test_a_robot_silent_for_a_while_is_shown_degraded_without_ending_the_attempt(market, lifecycle_policy):
-    lifecycle_policy(connectivity_degraded_seconds=1, monitor_poll_seconds=0.2)
+    lifecycle_policy(connectivity_degraded_seconds=1)
     robot = await market.add_robot()
     await market.add_pilot()
     delivery_id = await create(market)

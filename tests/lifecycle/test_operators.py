@@ -193,8 +193,7 @@ async def test_queues_report_pollers_for_every_queue(platform):
 
 
 async def test_a_stuck_robot_with_no_replacement_parks_for_an_operator(market, lifecycle_policy):
-    lifecycle_policy(no_robot_action="park", robot_search_seconds=1, stuck_window_seconds=1.5,
-                     monitor_poll_seconds=0.3)
+    lifecycle_policy(no_robot_action="park", robot_search_seconds=1, stuck_window_seconds=1.5)
     robot = await market.add_robot()
     await market.add_pilot()
     delivery_id = await create(market)

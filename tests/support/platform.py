@@ -28,7 +28,7 @@ FAST = LifecyclePolicy(
     step_retry_initial_seconds=0.05,
     robot_search_seconds=4, robot_retry_seconds=0.5, pickup_wait_seconds=600, customer_no_show_seconds=600,
     pilot_wait_seconds=4, callback_initial_interval_seconds=0.2, callback_max_attempts=5,
-    callback_max_interval_seconds=1, monitor_poll_seconds=0.5, connectivity_lost_seconds=60,
+    callback_max_interval_seconds=1, connectivity_lost_seconds=60,
     stuck_window_seconds=60,
 )
 

@@ -157,7 +157,7 @@ class Following:
         while True:
             self._watch = workflow.start_activity_method(
                 TripMonitorActivities.watch_trip, self.watch(), task_queue=TaskQueue.TRIP_MONITOR,
-                start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=timedelta(seconds=30),
+                start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=timedelta(minutes=2),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)), summary="watch the trip",
             )
             try:
