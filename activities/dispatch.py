@@ -10,10 +10,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import ServiceActivities
 from core.contracts import (
-    DemandRequest, PlanningRound, Point, QuoteEstimate, QuoteRequest, RobotChoice, RobotRelease,
+    DemandRequest, DemandSearch, PlanningRound, Point, QuoteEstimate, QuoteRequest, RobotChoice, RobotRelease,
     RobotService,
 )
 from core.errors import NO_CAPACITY, NO_ROBOT_AVAILABLE, ROBOT_UNAVAILABLE, business_error
+from core.settings import Settings
 from core.temporal import activity_meter
 from services.dispatch import repository, rounds
 from services.dispatch.models import Demand, DemandStatus, Plan, PlanStatus, RobotStatus
@@ -30,12 +31,13 @@ class DispatchActivities(ServiceActivities):
         """Plan the market with this demand in it; return the demand's committed robot.
 
         A retry returns the plan already committed. `NoRobotAvailable` while the demand is not committed
-        (no robot can take it, or the robot it waits for is still busy). Its latency is
-        `dispatch_planning_seconds{outcome=planned|no_robot|error}`.
+        (no robot can take it, the robot it waits for is still busy, or is held until the order is nearly
+        ready), with a `DemandSearch` as its detail: whether a robot is planned for the demand and when its
+        order is ready. Its latency is `dispatch_planning_seconds{outcome=planned|no_robot|error}`.
         """
         started, outcome = time.perf_counter(), "error"
         try:
-            choice = await self._plan_demand(request)
+            choice, search = await self._plan_demand(request)
             outcome = "planned" if choice is not None else "no_robot"
         finally:
             activity_meter().create_histogram_float(
@@ -44,11 +46,12 @@ class DispatchActivities(ServiceActivities):
         # Raised after the commit, so the unmet demand stays on record for the next rounds.
         if choice is None:
             activity.logger.info("no robot available", extra={"market": request.market})
-            raise business_error(NO_ROBOT_AVAILABLE, f"no robot is free for this demand in {request.market} yet")
+            raise business_error(NO_ROBOT_AVAILABLE, f"no robot is free for this demand in {request.market} yet",
+                                 search.model_dump(mode="json"))
         activity.logger.info("robot %s planned", choice.robot_id, extra={"robot_id": choice.robot_id})
         return choice
 
-    async def _plan_demand(self, request: DemandRequest) -> RobotChoice | None:
+    async def _plan_demand(self, request: DemandRequest) -> tuple[RobotChoice | None, DemandSearch]:
         attempt = request.attempt
         async with self.sessions.begin() as session:
             await repository.lock_market(session, request.market)
@@ -57,6 +60,8 @@ class DispatchActivities(ServiceActivities):
             )
             now = datetime.now(UTC)
             demand.requested_at, demand.excluded_robot_ids = now, list(request.exclude_robot_ids)
+            if demand.ready_at is None:
+                demand.ready_at = ready_at(request, demand.created_at, self.settings)
             plan = await repository.committed_plan(session, demand.id)
             if plan is None:
                 if demand.status not in repository.UNCOMMITTED:
@@ -66,7 +71,8 @@ class DispatchActivities(ServiceActivities):
                 else:
                     await rounds.replan_market(session, request.market, now, self.settings)
                     plan = await repository.committed_plan(session, demand.id)
-            return _choice(plan) if plan is not None else None
+            search = DemandSearch(planned=demand.status == DemandStatus.PLANNED, ready_at=demand.ready_at)
+            return (_choice(plan) if plan is not None else None), search
 
     @activity.defn
     async def replan_market(self, market: str) -> PlanningRound:
@@ -184,6 +190,16 @@ class DispatchActivities(ServiceActivities):
             applied = await repository.set_robot_in_service(session, change.robot_id, change.in_service)
         if not applied:
             raise ApplicationError(f"robot {change.robot_id} still serves a demand", type="RobotStillServing")
+
+
+def ready_at(request: DemandRequest, placed: datetime, settings: Settings) -> datetime:
+    """When a demand's order is ready: the partner's time, else `preparation_seconds` after the demand was
+    placed; for a later attempt (the first robot broke down, say) the order is ready already."""
+    if request.ready_at is not None:
+        return request.ready_at
+    if request.attempt.number > 1:
+        return placed
+    return placed + timedelta(seconds=settings.preparation_seconds)
 
 
 def _choice(plan: Plan) -> RobotChoice:

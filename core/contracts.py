@@ -235,6 +235,15 @@ class DemandRequest(BaseModel):
     dropoff: Point
     exclude_robot_ids: list[str] = []
     preferred_robot_id: str | None = None
+    ready_at: datetime | None = Field(None, description="when the order is ready at the store, if the partner said")
+
+
+class DemandSearch(BaseModel):
+    """The detail of `NoRobotAvailable`: whether a robot is planned for the demand (a busy one, or a free one held
+    until the order is nearly ready), and when the order is ready; the robot search runs only without one."""
+
+    planned: bool = False
+    ready_at: datetime | None = None
 
 
 class QuoteRequest(BaseModel):

@@ -16,7 +16,7 @@ BUSINESS_ERRORS = frozenset({
 })
 
 
-def business_error(error_type: str, message: str) -> ApplicationError:
-    """A failure that retrying cannot fix; the workflow decides what happens next."""
+def business_error(error_type: str, message: str, *details: object) -> ApplicationError:
+    """A failure that retrying cannot fix; the workflow decides what happens next (with `details`, if any)."""
     assert error_type in BUSINESS_ERRORS, error_type
-    return ApplicationError(message, type=error_type, non_retryable=True)
+    return ApplicationError(message, *details, type=error_type, non_retryable=True)

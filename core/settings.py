@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     demand_hold_seconds: float = Field(60, gt=0, description="rounds keep planning a demand this long after its "
                                                              "delivery last asked for a robot")
     planning_round_seconds: float = Field(5, gt=0, description="interval of the periodic planning rounds")
+    preparation_seconds: float = Field(0, ge=0, description="an order whose partner gave no ready time is taken "
+                                                            "to be ready this long after it was placed")
     battery_swap_below: float = Field(0.25, ge=0, le=1,
                                       description="a robot reporting less charge gets a battery_swap field task")
 

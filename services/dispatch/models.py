@@ -71,6 +71,9 @@ class Demand(DispatchModel, table=True):
     robot_id: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
     deadline_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
+    # When the order is ready at the store: the partner's time, else the market's preparation estimate. The
+    # planner sends no robot to stand there long before, and the robot search runs from it.
+    ready_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
     # When the delivery last asked for a robot: rounds plan the demand on their own only for a while after.
     requested_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
     # Robots this attempt must not get (not deployed, broken down): every round respects them.

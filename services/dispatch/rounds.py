@@ -2,12 +2,14 @@
 
 A round runs under the market's advisory lock (`repository.lock_market`, taken by the caller). It plans the
 market's uncommitted demands that their deliveries asked for recently (`demand_hold_seconds`) against every
-working robot, at the place, time and charge the robot becomes free. A demand matched to a robot that is free
-now is COMMITTED and the robot reserved; one matched to a busy robot gets a PROPOSED plan that the next round
-may move (the old proposal is then SUPERSEDED). Committed plans are never moved.
+working robot, at the place, time and charge the robot becomes free, with when each order is ready and the
+robot of each standing proposal. A demand matched to a robot that is free now is COMMITTED and the robot
+reserved, unless the planner holds the match (the robot would stand at the store long before the order is
+ready); one held or matched to a busy robot gets a PROPOSED plan that the next round may move (the old
+proposal is then SUPERSEDED). Committed plans are never moved.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -68,10 +70,15 @@ def free_now(robot: Robot, now: datetime) -> bool:
 
 
 def trip_from(free: Availability, demand: Demand, speed_mps: float) -> TripEstimate:
-    """The trip of a robot, from where and when it becomes free, for a demand."""
+    """The trip of a robot, from where and when it becomes free, for a demand; an order not ready when the
+    robot arrives is picked up when it is."""
     pickup = Point(latitude=demand.pickup_latitude, longitude=demand.pickup_longitude)
     dropoff = Point(latitude=demand.dropoff_latitude, longitude=demand.dropoff_longitude)
-    return estimate_trip(free.point, free.at, pickup, dropoff, speed_mps)
+    trip = estimate_trip(free.point, free.at, pickup, dropoff, speed_mps)
+    if demand.ready_at is None or demand.ready_at <= trip.pickup_eta:
+        return trip
+    late = demand.ready_at - trip.pickup_eta
+    return replace(trip, pickup_eta=trip.pickup_eta + late, dropoff_eta=trip.dropoff_eta + late)
 
 
 def fleet_view(free: list[Availability], now: datetime) -> Fleet:
@@ -84,12 +91,21 @@ def fleet_view(free: list[Availability], now: datetime) -> Fleet:
 
 
 def demands_view(demands: list[Demand], now: datetime | None = None) -> Demands:
-    """The planner's arrays for these demands, in the same order (with how long each waited, given `now`)."""
+    """The planner's arrays for these demands, in the same order (with how long each waited and in how long
+    each order is ready, given `now`)."""
     return Demands(
         pickups=np.array([[d.pickup_latitude, d.pickup_longitude] for d in demands], float).reshape(-1, 2),
         dropoffs=np.array([[d.dropoff_latitude, d.dropoff_longitude] for d in demands], float).reshape(-1, 2),
         waited=None if now is None else np.array([(now - d.created_at).total_seconds() for d in demands], float),
+        ready_in=None if now is None else np.array([max((d.ready_at - now).total_seconds(), 0) if d.ready_at
+                                                    else 0.0 for d in demands], float),
     )
+
+
+def proposed_columns(demands: list[Demand], robots: list[Robot], standing: dict) -> np.ndarray:
+    """The robot (column) of each demand's standing proposal, -1 for none."""
+    column = {robot.id: j for j, robot in enumerate(robots)}
+    return np.array([column.get(standing[d.id].robot_id, -1) if d.id in standing else -1 for d in demands], int)
 
 
 def exclusions(demands: list[Demand], robots: list[Robot]) -> np.ndarray:
@@ -115,10 +131,13 @@ async def replan_market(session: AsyncSession, market: str, now: datetime, setti
     live = [demand for demand in demands if demand.requested_at >= since]
     rules, planner = planning_rules(market, settings), PLANNERS[settings.planner]
     free = [availability(robot, now) for robot in robots]
-    problem, chosen = None, {}
+    problem, chosen, held = None, {}, set()
     if live and robots:
-        problem = PickupProblem.build(demands_view(live, now), fleet_view(free, now), rules, exclusions(live, robots))
-        chosen = {live[i].id: (int(i), int(j)) for i, j in zip(*planner.solve(problem))}
+        problem = PickupProblem.build(demands_view(live, now), fleet_view(free, now), rules, exclusions(live, robots),
+                                      proposed_columns(live, robots, standing))
+        rows, cols = planner.solve(problem)
+        chosen = {live[i].id: (int(i), int(j)) for i, j in zip(rows, cols)}
+        held = {live[i].id for i, hold in zip(rows, planner.hold(problem, rows, cols)) if hold}
     for demand in demands:
         proposal = standing.get(demand.id)
         if demand.id not in chosen:
@@ -131,7 +150,7 @@ async def replan_market(session: AsyncSession, market: str, now: datetime, setti
         alternatives = [{"robot_id": robots[k].id, "cost_seconds": round(cost, 1)}
                         for k, cost in problem.runners_up(i, j)]
         cost = round((trip.pickup_eta - now).total_seconds(), 1)
-        if free_now(robot, now):
+        if free_now(robot, now) and demand.id not in held:
             _withdraw(proposal)
             plan = await repository.add_plan(session, demand, robot.id, trip, cost, alternatives, planner.version,
                                              PlanStatus.COMMITTED)

@@ -205,3 +205,55 @@ async def test_a_quote_counts_the_demands_already_waiting_and_refuses_beyond_the
     with pytest.raises(ApplicationError) as refused:
         await dispatch.estimate_quote(QuoteRequest(market=market, pickup=PICKUP, dropoff=DROPOFF))
     assert refused.value.type == NO_CAPACITY and "at capacity" in refused.value.message
+
+
+async def test_the_ready_planner_holds_a_free_robot_until_the_order_is_nearly_ready(sessions, settings, market):
+    from datetime import UTC, datetime
+
+    from services.dispatch.planner import EARLY_TOLERANCE_SECONDS
+
+    activities = DispatchActivities(sessions, settings.model_copy(update={"planner": "ready"}))
+    robot = await add_robot(sessions, market, 140)  # 100 s from the pickup
+    later = a_demand(market, ready_at=datetime.now(UTC) + timedelta(minutes=20))
+
+    with pytest.raises(ApplicationError) as raised:
+        await activities.plan_demand(later)
+
+    assert raised.value.type == NO_ROBOT_AVAILABLE
+    assert raised.value.details[0] == {"planned": True, "ready_at": later.ready_at.isoformat().replace("+00:00", "Z")}
+    demand = await demand_of(sessions, later)
+    [plan] = await plans_of(sessions, demand.id)
+    assert (demand.status, plan.status, plan.robot_id, plan.planner) == ("planned", "proposed", robot, "ready-cost-v1")
+    assert plan.pickup_eta == later.ready_at  # it would be collected when ready, not when the robot arrives
+    assert (await fetch(sessions, Robot, robot)).status == "idle"  # not reserved: a later round may send it
+
+    soon = a_demand(market, ready_at=datetime.now(UTC) + timedelta(seconds=100 + EARLY_TOLERANCE_SECONDS / 2))
+    choice = await activities.plan_demand(soon)  # ready about when the robot gets there: committed now
+    assert choice.robot_id == robot
+    await activities.replan_market(market)  # the later order now queues behind that trip
+    demand = await demand_of(sessions, later)
+    [_, plan] = sorted(await plans_of(sessions, demand.id), key=lambda plan: plan.created_at)
+    assert (demand.status, plan.status, plan.robot_id) == ("planned", "proposed", robot)
+
+
+async def test_without_a_ready_time_the_order_is_ready_a_preparation_after_it_was_placed(sessions, settings, market):
+    activities = DispatchActivities(sessions, settings.model_copy(update={"planner": "ready",
+                                                                           "preparation_seconds": 900}))
+    await add_robot(sessions, market, 140)
+    request = a_demand(market)
+    with pytest.raises(ApplicationError) as raised:
+        await activities.plan_demand(request)
+    demand = await demand_of(sessions, request)
+    assert (demand.ready_at - demand.created_at).total_seconds() == 900
+    assert raised.value.details[0]["planned"] is True
+
+    again = a_demand(market, delivery_id=request.attempt.delivery_id, number=2)  # its first robot broke down
+    assert (await activities.plan_demand(again)).robot_id
+    assert (await demand_of(sessions, again)).ready_at == (await demand_of(sessions, again)).created_at
+
+
+async def test_no_robot_at_all_says_no_robot_is_planned(dispatch, sessions, market):
+    request = a_demand(market)
+    with pytest.raises(ApplicationError) as raised:
+        await dispatch.plan_demand(request)
+    assert raised.value.details[0]["planned"] is False
