@@ -12,7 +12,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from core.codec import data_converter
 from core.settings import SEARCH_ATTRIBUTES, Settings
-from core.temporal_credentials import connect_options
+from core.temporal_credentials import connect_options, follow_token_file
 
 # Buckets (seconds) of the business histograms; Temporal's own metrics keep the SDK's defaults.
 HISTOGRAM_BUCKETS = {
@@ -74,7 +74,7 @@ async def connect(settings: Settings, *, metrics: bool = True, identity: str | N
     settings (`core.temporal_credentials`); `identity` is what the server records as the caller (default pid@host).
     """
     address = settings.metrics_address if metrics else None
-    return await Client.connect(
+    client = await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         **connect_options(settings),
@@ -82,6 +82,8 @@ async def connect(settings: Settings, *, metrics: bool = True, identity: str | N
         data_converter=data_converter(settings),
         runtime=(metrics_runtime(address) if address else None) or plain_runtime(),
     )
+    follow_token_file(client, settings)
+    return client
 
 
 async def ensure_search_attributes(client: Client) -> list[str]:

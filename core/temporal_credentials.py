@@ -5,9 +5,12 @@ frontend requires a client certificate signed by its CA, and its authorizer read
 the token's claims (docs/deploy.md, "Operator authentication").
 """
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import Client
 from temporalio.service import TLSConfig
 
 from core.settings import Settings, SettingsError
@@ -43,6 +46,36 @@ def service_token(settings: Settings) -> str | None:
     if not raw.strip():
         raise SettingsError(f"DELIVERY_TEMPORAL_API_KEY_FILE: {settings.temporal_api_key_file} is empty")
     return raw.decode().strip()
+
+
+# How often a process re-reads its token file: identity providers issue short-lived tokens, and whatever renews
+# the file (a sidecar, a secrets agent) does so well before the old one expires.
+TOKEN_FILE_CHECK_SECONDS = 30.0
+# The running followers, so the event loop keeps them (it holds tasks only weakly).
+_followers: set[asyncio.Task] = set()
+
+
+def follow_token_file(client: Client, settings: Settings, interval: float = TOKEN_FILE_CHECK_SECONDS) -> None:
+    """Keep the client's token equal to `temporal_api_key_file` while the event loop runs: a renewed token is sent
+    from the next call on, with no restart. Nothing to follow without the setting."""
+    if settings.temporal_api_key_file is None:
+        return
+    task = asyncio.get_running_loop().create_task(_follow(client, settings, interval), name="temporal-token-file")
+    _followers.add(task)
+    task.add_done_callback(_followers.discard)
+
+
+async def _follow(client: Client, settings: Settings, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            token = service_token(settings)
+        except SettingsError as exc:  # being rewritten, or gone: keep the token we have and say so
+            logging.getLogger(__name__).warning("token file not re-read, the current token stays: %s", exc)
+            continue
+        if token is not None and token != client.api_key:
+            client.api_key = token
+            logging.getLogger(__name__).info("Temporal token renewed from %s", settings.temporal_api_key_file)
 
 
 def read_setting_file(settings: Settings, name: str) -> bytes | None:

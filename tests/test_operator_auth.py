@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from temporalio import workflow
@@ -24,6 +25,7 @@ from cli.ops import CredentialError, operator_of, token_identity
 from core import temporal
 from core.contracts import OperatorAction
 from core.settings import Settings, SettingsError, load_settings, settings_environment
+from core.temporal_credentials import follow_token_file
 from tests.support.cli import ROOT, deliveryctl
 from workflows.delivery import workflow_id
 
@@ -50,7 +52,7 @@ def captured(monkeypatch) -> dict:
 
     async def fake_connect(target_host, **kwargs):
         seen.update(kwargs, target_host=target_host)
-        return object()
+        return SimpleNamespace(api_key=kwargs.get("api_key"))
 
     monkeypatch.setattr(temporal.Client, "connect", fake_connect)
     return seen
@@ -76,11 +78,45 @@ async def test_tls_files_and_the_service_token_reach_the_client(captured, tmp_pa
                                         client_private_key=b"-----key-----", domain="temporal")
     assert captured["api_key"] == jwt(sub="worker-dispatch")
     assert captured["identity"] == "deliveryctl: ana@example.com"
+    assert following_token_files() == 1  # the client follows its token file from now on
+    await stop_following()
+
+
+def following_token_files() -> int:
+    return sum(1 for task in asyncio.all_tasks() if task.get_name() == "temporal-token-file" and not task.done())
+
+
+async def stop_following() -> None:
+    followers = [task for task in asyncio.all_tasks() if task.get_name() == "temporal-token-file"]
+    for task in followers:
+        task.cancel()
+    await asyncio.gather(*followers, return_exceptions=True)
+
+
+async def test_a_renewed_token_file_is_sent_from_the_next_call_on(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("first")
+    client = SimpleNamespace(api_key="first")
+    follow_token_file(client, load_settings(temporal_api_key_file=token_file), interval=0.01)
+    try:
+        token_file.write_text("renewed\n")
+        for _ in range(200):
+            if client.api_key == "renewed":
+                break
+            await asyncio.sleep(0.01)
+        assert client.api_key == "renewed"
+        token_file.unlink()  # mid-rotation: the token the client has stays
+        await asyncio.sleep(0.05)
+        assert client.api_key == "renewed" and following_token_files() == 1
+    finally:
+        await stop_following()
+    follow_token_file(client, load_settings(temporal_api_key="inline"))
+    assert following_token_files() == 0  # an inline token has nothing to follow
 
 
 async def test_a_token_alone_keeps_plain_grpc(captured):
     await temporal.connect(load_settings(temporal_api_key="tok"), metrics=False)
-    assert captured["api_key"] == "tok" and captured["tls"] is False
+    assert captured["api_key"] == "tok" and captured["tls"] is False and following_token_files() == 0
 
 
 @pytest.mark.parametrize(("settings", "message"), [
