@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import time
 from contextlib import asynccontextmanager
 
@@ -88,7 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admit_address(request)
         checks = await health.get("checks", lambda: _check_dependencies(app))
         healthy = all(check["ok"] for check in checks.values())
-        return JSONResponse({"ok": healthy, "checks": checks}, status_code=200 if healthy else 503)
+        # `process`: which API process answered, where several serve the one port (`up --api-processes N`).
+        return JSONResponse({"ok": healthy, "checks": checks, "process": os.getpid()},
+                            status_code=200 if healthy else 503)
 
     return app
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import math
 import os
 import platform
 import random
@@ -23,6 +24,7 @@ from temporalio.client import Client
 
 from bench.bare import BARE_WORKFLOW_QUEUE, BareDeliveryWorkflow, BareScript, bare_queue
 from bench.history import BACKGROUND_QUEUES, bare_script, codec_cost, delivery_shape
+from bench.open_loop import ARRIVALS, LATE_SECONDS, RATE_LIMITED, drive_open
 from bench.receiver import Receiver
 from bench.sampler import Sampler
 from bench.seed import seed_bench
@@ -45,6 +47,8 @@ from workflows.delivery import workflow_id
 # Deliveries per run and the concurrencies, when the command line does not say: the full bench and `--quick`.
 DEFAULTS = {"deliveries": 200, "concurrency": "10,25,50"}
 QUICK = {"deliveries": 50, "concurrency": "10"}
+MAX_THROUGHPUT_CONCURRENCY = "25"  # the closed loop that measures the maximum for --rate-fractions
+ROBOT_SECONDS = 15  # open loop: a delivery holds its robot about this long at speed instant, so rate × this in use
 DEMO_ROBOTS = ROBOT_COUNT  # the demo market's robots, which the bench's simulator plays too
 ROBOT_MARGIN = 10
 IDLE_SECONDS = 5
@@ -65,10 +69,32 @@ class BenchOptions:
     plot: str | None = None
     keep_data: bool = False
     quick: bool = False
+    rates: list[float] | None = None
+    rate_fractions: list[float] | None = None
+    max_throughput: float | None = None
+    arrivals: str = "poisson"
+
+    @property
+    def open_loop(self) -> bool:
+        return bool(self.rates or self.rate_fractions)
+
+    @property
+    def measures_max(self) -> bool:
+        """The open loop's fractions need the maximum throughput, measured first with the closed loop."""
+        return bool(self.rate_fractions) and self.max_throughput is None
 
     @classmethod
     def from_args(cls, args) -> "BenchOptions":
         preset = QUICK if args.quick else DEFAULTS
+        rates, fractions = positive_list(args.rate, "--rate"), positive_list(args.rate_fractions, "--rate-fractions")
+        if args.max_throughput is not None and (args.max_throughput <= 0 or not fractions):
+            raise ValueError("--max-throughput must be positive, and is used with --rate-fractions")
+        if args.arrivals not in ARRIVALS:
+            raise ValueError(f"--arrivals must be one of {', '.join(ARRIVALS)}")
+        if (rates or fractions) and not args.run_seconds:
+            raise ValueError("--rate and --rate-fractions need --run-seconds: how long deliveries arrive")
+        if fractions and args.concurrency is None:
+            preset = {**preset, "concurrency": MAX_THROUGHPUT_CONCURRENCY}
         deliveries = args.deliveries if args.deliveries is not None else preset["deliveries"]
         text = args.concurrency if args.concurrency is not None else preset["concurrency"]
         try:
@@ -77,8 +103,16 @@ class BenchOptions:
             raise ValueError(f"--concurrency must be a comma list of integers, not {text!r}") from None
         if not concurrency or min(concurrency) < 1:
             raise ValueError("--concurrency needs at least one positive integer")
-        # Closed loop: C deliveries in flight need C robots, and a few more while robots are being released.
-        robots = args.robots if args.robots is not None else max(max(concurrency) + ROBOT_MARGIN - DEMO_ROBOTS, 0)
+        # Closed loop: C deliveries in flight need C robots, and a few more while robots are being released; open
+        # loop: the rate times how long a delivery holds its robot. Fractions of the maximum stay below the closed
+        # loop's need.
+        closed = (not rates and not fractions) or (fractions and args.max_throughput is None)
+        in_use = max(concurrency) if closed else 0
+        if rates:
+            in_use = max(in_use, math.ceil(max(rates) * ROBOT_SECONDS))
+        if fractions and args.max_throughput is not None:
+            in_use = max(in_use, math.ceil(args.max_throughput * max(fractions) * ROBOT_SECONDS))
+        robots = args.robots if args.robots is not None else max(in_use + ROBOT_MARGIN - DEMO_ROBOTS, 0)
         if deliveries < 1 or robots < 0 or args.warmup < 0 or args.workers_per_queue < 1:
             raise ValueError("--deliveries and --workers-per-queue must be positive, "
                              "--robots and --warmup not negative")
@@ -89,7 +123,21 @@ class BenchOptions:
         return cls(deliveries=deliveries, concurrency=concurrency, robots=robots, warmup=args.warmup,
                    run_seconds=args.run_seconds or None,
                    workers_per_queue=args.workers_per_queue, scale_queue=args.scale_queue, timeout=args.timeout,
-                   json=args.json, output=args.output, plot=args.plot, keep_data=args.keep_data, quick=args.quick)
+                   json=args.json, output=args.output, plot=args.plot, keep_data=args.keep_data, quick=args.quick,
+                   rates=rates, rate_fractions=fractions, max_throughput=args.max_throughput, arrivals=args.arrivals)
+
+
+def positive_list(text: str | None, flag: str) -> list[float] | None:
+    """A comma list of positive numbers from the command line, or None when the flag was not given."""
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} must be a comma list of numbers, not {text!r}") from None
+    if not values or min(values) <= 0:
+        raise ValueError(f"{flag} needs at least one positive number")
+    return values
 
 
 class Say:
@@ -172,6 +220,7 @@ async def drive_ours(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, c
     await asyncio.gather(*(client() for _ in range(concurrency)))
     return {
         "deliveries": len(firsts), "delivered": outcomes.get("delivered", 0), "outcomes": dict(outcomes),
+        "rate_limited": outcomes.get(RATE_LIMITED, 0),
         **throughput(firsts, lasts), "latency_seconds": stats(lifecycle), "api_post_seconds": stats(api),
         "sample_workflow_id": workflow_id(delivered_ids[0]) if delivered_ids else None,
         "slowest": [{"workflow_id": workflow_id(d), "seconds": round(t, 3)} for t, d in sorted(slowest)[-3:][::-1]],
@@ -284,6 +333,118 @@ def fmt(value: float | None, unit: str = "s", scale: float = 1.0) -> str:
     return "-" if value is None else f"{value * scale:.{0 if unit == 'ms' else 2}f}{unit}"
 
 
+# ---- open loop ------------------------------------------------------------------------------------------------
+
+CLOSED_LOOP = "closed loop: C clients, each creates a delivery (or starts a bare workflow) and waits for it to finish " \
+              "before the next"
+OPEN_LOOP = ("open loop: deliveries created at a fixed rate on a schedule drawn before the run (Poisson or uniform "
+             "arrivals), whatever the stack answers; latency from the time each create was due")
+OPEN_LOOP_CONNECTIONS = 1000
+
+
+async def closed_loop_run(options: BenchOptions, http: httpx.AsyncClient, receiver: Receiver, fleet: dict,
+                          sampler: Sampler, concurrency: int) -> dict:
+    """One closed-loop run of ours at `concurrency`, with its resources."""
+    sampler.start()
+    ours = await drive_ours(http, receiver, fleet, options.deliveries, concurrency, options.timeout,
+                            f"c{concurrency}-{int(time.time())}", options.run_seconds)
+    ours["resources"] = await sampler.stop()
+    ours["machine"] = sampler.machine
+    ours["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    ours["cpu_seconds_per_delivery"] = cpu_per_completed(ours["resources"], ours["delivered"])
+    return ours
+
+
+async def open_loop(options: BenchOptions, http: httpx.AsyncClient, receiver: Receiver, fleet: dict,
+                    sampler: Sampler, say: Say) -> dict:
+    """The maximum throughput (measured with the closed loop, or given), then one open-loop run per rate."""
+    result: dict = {"late_after_seconds": LATE_SECONDS}
+    planned = [(rate, None) for rate in options.rates or []]
+    if options.rate_fractions:
+        maximum = options.max_throughput
+        if maximum is None:
+            measured = []
+            for concurrency in options.concurrency:
+                say(f"maximum throughput: closed loop at concurrency {concurrency}, up to {options.deliveries} "
+                    f"deliveries{budget_text(options)} ...")
+                ours = await closed_loop_run(options, http, receiver, fleet, sampler, concurrency)
+                say(f"  {ours['delivered']}/{ours['deliveries']} delivered = {ours['throughput_per_second']:.2f}/s; "
+                    f"POST p50 {fmt(ours['api_post_seconds']['p50'], 'ms', 1000)} "
+                    f"p99 {fmt(ours['api_post_seconds']['p99'], 'ms', 1000)}")
+                measured.append({"concurrency": concurrency, "ours": ours})
+            maximum = max(run["ours"]["throughput_per_second"] for run in measured)
+            result["max_throughput"] = {"per_second": maximum, "measured": True, "closed_loop_runs": measured}
+        else:
+            result["max_throughput"] = {"per_second": maximum, "measured": False}
+        if not maximum:
+            raise BenchError("the closed loop delivered nothing: no maximum throughput to take fractions of")
+        planned += [(round(fraction * maximum, 3), fraction) for fraction in options.rate_fractions]
+    runs = []
+    for index, (rate, fraction) in enumerate(planned, 1):
+        of_max = f" ({fraction:g} of the maximum {result['max_throughput']['per_second']:.2f}/s)" if fraction else ""
+        say(f"open loop {index}/{len(planned)}: {rate:g} deliveries/s{of_max}, {options.arrivals} arrivals for "
+            f"{options.run_seconds:g}s ...")
+        sampler.start()
+        run = await drive_open(http, receiver, fleet, rate, options.run_seconds, options.arrivals, options.timeout,
+                               f"r{rate:g}-{int(time.time())}", options.deliveries)
+        run["resources"] = await sampler.stop()
+        run["machine"] = sampler.machine
+        run["load_average"] = [round(v, 2) for v in os.getloadavg()]
+        run["cpu_seconds_per_delivery"] = cpu_per_completed(run["resources"], run["delivered"])
+        run["fraction_of_max"] = fraction
+        say(f"  {run['delivered']}/{run['deliveries']} delivered; POST p50 "
+            f"{fmt(run['api_post_seconds']['p50'], 'ms', 1000)} p99 {fmt(run['api_post_seconds']['p99'], 'ms', 1000)}; "
+            f"lifecycle p50 {fmt(run['latency_seconds']['p50'])} p99 {fmt(run['latency_seconds']['p99'])}; "
+            f"{run['late']} sent late, {run['rate_limited']} answered 429")
+        say(f"  {resource_line(run['resources'], run['machine'])}")
+        runs.append(run)
+    result["runs"] = runs
+    return result
+
+
+def finish_open_loop(report: dict, options: BenchOptions, receiver: Receiver, say: Say) -> int:
+    """Summary, the JSON report, and the exit status: non-zero only if a delivery created did not finish."""
+    report["load_average"]["end"] = [round(v, 2) for v in os.getloadavg()]
+    report["webhooks"] = {"bad_signatures": receiver.bad_signatures, "duplicates": receiver.duplicates,
+                          "statuses": dict(receiver.statuses)}
+    for line in open_loop_table(report):
+        say(line)
+    if options.json or options.output:
+        text = json.dumps(report, indent=2)
+        if options.output:
+            Path(options.output).write_text(text + "\n")
+            say(f"report written to {options.output}")
+        else:
+            print(text, flush=True)
+    result = report["open_loop"]
+    runs = [*result["runs"], *(run["ours"] for run in result.get("max_throughput", {}).get("closed_loop_runs", []))]
+    failed = sum(run["deliveries"] - run["delivered"] - run["rate_limited"] for run in runs)
+    return 1 if failed or report["webhooks"]["bad_signatures"] else 0
+
+
+def open_loop_table(report: dict) -> list[str]:
+    """The open-loop runs as a Markdown table, from the report alone (`python -m bench.runner REPORT.json`)."""
+    result = report["open_loop"]
+    maximum = result.get("max_throughput")
+    lines = []
+    if maximum:
+        how = ("measured: closed loop, best of concurrency "
+               + ", ".join(str(run["concurrency"]) for run in maximum["closed_loop_runs"])
+               if maximum["measured"] else "given")
+        lines.append(f"maximum throughput {maximum['per_second']:g} deliveries/s ({how})")
+    lines += ["| rate /s | of max | created | delivered | POST p50 / p99 ms | lifecycle p50 / p99 s | sent late | "
+              "429 | load avg (1 min) |", "|---|---|---|---|---|---|---|---|---|"]
+    ms = lambda v: "-" if v is None else f"{v * 1000:.0f}"
+    sec = lambda v: "-" if v is None else f"{v:.2f}"
+    for run in result["runs"]:
+        post, life = run["api_post_seconds"], run["latency_seconds"]
+        share = "-" if run["fraction_of_max"] is None else f"{run['fraction_of_max']:g}"
+        lines.append(f"| {run['rate_per_second']:g} | {share} | {run['deliveries']} | {run['delivered']} | "
+                     f"{ms(post['p50'])} / {ms(post['p99'])} | {sec(life['p50'])} / {sec(life['p99'])} | "
+                     f"{run['late']} | {run['rate_limited']} | {run['load_average'][0]:.2f} |")
+    return lines
+
+
 # ---- the run --------------------------------------------------------------------------------------------------
 
 
@@ -312,8 +473,8 @@ async def run(options: BenchOptions, base: Settings) -> int:
         "machine": machine(),
         "command": " ".join(["deliveryctl bench", *(sys.argv[sys.argv.index("bench") + 1:] if "bench" in sys.argv
                                                      else [])]),
-        "parameters": {**asdict(options), "mode": "closed loop: C clients, each creates a delivery (or starts a "
-                                                  "bare workflow) and waits for it to finish before the next"},
+        "parameters": {**asdict(options), "mode": OPEN_LOOP if options.open_loop else CLOSED_LOOP},
+        "load_average": {"start": [round(v, 2) for v in os.getloadavg()]},
     }
     try:
         say(f"starting deliveryctl up (data {data_dir}, API port {settings.api_port}, "
@@ -358,8 +519,8 @@ async def run(options: BenchOptions, base: Settings) -> int:
 
         sampler = Sampler([stack.pid, os.getpid()])
         runs = []
-        limits = httpx.Limits(max_connections=max(options.concurrency) + 10,
-                              max_keepalive_connections=max(options.concurrency) + 10)
+        connections = OPEN_LOOP_CONNECTIONS if options.open_loop else max(options.concurrency) + 10
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         headers = {"authorization": f"Bearer {fleet['partner']['api_key']}"}
         async with httpx.AsyncClient(base_url=settings.api_url, headers=headers, timeout=60, limits=limits) as http:
             if options.warmup:
@@ -376,7 +537,9 @@ async def run(options: BenchOptions, base: Settings) -> int:
                 + ", ".join(f"{g} {report['idle']['cpu_percent'][g]:.0f}"
                             for g in ("workers", "api", "temporal", "postgres", "simulator")
                             if g in report["idle"]["cpu_percent"]))
-            for index, concurrency in enumerate(options.concurrency, 1):
+            if options.open_loop:
+                report["open_loop"] = await open_loop(options, http, receiver, fleet, sampler, say)
+            for index, concurrency in enumerate([] if options.open_loop else options.concurrency, 1):
                 say(f"run {index}/{len(options.concurrency)}: concurrency {concurrency}, up to {options.deliveries} "
                     f"deliveries{budget_text(options)} through POST /v1/deliveries ...")
                 sampler.start()
@@ -393,8 +556,12 @@ async def run(options: BenchOptions, base: Settings) -> int:
                 say(f"  ours {resource_line(ours['resources'], ours['machine'])}")
                 if ours["delivered"] < ours["deliveries"]:
                     say(f"  not delivered: {ours['outcomes']}")
+                if ours["rate_limited"]:
+                    say(f"  {ours['rate_limited']} POSTs answered 429 (the bench partner's rate limit)")
                 runs.append({"concurrency": concurrency, "ours": ours})
 
+        if options.open_loop:
+            return finish_open_loop(report, options, receiver, say)
         sample = next((run["ours"]["sample_workflow_id"] for run in runs if run["ours"]["sample_workflow_id"]), None)
         if sample is None:
             raise BenchError("no delivery reached delivered: nothing to measure or to count; see the logs in "
@@ -483,8 +650,9 @@ async def run(options: BenchOptions, base: Settings) -> int:
             except RuntimeError as exc:
                 raise BenchError(str(exc)) from None
             say(f"plot written to {options.plot}")
-        failed = sum(run["ours"]["deliveries"] - run["ours"]["delivered"] + run["bare"]["workflows"]
-                     - run["bare"]["completed"] for run in runs)
+        # The bench partner's 429s are counted and shown, never a failure by themselves.
+        failed = sum(run["ours"]["deliveries"] - run["ours"]["delivered"] - run["ours"]["rate_limited"]
+                     + run["bare"]["workflows"] - run["bare"]["completed"] for run in runs)
         return 1 if failed else 0
     except asyncio.CancelledError:
         if stopping:
@@ -506,6 +674,12 @@ async def run(options: BenchOptions, base: Settings) -> int:
             shutil.rmtree(data_dir, ignore_errors=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the open-loop table of a saved report: `python -m bench.runner docs/bench-open-loop.json`."""
+    [path] = argv if argv is not None else sys.argv[1:]
+    print("\n".join(open_loop_table(json.loads(Path(path).read_text()))))
 
 
 def print_summary(report: dict, say: Say) -> None:
@@ -532,6 +706,14 @@ def print_summary(report: dict, say: Say) -> None:
                 return f"{per['platform']:.2f} ({servers}) + {others}"
 
             say(f"C={run['concurrency']}: CPU s per delivery {detail(ours)}; per bare workflow {detail(bare)}")
+    for run in report["runs"]:
+        if run["ours"]["rate_limited"]:
+            say(f"C={run['concurrency']}: {run['ours']['rate_limited']} of the bench partner's POSTs answered 429 "
+                "(counted, not failures; DELIVERY_API_RATE_LIMIT_* set for the bench's stack)")
     if share := report.get("codec", {}).get("share_of_platform_cpu"):
         say("payload codec: " + ", ".join(f"C={c} {100 * v:.2f}%" for c, v in share.items())
             + " of the platform's CPU per delivery")
+
+
+if __name__ == "__main__":
+    main()

@@ -28,7 +28,7 @@ def classify(process: psutil.Process) -> str | None:
         return "worker " + ",".join(argv[i + 1] for i, a in enumerate(argv) if a == "--queue")
     if "bench.bare" in command and "--queue" in argv:
         return "bare worker " + ",".join(argv[i + 1] for i, a in enumerate(argv) if a == "--queue")
-    if "uvicorn" in command and "api.app" in command:
+    if ("uvicorn" in command and "api.app" in command) or "api.serve" in argv:
         return "api"
     if "-m" in argv and "simulator" in argv:
         return "simulator"

@@ -14,6 +14,10 @@ async def up(args, settings: Settings) -> int:
     overrides = {"simulator": False} if args.no_simulator else {}
     if args.sim_speed:
         overrides["sim_speed"] = args.sim_speed
+    if args.api_processes is not None:
+        if args.api_processes < 1:
+            raise CommandError("--api-processes must be at least 1")
+        overrides["api_processes"] = args.api_processes
     return await run_stack(settings.model_copy(update=overrides))
 
 

@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the whole stack in the foreground (Ctrl-C stops it)")
     up.add_argument("--no-simulator", action="store_true", help="do not run the simulated robot fleet")
     up.add_argument("--sim-speed", help="simulator speed: a multiple of real time, or 'instant'")
+    up.add_argument("--api-processes", type=int, metavar="N",
+                    help="API processes serving the one API port (default DELIVERY_API_PROCESSES, 1)")
 
     demo = commands.add_parser("demo", help="create deliveries through the API and follow them to the end")
     demo.add_argument("--deliveries", type=int, default=10, help="how many deliveries (default 10)")

@@ -45,6 +45,22 @@ def worker_processes(settings: Settings) -> dict[str, list[TaskQueue]]:
     return {TaskQueue.DELIVERY_WORKFLOWS.value: [TaskQueue.DELIVERY_WORKFLOWS], "activities": ACTIVITY_QUEUES}
 
 
+def api_processes(settings: Settings) -> dict[str, list[str]]:
+    """The API processes `up` starts, by name, with their command lines.
+
+    One: uvicorn on the API port. N (`DELIVERY_API_PROCESSES`, `up --api-processes N`): `api 1` .. `api N`, each
+    binding the port with SO_REUSEPORT (`api/serve.py`), so the kernel spreads connections over them and one
+    that dies leaves the others serving while the supervisor restarts it.
+    """
+    python = sys.executable
+    if settings.api_processes == 1:
+        return {"api": [python, "-m", "uvicorn", "api.app:create_app", "--factory",
+                        "--host", settings.api_host, "--port", str(settings.api_port), "--no-access-log",
+                        "--loop", "uvloop", "--http", "httptools"]}
+    argv = [python, "-m", "api.serve", "--host", settings.api_host, "--port", str(settings.api_port)]
+    return {f"api {n}": argv for n in range(1, settings.api_processes + 1)}
+
+
 def worker_metrics_ports(settings: Settings) -> dict[str, int]:
     """The Prometheus port of each worker process by name: base + i for the i-th; none when base is 0."""
     if not settings.metrics_base_port:
@@ -212,10 +228,11 @@ async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) 
     codec = [python, "-m", "cli.main", "codec-server"]
     await supervisor.start(Child("codec server", codec, logs / "codec.log", env=env))
     say(f"payload codec on {settings.codec_url}: the Temporal UI shows payloads decrypted through it")
-    api = [python, "-m", "uvicorn", "api.app:create_app", "--factory",
-           "--host", settings.api_host, "--port", str(settings.api_port), "--no-access-log",
-           "--loop", "uvloop", "--http", "httptools"]
-    await supervisor.start(Child("api", api, logs / "api.log", env=env))
+    for name, argv in api_processes(settings).items():
+        await supervisor.start(Child(name, argv, logs / f"{name.replace(' ', '-')}.log", env=env))
+    if settings.api_processes > 1:
+        say(f"{settings.api_processes} API processes on {settings.api_url} (SO_REUSEPORT; each rate-limits on its "
+            f"own: a partner may send up to {settings.api_processes} x DELIVERY_API_RATE_LIMIT_PER_SECOND)")
     await wait_for_health(settings, logs)
     await start_rounds(settings)
 
@@ -241,7 +258,8 @@ async def wait_for_health(settings: Settings, logs: Path, timeout: float = 90) -
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(0.5)
-    raise CommandError(f"the API did not become healthy (last: {body}); see {logs / 'api.log'}")
+    log = "api.log" if settings.api_processes == 1 else "api-*.log"
+    raise CommandError(f"the API did not become healthy (last: {body}); see {logs / log}")
 
 
 async def start_demo_market(settings: Settings, supervisor: Supervisor, logs: Path) -> dict:

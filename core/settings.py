@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     workers: str = Field("shared", pattern="^(shared|per-queue)$",
                          description="worker processes `up` starts: shared (one for the workflows, one for every "
                                      "activity queue) or per-queue (one per task queue, as production deploys)")
+    api_processes: int = Field(1, ge=1, le=64, description="API processes `up` starts, all serving the one API port "
+                                                           "(SO_REUSEPORT); each rate-limits on its own")
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)

@@ -87,3 +87,36 @@ def test_bench_measures_ours_and_bare_from_a_real_history():
     data_dir = report["stack"]["data_dir"]
     assert not Path(data_dir).exists()
     assert not processes_naming(data_dir)
+
+
+def test_open_loop_reports_latency_per_rate_and_counts_the_partners_429s():
+    """`--rate`: creates on a fixed schedule, POST and lifecycle percentiles per rate; a partner limit set on
+    purpose answers some creates 429, which the report counts and which do not fail the bench."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DELIVERY_")}
+    env |= {"DELIVERY_API_RATE_LIMIT_PER_SECOND": "1", "DELIVERY_API_RATE_LIMIT_BURST": "3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "bench", "--rate", "3", "--arrivals", "uniform", "--run-seconds", "5",
+         "--warmup", "0", "--robots", "8", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    report = json.loads(result.stdout)
+    assert report["parameters"]["mode"].startswith("open loop")
+    assert "bare" not in json.dumps(report["open_loop"])  # no baseline in the open loop
+
+    [run] = report["open_loop"]["runs"]
+    assert run["rate_per_second"] == 3 and run["fraction_of_max"] is None
+    assert 13 <= run["deliveries"] <= 15, run  # 3/s for 5 s, on schedule
+    assert 2 <= run["offered_per_second"] <= 4, run
+    assert run["rate_limited"] > 0 and run["delivered"] > 0, run["outcomes"]
+    assert run["delivered"] + run["rate_limited"] == run["deliveries"], run["outcomes"]
+    assert ordered(run["api_post_seconds"]) and ordered(run["latency_seconds"]), run
+    assert run["api_post_seconds"]["p50"] < run["latency_seconds"]["p50"]
+    assert run["late"] >= 0 and run["send_lag_seconds"]["p50"] is not None
+    assert run["resources"]["api"]["cpu_seconds"] > 0 and len(run["load_average"]) == 3
+    assert f"{run['rate_limited']} answered 429" in result.stderr
+    assert report["webhooks"]["bad_signatures"] == 0
+
+    data_dir = report["stack"]["data_dir"]
+    assert not Path(data_dir).exists()
+    assert not processes_naming(data_dir)

@@ -92,12 +92,12 @@ class Stack:
 class UpProcess:
     """One `deliveryctl up` in its own session, its output in files so nothing blocks on a pipe."""
 
-    def __init__(self, stack: Stack, out_dir: Path, name: str, **extra_env: str):
+    def __init__(self, stack: Stack, out_dir: Path, name: str, *args: str, **extra_env: str):
         self.stdout_path = out_dir / f"{name}.stdout"
         self.stderr_path = out_dir / f"{name}.stderr"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
-                [*deliveryctl(), "up"], cwd=ROOT, env=stack.env(**extra_env),
+                [*deliveryctl(), "up", *args], cwd=ROOT, env=stack.env(**extra_env),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
             )
 
@@ -468,7 +468,14 @@ def _parent_pid(pid: int) -> int | None:
 
 
 def stack_child(up: UpProcess, stack: Stack, matches) -> int:
-    """The pid of the one child of this `up` whose argv satisfies `matches` and which belongs to this stack.
+    """The pid of the one child of this `up` whose argv satisfies `matches` and which belongs to this stack."""
+    found = stack_children(up, stack, matches)
+    assert len(found) == 1, f"expected one matching child of `up` (pid {up.process.pid}), found {found}\n{up.output()}"
+    return found[0]
+
+
+def stack_children(up: UpProcess, stack: Stack, matches) -> list[int]:
+    """The pids of the children of this `up` whose argv satisfies `matches` and which belong to this stack.
 
     Only direct children of this `up` process count, and only if their environment, working directory
     or command line names this stack's data directory, so processes of other stacks are never touched.
@@ -493,8 +500,7 @@ def stack_child(up: UpProcess, stack: Stack, matches) -> int:
         if (f"DELIVERY_DATA_DIR={data_dir}".encode() in environ or cwd == data_dir
                 or cwd.startswith(data_dir + "/") or any(data_dir in arg for arg in argv)):
             found.append(pid)
-    assert len(found) == 1, f"expected one matching child of `up` (pid {up.process.pid}), found {found}\n{up.output()}"
-    return found[0]
+    return sorted(found)
 
 
 def is_dispatch_worker(argv: list[str]) -> bool:
@@ -581,6 +587,56 @@ def test_up_restarts_children_and_stops_when_temporal_dies(tmp_path_factory):
         assert not (stack.data_dir / "stack.json").exists()
         orphans = leftover_processes(stack)
         assert not orphans, "processes outlived `up`:\n" + "\n".join(f"{p}: {r}" for p, r in orphans.items())
+    finally:
+        if up is not None:
+            up.kill()
+        sweep(stack)
+
+
+def is_api_process(argv: list[str]) -> bool:
+    return argv[1:3] == ["-m", "api.serve"]
+
+
+def answering_processes(stack: Stack, requests: int) -> list[int]:
+    """Which API process answered each of `requests` health checks, each on a new connection."""
+    answers = []
+    for _ in range(requests):
+        response = httpx.get(f"{stack.api_url}/healthz", timeout=10, headers={"connection": "close"})
+        assert response.status_code == 200, response.text
+        answers.append(response.json()["process"])
+    return answers
+
+
+def test_up_serves_one_port_from_several_api_processes(tmp_path_factory):
+    """`up --api-processes 2`: both processes answer on the one port; one killed, the port stays served by the
+    other and the supervisor restarts it."""
+    out_dir = tmp_path_factory.mktemp("up-api-processes-output")
+    stack = Stack.fresh(tmp_path_factory.mktemp("up-api-processes-data"))
+    up = None
+    try:
+        up = UpProcess(stack, out_dir, "api-processes", "--api-processes", "2", DELIVERY_SIMULATOR="false")
+        up.wait_ready()
+        assert "2 API processes on" in up.stdout, up.output()
+        pids = stack_children(up, stack, is_api_process)
+        assert len(pids) == 2, up.output()
+        assert set(answering_processes(stack, 24)) == set(pids)  # the kernel spreads new connections over both
+
+        # One killed outright: every request still answered, by the other, while the supervisor restarts it.
+        killed, survivor = pids
+        offset = len(up.stdout)
+        os.kill(killed, signal.SIGKILL)
+        name = wait_for_line(up, r"^\[up\] (api \d) exited with code -9; restarting in", 30, offset).group(1)
+        assert set(answering_processes(stack, 10)) == {survivor}
+        restarted = int(wait_for_line(up, rf"^\[up\] {name} restarted \(pid (\d+)\)$", 30, offset).group(1))
+        assert sorted(stack_children(up, stack, is_api_process)) == sorted([survivor, restarted])
+        deadline = time.monotonic() + 30
+        while restarted not in answering_processes(stack, 10):
+            assert time.monotonic() < deadline, f"the restarted API process {restarted} never answered\n{up.output()}"
+            time.sleep(0.5)
+
+        assert up.interrupt() == 0, up.output()
+        assert STOPPED in up.stdout and "Traceback" not in up.stdout + up.stderr, up.output()
+        assert not leftover_processes(stack)
     finally:
         if up is not None:
             up.kill()

@@ -1,0 +1,91 @@
+"""Open loop: deliveries created at a fixed rate, on a schedule drawn before the run, whatever the stack answers.
+
+A closed loop at saturation measures its own queue: each client waits for its delivery before it creates the
+next, so the stack is never asked for more than it gives. Here arrivals follow a schedule (Poisson, or one every
+1/R seconds) made before the first one is sent; each create is sent at its time, concurrently with those still
+waiting for an answer. Latency is measured from the time a create was due, not from when it left, so a create
+the bench could not send on time (its own event loop busy) is counted `late` and its delay stays in the figures
+instead of being hidden (coordinated omission).
+"""
+
+import asyncio
+import random
+import time
+from collections import Counter
+
+import httpx
+
+from bench.receiver import Receiver
+from bench.stats import stats
+from simulator.demo_market import order_body
+from workflows.delivery import workflow_id
+
+ARRIVALS = ("poisson", "uniform")
+LATE_SECONDS = 0.010  # a create sent this long after it was due is late
+RATE_LIMITED = "post answered 429"
+
+
+def arrival_offsets(rate: float, seconds: float, arrivals: str, seed: str, cap: int | None = None) -> list[float]:
+    """When each create is due, in seconds from the start: `rate` per second over `seconds`, at most `cap`."""
+    rng, offsets, at = random.Random(seed), [], 0.0
+    while cap is None or len(offsets) < cap:
+        at += rng.expovariate(rate) if arrivals == "poisson" else 1 / rate
+        if at > seconds:
+            break
+        offsets.append(at)
+    return offsets
+
+
+async def drive_open(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, rate: float, seconds: float,
+                     arrivals: str, timeout: float, tag: str, cap: int | None = None) -> dict:
+    """Create deliveries at `rate` per second for `seconds` on a fixed schedule; follow each to its end."""
+    rng = random.Random(tag)
+    offsets = arrival_offsets(rate, seconds, arrivals, f"{tag}-arrivals", cap)
+    api, lifecycle, lags, lasts, delivered_ids = [], [], [], [], []
+    outcomes: Counter[str] = Counter()
+
+    async def one(number: int, due: float) -> None:
+        try:
+            response = await http.post("/v1/deliveries", json=order_body(rng, fleet, number, tag, "bench"))
+        except httpx.HTTPError as exc:
+            outcomes[f"post failed: {type(exc).__name__}"] += 1
+            return
+        created = time.monotonic()
+        if response.status_code != 201:
+            outcomes[f"post answered {response.status_code}"] += 1
+            return
+        api.append(created - due)
+        result = await receiver.wait_terminal(response.json()["id"], timeout)
+        if result is None:
+            outcomes["timed out"] += 1
+            return
+        status, received = result
+        outcomes[status] += 1
+        if status == "delivered":
+            lifecycle.append(received - due)
+            lasts.append(received)
+            delivered_ids.append(response.json()["id"])
+
+    start = time.monotonic() + 0.05
+    tasks = []
+    for number, offset in enumerate(offsets, 1):
+        due = start + offset
+        if (wait := due - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        lags.append(max(0.0, time.monotonic() - due))
+        tasks.append(asyncio.create_task(one(number, due)))
+    sent_by = time.monotonic()
+    await asyncio.gather(*tasks)
+    duration = (max(lasts) - start) if lasts else None
+    return {
+        "rate_per_second": rate, "arrivals": arrivals, "seconds": seconds,
+        "deliveries": len(offsets), "delivered": outcomes.get("delivered", 0), "outcomes": dict(outcomes),
+        "rate_limited": outcomes.get(RATE_LIMITED, 0),
+        "late": sum(lag > LATE_SECONDS for lag in lags), "late_after_seconds": LATE_SECONDS,
+        "send_lag_seconds": stats(lags),
+        "offered_per_second": round(len(offsets) / (sent_by - start), 3) if sent_by > start else None,
+        "duration_seconds": round(duration, 3) if duration else None,
+        "throughput_per_second": round(len(lasts) / duration, 3) if duration else 0.0,
+        "api_post_seconds": stats(api), "latency_seconds": stats(lifecycle),
+        "sample_workflow_id": workflow_id(delivered_ids[0]) if delivered_ids else None,
+    }
