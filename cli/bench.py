@@ -14,6 +14,10 @@
    on `bare-<queue>`, one worker process per queue, N workflows at the same concurrency, the same updates.
 5. Prints both and the ratio ours/bare; `--json` for machine-readable output, `--plot FILE` for a PNG.
 
+`--rate R` (or `--rate-fractions 0.5,0.8` of the maximum throughput, which the closed loop measures first) runs
+an open loop instead of 3-5: deliveries created at a fixed rate, whatever the stack answers (`bench/open_loop.py`).
+The bench's partner is not rate-limited unless DELIVERY_API_RATE_LIMIT_* are set; a 429 is counted, not a failure.
+
 The stack is always stopped at the end (SIGINT, then its process group killed), on error and Ctrl-C too.
 """
 
@@ -41,6 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="write the JSON report to this file")
     parser.add_argument("--plot", help="write a PNG of throughput and p95 latency vs concurrency (needs .[bench])")
     parser.add_argument("--keep-data", action="store_true", help="keep the temp data dir (logs) afterwards")
+    parser.add_argument("--rate", metavar="R[,R...]",
+                        help="open loop instead: create deliveries at R per second (comma list: one run each) for "
+                             "--run-seconds, on a schedule independent of completions; POST and lifecycle p50/p99")
+    parser.add_argument("--rate-fractions", metavar="F[,F...]",
+                        help="open loop at these fractions of the maximum throughput (e.g. 0.5,0.8), measured first "
+                             "with the closed loop at --concurrency (default 25) unless --max-throughput is given")
+    parser.add_argument("--max-throughput", type=float, metavar="X",
+                        help="deliveries per second taken as the maximum for --rate-fractions, instead of measuring it")
+    parser.add_argument("--arrivals", default="poisson",
+                        help="open loop arrivals: poisson (default) or uniform (one every 1/R seconds)")
     parser.add_argument("--in-flight", type=int, metavar="N",
                         help="instead: memory and CPU of every process with N deliveries open at once (robots that "
                              "never move); --output FILE keeps the JSON")
