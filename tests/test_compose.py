@@ -323,6 +323,14 @@ def test_migrate_and_api_commands(services):
     assert "/healthz" in " ".join(argv(api["healthcheck"]["test"]))
 
 
+def test_the_api_serves_its_port_from_several_processes(services):
+    command = [interpolate(word, REQUIRED) for word in argv(services["api"]["command"])]
+    assert command[:3] == ["uvicorn", "api.app:create_app", "--factory"]
+    processes = int(command[command.index("--workers") + 1])
+    assert processes >= 2, "one API process per replica: a dead one leaves the replica unserved until restarted"
+    assert Settings(api_processes=processes).api_processes == processes  # the value DELIVERY_API_PROCESSES allows
+
+
 def test_temporal_server_runs_on_the_postgres_service(services, admin_jobs, init_databases):
     temporal = services["temporal"]
     image, _, tag = temporal["image"].partition(":")
@@ -491,9 +499,9 @@ def mtls_handshake(certs: Path, client: str | None) -> bool:
     thread = threading.Thread(target=serve)
     thread.start()
     try:
-        with socket.create_connection(listener.getsockname(), timeout=5) as raw:
-            with client_context.wrap_socket(raw, server_hostname="temporal") as tls:
-                outcome["client"] = tls.recv(2) == b"ok"
+        with (socket.create_connection(listener.getsockname(), timeout=5) as raw,
+              client_context.wrap_socket(raw, server_hostname="temporal") as tls):
+            outcome["client"] = tls.recv(2) == b"ok"
     except (ssl.SSLError, OSError):
         outcome["client"] = False
     finally:

@@ -121,7 +121,8 @@ async def test_a_token_alone_keeps_plain_grpc(captured):
 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"temporal_tls_cert": "/tls/client.pem"}, "DELIVERY_TEMPORAL_TLS_CERT is set without DELIVERY_TEMPORAL_TLS_KEY"),
-    ({"temporal_tls_key": "/tls/client-key.pem"}, "DELIVERY_TEMPORAL_TLS_KEY is set without DELIVERY_TEMPORAL_TLS_CERT"),
+    ({"temporal_tls_key": "/tls/client-key.pem"},
+     "DELIVERY_TEMPORAL_TLS_KEY is set without DELIVERY_TEMPORAL_TLS_CERT"),
     ({"temporal_api_key": "a", "temporal_api_key_file": "/run/secrets/t"},
      "DELIVERY_TEMPORAL_API_KEY and DELIVERY_TEMPORAL_API_KEY_FILE are both set"),
     ({"operator_token": "a", "operator_token_file": "/home/ana/token"},
@@ -145,7 +146,7 @@ def test_child_processes_get_the_same_credentials(tmp_path):
     env = settings_environment(settings)
     assert env["DELIVERY_TEMPORAL_TLS_KEY"] == str(tmp_path / "k.pem")
     assert env["DELIVERY_TEMPORAL_API_KEY_FILE"] == str(tmp_path / "token")
-    assert Settings(**{}).temporal_tls is False and settings.temporal_tls is True
+    assert Settings().temporal_tls is False and settings.temporal_tls is True
 
 
 # ---- the operator's identity -----------------------------------------------------------------------
