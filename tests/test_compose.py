@@ -331,14 +331,6 @@ def test_the_api_serves_its_port_from_several_processes(services):
     assert Settings(api_processes=processes).api_processes == processes  # the value DELIVERY_API_PROCESSES allows
 
 
-def test_the_api_serves_its_port_from_several_processes(services):
-    command = [interpolate(word, REQUIRED) for word in argv(services["api"]["command"])]
-    assert command[:3] == ["uvicorn", "api.app:create_app", "--factory"]
-    processes = int(command[command.index("--workers") + 1])
-    assert processes >= 2, "one API process per replica: a dead one leaves the replica unserved until restarted"
-    assert Settings(api_processes=processes).api_processes == processes  # the value DELIVERY_API_PROCESSES allows
-
-
 def test_temporal_server_runs_on_the_postgres_service(services, admin_jobs, init_databases):
     temporal = services["temporal"]
     image, _, tag = temporal["image"].partition(":")
