@@ -1,8 +1,8 @@
 """Limits on what one caller can send: request rate per partner (or per client address where no credential
 exists), and request body size; and the short-lived answers that spare backends from strangers' repeats.
 
-Each API replica limits on its own, so N replicas admit up to N × the configured rate; the rate is
-set per replica with that in mind (docs/deploy.md).
+Each API process limits on its own (several per replica with `DELIVERY_API_PROCESSES`), so P processes admit
+up to P × the configured rate; the rate is set per process with that in mind (docs/deploy.md#api-processes).
 """
 
 import math
