@@ -20,7 +20,7 @@ from core.webhooks import WebhookTarget, WebhookTargetError, check_webhook_targe
 from services.integrations import credentials, repository
 from services.integrations.dialects import callback_format
 from services.integrations.dialects.base import CallbackFormat, snapshot_of_trail
-from services.integrations.models import CallbackStatus
+from services.integrations.models import CallbackStatus, CredentialKind
 
 
 class PartnerCallbackActivities(ServiceActivities):
@@ -55,6 +55,16 @@ class PartnerCallbackActivities(ServiceActivities):
             webhook_secrets = await credentials.sealed_secrets(session, self.vault, partner.id, dialect.secret_kind)
             trail = await repository.external_trail(session, order.id)
             snapshot = snapshot_of_trail(order, trail, callback, self.settings.public_url, partner.account_id)
+            unauthorized = not webhook_secrets and dialect.secret_kind is CredentialKind.WEBHOOK_AUTHORIZATION
+            if unauthorized:
+                # DoorDash authenticates a webhook only by the Authorization value it registered: never send one
+                # without. The endpoint is turned off, so the callbacks park for an operator, as for a 410.
+                await repository.set_webhook_enabled(session, partner.id, False)
+        if unauthorized:
+            error = business_error(PARTNER_ENDPOINT_GONE, "no webhook authorization is registered: set one with "
+                                   "deliveryctl partners update --webhook-authorization")
+            _count(callback, "gone", error.message)
+            raise error
         try:  # production: resolve now (a name can change its address) and send to the address vetted
             target = await asyncio.to_thread(check_webhook_target, url,
                                              allow_private=self.settings.allow_private_webhooks)

@@ -13,7 +13,7 @@ from core.services import Service
 from core.settings import Settings
 from core.webhooks import WebhookTargetError, check_webhook_target
 from services.integrations import credentials, repository
-from services.integrations.models import Partner, PartnerDialect
+from services.integrations.models import CredentialKind, Partner, PartnerDialect
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -31,10 +31,16 @@ async def _partners(args, settings: Settings, databases: Databases) -> int:
         if args.partners_command == "create":
             if args.webhook_authorization and args.dialect != PartnerDialect.DOORDASH:
                 raise CommandError("--webhook-authorization is for the doordash dialect only")
+            if args.dialect == PartnerDialect.DOORDASH and not args.webhook_authorization:
+                raise CommandError("a doordash partner needs --webhook-authorization: DoorDash authenticates our "
+                                   "webhooks only by the Authorization value it registered")
             _check_url(args.webhook_url, settings)
             partner, shown = await credentials.create_partner(session, vault, args.name, args.dialect,
                                                               args.webhook_url, args.webhook_authorization)
             print(json.dumps({"name": partner.name, **shown, "webhook_url": partner.webhook_url}, indent=2))
+        elif args.partners_command == "update":
+            partner = await _partner(session, args.partner)
+            print(json.dumps(await _update(session, vault, partner, args, settings), indent=2))
         elif args.partners_command == "rotate":
             partner = await _partner(session, args.partner)
             shown = await credentials.rotate(session, vault, partner, timedelta(hours=args.overlap_hours))
@@ -45,6 +51,27 @@ async def _partners(args, settings: Settings, databases: Databases) -> int:
                      "webhook_url": p.webhook_url, "webhook_enabled": p.webhook_enabled} for p in partners]
             _print_rows(rows, args.json, ("partner_id", "name", "dialect", "webhook_enabled"))
     return 0
+
+
+async def _update(session, vault, partner: Partner, args, settings: Settings) -> dict:
+    """Change the partner's webhook URL and (DoorDash) webhook authorization; what it is now."""
+    if args.webhook_url is None and args.webhook_authorization is None:
+        raise CommandError("nothing to update: give --webhook-url and/or --webhook-authorization")
+    doordash = partner.dialect == PartnerDialect.DOORDASH
+    if args.webhook_authorization is not None and not doordash:
+        raise CommandError("--webhook-authorization is for the doordash dialect only")
+    if args.webhook_authorization == "":
+        raise CommandError("--webhook-authorization cannot be empty")
+    _check_url(args.webhook_url, settings)
+    if doordash and args.webhook_authorization is None and not await credentials.sealed_secrets(
+            session, vault, partner.id, CredentialKind.WEBHOOK_AUTHORIZATION):
+        raise CommandError("this doordash partner has no webhook authorization yet: add --webhook-authorization")
+    await credentials.update_webhook(session, vault, partner, args.webhook_url, args.webhook_authorization)
+    shown = {"partner_id": str(partner.id), "name": partner.name, "dialect": partner.dialect,
+             "webhook_url": partner.webhook_url, "webhook_enabled": partner.webhook_enabled}
+    if args.webhook_authorization is not None:
+        shown["webhook_authorization"] = "replaced"
+    return shown
 
 
 def _check_url(url: str | None, settings: Settings) -> None:

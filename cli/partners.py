@@ -14,7 +14,12 @@ def add_arguments(commands) -> None:
                         help="the API it speaks (default native)")
     create.add_argument("--webhook-url", help="where status callbacks go")
     create.add_argument("--webhook-authorization",
-                        help="doordash: the Authorization header value our callbacks carry")
+                        help="doordash (required): the Authorization header value our callbacks carry")
+    update = sub.add_parser("update", help="change a partner's webhook URL or DoorDash webhook authorization")
+    update.add_argument("partner", help="partner id or name")
+    update.add_argument("--webhook-url", help="where status callbacks go from now on (turns the webhook back on)")
+    update.add_argument("--webhook-authorization",
+                        help="doordash: the Authorization header value our callbacks carry from now on")
     listing = sub.add_parser("list", help="registered partners")
     listing.add_argument("--json", action="store_true")
     rotate = sub.add_parser("rotate", help="issue new credentials; the old ones work until the overlap ends")

@@ -52,8 +52,9 @@ EXPECTED = {
 
 @pytest.mark.parametrize("dialect", sorted(EXPECTED))
 async def test_create_prints_each_dialects_credentials_and_stores_none_in_clear(own_settings, integrations_db, dialect):
+    authorization = ("--webhook-authorization", "Bearer hooks-1") if dialect == "doordash" else ()
     result = run(own_settings, "partners", "create", f"Partner {dialect} {uuid.uuid4().hex[:4]}", "--dialect", dialect,
-                 "--webhook-url", "https://partner.example/hooks")
+                 "--webhook-url", "https://partner.example/hooks", *authorization)
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert EXPECTED[dialect] <= set(shown) and shown["dialect"] == dialect
@@ -98,6 +99,43 @@ async def test_rotation_keeps_the_old_key_for_the_overlap_only(own_settings, int
     assert secrets == [third["webhook_secret"]]
     unknown = run(own_settings, "partners", "rotate", "nobody-by-this-name")
     assert unknown.returncode == 2 and "no partner 'nobody-by-this-name'" in unknown.stderr
+
+
+async def test_a_doordash_partner_cannot_be_created_without_webhook_authorization(own_settings, integrations_db):
+    name = f"Drive {uuid.uuid4().hex[:6]}"
+    for extra in ((), ("--webhook-url", "https://partner.example/hooks")):
+        refused = run(own_settings, "partners", "create", name, "--dialect", "doordash", *extra)
+        assert refused.returncode == 2 and "--webhook-authorization" in refused.stderr, refused.stderr
+    async with integrations_db.begin() as session:
+        assert await repository.find_partner(session, name) is None
+
+
+async def test_update_changes_the_webhook_url_and_the_doordash_authorization(own_settings, integrations_db):
+    name = f"Drive {uuid.uuid4().hex[:6]}"
+    created = json.loads(run(own_settings, "partners", "create", name, "--dialect", "doordash", "--webhook-url",
+                             "https://partner.example/old", "--webhook-authorization", "Basic b2xkOm9sZA==").stdout)
+    updated = run(own_settings, "partners", "update", name, "--webhook-url", "https://partner.example/new",
+                  "--webhook-authorization", "Bearer new-value")
+    assert updated.returncode == 0, updated.stderr
+    shown = json.loads(updated.stdout)
+    assert shown["webhook_url"] == "https://partner.example/new" and shown["webhook_enabled"] is True
+    assert "new-value" not in updated.stdout
+    async with integrations_db.begin() as session:
+        authorizations = await credentials.sealed_secrets(session, vault_from_settings(own_settings),
+                                                          uuid.UUID(created["partner_id"]),
+                                                          CredentialKind.WEBHOOK_AUTHORIZATION)
+    assert authorizations == ["Bearer new-value"]  # DoorDash checks one value: the old one ended at once
+
+    native = f"Native {uuid.uuid4().hex[:6]}"
+    assert run(own_settings, "partners", "create", native).returncode == 0
+    moved = run(own_settings, "partners", "update", native, "--webhook-url", "https://partner.example/native")
+    assert moved.returncode == 0 and json.loads(moved.stdout)["webhook_url"] == "https://partner.example/native"
+    for args, error in (((native, "--webhook-authorization", "x"), "doordash dialect only"),
+                        ((native,), "nothing to update"),
+                        ((name, "--webhook-url", "ftp://partner.example"), "--webhook-url"),
+                        (("nobody-by-this-name", "--webhook-url", "https://partner.example"), "no partner")):
+        refused = run(own_settings, "partners", "update", *args)
+        assert refused.returncode == 2 and error in refused.stderr, (args, refused.stderr)
 
 
 def test_stores_add_and_list_and_refuse_a_store_outside_every_market(own_settings):

@@ -29,7 +29,12 @@ def _active(now: datetime):
 
 async def create_partner(session: AsyncSession, vault: Vault, name: str, dialect: str, webhook_url: str | None,
                          webhook_authorization: str | None = None) -> tuple[Partner, dict[str, str]]:
-    """Register a partner; return it with its credentials, shown once and stored only hashed or sealed."""
+    """Register a partner; return it with its credentials, shown once and stored only hashed or sealed.
+
+    A DoorDash partner with a webhook must give the Authorization value its webhooks carry: DoorDash authenticates
+    them by nothing else."""
+    if dialect == PartnerDialect.DOORDASH and webhook_url is not None and not webhook_authorization:
+        raise ValueError("a doordash partner's webhook needs an Authorization value")
     account_id = str(uuid.uuid4()) if dialect in (PartnerDialect.DOORDASH, PartnerDialect.UBER) else None
     partner = Partner(name=name, dialect=dialect, account_id=account_id, webhook_url=webhook_url,
                       webhook_enabled=webhook_url is not None)
@@ -44,6 +49,23 @@ async def create_partner(session: AsyncSession, vault: Vault, name: str, dialect
     if webhook_authorization:
         session.add(_sealed(vault, partner, K.WEBHOOK_AUTHORIZATION, webhook_authorization))
     return partner, shown
+
+
+async def update_webhook(session: AsyncSession, vault: Vault, partner: Partner, webhook_url: str | None,
+                         webhook_authorization: str | None) -> None:
+    """Point the partner's callbacks at another URL and/or give them another Authorization value (DoorDash), from
+    now on: DoorDash checks one value, so the old one ends at once. Either turns the webhook back on (a callback
+    parked while it was off waits for an operator's retry)."""
+    now = datetime.now(UTC)
+    if webhook_url is not None:
+        partner.webhook_url = webhook_url
+    if webhook_authorization is not None:
+        await session.execute(update(PartnerCredential).where(
+            PartnerCredential.partner_id == partner.id, PartnerCredential.kind == K.WEBHOOK_AUTHORIZATION,
+            _active(now)).values(expires_at=now))
+        session.add(_sealed(vault, partner, K.WEBHOOK_AUTHORIZATION, webhook_authorization))
+    partner.webhook_enabled = partner.webhook_url is not None
+    await session.flush()
 
 
 async def rotate(session: AsyncSession, vault: Vault, partner: Partner, overlap: timedelta) -> dict[str, str]:

@@ -7,15 +7,16 @@ tests/contract runs DoorDash's own SDK against the same stack.
 import asyncio
 import base64
 import time
+from datetime import UTC, datetime
 from uuid import UUID
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.services import Service
 from services.integrations import repository as integrations
-from services.integrations.models import PartnerDelivery
+from services.integrations.models import CredentialKind, Partner, PartnerCredential, PartnerDelivery
 from tests.support.dialects import drive_jwt
 from tests.support.platform import order_rows
 from tests.support.robots import drive
@@ -177,3 +178,25 @@ async def test_drive_creates_are_idempotent_and_cancel_follows_drive_rules(marke
         twice = await client.put("/drive/v2/deliveries/D-2/cancel")
     assert twice.status_code == 409 and twice.json()["code"] == "cancel_not_allowed"
     assert twice.json()["reason"] == "delivery_cancelled"
+
+
+async def test_a_drive_webhook_is_never_sent_without_its_authorization(market, doordash, hooks):
+    """A partner registered before an Authorization value was required has none: its callbacks park, unsent."""
+    partner_id = UUID(doordash["partner_id"])
+    async with market.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        await session.execute(update(PartnerCredential).where(
+            PartnerCredential.partner_id == partner_id,
+            PartnerCredential.kind == CredentialKind.WEBHOOK_AUTHORIZATION).values(expires_at=datetime.now(UTC)))
+    await market.add_robot()
+    await market.add_pilot()
+    async with drive_client(market, doordash) as client:
+        created = await client.post("/drive/v2/deliveries", json=order(market, "D-unauthorized"))
+    assert created.status_code == 200, created.text
+
+    async def webhook_turned_off():
+        async with market.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+            partner = await session.get(Partner, partner_id)
+            return not partner.webhook_enabled
+
+    await wait_for(webhook_turned_off, timeout=30)
+    assert hooks.of(doordash["webhook_url"]) == []
