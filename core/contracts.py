@@ -189,6 +189,7 @@ class DeliveryOrder(BaseModel):
     dropoff: Point
     quote_id: UUID | None = None
     policy: LifecyclePolicy = LifecyclePolicy()
+    ready_at: datetime | None = None  # when the partner said the order is ready at the store
 
 
 class AttemptRef(BaseModel):

@@ -76,3 +76,32 @@ async def test_no_pilot_for_a_return_parks_until_an_operator_retries(start, serv
     await delivery.play(*BACK_TO_STORE)
     assert (await delivery.result()).status == "returned"
     assert [request.first_leg for request in services.args("assign_task")][-1] == "to_store"
+
+
+def no_robot_yet(planned: bool, ready_at=None):
+    """Dispatch's `NoRobotAvailable` with what it says of the demand's search."""
+    from temporalio.exceptions import ApplicationError
+
+    from core.errors import NO_ROBOT_AVAILABLE
+
+    search = {"planned": planned, "ready_at": ready_at.isoformat() if ready_at else None}
+    return ApplicationError("no robot is free yet", search, type=NO_ROBOT_AVAILABLE, non_retryable=True)
+
+
+async def test_the_robot_search_runs_from_the_ready_time(start, services):
+    from datetime import UTC, datetime, timedelta
+
+    ready_at = datetime.now(UTC) + timedelta(minutes=30)
+    services.fail("plan_demand", no_robot_yet(False, ready_at), times=None)
+    delivery = await start(robot_search_seconds=120, robot_retry_seconds=30)
+    result = await delivery.result()
+    assert (result.status, result.reason) == ("cancelled", "no_robot_available")
+    created, cancelled = result.trail
+    assert cancelled.at >= ready_at + timedelta(seconds=120) - timedelta(seconds=1)
+
+
+async def test_a_delivery_whose_robot_is_planned_is_not_cancelled_by_the_search_deadline(start, services):
+    services.fail("plan_demand", no_robot_yet(True), times=20)  # 20 tries, 0.05 s apart: well past the deadline
+    delivery = await start(robot_search_seconds=0.2, robot_retry_seconds=0.05)
+    assert (await delivery.reached("robot_assigned")).robot_id == "robot-1"
+    assert len(services.args("plan_demand")) == 21

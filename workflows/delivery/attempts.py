@@ -11,7 +11,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.dispatch import DispatchActivities
     from activities.operations import OperationsActivities
     from core.contracts import (
-        AttemptEnd, AttemptKind, AttemptOutcome, AttemptResult, DeliveryStatus, DemandRequest, FieldTaskRequest,
+        AttemptEnd, AttemptKind, AttemptOutcome, AttemptResult, DeliveryStatus, DemandRequest, DemandSearch,
+        FieldTaskRequest,
         NewAttempt, OperatorDecision, RobotChoice, RobotEventType, RobotRelease, TaskAssignment, TaskClosure,
         TaskOutcome, TaskRequest, TripLeg,
     )
@@ -32,6 +33,14 @@ RESOLVED_BY_HAND = {D.RESOLVE_DELIVERED: S.DELIVERED, D.RESOLVE_RETURNED: S.RETU
 # How closing a task closes its attempt.
 ATTEMPT_RESULT = {TaskOutcome.COMPLETED: AttemptResult.SUCCEEDED, TaskOutcome.CANCELLED: AttemptResult.CANCELLED,
                   TaskOutcome.FAILED: AttemptResult.FAILED}
+
+
+def _demand_search(err: ActivityError) -> DemandSearch | None:
+    """What `NoRobotAvailable` says of the demand's search, if it says anything."""
+    details = getattr(err.cause, "details", None)
+    if error_type(err) != NO_ROBOT_AVAILABLE or not details or not isinstance(details[0], dict):
+        return None
+    return DemandSearch.model_validate(details[0])
 
 
 class Attempts:
@@ -140,9 +149,13 @@ class Attempts:
     # ---- finding a robot and a pilot -------------------------------------------------------------
 
     async def _find_robot(self) -> RobotChoice | None:
+        """The committed robot. The search deadline (`robot_search_seconds`) runs from when the order is ready,
+        if Dispatch says so, and only while no robot is planned for the demand (a busy robot, or a free one held
+        until the order is nearly ready, is coming)."""
         state, policy = self.state, self.state.order.policy
         deadline = workflow.now() + timedelta(seconds=policy.robot_search_seconds)
         while state.cancel is None:
+            planned = False
             try:
                 choice = await self.steps.run(DispatchActivities.plan_demand, self._demand(), TaskQueue.DISPATCH,
                                               expect=(NO_ROBOT_AVAILABLE,))
@@ -156,7 +169,14 @@ class Attempts:
                     await self._release_robot(out_of_service=True, fulfilled=False)
                     state.excluded_robots.append(choice.robot_id)
                     continue
+                search = _demand_search(err)
+                if search is not None:
+                    planned = search.planned
+                    if search.ready_at is not None:
+                        deadline = max(deadline, search.ready_at + timedelta(seconds=policy.robot_search_seconds))
             wait = min(policy.robot_retry_seconds, (deadline - workflow.now()).total_seconds())
+            if planned:
+                wait = policy.robot_retry_seconds
             if wait <= 0 and policy.no_robot_action == "park":
                 decision = await self.operator.park("no robot available", allowed=(D.RETRY, D.REDISPATCH, D.CANCEL),
                                                     cause="no_robot")
@@ -206,7 +226,7 @@ class Attempts:
             preferred = None
         return DemandRequest(attempt=state.attempt, market=state.order.market, pickup=state.order.pickup,
                              dropoff=state.order.dropoff, exclude_robot_ids=state.excluded_robots,
-                             preferred_robot_id=preferred)
+                             preferred_robot_id=preferred, ready_at=state.order.ready_at)
 
     # ---- ending an attempt -----------------------------------------------------------------------
 
