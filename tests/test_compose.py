@@ -33,6 +33,7 @@ REQUIRED_SETTINGS = (
 # an address of theirs has no default) and may set; every other variable the file uses must work unset.
 REQUIRED = {"DELIVERY_PII_KEYS": "prod1:" + "A" * 43 + "=",
             "DELIVERY_PAYLOAD_KEYS": "payload1:" + "B" * 43 + "=",
+            "DELIVERY_CODEC_JWKS_URL": "https://idp.example/.well-known/jwks.json",
             "TEMPORAL_JWKS_URL": "https://idp.example/.well-known/jwks.json",
             "TEMPORAL_UI_OIDC_PROVIDER_URL": "https://idp.example",
             "TEMPORAL_UI_OIDC_CLIENT_ID": "temporal-ui",
@@ -464,7 +465,8 @@ def test_the_dev_script_makes_every_certificate_compose_mounts(services, tmp_pat
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
     subprocess.run(["sh", str(TLS_DIR / "make-dev-certs.sh"), str(tmp_path), "2"], check=True, capture_output=True)
-    wanted = [mounted_file(service, value) for name, service in services.items() if name != "migrate"  # no Temporal
+    wanted = [mounted_file(service, value) for name, service in services.items()
+              if name not in ("migrate", "codec-server")  # no Temporal client
               for key, value in environment(service).items()
               if key.startswith(("TEMPORAL_TLS_", "DELIVERY_TEMPORAL_TLS_")) and value.endswith(".pem")]
     assert len(wanted) >= 12
@@ -508,6 +510,24 @@ def mtls_handshake(certs: Path, client: str | None) -> bool:
         thread.join(timeout=5)
         listener.close()
     return outcome.get("server", False) and outcome.get("client", False)
+
+
+def test_the_ui_reads_payloads_through_the_codec_server_which_answers_operators_only(services):
+    codec = services["codec-server"]
+    assert argv(codec["command"]) == ["deliveryctl", "codec-server"]
+    assert codec["image"] == services["api"]["image"]
+    assert codec["ports"] == ["127.0.0.1:8234:8234"], "the codec server is published on loopback only"
+    values = environment(codec)
+    settings = settings_from(values)
+    assert settings.profile == "production" and settings.payload_keys == REQUIRED["DELIVERY_PAYLOAD_KEYS"]
+    assert settings.codec_jwks_url == REQUIRED["DELIVERY_CODEC_JWKS_URL"]
+    assert settings.codec_issuer == REQUIRED["TEMPORAL_UI_OIDC_PROVIDER_URL"]
+    with pytest.raises(AssertionError, match="DELIVERY_CODEC_JWKS_URL"):
+        environment(codec, {k: v for k, v in REQUIRED.items() if k != "DELIVERY_CODEC_JWKS_URL"})
+    ui = environment(services["temporal-ui"])
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == "http://localhost:8234"
+    assert ui["TEMPORAL_CODEC_PASS_ACCESS_TOKEN"] == "true"
+    assert settings.codec_ui_origin == ui["TEMPORAL_AUTH_CALLBACK_URL"].removesuffix("/auth/sso/callback")
 
 
 def test_no_private_key_or_token_is_committed():
