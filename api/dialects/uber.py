@@ -344,8 +344,12 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="how many deliveries to skip, as in the previous "
                                                                  "page's `next_href`")] = 0,
+    Offset: Annotated[int | None, Query(ge=0, le=1_000_000, include_in_schema=False)] = None,  # noqa: N803
 ) -> UberDeliveryList:
-    """Your deliveries, newest first, a page at a time: `next_href` names the next page's `offset`."""
+    """Your deliveries, newest first, a page at a time: `next_href` names the next page's `offset`.
+
+    `Offset` is the same: the uber-direct SDK's declarations spell the parameter so."""
+    offset = Offset if Offset is not None else offset
     if filter is not None and filter not in uber.FILTERS:
         raise Refusal(422, "invalid_request", f"filter must be one of {', '.join(sorted(uber.FILTERS))}", "filter")
     statuses = [s.value for s in uber.FILTERS[filter]] if filter else None

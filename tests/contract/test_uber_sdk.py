@@ -87,8 +87,11 @@ async def test_a_delivery_without_a_quote_is_priced_placed_by_its_coordinates_an
     made = await sdk.calls(*(("createDelivery", delivery(market, f"U-SDK-2{n}")) for n in range(3)))
     assert all(outcome.ok for outcome in made), made
     assert all(o.data["fee"] > 0 and o.data["currency"] == "usd" for o in made)
-    first, second = await sdk.calls(("listDeliveries", {"limit": 2}), ("listDeliveries", {"limit": 2, "offset": 2}))
-    assert first.ok and second.ok, (first, second)
+    first, second, typed = await sdk.calls(("listDeliveries", {"limit": 2}),
+                                           ("listDeliveries", {"limit": 2, "offset": 2}),
+                                           ("listDeliveries", {"limit": 2, "Offset": 2}))  # as the SDK's types spell it
+    assert first.ok and second.ok and typed.ok, (first, second, typed)
+    assert typed.data == second.data
     assert [d["external_id"] for d in first.data["data"] + second.data["data"]] == ["U-SDK-22", "U-SDK-21",
                                                                                    "U-SDK-20"]
     assert first.data["next_href"].endswith("offset=2") and "next_href" not in second.data
