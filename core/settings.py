@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     walking_speed_mps: float = Field(1.4, gt=0, description="robot cruising speed, metres per second")
     battery_reserve: float = Field(0.2, ge=0, lt=1, description="charge a robot must keep after a trip")
     pilot_max_robots: int = Field(3, ge=1, description="robots one pilot supervises at once")
-    planner: str = Field("batch", pattern="^(batch|greedy|ready)$",
+    planner: str = Field("ready", pattern="^(batch|greedy|ready)$",
                          description="dispatch planner: batch (min-cost assignment), greedy (first come) or ready "
                                      "(lateness and robot time, orders' ready times, sticky proposals)")
     demand_hold_seconds: float = Field(60, gt=0, description="rounds keep planning a demand this long after its "

@@ -37,7 +37,7 @@ async def test_a_robot_that_joins_the_fleet_is_committed_to_a_waiting_demand_by_
     assert demand.robot_id == robot_id
     async with sessions() as session:
         plan = await session.scalar(select(Plan).where(Plan.demand_id == demand.id))
-    assert (plan.status, plan.planner, plan.robot_id) == ("committed", "batch-lsa-v1", robot_id)
+    assert (plan.status, plan.planner, plan.robot_id) == ("committed", "ready-cost-v1", robot_id)
     assert (await dispatch.plan_demand(request)).plan_id == plan.id
     rounds = await platform.client.get_workflow_handle(WORKFLOW_ID).describe()
     assert rounds.status.name == "RUNNING"

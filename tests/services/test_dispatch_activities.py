@@ -44,7 +44,7 @@ async def test_plan_picks_the_nearest_idle_robot_and_points_it_at_the_plan(dispa
     demand = await demand_of(sessions, request)
     assert (choice.demand_id, demand.status, demand.robot_id) == (demand.id, "committed", near)
     [plan] = await plans_of(sessions, demand.id)
-    assert (plan.id, plan.planner, plan.status, plan.robot_id) == (choice.plan_id, "batch-lsa-v1", "committed", near)
+    assert (plan.id, plan.planner, plan.status, plan.robot_id) == (choice.plan_id, "ready-cost-v1", "committed", near)
     assert plan.cost_seconds == pytest.approx(100 / 1.4, abs=2)
     assert [alt["robot_id"] for alt in plan.alternatives] == [middle, far]
     assert choice.dropoff_eta > choice.pickup_eta + PICKUP_DWELL

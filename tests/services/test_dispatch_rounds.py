@@ -145,7 +145,7 @@ async def test_the_quote_is_the_pickup_the_plan_then_commits(dispatch, sessions,
 
     choice = await dispatch.plan_demand(a_demand(market))
 
-    assert (quote.robot_id, quote.planner) == (near, "batch-lsa-v1") and choice.robot_id == near
+    assert (quote.robot_id, quote.planner) == (near, "ready-cost-v1") and choice.robot_id == near
     assert abs(choice.pickup_eta - quote.pickup_eta) < timedelta(seconds=2)
     assert abs(choice.dropoff_eta - quote.dropoff_eta) < timedelta(seconds=2)
     assert quote.distance_meters == pytest.approx(meters_between(PICKUP, DROPOFF), abs=0.1)
