@@ -22,8 +22,8 @@ from core.contracts import (
     TERMINAL_STATUSES, CancelRequest, DeliveryOrder, DeliveryStatus, Point, QuoteOffer, QuoteOrder, QuoteRequest,
 )
 from core.crypto import Vault
-from core.geo import meters_between
 from core.db import Databases
+from core.geo import meters_between
 from core.geocoding import Geocoder
 from core.markets import Market, market_for
 from core.services import Service

@@ -5,9 +5,9 @@ Skipped, with the reason, where node or the pinned SDKs are not installed (`npm 
 
 import pytest
 
-from tests.lifecycle.conftest import (  # noqa: F401
-    every_delivery_audited, geocoded, hooks, lifecycle_policy, market, platform, receiver,
-)
+# The lifecycle tests' fixtures, shared: the session still runs one platform (tests/support/platform.py).
+from tests.lifecycle.conftest import every_delivery_audited, hooks, lifecycle_policy, market, platform  # noqa: F401
+from tests.lifecycle.conftest import receiver  # noqa: F401
 from tests.support.sdk import missing_sdks
 
 
