@@ -28,7 +28,7 @@ from desks.robot import RobotDesk
 
 log = logging.getLogger(__name__)
 
-REREAD_SECONDS = 30.0  # a pushed assignment is read again at least this often, announced or not
+REREAD_SECONDS = 120.0  # a pushed assignment is read again at least this often, announced or not
 RETRY_SECONDS = 1.0  # after a database error, before the assignment is read again
 UNAVAILABLE = 1013  # WebSocket close code: try again later
 POLICY = 1008  # WebSocket close code: refused (no or an unknown credential)

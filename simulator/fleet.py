@@ -77,7 +77,9 @@ class SimulatedRobot:
     async def run(self) -> None:
         while True:
             try:
-                async with connect(self.stream_url(), additional_headers=self.headers, open_timeout=30) as socket:
+                # Messages are a few hundred bytes: compressing them costs both sides more than it saves.
+                async with connect(self.stream_url(), additional_headers=self.headers, open_timeout=30,
+                                   compression=None) as socket:
                     await self.serve(socket)
             except (httpx.HTTPError, OSError, WebSocketException, TimeoutError) as exc:
                 log.warning("%s: API unreachable (%s); retrying", self.robot_id, type(exc).__name__)

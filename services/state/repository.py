@@ -68,22 +68,26 @@ async def record_sighting(session: AsyncSession, robot_id: str, latitude: float 
     ))
 
 
+# One statement for a whole batch of sightings, the same text whatever its size (compiled once, prepared once).
+SIGHTINGS = text("""
+    INSERT INTO connectivity (robot_id, status, last_seen_at, latitude, longitude, updated_at)
+    SELECT robot_id, :online, seen_at, latitude, longitude, now()
+    FROM unnest(CAST(:robot_ids AS varchar[]), CAST(:seen_at AS timestamptz[]), CAST(:latitudes AS float8[]),
+                CAST(:longitudes AS float8[])) AS sighting(robot_id, seen_at, latitude, longitude)
+    ON CONFLICT (robot_id) DO UPDATE SET status = excluded.status, last_seen_at = excluded.last_seen_at,
+        latitude = excluded.latitude, longitude = excluded.longitude, updated_at = excluded.updated_at
+    WHERE connectivity.last_seen_at <= excluded.last_seen_at
+""")
+
+
 async def record_sightings(session: AsyncSession, sightings: list[tuple[str, float, float, datetime]]) -> None:
     """Upsert the connectivity of many robots in one statement: (robot id, latitude, longitude, seen at), at most
     one per robot; a sighting older than the one recorded changes nothing."""
     if not sightings:
         return
-    now = datetime.now(UTC)
-    statement = insert(Connectivity).values([
-        {"robot_id": robot_id, "status": ConnectivityStatus.ONLINE.value, "last_seen_at": seen_at,
-         "latitude": latitude, "longitude": longitude, "updated_at": now}
-        for robot_id, latitude, longitude, seen_at in sightings])
-    await session.execute(statement.on_conflict_do_update(
-        index_elements=[Connectivity.robot_id],
-        set_={key: statement.excluded[key] for key in ("status", "last_seen_at", "latitude", "longitude",
-                                                        "updated_at")},
-        where=Connectivity.last_seen_at <= statement.excluded.last_seen_at,
-    ))
+    robot_ids, latitudes, longitudes, seen_at = (list(column) for column in zip(*sightings))
+    await session.execute(SIGHTINGS, {"online": ConnectivityStatus.ONLINE.value, "robot_ids": robot_ids,
+                                      "seen_at": seen_at, "latitudes": latitudes, "longitudes": longitudes})
 
 
 async def lid_open(session: AsyncSession, attempt_id) -> bool:
