@@ -55,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="deliveries per second taken as the maximum for --rate-fractions, instead of measuring it")
     parser.add_argument("--arrivals", default="poisson",
                         help="open loop arrivals: poisson (default) or uniform (one every 1/R seconds)")
+    parser.add_argument("--idle-robots", type=int, metavar="N",
+                        help="instead: N idle robots on their streams (heartbeats every 5 s): CPU of every process, "
+                             "and commit → robot delay of new assignments (bench/idle_fleet.py); --output FILE")
+    parser.add_argument("--idle-seconds", type=float, default=30, help="with --idle-robots: seconds sampled idle")
+    parser.add_argument("--push-samples", type=int, default=60,
+                        help="with --idle-robots: deliveries made one at a time to time their push (default 60)")
     parser.add_argument("--in-flight", type=int, metavar="N",
                         help="instead: memory and CPU of every process with N deliveries open at once (robots that "
                              "never move); --output FILE keeps the JSON")
@@ -65,6 +71,21 @@ async def run_bench(args, settings) -> int:
     from bench.stack import BenchError
     from cli.errors import CommandError
 
+    if args.idle_robots is not None:
+        from bench import idle_fleet
+
+        if args.idle_robots < 1 or args.push_samples < 1 or args.idle_seconds <= 0:
+            raise CommandError("--idle-robots, --push-samples and --idle-seconds must be positive")
+        try:
+            report = await idle_fleet.run_idle_fleet(args.idle_robots, settings, Say(to_stderr=False),
+                                                     args.idle_seconds, args.push_samples)
+        except asyncio.CancelledError:
+            raise CommandError("interrupted; the stack was stopped") from None
+        except BenchError as exc:
+            raise CommandError(str(exc)) from None
+        idle_fleet.write(report, args.output)
+        print(idle_fleet.summary(report))
+        return 0 if all(report["met"].values()) else 1
     if args.in_flight is not None:
         from bench import inflight
 
