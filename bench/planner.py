@@ -1,4 +1,5 @@
-"""`deliveryctl bench-planner`: the Dispatch planner on seeded city workloads, batch against greedy.
+"""`deliveryctl bench-planner`: the Dispatch planner on seeded city workloads, every planner (`--scenarios`: the
+evenings of `bench/planner_scenarios.py` too).
 
 Pure computation with the planner's own code (`services/dispatch/planner.py`): no database, no Temporal.
 
@@ -11,7 +12,9 @@ Pure computation with the planner's own code (`services/dispatch/planner.py`): n
 - for the rolling horizon, demands arrive as a Poisson process over `--arrival-minutes`.
 
 **Per instance** (demands × robots):
-1. *Latency*: building the ETA matrix and feasibility plus solving, `--repeats` times, p50/p99, per planner.
+1. *Latency*: building the ETA matrix and feasibility plus solving (and, for `ready`, what it holds),
+   `--repeats` times, p50/p99 of wall clock and of CPU time, per planner; the demands have waited up to 10
+   minutes and half of the orders are ready within 25 (which makes the assignment harder than pickup ETAs).
 2. *One batch*: every demand open at once, every robot free now. Total and mean pickup ETA of greedy and
    batch. For one batch, batch (`linear_sum_assignment` on the full matrix) is the optimum.
 3. *Rolling horizon*: a round every `ROUND_SECONDS`, as Dispatch runs them: open demands against every
@@ -94,10 +97,14 @@ def latency(load: Workload, rules: PlanningRules, planner: str, repeats: int) ->
     """p50/p99 milliseconds of one round: ETA matrix and feasibility, then the solve and what it holds; wall
     clock, and the CPU time of the thread (`cpu_`), which other work on a shared machine does not inflate."""
     samples, cpu, chosen = [], [], PLANNERS[planner]
-    chosen.solve(PickupProblem.build(load.demands, load.fleet, rules))  # untimed: imports scipy.optimize once
+    rng = np.random.default_rng(len(load.demands))
+    # As a busy round sees them: demands that waited up to 10 minutes, orders ready within 25 (half ready now).
+    demands = Demands(load.demands.pickups, load.demands.dropoffs, rng.uniform(0, 600, len(load.demands)),
+                      np.maximum(rng.uniform(-1500, 1500, len(load.demands)), 0))
+    chosen.solve(PickupProblem.build(demands, load.fleet, rules))  # untimed: imports scipy.optimize once
     for _ in range(repeats):
         started, started_cpu = time.perf_counter(), time.thread_time()
-        problem = PickupProblem.build(load.demands, load.fleet, rules)
+        problem = PickupProblem.build(demands, load.fleet, rules)
         chosen.hold(problem, *chosen.solve(problem))
         samples.append((time.perf_counter() - started) * 1000)
         cpu.append((time.thread_time() - started_cpu) * 1000)

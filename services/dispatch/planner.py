@@ -213,22 +213,36 @@ def lateness_cost(minutes: np.ndarray) -> np.ndarray:
     return minutes + minutes ** 2 / LATENESS_SCALE_MINUTES
 
 
-def ready_cost(problem: PickupProblem) -> np.ndarray:
-    """The `ready` planner's cost of each pair (n, m), in minutes, before the rows' shift for unserved demands:
-    the demand's lateness at this pickup, the robot's walk, and its minutes at the store before the
-    order is ready; a demand's standing proposal is `SWITCH_PENALTY_MINUTES` cheaper."""
-    n, m = problem.eta.shape
+def ready_cost(problem: PickupProblem, row_terms: np.ndarray | None = None) -> np.ndarray:
+    """The `ready` planner's cost of each pair (n, m), in minutes, plus `row_terms` (n,): the demand's lateness at
+    this pickup, the robot's walk, and its minutes at the store before the order is ready; a demand's standing
+    proposal is `SWITCH_PENALTY_MINUTES` cheaper. Computed in place: a round's matrix is large."""
+    eta = problem.eta
+    n, m = eta.shape
     waited = np.zeros(n) if problem.waited is None else problem.waited
-    ready_in = np.zeros(n) if problem.ready_in is None else problem.ready_in
+    ready_in = problem.ready_in if problem.ready_in is not None and problem.ready_in.any() else None
     free_in = np.zeros(m) if problem.free_in is None else problem.free_in
-    late = (waited[:, None] + problem.pickup_in()) / 60
-    early = np.maximum(ready_in[:, None] - problem.eta, 0) / 60
-    loaded = 0 if problem.speed_mps is None else problem.delivery[:, None] / problem.speed_mps
-    walk = (np.maximum(problem.eta - free_in[None, :], 0) + loaded) / 60
-    cost = lateness_cost(late) + WALK_MINUTE * walk + EARLY_MINUTE * early
+    late = (eta if ready_in is None else np.maximum(eta, ready_in[:, None])) + waited[:, None]
+    late *= 1 / 60
+    cost = late / LATENESS_SCALE_MINUTES
+    cost += 1
+    cost *= late  # L + L^2 / LATENESS_SCALE_MINUTES
+    # The walk: empty (from where the robot becomes free: eta - free_in) and loaded (per demand).
+    np.multiply(eta, WALK_MINUTE / 60, out=late)
+    cost += late
+    rows = np.zeros(n) if row_terms is None else row_terms.copy()
+    if problem.speed_mps is not None:
+        rows += WALK_MINUTE / 60 * problem.delivery / problem.speed_mps
+    cost += rows[:, None]
+    cost -= (WALK_MINUTE / 60 * free_in)[None, :]
+    if ready_in is not None:
+        np.subtract(ready_in[:, None], eta, out=late)
+        np.maximum(late, 0, out=late)
+        late *= EARLY_MINUTE / 60
+        cost += late
     if problem.proposed is not None:
-        rows = np.flatnonzero(problem.proposed >= 0)
-        cost[rows, problem.proposed[rows]] -= SWITCH_PENALTY_MINUTES
+        held = np.flatnonzero(problem.proposed >= 0)
+        cost[held, problem.proposed[held]] -= SWITCH_PENALTY_MINUTES
     return cost
 
 
@@ -238,18 +252,24 @@ def solve_ready(problem: PickupProblem) -> tuple[np.ndarray, np.ndarray]:
     wait grows dearest are served)."""
     from scipy.optimize import linear_sum_assignment
 
-    if not problem.feasible.any():
+    feasible = problem.feasible
+    if not feasible.any():
         return np.empty(0, int), np.empty(0, int)
     n = problem.eta.shape[0]
-    waited = np.zeros(n) if problem.waited is None else problem.waited
-    best = np.where(problem.feasible, problem.pickup_in(), np.inf).min(axis=1)
+    everywhere = bool(feasible.all())
+    best = (problem.eta if everywhere else np.where(feasible, problem.eta, np.inf)).min(axis=1)
+    if problem.ready_in is not None:
+        best = np.maximum(best, problem.ready_in)
     best = np.where(np.isfinite(best), best, 0)
-    unserved = lateness_cost((waited + best) / 60 + UNSERVED_DELAY_MINUTES)
-    cost = ready_cost(problem) - unserved[:, None]
-    cost = cost - float(cost[problem.feasible].min())
-    forbidden = float(cost[problem.feasible].max()) * min(cost.shape) + 1.0
-    rows, cols = linear_sum_assignment(np.where(problem.feasible, cost, forbidden))
-    keep = problem.feasible[rows, cols]
+    waited = np.zeros(n) if problem.waited is None else problem.waited
+    cost = ready_cost(problem, -lateness_cost((waited + best) / 60 + UNSERVED_DELAY_MINUTES))
+    if not everywhere:
+        # An infeasible pair costs more than any assignment of feasible pairs can save by using it: it is used
+        # only where no feasible assignment exists, and then dropped.
+        low, high = float(cost[feasible].min()), float(cost[feasible].max())
+        np.putmask(cost, ~feasible, high + min(cost.shape) * (high - low) + 1.0)
+    rows, cols = linear_sum_assignment(cost)
+    keep = feasible[rows, cols]
     return rows[keep], cols[keep]
 
 
