@@ -239,6 +239,16 @@ def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
+TARGETS = {
+    "delivered_at_least_greedy": "delivered ≥ greedy's",
+    "most_within_90_min": "the most orders within 90 min",
+    "early_minutes_cut_70pct_vs_batch": "robots' early minutes at stores ≤ 30% of batch's",
+    "click_to_door_mean_at_most_batch": "click-to-door mean ≤ batch's (full fleet)",
+    "cancelled_under_1pct_of_accepted": "< 1% of accepted orders cancelled (full fleet)",
+    "click_to_door_mean_at_most_1_2x_batch": "click-to-door mean ≤ 1.2 × batch's (short fleets)",
+}
+
+
 def targets(kind: str, policies: dict) -> dict:
     """The `ready` policy's targets in one scenario, each true or false."""
     ready, greedy, batch = policies["ready"], policies["greedy"], policies["batch"]
@@ -310,7 +320,7 @@ def markdown(report: dict) -> str:
     for name in names:
         marks = [("met" if item["targets"][name] else "**missed**") if name in item["targets"] else "-"
                  for item in report["scenarios"]]
-        lines.append(f"| {name.replace('_', ' ')} | " + " | ".join(marks) + " |")
+        lines.append(f"| {TARGETS.get(name, name)} | " + " | ".join(marks) + " |")
     lines += ["", "| instance | planner | round ms p50 / p99, matrix included: wall clock | CPU |", "|---|---|---|---|"]
     for item in report["instances"]:
         for planner, ms in item["latency_ms"].items():

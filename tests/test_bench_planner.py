@@ -148,3 +148,12 @@ def test_the_scenarios_run_every_policy_and_report_every_field(tmp_path):
                 assert 0 < door["mean"] and door["p90"] >= 0
         assert all(isinstance(met, bool) for met in scenario["targets"].values()) and scenario["targets"]
 
+
+def test_the_documented_scenario_figures_are_the_committed_report():
+    from bench.planner_scenarios import markdown
+
+    report = json.loads((ROOT / "docs" / "bench" / "planner-scenarios.json").read_text())
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    documented = text.split("<!-- planner-scenarios:begin -->")[1].split("<!-- planner-scenarios:end -->")[0]
+    assert documented.strip() == markdown(report)
+    assert f"`{report['command']}`" in text
