@@ -124,6 +124,14 @@ class CommitClock:
     def _heard(self, connection, pid, channel, robot_id: str) -> None:
         self.committed.setdefault(robot_id, time.monotonic())
 
+    async def commit_of(self, robot_id: str, timeout: float = 2.0) -> float | None:
+        """When the robot's assignment was committed (its notice heard here), waiting a moment for the notice
+        should this process's loop have read the robot's push first."""
+        deadline = time.monotonic() + timeout
+        while robot_id not in self.committed and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return self.committed.pop(robot_id, None)
+
     async def stop(self) -> None:
         if self.connection is not None:
             await self.connection.close()
@@ -150,10 +158,14 @@ async def connect_all(robots: list[IdleRobot], say) -> float:
 
 async def measure_pushes(http: httpx.AsyncClient, fleet: dict, robots: dict[str, IdleRobot], clock: CommitClock,
                          samples: int, say) -> dict:
-    """Deliveries one at a time: commit → robot and POST → robot, per delivery."""
-    rng, from_commit, from_post, missed = random.Random("idle-robots"), [], [], 0
-    for number in range(1, samples + 1):
-        loop = asyncio.get_running_loop()
+    """Deliveries one at a time until `samples` robots on their streams heard of theirs: commit → robot and
+    POST → robot, per delivery. A delivery Dispatch gives one of the demo market's robots (seeded by `up`, not on a
+    stream) is not a sample."""
+    rng, from_commit, from_post, missed, elsewhere = random.Random("idle-robots"), [], [], 0, 0
+    loop = asyncio.get_running_loop()
+    for number in range(1, 2 * samples + 1):
+        if len(from_post) >= samples:
+            break
         waiting = {robot_id: loop.create_future() for robot_id, robot in robots.items() if robot.assignment is None}
         for robot_id, heard in waiting.items():
             robots[robot_id].heard = heard
@@ -161,26 +173,34 @@ async def measure_pushes(http: httpx.AsyncClient, fleet: dict, robots: dict[str,
         posted = time.monotonic()
         if response.status_code != 201:
             raise BenchError(f"POST /v1/deliveries answered {response.status_code}: {response.text[:200]}")
+        robot_id = None
         try:
-            done, _ = await asyncio.wait(waiting.values(), timeout=PUSH_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            while time.monotonic() - posted < PUSH_TIMEOUT:
+                robot_id = next((r for r, f in waiting.items() if f.done()), None)
+                other = next((r for r in clock.committed if r not in robots), None)
+                if robot_id is not None or other is not None:
+                    break
+                await asyncio.sleep(0.005)
         finally:
-            for robot_id in waiting:
-                robots[robot_id].heard = None
-        if not done:
-            missed += 1
+            for waiter in waiting:
+                robots[waiter].heard = None
+        if robot_id is None:
+            if other is not None:
+                clock.committed.pop(other)
+                elsewhere += 1
+            else:
+                missed += 1
             continue
-        heard_at = done.pop().result()
-        robot_id = next(r for r, f in waiting.items() if f.done())
-        for future in waiting.values():
-            future.cancel()
-        committed = clock.committed.pop(robot_id, None)
+        heard_at = waiting[robot_id].result()
+        committed = await clock.commit_of(robot_id)
         from_post.append(heard_at - posted)
         if committed is not None:
             from_commit.append(heard_at - committed)
-        if number % 10 == 0:
-            say(f"  {number}/{samples} deliveries: latest commit → robot "
-                f"{1000 * from_commit[-1]:.1f} ms" if from_commit else f"  {number}/{samples} deliveries")
-    return {"deliveries": samples, "heard": len(from_post), "missed": missed,
+            if heard_at < committed:
+                say(f"  {robot_id}: the push was read here {1000 * (committed - heard_at):.1f} ms before the notice")
+        if len(from_post) % 10 == 0:
+            say(f"  {len(from_post)}/{samples} assignments heard")
+    return {"deliveries": number, "heard": len(from_post), "missed": missed, "to_robots_off_stream": elsewhere,
             "commit_to_robot_ms": _ms(stats(from_commit)), "post_to_robot_ms": _ms(stats(from_post)),
             "commit_samples": len(from_commit)}
 
@@ -284,3 +304,39 @@ def summary(report: dict) -> str:
 def write(report: dict, path: str | None) -> None:
     if path:
         Path(path).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def markdown(report: dict) -> list[str]:
+    """The lines docs/benchmarks.md quotes from a report: `python -m bench.idle_fleet REPORT` prints them."""
+    idle, push, targets, met = report["idle"], report["push"], report["targets"], report["met"]
+    cpu, idle_machine, push_machine = idle["cpu_percent"], idle["machine"], push["machine"]
+    verdict = {True: "met", False: "**not met**"}
+    return [
+        f"| `{report['command']}` | idle, {idle['seconds']:g} s | deliveries one at a time |",
+        "|---|---|---|",
+        f"| robots on their streams | {report['parameters']['robots']} "
+        f"(connected in {report['connect_seconds']:g} s) | {report['parameters']['robots']} |",
+        f"| heartbeats answered | {idle['heartbeats_per_second']:g}/s, round trip p50 "
+        f"{idle['heartbeat_round_trip_ms']['p50']:g} ms, p99 {idle['heartbeat_round_trip_ms']['p99']:g} ms | |",
+        f"| API, % of one core (target ≤ {targets['api_cpu_percent']:g}) | **{cpu['api']:g}** "
+        f"({verdict[met['api_cpu_percent']]}) | {push['cpu_percent']['api']:g} |",
+        "| workers / Temporal / Postgres, % of one core | "
+        + " / ".join(f"{cpu.get(g, 0):g}" for g in ("workers", "temporal", "postgres")) + " | "
+        + " / ".join(f"{push['cpu_percent'].get(g, 0):g}" for g in ("workers", "temporal", "postgres")) + " |",
+        f"| the robots (this bench's process), % of one core | {cpu.get('bench', 0):g} | "
+        f"{push['cpu_percent'].get('bench', 0):g} |",
+        f"| commit → robot, {push['commit_samples']} assignments (target p99 ≤ {targets['commit_to_robot_p99_ms']:g} "
+        f"ms) | | p50 **{push['commit_to_robot_ms']['p50']:g} ms**, p99 **{push['commit_to_robot_ms']['p99']:g} ms** "
+        f"({verdict[met['commit_to_robot_p99_ms']]}) |",
+        f"| POST answered → robot | | p50 {push['post_to_robot_ms']['p50']:g} ms, p99 "
+        f"{push['post_to_robot_ms']['p99']:g} ms |",
+        f"| machine busy (2 cores), CPU s by other processes | {100 * idle_machine['utilisation']:.0f}%, "
+        f"{idle_machine['other_cpu_seconds']:g} | {100 * push_machine['utilisation']:.0f}%, "
+        f"{push_machine['other_cpu_seconds']:g} |",
+        f"| load average (1, 5, 15 min) before / after | {', '.join(f'{v:g}' for v in report['load_average_before'])}"
+        f" / {', '.join(f'{v:g}' for v in report['load_average_after'])} | |",
+    ]
+
+
+if __name__ == "__main__":
+    print("\n".join(markdown(json.loads(Path(sys.argv[1]).read_text()))))
