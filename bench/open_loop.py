@@ -11,9 +11,13 @@ instead of being hidden (coordinated omission).
 import asyncio
 import random
 import time
+import uuid
 from collections import Counter
+from datetime import timedelta
 
+import asyncpg
 import httpx
+from temporalio.client import Client
 
 from bench.receiver import Receiver
 from bench.stats import stats
@@ -23,6 +27,40 @@ from workflows.delivery import workflow_id
 ARRIVALS = ("poisson", "uniform")
 LATE_SECONDS = 0.010  # a create sent this long after it was due is late
 RATE_LIMITED = "post answered 429"
+PROBE_SECONDS = 0.5
+PROBE_QUEUE = "bench-probe"  # no worker polls it: a probe workflow is only started, and times out
+
+
+class Probes:
+    """What a create waits on besides the API's own work, timed from the bench while the run goes: a Temporal
+    `start_workflow` (the last step of every create) and one Postgres round trip, every PROBE_SECONDS."""
+
+    def __init__(self, temporal: Client, dsn: str):
+        self.temporal, self.dsn = temporal, dsn
+        self.starts: list[float] = []
+        self.round_trips: list[float] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            while not stop.is_set():
+                began = time.perf_counter()
+                await self.temporal.start_workflow("BenchProbe", id=f"bench-probe-{uuid.uuid4()}",
+                                                   task_queue=PROBE_QUEUE, execution_timeout=timedelta(seconds=30))
+                self.starts.append(time.perf_counter() - began)
+                began = time.perf_counter()
+                await connection.fetchval("SELECT 1")
+                self.round_trips.append(time.perf_counter() - began)
+                try:
+                    await asyncio.wait_for(stop.wait(), PROBE_SECONDS)
+                except TimeoutError:
+                    pass
+        finally:
+            await connection.close()
+
+    def report(self) -> dict:
+        return {"temporal_start_workflow_seconds": stats(self.starts),
+                "postgres_round_trip_seconds": stats(self.round_trips)}
 
 
 def arrival_offsets(rate: float, seconds: float, arrivals: str, seed: str, cap: int | None = None) -> list[float]:
@@ -37,8 +75,10 @@ def arrival_offsets(rate: float, seconds: float, arrivals: str, seed: str, cap: 
 
 
 async def drive_open(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, rate: float, seconds: float,
-                     arrivals: str, timeout: float, tag: str, cap: int | None = None) -> dict:
-    """Create deliveries at `rate` per second for `seconds` on a fixed schedule; follow each to its end."""
+                     arrivals: str, timeout: float, tag: str, cap: int | None = None,
+                     probes: Probes | None = None) -> dict:
+    """Create deliveries at `rate` per second for `seconds` on a fixed schedule; follow each to its end. With
+    `probes`, time what a create waits on while they are sent."""
     rng = random.Random(tag)
     offsets = arrival_offsets(rate, seconds, arrivals, f"{tag}-arrivals", cap)
     api, lifecycle, lags, lasts, delivered_ids = [], [], [], [], []
@@ -66,6 +106,8 @@ async def drive_open(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, r
             lasts.append(received)
             delivered_ids.append(response.json()["id"])
 
+    stop_probes = asyncio.Event()
+    probing = asyncio.create_task(probes.run(stop_probes)) if probes else None
     start = time.monotonic() + 0.05
     tasks = []
     for number, offset in enumerate(offsets, 1):
@@ -75,6 +117,9 @@ async def drive_open(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, r
         lags.append(max(0.0, time.monotonic() - due))
         tasks.append(asyncio.create_task(one(number, due)))
     sent_by = time.monotonic()
+    stop_probes.set()
+    if probing is not None:
+        await probing
     await asyncio.gather(*tasks)
     duration = (max(lasts) - start) if lasts else None
     return {
@@ -88,4 +133,5 @@ async def drive_open(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, r
         "throughput_per_second": round(len(lasts) / duration, 3) if duration else 0.0,
         "api_post_seconds": stats(api), "latency_seconds": stats(lifecycle),
         "sample_workflow_id": workflow_id(delivered_ids[0]) if delivered_ids else None,
+        **({"probes": probes.report()} if probes else {}),
     }

@@ -8,6 +8,7 @@ import platform
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +25,7 @@ from temporalio.client import Client
 
 from bench.bare import BARE_WORKFLOW_QUEUE, BareDeliveryWorkflow, BareScript, bare_queue
 from bench.history import BACKGROUND_QUEUES, bare_script, codec_cost, delivery_shape
-from bench.open_loop import ARRIVALS, LATE_SECONDS, RATE_LIMITED, drive_open
+from bench.open_loop import ARRIVALS, LATE_SECONDS, RATE_LIMITED, Probes, drive_open
 from bench.receiver import Receiver
 from bench.sampler import Sampler
 from bench.seed import seed_bench
@@ -38,7 +39,7 @@ from bench.stack import (
     stack_settings,
 )
 from bench.stats import stats
-from core.services import TaskQueue
+from core.services import Service, TaskQueue
 from core.settings import Settings
 from core.temporal import connect
 from simulator.demo_market import PILOT_NAMES, ROBOT_COUNT, demo_file, order_body
@@ -155,6 +156,18 @@ def throughput(firsts: list[float], lasts: list[float]) -> dict:
     duration = (max(lasts) - min(firsts)) if lasts else None
     return {"duration_seconds": round(duration, 3) if duration else None,
             "throughput_per_second": round(len(lasts) / duration, 3) if duration else 0.0}
+
+
+def source_commit() -> str | None:
+    """The commit the stack runs, `+changes` when the working tree differs from it; None outside a checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+changes" if dirty else "")
 
 
 def machine() -> dict:
@@ -356,7 +369,7 @@ async def closed_loop_run(options: BenchOptions, http: httpx.AsyncClient, receiv
 
 
 async def open_loop(options: BenchOptions, http: httpx.AsyncClient, receiver: Receiver, fleet: dict,
-                    sampler: Sampler, say: Say) -> dict:
+                    sampler: Sampler, say: Say, probes: Probes) -> dict:
     """The maximum throughput (measured with the closed loop, or given), then one open-loop run per rate."""
     result: dict = {"late_after_seconds": LATE_SECONDS}
     planned = [(rate, None) for rate in options.rates or []]
@@ -385,8 +398,9 @@ async def open_loop(options: BenchOptions, http: httpx.AsyncClient, receiver: Re
         say(f"open loop {index}/{len(planned)}: {rate:g} deliveries/s{of_max}, {options.arrivals} arrivals for "
             f"{options.run_seconds:g}s ...")
         sampler.start()
+        probes.starts, probes.round_trips = [], []
         run = await drive_open(http, receiver, fleet, rate, options.run_seconds, options.arrivals, options.timeout,
-                               f"r{rate:g}-{int(time.time())}", options.deliveries)
+                               f"r{rate:g}-{int(time.time())}", options.deliveries, probes)
         run["resources"] = await sampler.stop()
         run["machine"] = sampler.machine
         run["load_average"] = [round(v, 2) for v in os.getloadavg()]
@@ -442,6 +456,18 @@ def open_loop_table(report: dict) -> list[str]:
         lines.append(f"| {run['rate_per_second']:g} | {share} | {run['deliveries']} | {run['delivered']} | "
                      f"{ms(post['p50'])} / {ms(post['p99'])} | {sec(life['p50'])} / {sec(life['p99'])} | "
                      f"{run['late']} | {run['rate_limited']} | {run['load_average'][0]:.2f} |")
+    probed = [run for run in result["runs"] if "probes" in run]
+    if probed:
+        lines += ["", "| rate /s | POST p50 / p99 ms | Temporal start_workflow p50 / p99 ms | Postgres round trip p50 / "
+                      "p99 ms | API CPU ms per delivery | CPU s by other processes | machine busy |",
+                  "|---|---|---|---|---|---|---|"]
+    for run in probed:
+        post, start = run["api_post_seconds"], run["probes"]["temporal_start_workflow_seconds"]
+        trip, cpu = run["probes"]["postgres_round_trip_seconds"], run.get("cpu_seconds_per_delivery", {})
+        lines.append(f"| {run['rate_per_second']:g} | {ms(post['p50'])} / {ms(post['p99'])} | "
+                     f"{ms(start['p50'])} / {ms(start['p99'])} | {trip['p50'] * 1000:.1f} / {trip['p99'] * 1000:.1f} | "
+                     f"{ms(cpu.get('api'))} | {run['machine']['other_cpu_seconds']:.0f} | "
+                     f"{100 * run['machine']['utilisation']:.0f}% |")
     return lines
 
 
@@ -475,6 +501,7 @@ async def run(options: BenchOptions, base: Settings) -> int:
                                                      else [])]),
         "parameters": {**asdict(options), "mode": OPEN_LOOP if options.open_loop else CLOSED_LOOP},
         "load_average": {"start": [round(v, 2) for v in os.getloadavg()]},
+        "commit": source_commit(),
     }
     try:
         say(f"starting deliveryctl up (data {data_dir}, API port {settings.api_port}, "
@@ -538,7 +565,8 @@ async def run(options: BenchOptions, base: Settings) -> int:
                             for g in ("workers", "api", "temporal", "postgres", "simulator")
                             if g in report["idle"]["cpu_percent"]))
             if options.open_loop:
-                report["open_loop"] = await open_loop(options, http, receiver, fleet, sampler, say)
+                probes = Probes(client, settings.database_dsn(Service.INTEGRATIONS))
+                report["open_loop"] = await open_loop(options, http, receiver, fleet, sampler, say, probes)
             for index, concurrency in enumerate([] if options.open_loop else options.concurrency, 1):
                 say(f"run {index}/{len(options.concurrency)}: concurrency {concurrency}, up to {options.deliveries} "
                     f"deliveries{budget_text(options)} through POST /v1/deliveries ...")

@@ -113,6 +113,8 @@ def test_open_loop_reports_latency_per_rate_and_counts_the_partners_429s():
     assert ordered(run["api_post_seconds"]) and ordered(run["latency_seconds"]), run
     assert run["api_post_seconds"]["p50"] < run["latency_seconds"]["p50"]
     assert run["late"] >= 0 and run["send_lag_seconds"]["p50"] is not None
+    assert run["probes"]["temporal_start_workflow_seconds"]["p50"] > 0  # what a create waits on, timed meanwhile
+    assert run["probes"]["postgres_round_trip_seconds"]["p50"] > 0
     assert run["resources"]["api"]["cpu_seconds"] > 0 and len(run["load_average"]) == 3
     assert f"{run['rate_limited']} answered 429" in result.stderr
     assert report["webhooks"]["bad_signatures"] == 0
@@ -120,3 +122,13 @@ def test_open_loop_reports_latency_per_rate_and_counts_the_partners_429s():
     data_dir = report["stack"]["data_dir"]
     assert not Path(data_dir).exists()
     assert not processes_naming(data_dir)
+
+
+def test_the_open_loop_figures_in_the_docs_are_the_committed_reports():
+    """docs/benchmarks.md quotes docs/bench-open-loop.json through the table the bench prints, never by hand."""
+    from bench.runner import open_loop_table
+
+    report = json.loads((ROOT / "docs" / "bench-open-loop.json").read_text())
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    missing = [line for line in open_loop_table(report) if line not in docs]
+    assert not missing, "regenerate with: python -m bench.runner docs/bench-open-loop.json\n" + "\n".join(missing)
