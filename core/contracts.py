@@ -167,7 +167,6 @@ class LifecyclePolicy(BaseModel):
     callback_initial_interval_seconds: float = 5
     callback_max_attempts: int = 10
     callback_max_interval_seconds: float = 3600
-    monitor_poll_seconds: float = 5
     connectivity_degraded_seconds: float = 30
     connectivity_lost_seconds: float = 90
     stuck_window_seconds: float = 180
