@@ -2,6 +2,7 @@
 
 import asyncio
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from api.codec import create_codec_app
 from cli.supervisor import Child
 from core.embedded import installed_binary, prepare_postgres, wait_for_postgres
 from core.migrations import create_databases, upgrade_all
@@ -61,13 +63,15 @@ async def with_private_database(settings: Settings, service: Service) -> Setting
 
 @asynccontextmanager
 async def temporal_dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    """A real Temporal dev server (the same binary `deliveryctl up` runs), in memory, with its Web UI at `ui_url`."""
+    """A real Temporal dev server (the same binary `deliveryctl up` runs), in memory, with its Web UI at `ui_url`,
+    which shows payloads decrypted by a codec server holding the test stacks' payload key, as `up` wires it."""
     for attempt in range(3):
-        ui_port = free_port()  # the server's own random ports (HTTP, metrics) may take it first: then another
+        ui_port, codec_port = free_port(), free_port()  # the server's own random ports may take them: then others
         try:
             env = await WorkflowEnvironment.start_local(
                 dev_server_existing_path=installed_binary("temporal"),
                 ui=True, ui_port=ui_port,
+                dev_server_extra_args=["--ui-codec-endpoint", f"http://127.0.0.1:{codec_port}"],
                 data_converter=pydantic_data_converter,
                 search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
             )
@@ -76,10 +80,14 @@ async def temporal_dev_server() -> AsyncIterator[WorkflowEnvironment]:
             if attempt == 2:
                 raise
     env.ui_url = f"http://127.0.0.1:{ui_port}"
-    try:
-        yield env
-    finally:
-        await env.shutdown()
+    with tempfile.TemporaryDirectory() as data_dir:
+        codec = create_codec_app(Settings(data_dir=Path(data_dir), payload_keys=TEST_PAYLOAD_KEYS,
+                                          codec_ui_origin=env.ui_url))
+        try:
+            async with serving(codec, codec_port):
+                yield env
+        finally:
+            await env.shutdown()
 
 
 @asynccontextmanager
