@@ -112,6 +112,14 @@ class SimulatedRobot:
         finally:
             self.news.set()  # a robot waiting for news finds the stream gone
 
+    async def ask_afresh(self) -> None:
+        """Ask the stream to read the assignment again and push it, changed or not."""
+        if self.socket is not None:
+            try:
+                await self.socket.send(json.dumps({"type": "assignment"}))
+            except WebSocketException:
+                pass  # the stream is gone: `serve` ends and a new one pushes on connecting
+
     async def wait_for_news(self, seen: str | None, seconds: float = NEWS_SECONDS) -> None:
         """Until the version pushed is no longer `seen` (or the stream drops), at most `seconds`."""
         deadline = time.monotonic() + seconds
@@ -139,7 +147,10 @@ class SimulatedRobot:
             if self.confirmed and self.confirmed[0] == self.task_id:
                 status, lid_open, at_store = self.confirmed[1:]
             if not await self.act(status, lid_open, at_store, pickup, dropoff):
-                await self.wait_for_news(version)  # nothing to do, or refused: until the assignment changes
+                # Nothing to do, or refused: the assignment read afresh (it may have missed a notice while a
+                # database was away), then wait until it changes.
+                await self.ask_afresh()
+                await self.wait_for_news(version)
                 return
 
     async def act(self, status: str, lid_open: bool, at_store: bool, pickup: Point, dropoff: Point) -> bool:
