@@ -45,7 +45,7 @@ async def serve_stream(websocket: WebSocket, reread_seconds: float = REREAD_SECO
     credential = bearer(websocket)
     try:
         deployment = await desk.authenticate(credential) if credential else None
-    except SQLAlchemyError:
+    except (SQLAlchemyError, OSError):
         await websocket.close(code=UNAVAILABLE, reason="temporarily unavailable")
         return
     if deployment is None:
@@ -88,7 +88,7 @@ class RobotStream:
         while True:
             try:
                 assignment, version = await self.desk.versioned_assignment(self.robot_id)
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, OSError) as exc:  # a database away: its refused connections are OSErrors
                 log.warning("assignment not read for the stream (%s); reading again", type(exc).__name__,
                             extra={"robot_id": self.robot_id})
                 await asyncio.sleep(RETRY_SECONDS)

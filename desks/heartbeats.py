@@ -56,7 +56,10 @@ class HeartbeatBatch:
     async def _flush_every(self) -> None:
         while True:
             await asyncio.sleep(self.flush_seconds)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # the flusher must outlive any one failure, or heartbeats stop for good
+                log.exception("heartbeats not written; flushing again in %s s", self.flush_seconds)
 
     async def flush(self) -> None:
         """Write what is pending now."""
@@ -75,7 +78,7 @@ class HeartbeatBatch:
                     if beat.robot_id in watched:
                         await trip_monitor.record_heartbeat(session, beat.robot_id, beat.latitude, beat.longitude,
                                                             beat.moving)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # a database away: its refused connections are OSErrors
             log.warning("%d heartbeats not written (%s); the next ones bring the same news", len(beats),
                         type(exc).__name__)
             return
