@@ -1,36 +1,53 @@
-"""Postgres notifications (LISTEN/NOTIFY) on one channel of one database, handed to waiters by payload.
+"""Postgres notifications (LISTEN/NOTIFY) on one channel, in one or more databases, handed to waiters by key.
 
-A writer sends `pg_notify(channel, key)` inside its transaction, so the notice goes out only once the change is
-committed, to every process listening. A waiter subscribes to a key and gets an `asyncio.Event` that each notice
-for that key sets. While the listening connection is down, notices are lost: so every waiter is woken when it is
-lost and again once it is back, and looks for itself.
+A writer calls `announce` inside its transaction, so the notice goes out only once the change is committed, to
+every process listening. A waiter adds an `asyncio.Event` under one or more keys; each notice for one of them
+sets it. While a listening connection is down, notices are lost: so every waiter is woken when it is lost and
+again once it is back, and looks for itself.
 """
 
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 
 import asyncpg
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
 RECONNECT_SECONDS = (0.5, 1, 2, 5)
 
 
-class Notices:
-    """One LISTEN connection of this process, started by the first subscriber and kept up until `close`."""
+async def announce(session: AsyncSession, channel: str, key: object) -> None:
+    """Notify `channel` listeners of `key` once this transaction commits."""
+    await session.execute(select(func.pg_notify(channel, str(key))))
 
-    def __init__(self, dsn: str, channel: str):
-        self.dsn, self.channel = dsn, channel
+
+class Notices:
+    """This process's LISTEN connections on `channel`, one per database (DSN), started by the first waiter and
+    kept up until `close`."""
+
+    def __init__(self, dsns: str | Iterable[str], channel: str):
+        self.dsns = [dsns] if isinstance(dsns, str) else list(dsns)
+        self.channel = channel
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._listening: asyncio.Task | None = None
+        self._listening: list[asyncio.Task] = []
+        self.connections: dict[str, asyncpg.Connection] = {}  # by DSN, while listening
+        self.woken_all = 0  # how many times every waiter was woken because notices may have been lost
 
     def subscribe(self, key: str) -> asyncio.Event:
-        """An event set by each notice for `key` (and whenever notices may have been missed)."""
-        if self._listening is None or self._listening.done():
-            self._listening = asyncio.get_running_loop().create_task(self._listen())
+        """A new event set by each notice for `key` (and whenever notices may have been missed)."""
         event = asyncio.Event()
-        self._waiters[key].add(event)
+        self.add(key, event)
         return event
+
+    def add(self, key: str, event: asyncio.Event) -> None:
+        """Set `event` on each notice for `key` too."""
+        if not self._listening or all(task.done() for task in self._listening):
+            loop = asyncio.get_running_loop()
+            self._listening = [loop.create_task(self._listen(dsn)) for dsn in self.dsns]
+        self._waiters[key].add(event)
 
     def unsubscribe(self, key: str, event: asyncio.Event) -> None:
         waiting = self._waiters.get(key)
@@ -48,31 +65,38 @@ class Notices:
     def _on_notice(self, connection, pid, channel, payload: str) -> None:
         self._wake(payload)
 
-    async def _listen(self) -> None:
+    def _wake_all(self) -> None:
+        self.woken_all += 1
+        self._wake()
+
+    async def _listen(self, dsn: str) -> None:
         failures = 0
         while True:
             connection = None
             try:
-                connection = await asyncpg.connect(self.dsn)
+                connection = await asyncpg.connect(dsn)
                 lost = asyncio.get_running_loop().create_future()
                 connection.add_termination_listener(lambda _: lost.done() or lost.set_result(None))
                 await connection.add_listener(self.channel, self._on_notice)
+                self.connections[dsn] = connection
                 failures = 0
-                self._wake()  # whatever was sent before this connection listened is looked for now
+                self._wake_all()  # whatever was committed before this connection listened is looked for now
                 await lost
                 log.warning("notices on %s: listening connection lost; reconnecting", self.channel)
             except asyncio.CancelledError:
-                if connection is not None:
+                self.connections.pop(dsn, None)
+                if connection is not None and not connection.is_closed():
                     await connection.close(timeout=2)
                 raise
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 log.warning("notices on %s: cannot listen (%s); retrying", self.channel, type(exc).__name__)
-            self._wake()
+            self.connections.pop(dsn, None)
+            self._wake_all()
             await asyncio.sleep(RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)])
             failures += 1
 
     async def close(self) -> None:
-        if self._listening is not None:
-            self._listening.cancel()
-            await asyncio.gather(self._listening, return_exceptions=True)
-            self._listening = None
+        for task in self._listening:
+            task.cancel()
+        await asyncio.gather(*self._listening, return_exceptions=True)
+        self._listening = []

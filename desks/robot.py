@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from core.assignments import AssignmentNotices, AssignmentWaiter, announce
+from core.assignments import AssignmentWaiter, announce, assignment_notices
 from core.contracts import (
     Deployment, EventReceipt, FieldTaskRequest, Point, RecordedRobotEvent, RobotEvent, RobotEventKey, RobotEventType,
 )
@@ -78,7 +78,7 @@ class RobotDesk:
 
     def __init__(self, databases: Databases, temporal: Client, settings: Settings):
         self.databases, self.temporal, self.settings = databases, temporal, settings
-        self.notices = AssignmentNotices(settings.database_dsn(service)
+        self.notices = assignment_notices(settings.database_dsn(service)
                                          for service in (Service.OPERATIONS, Service.DELIVERIES, Service.STATE))
         self.heartbeats = HeartbeatBatch(databases)
 
@@ -122,7 +122,7 @@ class RobotDesk:
     def waiter(self, robot_id: str) -> AssignmentWaiter:
         """A waiter woken whenever the robot's assignment may have changed (call `follow` with the assignment's
         delivery after each reading, and `close` when done)."""
-        return self.notices.waiter(robot_id)
+        return AssignmentWaiter(self.notices, robot_id)
 
     async def next_assignment(self, robot_id: str, after: str, wait: float,
                               ) -> tuple[RobotAssignment | None, str]:

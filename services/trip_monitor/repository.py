@@ -3,12 +3,13 @@
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import Point, TripWatch
 from core.geo import meters_between
+from core.notices import announce
 from services.trip_monitor.models import MonitoredTrip, MonitoredTripStatus as Watch
 
 # A robot has made progress once it is this far from where it last made progress.
@@ -70,7 +71,7 @@ async def record_heartbeat(session: AsyncSession, robot_id: str, latitude: float
             trip.last_latitude, trip.last_longitude, trip.last_progress_at = latitude, longitude, now
         trip.last_heartbeat_at, trip.moving, trip.status = now, moving, Watch.WATCHING.value
     if count:
-        await session.execute(select(func.pg_notify(HEARTBEATS_CHANNEL, robot_id)))
+        await announce(session, HEARTBEATS_CHANNEL, robot_id)
     return count
 
 
