@@ -13,6 +13,7 @@ import random
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
@@ -74,6 +75,38 @@ def arrival_offsets(rate: float, seconds: float, arrivals: str, seed: str, cap: 
     return offsets
 
 
+@dataclass
+class Followed:
+    """One delivery the bench created and followed: when the POST was answered, and its terminal callback."""
+
+    created: float | None = None  # monotonic; None when the POST failed or was refused
+    delivery_id: str | None = None
+    status: str | None = None  # None when no terminal callback came in time
+    received: float | None = None
+
+
+async def create_and_follow(http: httpx.AsyncClient, receiver: Receiver, body: dict, timeout: float,
+                            outcomes: Counter[str]) -> Followed:
+    """POST one delivery and wait for its terminal callback, counting how it ended in `outcomes`."""
+    try:
+        response = await http.post("/v1/deliveries", json=body)
+    except httpx.HTTPError as exc:
+        outcomes[f"post failed: {type(exc).__name__}"] += 1
+        return Followed()
+    created = time.monotonic()
+    if response.status_code != 201:
+        outcomes[f"post answered {response.status_code}"] += 1
+        return Followed()
+    delivery_id = response.json()["id"]
+    result = await receiver.wait_terminal(delivery_id, timeout)
+    if result is None:
+        outcomes["timed out"] += 1
+        return Followed(created, delivery_id)
+    status, received = result
+    outcomes[status] += 1
+    return Followed(created, delivery_id, status, received)
+
+
 async def drive_open(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, rate: float, seconds: float,
                      arrivals: str, timeout: float, tag: str, cap: int | None = None,
                      probes: Probes | None = None) -> dict:
@@ -85,26 +118,14 @@ async def drive_open(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, r
     outcomes: Counter[str] = Counter()
 
     async def one(number: int, due: float) -> None:
-        try:
-            response = await http.post("/v1/deliveries", json=order_body(rng, fleet, number, tag, "bench"))
-        except httpx.HTTPError as exc:
-            outcomes[f"post failed: {type(exc).__name__}"] += 1
-            return
-        created = time.monotonic()
-        if response.status_code != 201:
-            outcomes[f"post answered {response.status_code}"] += 1
-            return
-        api.append(created - due)
-        result = await receiver.wait_terminal(response.json()["id"], timeout)
-        if result is None:
-            outcomes["timed out"] += 1
-            return
-        status, received = result
-        outcomes[status] += 1
-        if status == "delivered":
-            lifecycle.append(received - due)
-            lasts.append(received)
-            delivered_ids.append(response.json()["id"])
+        followed = await create_and_follow(http, receiver, order_body(rng, fleet, number, tag, "bench"), timeout,
+                                           outcomes)
+        if followed.created is not None:
+            api.append(followed.created - due)
+        if followed.status == "delivered":
+            lifecycle.append(followed.received - due)
+            lasts.append(followed.received)
+            delivered_ids.append(followed.delivery_id)
 
     stop_probes = asyncio.Event()
     probing = asyncio.create_task(probes.run(stop_probes)) if probes else None

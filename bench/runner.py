@@ -25,7 +25,7 @@ from temporalio.client import Client
 
 from bench.bare import BARE_WORKFLOW_QUEUE, BareDeliveryWorkflow, BareScript, bare_queue
 from bench.history import BACKGROUND_QUEUES, bare_script, codec_cost, delivery_shape
-from bench.open_loop import ARRIVALS, LATE_SECONDS, RATE_LIMITED, Probes, drive_open
+from bench.open_loop import ARRIVALS, LATE_SECONDS, RATE_LIMITED, Probes, create_and_follow, drive_open
 from bench.receiver import Receiver
 from bench.sampler import Sampler
 from bench.seed import seed_bench
@@ -207,28 +207,14 @@ async def drive_ours(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, c
         for number in numbers:
             started = time.monotonic()
             firsts.append(started)
-            try:
-                response = await http.post("/v1/deliveries", json=order(rng, fleet, tag, number))
-            except httpx.HTTPError as exc:
-                outcomes[f"post failed: {type(exc).__name__}"] += 1
-                continue
-            created = time.monotonic()
-            if response.status_code != 201:
-                outcomes[f"post answered {response.status_code}"] += 1
-                continue
-            api.append(created - started)
-            delivery_id = response.json()["id"]
-            result = await receiver.wait_terminal(delivery_id, timeout)
-            if result is None:
-                outcomes["timed out"] += 1
-                continue
-            status, received = result
-            outcomes[status] += 1
-            if status == "delivered":
-                lifecycle.append(received - created)
-                lasts.append(received)
-                delivered_ids.append(delivery_id)
-                slowest.append((received - created, delivery_id))
+            followed = await create_and_follow(http, receiver, order(rng, fleet, tag, number), timeout, outcomes)
+            if followed.created is not None:
+                api.append(followed.created - started)
+            if followed.status == "delivered":
+                lifecycle.append(followed.received - followed.created)
+                lasts.append(followed.received)
+                delivered_ids.append(followed.delivery_id)
+                slowest.append((followed.received - followed.created, followed.delivery_id))
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
     return {
