@@ -12,8 +12,9 @@ per connection. Messages are JSON objects with a `type`:
 - platform → robot `{"type": "error", "code": "invalid_message", "message": "..."}` for a message it cannot read;
   the stream stays open.
 
-The assignment is read again whenever a change to it is announced (`core.assignments`), when notices may have
-been lost, and every `reread_seconds` anyway.
+The assignment is read again whenever a change to it is announced (`core.assignments`; the notices of one
+change are gathered for `GATHER_SECONDS` and read once), when notices may have been lost, and every
+`reread_seconds` anyway.
 """
 
 import asyncio
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 
 REREAD_SECONDS = 120.0  # a pushed assignment is read again at least this often, announced or not
 RETRY_SECONDS = 1.0  # after a database error, before the assignment is read again
+# One change is announced by up to three databases (Operations, Deliveries, State) within a few milliseconds:
+# once woken, a stream waits this long for the rest before it reads the assignment once for all of them.
+GATHER_SECONDS = 0.02
 UNAVAILABLE = 1013  # WebSocket close code: try again later
 POLICY = 1008  # WebSocket close code: refused (no or an unknown credential)
 
@@ -102,7 +106,9 @@ class RobotStream:
                     await self._send({"type": "assignment", "version": version, "assignment": body})
                 except (WebSocketDisconnect, RuntimeError, OSError):
                     return  # the robot is gone; the reading loop ends too
-            await self.waiter.wait(self.reread_seconds)
+            if await self.waiter.wait(self.reread_seconds):
+                await asyncio.sleep(GATHER_SECONDS)
+                self.waiter.woken.clear()  # what comes after this is read by the next turn, or wakes it again
 
     async def _receive(self) -> None:
         from api.robots import Heartbeat
