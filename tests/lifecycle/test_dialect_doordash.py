@@ -158,7 +158,8 @@ async def test_drive_pickup_time_is_when_the_order_is_ready_and_a_late_dropoff_i
         market, doordash, settings_override):
     ready = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
     async with drive_client(market, doordash) as client:
-        created = await client.post("/drive/v2/deliveries", json=order(market, "D-ready", pickup_time=ready.isoformat()))
+        created = await client.post("/drive/v2/deliveries", json=order(market, "D-ready",
+                                                                       pickup_time=ready.isoformat()))
         assert created.status_code == 200, created.text
         assert await ready_times(market.platform, doordash["partner_id"], "D-ready") == (ready, ready)
         ahead = await client.post("/drive/v2/deliveries", json=order(
