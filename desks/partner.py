@@ -177,10 +177,11 @@ class PartnerDesk:
         """Admit an order without a quote by its market's outlook (one read of the row Dispatch's rounds keep)."""
         async with self.databases.lookups(Service.DISPATCH)() as session:
             outlook = await dispatch.market_outlook(session, market.name)
-        free_at = outlook.free_at if outlook is not None and outlook.free_at is not None else now
+        free_at = now
+        if outlook is not None and outlook.free_at is not None:
+            free_at = max(now, outlook.free_at)
         ready_at = ready_at or now + self._preparation(None)
-        self._admit(market, earliest_dropoff(max(free_at, now), ready_at, pickup, dropoff, market.walking_speed_mps),
-                    now)
+        self._admit(market, earliest_dropoff(free_at, ready_at, pickup, dropoff, market.walking_speed_mps), now)
 
     async def refuse_existing(self, partner_id: uuid.UUID, external_id: str, field_name: str) -> None:
         """409 `duplicate_delivery` if the partner already has an order under this id (a quote names a new one)."""
@@ -261,9 +262,10 @@ class PartnerDesk:
         pickup = _store_point(store) if store else placed(pickup, intake.pickup_address, intake.name("pickup"))
         dropoff = placed(dropoff, intake.dropoff_address, intake.name("dropoff"))
         market = service_area(pickup, dropoff, intake.name("pickup"), intake.name("dropoff"))
-        ready_at = self._ready_at(intake, stored_quote, store)
+        now = datetime.now(UTC)
+        ready_at = self._ready_at(intake, stored_quote, store, now)
         if stored_quote is None:  # a quoted order was admitted with its quote
-            await self._admit_unquoted(market, pickup, dropoff, ready_at, datetime.now(UTC))
+            await self._admit_unquoted(market, pickup, dropoff, ready_at, now)
         fee_cents, currency = (stored_quote.fee_cents, stored_quote.currency) if stored_quote else (None, None)
         if stored_quote is None and intake.list_priced:
             fee_cents, currency = delivery_fee_cents(meters_between(pickup, dropoff), timedelta(0)), LIST_PRICE_CURRENCY
@@ -280,10 +282,10 @@ class PartnerDesk:
         pii = await integrations.store_order(session, self.vault, order, customer)
         return order, pii.id
 
-    def _ready_at(self, intake: Intake, stored_quote: Quote | None, store: Store | None) -> datetime | None:
+    def _ready_at(self, intake: Intake, stored_quote: Quote | None, store: Store | None,
+                  now: datetime) -> datetime | None:
         """When the order is ready: the partner's time, else its quote's, else the store's preparation after now;
         None without a store (Dispatch then takes the market's preparation)."""
-        now = datetime.now(UTC)
         ready_at = ready_time(intake.ready_at, now, intake.name("ready_at"))
         if ready_at is None and stored_quote is not None and stored_quote.ready_at is not None:
             ready_at = max(stored_quote.ready_at, now)
