@@ -13,7 +13,7 @@ from api.dependencies import Accounts, Partners, Views
 from api.errors import ERROR_RESPONSES, ErrorBody
 from core.contracts import DeliveryStatus, Point
 from desks.errors import Refusal
-from desks.orders import AttemptView, HistoryEntry, Intake, OrderView, digest_of
+from desks.orders import MAX_PREPARATION_MINUTES, AttemptView, HistoryEntry, Intake, OrderView, digest_of
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
@@ -79,6 +79,9 @@ class DeliveryCreate(BaseModel):
     pickup: Pickup
     dropoff: Dropoff
     customer: Customer
+    ready_at: datetime | None = Field(None, description="when the order will be ready at the store (with a UTC "
+                                                        "offset, at most 24 h ahead; past: ready now); without "
+                                                        "it, the quote's, else the store's preparation estimate")
 
     model_config = {"json_schema_extra": {"examples": [{
         "external_id": "order-1042",
@@ -111,6 +114,7 @@ class DeliveryView(BaseModel):
     delivered_at: datetime | None = None
     robot_id: str | None = None
     cancellation_reason: str | None = None
+    ready_at: datetime | None = Field(None, description="when the order is ready at the store, as accepted")
     created_at: datetime | None = None
     ended_at: datetime | None = None
     attempts: list[AttemptView] = []
@@ -124,7 +128,7 @@ class DeliveryView(BaseModel):
             tracking_url=view.tracking_url, quote_id=order.quote_id, fee=view.fee_cents, currency=view.currency,
             pickup_eta=view.pickup_eta, dropoff_eta=view.dropoff_eta, picked_up_at=view.picked_up_at,
             delivered_at=view.delivered_at, robot_id=view.robot_id, cancellation_reason=order.cancel_reason,
-            created_at=order.created_at, ended_at=view.ended_at,
+            ready_at=order.ready_at, created_at=order.created_at, ended_at=view.ended_at,
             attempts=view.attempts, history=view.history,
         )
 
@@ -159,9 +163,14 @@ class StoreCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
+    preparation_minutes: int | None = Field(None, ge=0, le=MAX_PREPARATION_MINUTES,
+                                            description="how long the store takes to prepare an order; an order "
+                                                        "without a ready time is ready this long after it is "
+                                                        "created (unset: the market's default)")
 
     model_config = {"json_schema_extra": {"examples": [{
-        "store_id": "weho-melrose", "name": "Melrose Kitchen", "latitude": 34.0837, "longitude": -118.3614}]}}
+        "store_id": "weho-melrose", "name": "Melrose Kitchen", "latitude": 34.0837, "longitude": -118.3614,
+        "preparation_minutes": 12}]}}
 
 
 class StoreView(StoreCreate):
@@ -192,17 +201,20 @@ async def create_quote(body: QuoteCreate, partner: CurrentPartner, desk: Partner
                         409: {"model": ErrorBody, "description": "`duplicate_delivery` (external_id used with "
                                                                  "another body) or `used_quote`"},
                         422: {"model": ErrorBody, "description": "`outside_service_area`, `unknown_location`, "
-                                                                 "`unknown_store`, `expired_quote` or an invalid "
+                                                                 "`unknown_store`, `expired_quote`, `no_capacity` "
+                                                                 "(the dropoff would come too late) or an invalid "
                                                                  "field"}})
 async def create_delivery(body: DeliveryCreate, partner: CurrentPartner, desk: Partners,
                           response: Response) -> DeliveryView:
     """Store the order, then start its lifecycle. The same body under the same external id returns the same delivery."""
+    # Without a ready time the body digests as it did before the field existed, so a replay still matches.
+    digest = digest_of(body.model_dump(mode="json", exclude=None if body.ready_at else {"ready_at"}))
     order = Intake(
         external_id=body.external_id, customer_name=body.customer.name, customer_phone=body.customer.phone,
-        digest=digest_of(body.model_dump(mode="json")), pickup=body.pickup.point(),
+        digest=digest, pickup=body.pickup.point(),
         pickup_store_id=body.pickup.store_id, pickup_address=body.pickup.address, dropoff=body.dropoff.point(),
         dropoff_address=body.dropoff.address, dropoff_instructions=body.dropoff.instructions, quote_id=body.quote_id,
-        fields={"pickup_store_id": "pickup.store_id"},
+        ready_at=body.ready_at, fields={"pickup_store_id": "pickup.store_id"},
     )
     view, created = await desk.create(partner.id, order)
     response.status_code = 201 if created else 200
@@ -275,7 +287,8 @@ async def proof_of_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, vie
              responses={422: {"model": ErrorBody, "description": "`outside_service_area` or an invalid field"}})
 async def add_store(body: StoreCreate, partner: CurrentPartner, accounts: Accounts) -> StoreView:
     """Register a pickup location under your own store id (registering it again updates it)."""
-    store = await accounts.add_store(partner.id, body.store_id, body.name, body.latitude, body.longitude)
+    store = await accounts.add_store(partner.id, body.store_id, body.name, body.latitude, body.longitude,
+                                     body.preparation_minutes)
     return StoreView.model_validate(store, from_attributes=True)
 
 

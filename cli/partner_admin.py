@@ -12,8 +12,9 @@ from core.markets import market_for
 from core.services import Service
 from core.settings import Settings
 from core.webhooks import WebhookTargetError, check_webhook_target
+from desks.orders import MAX_PREPARATION_MINUTES
 from services.integrations import credentials, repository
-from services.integrations.models import CredentialKind, Partner, PartnerDialect
+from services.integrations.models import CredentialKind, Partner, PartnerDialect, Store
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -90,14 +91,16 @@ async def _stores(args, settings: Settings, databases: Databases) -> int:
             market = market_for(Point(latitude=args.lat, longitude=args.lng))
             if market is None:
                 raise CommandError(f"({args.lat}, {args.lng}) is outside every service area")
+            minutes = args.preparation_minutes
+            if minutes is not None and not 0 <= minutes <= MAX_PREPARATION_MINUTES:
+                raise CommandError(f"--preparation-minutes: {minutes} is not between 0 and {MAX_PREPARATION_MINUTES}")
             store = await repository.add_store(session, partner.id, args.store_id, args.name, args.lat, args.lng,
-                                               market.name)
-            print(json.dumps({"store_id": store.external_store_id, "name": store.name, "market": store.market,
-                              "latitude": store.latitude, "longitude": store.longitude}, indent=2))
+                                               market.name, minutes)
+            print(json.dumps(_store_row(store), indent=2))
         else:
-            rows = [{"store_id": s.external_store_id, "name": s.name, "market": s.market, "latitude": s.latitude,
-                     "longitude": s.longitude} for s in await repository.list_stores(session, partner.id)]
-            _print_rows(rows, args.json, ("store_id", "name", "market", "latitude", "longitude"))
+            rows = [_store_row(s) for s in await repository.list_stores(session, partner.id)]
+            _print_rows(rows, args.json, ("store_id", "name", "market", "latitude", "longitude",
+                                          "preparation_minutes"))
     return 0
 
 
@@ -136,6 +139,11 @@ async def _partner(session, name_or_id: str) -> Partner:
     if partner is None:
         raise CommandError(f"no partner {name_or_id!r} (id, or a name that is unique)")
     return partner
+
+
+def _store_row(store: Store) -> dict:
+    return {"store_id": store.external_store_id, "name": store.name, "market": store.market,
+            "latitude": store.latitude, "longitude": store.longitude, "preparation_minutes": store.preparation_minutes}
 
 
 def _print_rows(rows: list[dict], as_json: bool, columns: tuple[str, ...]) -> None:

@@ -34,6 +34,8 @@ def add_arguments(commands) -> None:
     add.add_argument("--name", required=True)
     add.add_argument("--lat", type=float, required=True)
     add.add_argument("--lng", type=float, required=True)
+    add.add_argument("--preparation-minutes", type=int, help="how long the store takes to prepare an order "
+                                                             "(unset: the market's DELIVERY_PREPARATION_SECONDS)")
     listing = sub.add_parser("list", help="a partner's stores")
     listing.add_argument("--partner", required=True, help="partner id or name")
     listing.add_argument("--json", action="store_true")

@@ -291,6 +291,7 @@ class QuoteOffer(BaseModel):
     pickup_eta: datetime
     dropoff_eta: datetime
     expires_at: datetime
+    ready_at: datetime | None = Field(None, description="when the order is ready at the store, as quoted")
 
 
 class RobotChoice(BaseModel):

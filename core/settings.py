@@ -82,8 +82,12 @@ class Settings(BaseSettings):
     demand_hold_seconds: float = Field(60, gt=0, description="rounds keep planning a demand this long after its "
                                                              "delivery last asked for a robot")
     planning_round_seconds: float = Field(5, gt=0, description="interval of the periodic planning rounds")
-    preparation_seconds: float = Field(0, ge=0, description="an order whose partner gave no ready time is taken "
-                                                            "to be ready this long after it was placed")
+    preparation_seconds: float = Field(0, ge=0, description="an order whose partner gave no ready time, from a "
+                                                            "store without its own estimate, is taken to be ready "
+                                                            "this long after it was placed")
+    max_click_to_door_minutes: float = Field(90, gt=0, description="every market's limit: an order whose predicted "
+                                                                   "dropoff is further from its placing is refused "
+                                                                   "as no_capacity")
     battery_swap_below: float = Field(0.25, ge=0, le=1,
                                       description="a robot reporting less charge gets a battery_swap field task")
 

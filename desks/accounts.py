@@ -65,14 +65,15 @@ class PartnerAccounts:
     # ---- stores --------------------------------------------------------------------------------------
 
     async def add_store(self, partner_id: uuid.UUID, store_id: str, name: str, latitude: float,
-                        longitude: float) -> StoreInfo:
-        """Register (or update) a pickup location; 422 `outside_service_area` outside every market."""
+                        longitude: float, preparation_minutes: int | None = None) -> StoreInfo:
+        """Register (or update) a pickup location and its preparation estimate (minutes; None: the market's);
+        422 `outside_service_area` outside every market."""
         market = market_for(Point(latitude=latitude, longitude=longitude))
         if market is None:
             raise Refusal(422, "outside_service_area", "the store is outside every service area", "latitude")
         async with self.databases.sessions(Service.INTEGRATIONS).begin() as session:
             store = await integrations.add_store(session, partner_id, store_id, name, latitude, longitude,
-                                                 market.name)
+                                                 market.name, preparation_minutes)
         return _store_info(store)
 
     async def list_stores(self, partner_id: uuid.UUID) -> list[StoreInfo]:
@@ -87,4 +88,5 @@ def _account(partner: Partner) -> PartnerAccount:
 
 def _store_info(store: Store) -> StoreInfo:
     return StoreInfo(store_id=store.external_store_id, name=store.name, latitude=store.latitude,
-                     longitude=store.longitude, market=store.market)
+                     longitude=store.longitude, market=store.market,
+                     preparation_minutes=store.preparation_minutes)

@@ -17,6 +17,10 @@ from core.contracts import DeliveryStatus, Point
 from services.integrations.models import PartnerDialect
 
 
+# A store's preparation, or a partner's ready time, further ahead than a day is a mistake (a wrong date or unit).
+MAX_PREPARATION_MINUTES = 24 * 60
+
+
 def digest_of(body: Any) -> str:
     """A digest of a request body, to tell an idempotent replay from a conflicting reuse of an order id."""
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
@@ -49,6 +53,15 @@ class StoreInfo:
     latitude: float
     longitude: float
     market: str
+    preparation_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class PickupPlace:
+    """Where an order is collected and, at a registered store, its preparation estimate (None: the market's)."""
+
+    point: Point
+    preparation_minutes: int | None = None
 
 
 @dataclass
@@ -66,6 +79,7 @@ class Intake:
     dropoff_address: str | None = None
     dropoff_instructions: str | None = None
     quote_id: uuid.UUID | None = None
+    ready_at: datetime | None = None  # when the partner says the order is ready at the store
     fields: dict[str, str] = field(default_factory=dict)
     # Without a quote, price the trip at the list price (the fee formula without a wait surcharge): DoorDash and
     # Uber show a fee on every delivery. Native deliveries without a quote carry no fee.
@@ -93,6 +107,7 @@ class Order:
     created_at: datetime
     fee_cents: int | None = None  # the fee stored with the order: its quote's, or the list price
     currency: str | None = None
+    ready_at: datetime | None = None  # when the order is ready at the store, as accepted
 
 
 # An order's attempts and their statuses, as the native API shows them (its `attempts` and `history`).

@@ -29,10 +29,12 @@ from core.markets import Market, market_for
 from core.services import Service
 from core.settings import Settings
 from desks.errors import Refusal, unavailable, workflow_refusal
-from desks.orders import Intake, Order, OrderView
+from desks.orders import MAX_PREPARATION_MINUTES, Intake, Order, OrderView, PickupPlace
 from desks.views import OrderViews, order_of, quoted_view
 from services.deliveries import repository as deliveries
 from services.deliveries.models import Quote
+from services.dispatch import repository as dispatch
+from services.dispatch.eta import earliest_dropoff
 from services.dispatch.pricing import delivery_fee_cents
 from services.integrations import repository as integrations
 from services.integrations.models import PartnerDelivery, Store
@@ -45,6 +47,7 @@ S = DeliveryStatus
 UPDATABLE = frozenset({S.CREATED, S.ROBOT_ASSIGNED, S.EN_ROUTE_TO_PICKUP, S.AT_PICKUP})
 QUOTE_TIMEOUT = timedelta(seconds=20)
 LIST_PRICE_CURRENCY = "USD"  # the currency Dispatch prices every quote in
+MAX_READY_AHEAD = timedelta(minutes=MAX_PREPARATION_MINUTES)
 
 
 def service_area(pickup: Point, dropoff: Point, pickup_field: str, dropoff_field: str) -> Market:
@@ -66,6 +69,19 @@ def placed(found: Point | None, address: str | None, field_name: str) -> Point:
     if address:
         raise Refusal(422, "unknown_location", f"the address in {field_name} could not be located", field_name)
     raise Refusal(422, "invalid_request", f"{field_name} needs coordinates or an address", field_name)
+
+
+def ready_time(value: datetime | None, now: datetime, field_name: str) -> datetime | None:
+    """A partner's ready time: one already past means ready now; 422 `invalid_request` without a UTC offset or
+    more than `MAX_READY_AHEAD` ahead."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise Refusal(422, "invalid_request", f"{field_name} must carry a UTC offset (e.g. Z)", field_name)
+    if value - now > MAX_READY_AHEAD:
+        raise Refusal(422, "invalid_request", f"{field_name} is more than {MAX_READY_AHEAD.total_seconds() / 3600:.0f}"
+                      " hours ahead", field_name)
+    return max(value, now)
 
 
 @dataclass
@@ -96,13 +112,14 @@ class PartnerDesk:
         return placed(await self._geocode(point, address), address, field_name)
 
     async def pickup_point(self, partner_id: uuid.UUID, store_id: str | None, point: Point | None,
-                           address: str | None, store_field: str, field_name: str) -> Point:
-        """Where the pickup is: the partner's registered store, or the coordinates, or the geocoded address."""
+                           address: str | None, store_field: str, field_name: str) -> PickupPlace:
+        """Where the pickup is: the partner's registered store (with its preparation estimate), or the
+        coordinates, or the geocoded address."""
         if store_id is not None:
             async with self.databases.sessions(Service.INTEGRATIONS).begin() as session:
                 store = await _store_of(session, partner_id, store_id, store_field)
-            return _store_point(store)
-        return await self.locate(point, address, field_name)
+            return PickupPlace(_store_point(store), store.preparation_minutes)
+        return PickupPlace(await self.locate(point, address, field_name))
 
     async def _geocode(self, point: Point | None, address: str | None) -> Point | None:
         """Coordinates as sent, else the geocoder's for the address; None when there is none or it is unknown."""
@@ -112,25 +129,59 @@ class PartnerDesk:
 
     # ---- quotes --------------------------------------------------------------------------------------
 
-    async def quote(self, partner_id: uuid.UUID, pickup: Point, dropoff: Point, *, external_id: str | None = None,
-                    ready_at: datetime | None = None, fields: dict[str, str] | None = None,
-                    valid_seconds: float | None = None) -> QuoteOffer:
-        """Price a trip from Dispatch's current plan; 422 `no_capacity` when no robot could take it.
+    async def quote(self, partner_id: uuid.UUID, pickup: PickupPlace, dropoff: Point, *,
+                    external_id: str | None = None, ready_at: datetime | None = None,
+                    fields: dict[str, str] | None = None, valid_seconds: float | None = None) -> QuoteOffer:
+        """Price a trip from Dispatch's current plan; 422 `no_capacity` when no robot could take it, or when its
+        dropoff would come later after the order than the market's limit.
 
-        The offer holds for `valid_seconds` (default: the `quote_valid_seconds` setting).
+        The order is ready at `ready_at` (refused as `ready_time` says), else after the store's preparation
+        estimate or the market's. The offer holds for `valid_seconds` (default: the `quote_valid_seconds` setting).
         """
         fields = fields or {}
-        market = service_area(pickup, dropoff, fields.get("pickup", "pickup"), fields.get("dropoff", "dropoff"))
+        now = datetime.now(UTC)
+        ready_at = ready_time(ready_at, now, fields.get("ready_at", "ready_at"))
+        if ready_at is None:
+            ready_at = now + self._preparation(pickup.preparation_minutes)
+        market = service_area(pickup.point, dropoff, fields.get("pickup", "pickup"), fields.get("dropoff", "dropoff"))
+        request = QuoteRequest(market=market.name, pickup=pickup.point, dropoff=dropoff, ready_at=ready_at)
         order = QuoteOrder(quote_id=uuid.uuid4(), partner_id=partner_id, external_delivery_id=external_id,
-                           request=QuoteRequest(market=market.name, pickup=pickup, dropoff=dropoff, ready_at=ready_at),
-                           valid_seconds=valid_seconds or self.settings.quote_valid_seconds)
+                           request=request, valid_seconds=valid_seconds or self.settings.quote_valid_seconds)
         try:
             offer = await request_quote(self.temporal, order, QUOTE_TIMEOUT)
         except (RPCError, WorkflowFailureError):
             raise unavailable("no quote could be made just now; retry", retry_after=2) from None
         if offer is None:
             raise Refusal(422, "no_capacity", f"no robot in {market.name} can take this delivery now; try again later")
+        self._admit(market, offer.dropoff_eta, now)
         return offer
+
+    def _preparation(self, store_minutes: int | None) -> timedelta:
+        """How long an order takes to prepare: its store's estimate, else the market default."""
+        if store_minutes is not None:
+            return timedelta(minutes=store_minutes)
+        return timedelta(seconds=self.settings.preparation_seconds)
+
+    def _admit(self, market: Market, dropoff_eta: datetime, placed_at: datetime) -> None:
+        """422 `no_capacity` when the dropoff would come later after placing than the market's limit, with the
+        ETA it would have had."""
+        limit = timedelta(minutes=self.settings.max_click_to_door_minutes)
+        if dropoff_eta - placed_at > limit:
+            minutes = (dropoff_eta - placed_at).total_seconds() / 60
+            raise Refusal(422, "no_capacity", f"{market.name} cannot deliver this in time: the dropoff would be at "
+                          f"{dropoff_eta.isoformat(timespec='seconds')}, {minutes:.0f} min after the order, over the "
+                          f"{limit.total_seconds() / 60:.0f} min limit; try again later")
+
+    async def _admit_unquoted(self, market: Market, pickup: Point, dropoff: Point, ready_at: datetime | None,
+                              now: datetime) -> None:
+        """Admit an order without a quote by its market's outlook (one read of the row Dispatch's rounds keep)."""
+        async with self.databases.lookups(Service.DISPATCH)() as session:
+            outlook = await dispatch.market_outlook(session, market.name)
+        free_at = now
+        if outlook is not None and outlook.free_at is not None:
+            free_at = max(now, outlook.free_at)
+        ready_at = ready_at or now + self._preparation(None)
+        self._admit(market, earliest_dropoff(free_at, ready_at, pickup, dropoff, market.walking_speed_mps), now)
 
     async def refuse_existing(self, partner_id: uuid.UUID, external_id: str, field_name: str) -> None:
         """409 `duplicate_delivery` if the partner already has an order under this id (a quote names a new one)."""
@@ -211,6 +262,10 @@ class PartnerDesk:
         pickup = _store_point(store) if store else placed(pickup, intake.pickup_address, intake.name("pickup"))
         dropoff = placed(dropoff, intake.dropoff_address, intake.name("dropoff"))
         market = service_area(pickup, dropoff, intake.name("pickup"), intake.name("dropoff"))
+        now = datetime.now(UTC)
+        ready_at = self._ready_at(intake, stored_quote, store, now)
+        if stored_quote is None:  # a quoted order was admitted with its quote
+            await self._admit_unquoted(market, pickup, dropoff, ready_at, now)
         fee_cents, currency = (stored_quote.fee_cents, stored_quote.currency) if stored_quote else (None, None)
         if stored_quote is None and intake.list_priced:
             fee_cents, currency = delivery_fee_cents(meters_between(pickup, dropoff), timedelta(0)), LIST_PRICE_CURRENCY
@@ -218,7 +273,7 @@ class PartnerDesk:
             partner_id=partner_id, external_delivery_id=intake.external_id, delivery_id=uuid.uuid4(),
             request_hash=intake.digest, status=S.CREATED.value, store_id=store.id if store else None,
             quote_id=stored_quote.id if stored_quote else None, market=market.name,
-            fee_cents=fee_cents, currency=currency,
+            fee_cents=fee_cents, currency=currency, ready_at=ready_at,
             pickup_latitude=pickup.latitude, pickup_longitude=pickup.longitude,
             dropoff_latitude=dropoff.latitude, dropoff_longitude=dropoff.longitude,
             tracking_token=secrets.token_urlsafe(24))
@@ -226,6 +281,17 @@ class PartnerDesk:
                     "address": intake.dropoff_address or "", "instructions": intake.dropoff_instructions}
         pii = await integrations.store_order(session, self.vault, order, customer)
         return order, pii.id
+
+    def _ready_at(self, intake: Intake, stored_quote: Quote | None, store: Store | None,
+                  now: datetime) -> datetime | None:
+        """When the order is ready: the partner's time, else its quote's, else the store's preparation after now;
+        None without a store (Dispatch then takes the market's preparation)."""
+        ready_at = ready_time(intake.ready_at, now, intake.name("ready_at"))
+        if ready_at is None and stored_quote is not None and stored_quote.ready_at is not None:
+            ready_at = max(stored_quote.ready_at, now)
+        if ready_at is None and store is not None:
+            ready_at = now + self._preparation(store.preparation_minutes)
+        return ready_at
 
     async def _start(self, order: DeliveryOrder) -> None:
         """Start the delivery's workflow, exactly once per delivery however often this is called."""

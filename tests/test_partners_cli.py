@@ -142,11 +142,15 @@ def test_stores_add_and_list_and_refuse_a_store_outside_every_market(own_setting
     name = f"Stores {uuid.uuid4().hex[:6]}"
     assert run(own_settings, "partners", "create", name).returncode == 0
     added = run(own_settings, "stores", "add", "--partner", name, "--store-id", "melrose-1", "--name", "Melrose Kitchen",
-                "--lat", "34.0837", "--lng", "-118.3614")
+                "--lat", "34.0837", "--lng", "-118.3614", "--preparation-minutes", "12")
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["market"] == "west-hollywood"
+    assert json.loads(added.stdout)["preparation_minutes"] == 12
     listed = json.loads(run(own_settings, "stores", "list", "--partner", name, "--json").stdout)
-    assert [s["store_id"] for s in listed] == ["melrose-1"]
+    assert [(s["store_id"], s["preparation_minutes"]) for s in listed] == [("melrose-1", 12)]
+    week = run(own_settings, "stores", "add", "--partner", name, "--store-id", "slow", "--name", "Slow", "--lat",
+               "34.0837", "--lng", "-118.3614", "--preparation-minutes", "10080")
+    assert week.returncode == 2 and "--preparation-minutes" in week.stderr
     outside = run(own_settings, "stores", "add", "--partner", name, "--store-id", "x", "--name", "X", "--lat", "1",
                   "--lng", "1")
     assert outside.returncode == 2 and "outside every service area" in outside.stderr

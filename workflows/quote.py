@@ -44,6 +44,7 @@ class QuoteWorkflow:
             market=order.request.market, pickup=order.request.pickup, dropoff=order.request.dropoff,
             fee_cents=estimate.fee_cents, currency=estimate.currency, pickup_eta=estimate.pickup_eta,
             dropoff_eta=estimate.dropoff_eta, expires_at=workflow.now() + timedelta(seconds=order.valid_seconds),
+            ready_at=order.request.ready_at,
         )
         await workflow.execute_activity_method(
             DeliveriesActivities.record_quote, offer, task_queue=TaskQueue.DELIVERIES.value,

@@ -28,7 +28,7 @@ ORDER_ID = r"^[A-Za-z0-9._~-]+$"
 PHONE = r"^\+?[0-9 ()-]+$"
 # The desk's field names in Drive's words.
 FIELDS = {"external_id": "external_delivery_id", "pickup": "pickup_address", "dropoff": "dropoff_address",
-          "pickup_store_id": "pickup_external_store_id", "quote_id": "external_delivery_id"}
+          "pickup_store_id": "pickup_external_store_id", "quote_id": "external_delivery_id", "ready_at": "pickup_time"}
 # Desk error codes whose Drive status or code differs; every other error keeps its status and code.
 ERRORS = {
     "invalid_request": (400, "validation_error"),
@@ -120,7 +120,9 @@ class DriveDeliveryRequest(BaseModel):
     dropoff_contact_given_name: str | None = Field(None, max_length=100)
     dropoff_contact_family_name: str | None = Field(None, max_length=100)
     dropoff_instructions: str | None = Field(None, max_length=500)
-    pickup_time: datetime | None = Field(None, description="quotes only: when the order will be ready")
+    pickup_time: datetime | None = Field(None, description="when the order will be ready (with a UTC offset, at most "
+                                                           "24 h ahead; past: ready now); unset: the store's "
+                                                           "preparation estimate")
 
     model_config = {"json_schema_extra": {"examples": [{
         "external_delivery_id": "D-1042", "pickup_external_store_id": "weho-melrose",
@@ -135,7 +137,8 @@ class DriveDeliveryRequest(BaseModel):
             customer_phone=self.dropoff_phone_number, digest=digest, pickup_store_id=self.store_id,
             pickup_address=self.pickup_address, dropoff_address=self.dropoff_address,
             dropoff=Point(latitude=location.lat, longitude=location.lng) if location else None,
-            dropoff_instructions=self.dropoff_instructions, quote_id=quote_id, fields=FIELDS, list_priced=True)
+            dropoff_instructions=self.dropoff_instructions, quote_id=quote_id, ready_at=self.pickup_time,
+            fields=FIELDS, list_priced=True)
 
     @property
     def store_id(self) -> str | None:
@@ -231,8 +234,9 @@ async def accept_quote(external_delivery_id: str, partner: DrivePartner, desk: P
 @router.post("/deliveries", response_model=DriveDelivery, response_model_exclude_none=True, summary="Create a delivery",
              responses={409: {"model": ErrorBody, "description": "`duplicate_delivery_id`: the id was used for "
                                                                  "another delivery"},
-                        422: {"model": ErrorBody, "description": "`invalid_delivery_parameters`: outside the "
-                                                                 "coverage"}})
+                        422: {"model": ErrorBody, "description": "`invalid_delivery_parameters` (outside the "
+                                                                 "coverage) or `no_capacity` (the dropoff would "
+                                                                 "come too late)"}})
 async def create_delivery(body: DriveDeliveryRequest, partner: DrivePartner, desk: Partners) -> DriveDelivery:
     """Create a delivery without a quote. The same request again returns the same delivery."""
     view, _ = await desk.create(partner.id, body.intake(digest_of(body.model_dump(mode="json"))))

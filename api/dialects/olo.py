@@ -24,7 +24,7 @@ from desks.orders import Intake, OrderView, PartnerAccount, digest_of
 TAG = "Olo dispatch"
 ORDER_ID = r"^[A-Za-z0-9._~-]+$"
 FIELDS = {"external_id": "deliveryId", "pickup": "pickup", "dropoff": "dropoff", "pickup_store_id": "pickup.storeId",
-          "quote_id": "quoteId"}
+          "quote_id": "quoteId", "ready_at": "pickupTime"}
 
 router = APIRouter(prefix="/olo/v1", tags=[TAG], responses=ERROR_RESPONSES)
 
@@ -71,7 +71,8 @@ class OloQuoteRequest(BaseModel):
             external_id=self.deliveryId, customer_name=self.customer.name, customer_phone=self.customer.phone,
             digest=digest, pickup=self.pickup.point(), pickup_store_id=self.pickup.storeId,
             pickup_address=self.pickup.address, dropoff=self.dropoff.point(), dropoff_address=self.dropoff.address,
-            dropoff_instructions=self.dropoff.instructions, quote_id=quote_id, fields=FIELDS)
+            dropoff_instructions=self.dropoff.instructions, quote_id=quote_id, ready_at=self.pickupTime,
+            fields=FIELDS)
 
 
 class OloQuote(BaseModel):

@@ -35,7 +35,7 @@ PREFIX = "/v1/customers"
 SCOPE = "eats.deliveries"
 PHONE = r"^\+?[0-9 ()-]+$"
 FIELDS = {"pickup": "pickup_address", "dropoff": "dropoff_address", "pickup_store_id": "external_store_id",
-          "quote_id": "quote_id", "external_id": "external_id"}
+          "quote_id": "quote_id", "external_id": "external_id", "ready_at": "pickup_ready_dt"}
 # Desk error codes as Uber's (status, code); every other error keeps its status and code.
 ERRORS = {
     "invalid_request": (400, "invalid_params"), "invalid_cursor": (400, "invalid_params"),
@@ -76,6 +76,7 @@ UBER_ERRORS = {status: {"model": UberError, "description": text} for status, tex
     404: "`customer_not_found` (not your customer_id) or `delivery_not_found`",
     409: "`duplicate_delivery`: external_id used for another delivery",
     429: "`customer_limited`; retry after `Retry-After`",
+    503: "`couriers_busy`: no robot can deliver it in time now (the message says when it would arrive)",
 }.items()}
 
 router = APIRouter(tags=[TAG], responses=UBER_ERRORS)
@@ -119,7 +120,9 @@ class UberQuoteRequest(BaseModel):
     dropoff_latitude: float | None = Field(None, ge=-90, le=90, description="with dropoff_longitude: used as sent")
     dropoff_longitude: float | None = Field(None, ge=-180, le=180)
     external_store_id: str | None = Field(None, max_length=128, description="a registered store: used for pickup")
-    pickup_ready_dt: datetime | None = None
+    pickup_ready_dt: datetime | None = Field(None, description="when the order will be ready (with a UTC offset, at "
+                                                               "most 24 h ahead; past: ready now); unset: the "
+                                                               "quote's, else the store's preparation estimate")
 
     def point(self, end: str) -> Point | None:
         """The coordinates sent for `end` (pickup or dropoff); both or neither, else refused naming the one missing."""
@@ -331,7 +334,8 @@ async def create_delivery(body: UberDeliveryRequest, partner: Customer, desk: Pa
         pickup=body.point("pickup"), dropoff=body.point("dropoff"),
         pickup_address=address_text(body.pickup_address, "pickup_address"),
         dropoff_address=address_text(body.dropoff_address, "dropoff_address"),
-        dropoff_instructions=body.dropoff_notes, quote_id=quote_id, fields=FIELDS, list_priced=True)
+        dropoff_instructions=body.dropoff_notes, quote_id=quote_id, ready_at=body.pickup_ready_dt, fields=FIELDS,
+        list_priced=True)
     view, _ = await desk.create(partner.id, order)
     return UberDelivery.of(view)
 

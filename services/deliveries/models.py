@@ -65,6 +65,8 @@ class Quote(DeliveriesModel, table=True):
     dropoff_longitude: float
     pickup_eta: datetime = Field(sa_type=TIMESTAMPTZ)
     dropoff_eta: datetime = Field(sa_type=TIMESTAMPTZ)
+    # When the order was said to be ready at the store when quoted; a delivery created without one takes it.
+    ready_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
     expires_at: datetime = Field(sa_type=TIMESTAMPTZ)
     used_by_delivery_id: uuid.UUID | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)

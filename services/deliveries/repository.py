@@ -56,8 +56,8 @@ async def record_quote(session: AsyncSession, offer: QuoteOffer) -> None:
         market=offer.market, fee_cents=offer.fee_cents, currency=offer.currency,
         pickup_latitude=offer.pickup.latitude, pickup_longitude=offer.pickup.longitude,
         dropoff_latitude=offer.dropoff.latitude, dropoff_longitude=offer.dropoff.longitude,
-        pickup_eta=offer.pickup_eta, dropoff_eta=offer.dropoff_eta, expires_at=offer.expires_at,
-        created_at=utcnow(),
+        pickup_eta=offer.pickup_eta, dropoff_eta=offer.dropoff_eta, ready_at=offer.ready_at,
+        expires_at=offer.expires_at, created_at=utcnow(),
     ).on_conflict_do_nothing(index_elements=[Quote.id]))
 
 

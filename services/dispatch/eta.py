@@ -39,3 +39,10 @@ def estimate_trip(robot_at: Point, free_at: datetime, pickup: Point, dropoff: Po
     dropoff_eta = pickup_eta + PICKUP_DWELL + travel_time(to_dropoff, speed_mps)
     return TripEstimate(pickup_eta=pickup_eta, dropoff_eta=dropoff_eta, meters=to_pickup + to_dropoff,
                         delivery_meters=to_dropoff)
+
+
+def earliest_dropoff(free_at: datetime, ready_at: datetime, pickup: Point, dropoff: Point,
+                     speed_mps: float) -> datetime:
+    """The soonest an order can reach its dropoff: collected once a robot is free and the order is ready (the
+    robot's way to the store left out, so never later than any plan), then carried to the dropoff."""
+    return max(free_at, ready_at) + PICKUP_DWELL + travel_time(meters_between(pickup, dropoff), speed_mps)

@@ -133,3 +133,16 @@ class Plan(DispatchModel, table=True):
     # The runner-up robots the planner considered, for operators and audits.
     alternatives: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONB)
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
+
+
+class MarketOutlook(DispatchModel, table=True):
+    """What a new order in a market can expect, as the last planning round saw it: when the soonest robot is free
+    after the trips and the waiting demands ahead of it. Written by every round; the API admits orders by it."""
+
+    __tablename__ = "market_outlook"
+
+    market: str = Field(primary_key=True, max_length=64)
+    # None: no working robot in the market.
+    free_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
+    robots: int = 0
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)

@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.columns import coarsened_dropoff, exact_dropoff
 from core.contracts import Point
 from services.dispatch.eta import TripEstimate
-from services.dispatch.models import Demand, DemandStatus, Plan, PlanStatus, Robot, RobotStatus, utcnow
+from services.dispatch.models import (
+    Demand, DemandStatus, MarketOutlook, Plan, PlanStatus, Robot, RobotStatus, utcnow,
+)
 
 UNCOMMITTED = (DemandStatus.OPEN, DemandStatus.PLANNED)
 CLOSED = (DemandStatus.FULFILLED, DemandStatus.CANCELLED)
@@ -111,6 +113,20 @@ async def queued_proposals(session: AsyncSession, market: str) -> list[tuple[Pla
         .where(Demand.market == market, Plan.status == PlanStatus.PROPOSED)
     )
     return [(plan, demand) for plan, demand in await session.execute(query)]
+
+
+async def record_outlook(session: AsyncSession, market: str, free_at: datetime | None, robots: int) -> None:
+    """Write the market's outlook for a new order (one row per market, replaced by each round)."""
+    statement = insert(MarketOutlook).values(market=market, free_at=free_at, robots=robots, updated_at=utcnow())
+    await session.execute(statement.on_conflict_do_update(
+        index_elements=[MarketOutlook.market],
+        set_={"free_at": statement.excluded.free_at, "robots": statement.excluded.robots,
+              "updated_at": statement.excluded.updated_at}))
+
+
+async def market_outlook(session: AsyncSession, market: str) -> MarketOutlook | None:
+    """The market's outlook as the last round wrote it; None before any round planned it."""
+    return await session.get(MarketOutlook, market)
 
 
 async def lock_robot(session: AsyncSession, robot_id: str) -> Robot | None:

@@ -120,7 +120,21 @@ def exclusions(demands: list[Demand], robots: list[Robot]) -> np.ndarray:
 
 
 async def replan_market(session: AsyncSession, market: str, now: datetime, settings: Settings) -> RoundOutcome:
-    """One planning round for a market; the caller holds the market's lock."""
+    """One planning round for a market, then the market's outlook for a new order; the caller holds the market's
+    lock."""
+    outcome = await _plan_round(session, market, now, settings)
+    await record_outlook(session, market, now, settings)
+    return outcome
+
+
+async def record_outlook(session: AsyncSession, market: str, now: datetime, settings: Settings) -> None:
+    """Write when the soonest robot is free for a new order, from the same view as a quote (`quote_view`)."""
+    robots, fleet = await quote_view(session, market, now, settings)
+    free_at = now + timedelta(seconds=float(fleet.free_in.min())) if robots else None
+    await repository.record_outlook(session, market, free_at, len(robots))
+
+
+async def _plan_round(session: AsyncSession, market: str, now: datetime, settings: Settings) -> RoundOutcome:
     outcome = RoundOutcome(market)
     since = now - timedelta(seconds=settings.demand_hold_seconds)
     demands = await repository.uncommitted_demands(session, market, since)

@@ -93,6 +93,8 @@ class Store(IntegrationsModel, table=True):
     latitude: float
     longitude: float
     market: str = Field(max_length=64)
+    # How long the store takes to prepare an order, in minutes; none: the market's default.
+    preparation_minutes: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
 
 
@@ -127,6 +129,8 @@ class PartnerDelivery(IntegrationsModel, table=True):
     # The price of the quote the order was created with (none without a quote).
     fee_cents: int | None = None
     currency: str | None = Field(default=None, max_length=3)
+    # When the order is ready at the store: the partner's time, its quote's, or the store's preparation estimate.
+    ready_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ, index=True)
     updated_at: datetime = Field(
         default_factory=utcnow, sa_type=TIMESTAMPTZ, sa_column_kwargs={"onupdate": utcnow}

@@ -23,14 +23,15 @@ PII_FIELDS = ("customer_name_encrypted", "customer_phone_encrypted", "dropoff_ad
 
 
 async def add_store(session: AsyncSession, partner_id: uuid.UUID, external_store_id: str, name: str,
-                    latitude: float, longitude: float, market: str) -> Store:
-    """Register (or update) a partner's pickup location under its own store id."""
+                    latitude: float, longitude: float, market: str, preparation_minutes: int | None = None) -> Store:
+    """Register (or update) a partner's pickup location under its own store id, with its preparation estimate in
+    minutes (None: the market's)."""
     values = dict(partner_id=partner_id, external_store_id=external_store_id, name=name, latitude=latitude,
-                  longitude=longitude, market=market)
+                  longitude=longitude, market=market, preparation_minutes=preparation_minutes)
     statement = insert(Store).values(id=uuid.uuid4(), created_at=datetime.now(UTC), **values)
     statement = statement.on_conflict_do_update(
         constraint="uq_store_partner_external",
-        set_={k: statement.excluded[k] for k in ("name", "latitude", "longitude", "market")},
+        set_={k: statement.excluded[k] for k in ("name", "latitude", "longitude", "market", "preparation_minutes")},
     )
     await session.execute(statement)
     return await find_store(session, partner_id, external_store_id)

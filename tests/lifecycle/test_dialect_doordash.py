@@ -7,7 +7,7 @@ tests/contract runs DoorDash's own SDK against the same stack.
 import asyncio
 import base64
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import httpx
@@ -20,7 +20,7 @@ from services.integrations.models import CredentialKind, Partner, PartnerCredent
 from tests.support.dialects import drive_jwt
 from tests.support.platform import order_rows
 from tests.support.robots import drive
-from tests.support.waiting import wait_for
+from tests.support.waiting import ready_times, wait_for
 
 WEBHOOK_AUTHORIZATION = "Basic cGFydG5lcjpob29rcw=="
 
@@ -152,6 +152,29 @@ async def test_drive_requests_that_cannot_be_served_get_drive_errors_and_store_n
         await asyncio.sleep(1)
         late = await client.post("/drive/v2/quotes/D-late/accept")
     assert late.status_code == 422 and late.json()["code"] == "expired_quote"
+
+
+async def test_drive_pickup_time_is_when_the_order_is_ready_and_a_late_dropoff_is_refused(
+        market, doordash, settings_override):
+    ready = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
+    async with drive_client(market, doordash) as client:
+        created = await client.post("/drive/v2/deliveries", json=order(market, "D-ready",
+                                                                       pickup_time=ready.isoformat()))
+        assert created.status_code == 200, created.text
+        assert await ready_times(market.platform, doordash["partner_id"], "D-ready") == (ready, ready)
+        ahead = await client.post("/drive/v2/deliveries", json=order(
+            market, "D-ahead", pickup_time=(datetime.now(UTC) + timedelta(days=2)).isoformat()))
+        assert ahead.status_code == 400 and ahead.json()["code"] == "validation_error", ahead.text
+        assert ahead.json()["field_errors"] == [{"field": "pickup_time", "error": "invalid_request"}]
+
+        await market.add_robot()
+        before = await order_rows(market.platform)
+        settings_override(max_click_to_door_minutes=1)
+        for path in ("/drive/v2/quotes", "/drive/v2/deliveries"):
+            refused = await client.post(path, json=order(market, "D-busy"))
+            assert refused.status_code == 422 and refused.json()["code"] == "no_capacity", (path, refused.text)
+            assert "the dropoff would be at" in refused.json()["message"]
+        assert await order_rows(market.platform) == before
 
 
 async def test_drive_creates_are_idempotent_and_cancel_follows_drive_rules(market, doordash, geocoded):

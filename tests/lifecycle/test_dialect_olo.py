@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.platform import order_rows
 from tests.support.robots import drive
-from tests.support.waiting import wait_for
+from tests.support.waiting import ready_times, wait_for
 
 
 def olo_client(market, credentials: dict) -> httpx.AsyncClient:
@@ -116,6 +116,31 @@ async def test_olo_cancels_carry_olo_reason_codes_from_either_side(market, olo, 
 
     notice = await wait_for(provider_cancel)
     assert (notice["cancelReason"], notice["canceledBy"]) == ("UnableToCreateDelivery", "provider")
+
+
+async def test_olo_pickup_time_is_when_the_order_is_ready_and_a_late_dropoff_is_refused(
+        market, olo, settings_override):
+    await market.add_robot()
+    ready = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
+    async with olo_client(market, olo) as client:
+        quote = await client.post("/quotes", json=quote_request(market, "olo-ready", dropoffTime=None,
+                                                                pickupTime=ready.isoformat()))
+        assert quote.status_code == 200, quote.text
+        assert datetime.fromisoformat(quote.json()["estimatedPickupTime"]) >= ready
+        accepted = await client.post(f"/quotes/{quote.json()['quoteId']}/accept")
+        assert accepted.status_code == 201, accepted.text
+        assert await ready_times(market.platform, olo["partner_id"], "olo-ready") == (ready, ready)
+        ahead = await client.post("/quotes", json=quote_request(
+            market, "olo-ahead", dropoffTime=None, pickupTime=(datetime.now(UTC) + timedelta(days=2)).isoformat()))
+        assert ahead.status_code == 422 and ahead.json()["code"] == "invalid_request", ahead.text
+        assert ahead.json()["field_errors"] == [{"field": "pickupTime", "error": "invalid_request"}]
+
+        before = await order_rows(market.platform)
+        settings_override(max_click_to_door_minutes=1)
+        refused = await client.post("/quotes", json=quote_request(market, "olo-busy"))
+        assert refused.status_code == 422 and refused.json()["code"] == "no_capacity", refused.text
+        assert "the dropoff would be at" in refused.json()["message"]
+    assert await order_rows(market.platform) == before
 
 
 async def test_olo_requests_that_cannot_be_served_are_refused_and_store_nothing(

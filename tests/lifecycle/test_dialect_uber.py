@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import httpx
@@ -17,7 +18,7 @@ import pytest
 from tests.support.dialects import access_token
 from tests.support.platform import order_rows
 from tests.support.robots import drive
-from tests.support.waiting import wait_for
+from tests.support.waiting import ready_times, wait_for
 
 
 async def uber_client(market, credentials: dict) -> httpx.AsyncClient:
@@ -145,6 +146,37 @@ async def test_uber_requests_that_cannot_be_served_get_uber_errors_and_store_not
         await asyncio.sleep(1)
         late = await client.post("/deliveries", json=delivery(addresses, "U-late", quote_id=quote["id"]))
         assert late.status_code == 400 and late.json()["code"] == "expired_quote"
+    assert await order_rows(market.platform) == before
+
+
+async def test_uber_pickup_ready_dt_reaches_the_order_from_the_create_or_its_quote(
+        market, uber, geocoded, settings_override):
+    await market.add_robot()
+    addresses = list(geocoded)
+    ready = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
+    later = ready + timedelta(minutes=10)
+    route = {"pickup_address": addresses[0], "dropoff_address": addresses[1]}
+    async with await uber_client(market, uber) as client:
+        created = await client.post("/deliveries", json=delivery(addresses, "U-ready",
+                                                                 pickup_ready_dt=ready.isoformat()))
+        assert created.status_code == 200, created.text
+        assert await ready_times(market.platform, uber["partner_id"], "U-ready") == (ready, ready)
+        quote = await client.post("/delivery_quotes", json={**route, "pickup_ready_dt": later.isoformat()})
+        assert quote.status_code == 200, quote.text
+        assert quote.json()["pickup_duration"] >= 29  # the robot collects the order when it is ready
+        quoted = await client.post("/deliveries", json=delivery(addresses, "U-quoted", quote_id=quote.json()["id"]))
+        assert quoted.status_code == 200, quoted.text
+        assert await ready_times(market.platform, uber["partner_id"], "U-quoted") == (later, later)
+        naive = await client.post("/deliveries", json=delivery(addresses, "U-naive",
+                                                               pickup_ready_dt="2030-01-01T12:00:00"))
+        assert naive.status_code == 400 and naive.json()["metadata"] == {"pickup_ready_dt": "invalid_request"}
+
+        before = await order_rows(market.platform)
+        settings_override(max_click_to_door_minutes=1)
+        for path, body in (("/delivery_quotes", route), ("/deliveries", delivery(addresses, "U-busy"))):
+            refused = await client.post(path, json=body)
+            assert refused.status_code == 503 and refused.json()["code"] == "couriers_busy", (path, refused.text)
+            assert "the dropoff would be at" in refused.json()["message"]
     assert await order_rows(market.platform) == before
 
 

@@ -15,7 +15,8 @@ from services.integrations import credentials
 from services.integrations.models import PII, PartnerDelivery
 from services.integrations.sealing import unseal
 from tests.support.robots import RobotDriver
-from tests.support.waiting import wait_for, wait_status, wait_terminal
+from tests.support.platform import order_rows
+from tests.support.waiting import ready_times, wait_for, wait_status, wait_terminal
 
 
 async def order_count(platform, partner_id) -> int:
@@ -287,3 +288,54 @@ async def test_stores_register_per_partner_and_resolve_pickups(market):
         created = await partner.post("/v1/deliveries", json={**order, "pickup": {"store_id": "corner-7"}})
         assert created.status_code == 201, created.text
         await partner.post(f"/v1/deliveries/{created.json()['id']}/cancel", json={"reason": "other"})
+
+
+async def test_an_order_is_ready_when_the_partner_says_else_after_its_store_preparation(market, settings_override):
+    order = market.order()
+    where = {k: order["pickup"][k] for k in ("latitude", "longitude")}
+    async with market.partner_http() as partner:
+        store = await partner.post("/v1/stores", json={"store_id": "slow", "name": "Slow Kitchen", **where,
+                                                       "preparation_minutes": 25})
+        assert store.status_code == 201 and store.json()["preparation_minutes"] == 25, store.text
+        assert [s["preparation_minutes"] for s in (await partner.get("/v1/stores")).json()] == [25]
+        negative = await partner.post("/v1/stores", json={"store_id": "x", "name": "X", **where,
+                                                          "preparation_minutes": -1})
+        assert negative.status_code == 422 and negative.json()["field_errors"][0]["field"] == "preparation_minutes"
+
+        prepared = (await partner.post("/v1/deliveries", json={**market.order("N-prep"),
+                                                                "pickup": {"store_id": "slow"}})).json()
+        ready = datetime.fromisoformat(prepared["ready_at"])
+        preparation = ready - datetime.fromisoformat(prepared["created_at"])
+        assert abs(preparation - timedelta(minutes=25)) < timedelta(seconds=2)
+        assert await ready_times(market.platform, market.partner_id, "N-prep") == (ready, ready)
+
+        given = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
+        told = await partner.post("/v1/deliveries", json={**market.order("N-told"), "pickup": {"store_id": "slow"},
+                                                           "ready_at": given.isoformat()})
+        assert told.status_code == 201 and datetime.fromisoformat(told.json()["ready_at"]) == given, told.text
+        assert await ready_times(market.platform, market.partner_id, "N-told") == (given, given)
+        placed = datetime.now(UTC)
+        past = await partner.post("/v1/deliveries", json={**market.order("N-past"),
+                                                           "ready_at": (placed - timedelta(hours=1)).isoformat()})
+        assert placed <= datetime.fromisoformat(past.json()["ready_at"]) <= datetime.now(UTC)  # ready now
+        ahead = await partner.post("/v1/deliveries", json={**market.order("N-ahead"),
+                                                            "ready_at": (placed + timedelta(days=2)).isoformat()})
+        assert ahead.status_code == 422 and ahead.json()["field_errors"] == [
+            {"field": "ready_at", "error": "invalid_request"}], ahead.text
+
+        await market.add_robot()
+        quoted = await partner.post("/v1/quotes", json={"pickup": {"store_id": "slow"}, "dropoff": order["dropoff"]})
+        assert quoted.status_code == 201, quoted.text  # collected when the store has it ready
+        assert datetime.fromisoformat(quoted.json()["pickup_eta"]) >= placed + timedelta(minutes=25)
+        before = await order_rows(market.platform)
+        settings_override(max_click_to_door_minutes=20)  # shorter than the store's preparation
+        for path, body in (("/v1/quotes", {"pickup": {"store_id": "slow"}, "dropoff": order["dropoff"]}),
+                           ("/v1/deliveries", {**market.order("N-busy"), "pickup": {"store_id": "slow"}})):
+            refused = await partner.post(path, json=body)
+            assert refused.status_code == 422 and refused.json()["code"] == "no_capacity", (path, refused.text)
+            assert "the dropoff would be at" in refused.json()["message"]
+        assert await order_rows(market.platform) == before
+        settings_override(max_click_to_door_minutes=90)
+        assert (await partner.post("/v1/deliveries", json={**market.order("N-busy"),
+                                                            "pickup": {"store_id": "slow"}})).status_code == 201
+    await ready_times(market.platform, market.partner_id, "N-busy")  # its lifecycle has reached Dispatch

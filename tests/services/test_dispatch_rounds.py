@@ -12,7 +12,7 @@ from core.contracts import Point, QuoteRequest, RobotChoice
 from core.errors import NO_CAPACITY, NO_ROBOT_AVAILABLE
 from core.geo import meters_between
 from services.dispatch.eta import PICKUP_DWELL
-from services.dispatch.models import Plan, Robot
+from services.dispatch.models import MarketOutlook, Plan, Robot
 from tests.support.dispatch import (
     DEGREE_METERS, DROPOFF, PICKUP, a_demand, add_robot, demand_of, fetch, plans_of, release_of,
 )
@@ -257,3 +257,21 @@ async def test_no_robot_at_all_says_no_robot_is_planned(dispatch, sessions, mark
     with pytest.raises(ApplicationError) as raised:
         await dispatch.plan_demand(request)
     assert raised.value.details[0]["planned"] is False
+
+
+async def test_every_round_writes_when_the_soonest_robot_is_free_for_a_new_order(dispatch, sessions, market):
+    first = a_demand(market)
+    await open_demand(dispatch, first)
+    outlook = await fetch(sessions, MarketOutlook, market)
+    assert (outlook.robots, outlook.free_at) == (0, None)  # no robot at all
+
+    await add_robot(sessions, market, 0)
+    await dispatch.replan_market(market)  # the robot takes the waiting demand
+    await open_demand(dispatch, a_demand(market))  # and another waits behind it
+    [taken] = await plans_of(sessions, (await demand_of(sessions, first)).id)
+    quote = await dispatch.estimate_quote(QuoteRequest(market=market, pickup=PICKUP, dropoff=DROPOFF))
+    outlook = await fetch(sessions, MarketOutlook, market)
+    # Free after its trip and the demand waiting behind it: as a quote sees the fleet, less the way to the store.
+    assert outlook.robots == 1 and outlook.free_at > taken.dropoff_eta
+    way_back = timedelta(seconds=meters_between(DROPOFF, PICKUP) / 1.4)  # from its last dropoff to the store
+    assert quote.pickup_eta - outlook.free_at == pytest.approx(way_back, abs=timedelta(seconds=5))

@@ -2,9 +2,16 @@
 
 import asyncio
 import os
+import uuid
+from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import select
+
 from core.contracts import TERMINAL_STATUSES
+from core.services import Service
+from services.dispatch.models import Demand
+from services.integrations import repository as integrations
 from tests.support.platform import Platform
 from workflows.delivery import DeliveryWorkflow, workflow_id
 
@@ -19,6 +26,19 @@ async def wait_for(predicate, timeout: float = 30, interval: float = 0.1):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {predicate.__name__}")
         await asyncio.sleep(interval)
+
+
+async def ready_times(platform: Platform, partner_id, external_id: str) -> tuple[datetime | None, datetime | None]:
+    """When a partner's order is ready: as Integrations stored it, and as its demand in Dispatch has it (once the
+    delivery asked Dispatch for a robot)."""
+    async with platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        order = await integrations.find_partner_delivery(session, uuid.UUID(str(partner_id)), external_id)
+
+    async def demand():
+        async with platform.databases.sessions(Service.DISPATCH).begin() as session:
+            return await session.scalar(select(Demand).where(Demand.delivery_id == order.delivery_id))
+
+    return order.ready_at, (await wait_for(demand)).ready_at
 
 
 async def workflow_status(platform: Platform, delivery_id) -> dict:
