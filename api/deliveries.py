@@ -113,6 +113,7 @@ class DeliveryView(BaseModel):
     cancellation_reason: str | None = None
     created_at: datetime | None = None
     ended_at: datetime | None = None
+    live_mode: bool = Field(True, description="false for a test partner's delivery: a sandbox robot plays it")
     attempts: list[AttemptView] = []
     history: list[HistoryEntry] = Field([], description="every status of every attempt, in order")
 
@@ -124,7 +125,7 @@ class DeliveryView(BaseModel):
             tracking_url=view.tracking_url, quote_id=order.quote_id, fee=view.fee_cents, currency=view.currency,
             pickup_eta=view.pickup_eta, dropoff_eta=view.dropoff_eta, picked_up_at=view.picked_up_at,
             delivered_at=view.delivered_at, robot_id=view.robot_id, cancellation_reason=order.cancel_reason,
-            created_at=order.created_at, ended_at=view.ended_at,
+            created_at=order.created_at, ended_at=view.ended_at, live_mode=order.live_mode,
             attempts=view.attempts, history=view.history,
         )
 

@@ -30,6 +30,7 @@ class PartnerAccount:
     name: str
     dialect: PartnerDialect
     account_id: str | None  # DoorDash developer_id, Uber customer_id
+    live_mode: bool = True  # False for a test partner: its deliveries are the sandbox's
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Order:
     created_at: datetime
     fee_cents: int | None = None  # the fee stored with the order: its quote's, or the list price
     currency: str | None = None
+    live_mode: bool = True  # False for a test partner's order: a sandbox robot plays it
 
 
 # An order's attempts and their statuses, as the native API shows them (its `attempts` and `history`).

@@ -207,7 +207,7 @@ class UberDelivery(BaseModel):
     id: str
     uuid: str
     kind: str = "delivery"
-    live_mode: bool = True
+    live_mode: bool = Field(description="false for a test customer's delivery: a sandbox robot plays it")
     quote_id: str | None = None
     status: str = Field(description=", ".join(dict.fromkeys(uber.STATUSES.values())))
     complete: bool

@@ -48,6 +48,8 @@ class Partner(IntegrationsModel, table=True):
     account_id: str | None = Field(default=None, max_length=64, unique=True)
     webhook_url: str | None = Field(default=None, max_length=2048)
     webhook_enabled: bool = False
+    # False for a test partner (the sandbox): its deliveries are played by a sandbox robot, never a real one.
+    live_mode: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
 
 
@@ -127,6 +129,8 @@ class PartnerDelivery(IntegrationsModel, table=True):
     # The price of the quote the order was created with (none without a quote).
     fee_cents: int | None = None
     currency: str | None = Field(default=None, max_length=3)
+    # The partner's mode, kept with each order: every reader of the order (views, callbacks, restarts) knows it.
+    live_mode: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ, index=True)
     updated_at: datetime = Field(
         default_factory=utcnow, sa_type=TIMESTAMPTZ, sa_column_kwargs={"onupdate": utcnow}

@@ -21,4 +21,5 @@ def delivery_order(order: PartnerDelivery, pii_id: uuid.UUID, policy: LifecycleP
         delivery_id=order.delivery_id, partner_id=order.partner_id, partner_delivery_id=order.id, pii_id=pii_id,
         external_delivery_id=order.external_delivery_id, market=order.market, store_id=order.store_id,
         pickup=pickup_of(order), dropoff=dropoff_of(order), quote_id=order.quote_id, policy=policy,
+        live_mode=order.live_mode,
     )
