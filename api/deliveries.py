@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, model_validator
 
 from api.auth import CurrentPartner
-from api.dependencies import Accounts, Partners, Views
-from api.errors import ERROR_RESPONSES, ErrorBody
+from api.dependencies import Accounts, Partners, Sandbox, Views
+from api.errors import ERROR_RESPONSES, SANDBOX_REFUSALS, SANDBOX_STEP, ErrorBody
 from core.contracts import DeliveryStatus, Point
 from desks.errors import Refusal
 from desks.orders import AttemptView, HistoryEntry, Intake, OrderView, digest_of
@@ -257,6 +257,16 @@ async def cancel_delivery(delivery_id: uuid.UUID, body: CancelBody, partner: Cur
     Cancelling a cancelled delivery returns it unchanged."""
     order = await views.order_by_delivery_id(partner.id, delivery_id)
     return DeliveryView.of(await desk.cancel(order, body.reason.value))
+
+
+@router.post("/sandbox/deliveries/{delivery_id}/advance", response_model=DeliveryView, tags=["sandbox"],
+             summary=SANDBOX_STEP, responses=SANDBOX_REFUSALS)
+async def advance_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, sandbox: Sandbox,
+                           views: Views) -> DeliveryView:
+    """Test partners only: the sandbox robot moves the delivery on one status (robot_assigned, at_pickup,
+    picked_up, at_dropoff, delivered; on a return, back to the store), with every callback a real robot causes."""
+    order = await views.order_by_delivery_id(partner.id, delivery_id)
+    return DeliveryView.of(await sandbox.advance(order, "delivery_id"))
 
 
 @router.get("/deliveries/{delivery_id}/proof-of-delivery", response_model=ProofOfDeliveryView, tags=["deliveries"],
