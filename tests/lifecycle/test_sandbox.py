@@ -71,10 +71,10 @@ async def test_a_test_partner_steps_its_native_delivery_to_the_door(market, hook
         assert finished.status_code == 409
         assert finished.json()["code"] == "delivery_finished"
         assert finished.json()["field_errors"][0]["field"] == "delivery_id"
+        assert (await wait_terminal(market.platform, delivery_id))["status"] == "delivered"
         proof = await client.get(f"/v1/deliveries/{delivery_id}/proof-of-delivery")
         assert proof.status_code == 200 and proof.json()["robot_id"] == step.json()["robot_id"]
 
-    assert (await wait_terminal(market.platform, delivery_id))["status"] == "delivered"
     received = await callbacks_of(hooks, url, len(NATIVE_TRAIL))
     assert [h.json()["data"]["status"] for h in received] == NATIVE_TRAIL
     assert all(Receiver._signed_with(sandbox["webhook_secret"], h.headers, h.body) for h in received)
