@@ -122,6 +122,8 @@ async def test_a_test_customer_steps_its_uber_delivery_with_live_mode_false_ever
 
 
 async def test_a_test_delivery_nobody_steps_is_cancelled_as_no_robot_took_it(market, hooks, lifecycle_policy):
+    robot = await market.add_robot()
+    await market.add_pilot()
     lifecycle_policy(robot_search_seconds=1)
     sandbox = await market.add_partner(hooks.endpoint(), live_mode=False)
     async with partner_http(market, sandbox["api_key"]) as client:
@@ -129,6 +131,7 @@ async def test_a_test_delivery_nobody_steps_is_cancelled_as_no_robot_took_it(mar
         assert created.status_code == 201, created.text
     final = await wait_terminal(market.platform, created.json()["id"])
     assert (final["status"], final["reason"], final["robot_id"]) == ("cancelled", "no_robot_available", None)
+    await real_fleet_untouched(market, robot, uuid.UUID(created.json()["id"]))
 
 
 async def test_stepping_a_live_delivery_or_another_partners_is_refused(market, hooks):
