@@ -10,6 +10,7 @@ from core.services import Service
 from services.dispatch.models import Demand
 from services.dispatch.models import Robot as PlannedRobot
 from services.operations import repository as operations
+from tests.lifecycle.test_dialect_doordash import WEBHOOK_AUTHORIZATION, drive_client
 from tests.lifecycle.test_dialect_uber import delivery as uber_delivery
 from tests.lifecycle.test_dialect_uber import signed_by, uber_client
 from tests.support.partners import Receiver
@@ -152,3 +153,20 @@ async def test_stepping_a_live_delivery_or_another_partners_is_refused(market, h
     sandbox = await market.add_partner(hooks.endpoint(), live_mode=False)
     async with partner_http(market, sandbox["api_key"]) as client:  # another partner's delivery is unknown
         assert (await client.post(f"/v1/sandbox/deliveries/{delivery_id}/advance")).status_code == 404
+
+
+async def test_drive_refuses_to_step_a_live_delivery_in_its_own_error_body(market, hooks, geocoded):
+    developer = await market.add_partner(hooks.endpoint(), "doordash", WEBHOOK_AUTHORIZATION)
+    pickup, dropoff, _ = geocoded
+    async with drive_client(market, developer) as client:
+        created = await client.post("/drive/v2/deliveries", json={
+            "external_delivery_id": "D-live-1", "pickup_address": pickup, "dropoff_address": dropoff,
+            "dropoff_phone_number": "+13105550100", "dropoff_contact_given_name": "Alex"})
+        assert created.status_code == 200, created.text
+        refused = await client.post("/drive/v2/sandbox/deliveries/D-live-1/advance")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "live_delivery"
+        assert refused.json()["field_errors"] == [{"field": "external_delivery_id", "error": "live_delivery"}]
+        unknown = await client.post("/drive/v2/sandbox/deliveries/D-unknown/advance")
+        assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_delivery_id"
+        assert (await client.put("/drive/v2/deliveries/D-live-1/cancel")).status_code == 200
