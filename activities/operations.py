@@ -20,11 +20,14 @@ class OperationsActivities(ServiceActivities):
 
     @activity.defn
     async def assign_task(self, request: TaskRequest) -> TaskAssignment:
-        """Give the robot a task for the attempt, its first trip and a pilot on shift; one task per attempt."""
+        """Give the robot a task for the attempt, its first trip and a pilot on shift; one task per attempt. A test
+        order's sandbox robot is registered when first used, and needs no pilot."""
         leg = TripLeg(request.first_leg)
         kind = TaskKind.RETURN if leg == TripLeg.TO_STORE else TaskKind.DELIVERY
         async with self.sessions.begin() as session:
             robot = await repo.lock_robot(session, request.robot_id)
+            if robot is None and request.sandbox_market is not None:
+                robot = await repo.add_sandbox_robot(session, request.robot_id, request.sandbox_market)
             task = await repo.find_task(session, request.attempt.attempt_id, kind)
             if task is not None:
                 return await self._assignment(session, task.id, task.robot_id)
@@ -102,12 +105,15 @@ class OperationsActivities(ServiceActivities):
             raise business_error(ROBOT_UNAVAILABLE, f"robot {robot.id} already has an active task") from None
         trip = await repo.open_trip(session, task, leg, now)
         await repo.move_task(session, task, TaskStatus.ASSIGNED, now)
-        assignment = await pilots.claim_pilot(session, task, self.settings.pilot_max_robots)
-        if assignment is None:  # raising inside begin() rolls the task and trip back too
-            raise business_error(NO_PILOT_AVAILABLE, f"no pilot on shift can take robot {robot.id}")
+        pilot_id = None
+        if request.sandbox_market is None:  # a sandbox robot is stepped by its partner: no pilot supervises it
+            assignment = await pilots.claim_pilot(session, task, self.settings.pilot_max_robots)
+            if assignment is None:  # raising inside begin() rolls the task and trip back too
+                raise business_error(NO_PILOT_AVAILABLE, f"no pilot on shift can take robot {robot.id}")
+            pilot_id = assignment.pilot_id
         robot.active_task_id, robot.status = task.id, RobotStatus.RESERVED
         await announce(session, robot.id)  # a robot waiting for work hears of it the moment this commits
-        return TaskAssignment(task_id=task.id, trip_id=trip.id, robot_id=robot.id, pilot_id=assignment.pilot_id)
+        return TaskAssignment(task_id=task.id, trip_id=trip.id, robot_id=robot.id, pilot_id=pilot_id)
 
     @staticmethod
     async def _locked_task(session, task_id: UUID):

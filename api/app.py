@@ -25,6 +25,7 @@ from core.temporal import connect
 from desks.accounts import PartnerAccounts
 from desks.partner import PartnerDesk
 from desks.robot import RobotDesk
+from desks.sandbox import SandboxDesk
 from desks.views import OrderViews
 
 
@@ -49,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.order_views = views = OrderViews(databases, temporal, settings)
         app.state.partner_desk = PartnerDesk(databases, vault, geocoder_from_settings(settings), temporal, settings,
                                              views)
-        app.state.robot_desk = RobotDesk(databases, temporal, settings)
+        app.state.robot_desk = robot_desk = RobotDesk(databases, temporal, settings)
+        app.state.sandbox_desk = SandboxDesk(temporal, views, robot_desk)
         yield
         await app.state.robot_desk.close()
         await app.state.databases.dispose()

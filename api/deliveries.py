@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, model_validator
 
 from api.auth import CurrentPartner
-from api.dependencies import Accounts, Partners, Views
-from api.errors import ERROR_RESPONSES, ErrorBody
+from api.dependencies import Accounts, Partners, Sandbox, Views
+from api.errors import ERROR_RESPONSES, SANDBOX_REFUSALS, SANDBOX_STEP, ErrorBody
 from core.contracts import DeliveryStatus, Point
 from desks.errors import Refusal
 from desks.orders import MAX_PREPARATION_MINUTES, AttemptView, HistoryEntry, Intake, OrderView, digest_of
@@ -117,6 +117,7 @@ class DeliveryView(BaseModel):
     ready_at: datetime | None = Field(None, description="when the order is ready at the store, as accepted")
     created_at: datetime | None = None
     ended_at: datetime | None = None
+    live_mode: bool = Field(True, description="false for a test partner's delivery: a sandbox robot plays it")
     attempts: list[AttemptView] = []
     history: list[HistoryEntry] = Field([], description="every status of every attempt, in order")
 
@@ -128,7 +129,7 @@ class DeliveryView(BaseModel):
             tracking_url=view.tracking_url, quote_id=order.quote_id, fee=view.fee_cents, currency=view.currency,
             pickup_eta=view.pickup_eta, dropoff_eta=view.dropoff_eta, picked_up_at=view.picked_up_at,
             delivered_at=view.delivered_at, robot_id=view.robot_id, cancellation_reason=order.cancel_reason,
-            ready_at=order.ready_at, created_at=order.created_at, ended_at=view.ended_at,
+            ready_at=order.ready_at, created_at=order.created_at, ended_at=view.ended_at, live_mode=order.live_mode,
             attempts=view.attempts, history=view.history,
         )
 
@@ -268,6 +269,16 @@ async def cancel_delivery(delivery_id: uuid.UUID, body: CancelBody, partner: Cur
     Cancelling a cancelled delivery returns it unchanged."""
     order = await views.order_by_delivery_id(partner.id, delivery_id)
     return DeliveryView.of(await desk.cancel(order, body.reason.value))
+
+
+@router.post("/sandbox/deliveries/{delivery_id}/advance", response_model=DeliveryView, tags=["sandbox"],
+             summary=SANDBOX_STEP, responses=SANDBOX_REFUSALS)
+async def advance_delivery(delivery_id: uuid.UUID, partner: CurrentPartner, sandbox: Sandbox,
+                           views: Views) -> DeliveryView:
+    """Test partners only: the sandbox robot moves the delivery on one status (robot_assigned, at_pickup,
+    picked_up, at_dropoff, delivered; on a return, back to the store), with every callback a real robot causes."""
+    order = await views.order_by_delivery_id(partner.id, delivery_id)
+    return DeliveryView.of(await sandbox.advance(order, "delivery_id"))
 
 
 @router.get("/deliveries/{delivery_id}/proof-of-delivery", response_model=ProofOfDeliveryView, tags=["deliveries"],

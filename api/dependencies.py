@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 from desks.accounts import PartnerAccounts
 from desks.partner import PartnerDesk
 from desks.robot import RobotDesk
+from desks.sandbox import SandboxDesk
 from desks.views import OrderViews
 
 
@@ -26,7 +27,12 @@ def robot_desk(request: Request) -> RobotDesk:
     return request.app.state.robot_desk
 
 
+def sandbox_desk(request: Request) -> SandboxDesk:
+    return request.app.state.sandbox_desk
+
+
 Accounts = Annotated[PartnerAccounts, Depends(partner_accounts)]
 Partners = Annotated[PartnerDesk, Depends(partner_desk)]
 Views = Annotated[OrderViews, Depends(order_views)]
 Robots = Annotated[RobotDesk, Depends(robot_desk)]
+Sandbox = Annotated[SandboxDesk, Depends(sandbox_desk)]

@@ -129,3 +129,8 @@ ERROR_RESPONSES = {
     422: {"model": ErrorBody, "description": "Invalid input; `field_errors` names the fields"},
     503: {"model": ErrorBody, "description": "A dependency is unavailable; retry after `Retry-After`"},
 }
+# The refusals of every dialect's sandbox step (`desks.sandbox`).
+SANDBOX_REFUSALS = {409: {"model": ErrorBody, "description": "`live_delivery`: a live delivery is never stepped; "
+                                                             "`delivery_finished`: it has ended; `step_refused`: "
+                                                             "it cannot move just now"}}
+SANDBOX_STEP = "Step a test delivery to its next status"

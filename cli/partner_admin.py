@@ -37,7 +37,8 @@ async def _partners(args, settings: Settings, databases: Databases) -> int:
                                    "webhooks only by the Authorization value it registered")
             _check_url(args.webhook_url, settings)
             partner, shown = await credentials.create_partner(session, vault, args.name, args.dialect,
-                                                              args.webhook_url, args.webhook_authorization)
+                                                              args.webhook_url, args.webhook_authorization,
+                                                              live_mode=not args.test)
             print(json.dumps({"name": partner.name, **shown, "webhook_url": partner.webhook_url}, indent=2))
         elif args.partners_command == "update":
             partner = await _partner(session, args.partner)
@@ -48,10 +49,15 @@ async def _partners(args, settings: Settings, databases: Databases) -> int:
             print(json.dumps({"name": partner.name, **shown}, indent=2))
         else:
             partners = await repository.list_partners(session)
-            rows = [{"partner_id": str(p.id), "name": p.name, "dialect": p.dialect, "account_id": p.account_id,
-                     "webhook_url": p.webhook_url, "webhook_enabled": p.webhook_enabled} for p in partners]
-            _print_rows(rows, args.json, ("partner_id", "name", "dialect", "webhook_enabled"))
+            rows = [{"partner_id": str(p.id), "name": p.name, "dialect": p.dialect, "mode": _mode(p),
+                     "account_id": p.account_id, "webhook_url": p.webhook_url, "webhook_enabled": p.webhook_enabled}
+                    for p in partners]
+            _print_rows(rows, args.json, ("partner_id", "name", "dialect", "mode", "webhook_enabled"))
     return 0
+
+
+def _mode(partner: Partner) -> str:
+    return "live" if partner.live_mode else "test"
 
 
 async def _update(session, vault, partner: Partner, args, settings: Settings) -> dict:

@@ -15,6 +15,8 @@ def add_arguments(commands) -> None:
     create.add_argument("--webhook-url", help="where status callbacks go")
     create.add_argument("--webhook-authorization",
                         help="doordash (required): the Authorization header value our callbacks carry")
+    create.add_argument("--test", action="store_true",
+                        help="test-mode credentials: its deliveries are played by a sandbox robot, never a real one")
     update = sub.add_parser("update", help="change a partner's webhook URL or DoorDash webhook authorization")
     update.add_argument("partner", help="partner id or name")
     update.add_argument("--webhook-url", help="where status callbacks go from now on (turns the webhook back on)")

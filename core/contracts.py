@@ -189,6 +189,8 @@ class DeliveryOrder(BaseModel):
     quote_id: UUID | None = None
     policy: LifecyclePolicy = LifecyclePolicy()
     ready_at: datetime | None = None  # when the partner said the order is ready at the store
+    # False for a test partner's order: a sandbox robot plays it, stepped by the partner; Dispatch never plans it.
+    live_mode: bool = True
 
 
 class AttemptRef(BaseModel):
@@ -295,10 +297,10 @@ class QuoteOffer(BaseModel):
 
 
 class RobotChoice(BaseModel):
-    """The planner's decision for a demand."""
+    """The planner's decision for a demand; a test order's sandbox robot has neither demand nor plan."""
 
-    demand_id: UUID
-    plan_id: UUID
+    demand_id: UUID | None
+    plan_id: UUID | None
     robot_id: str
     pickup_eta: datetime
     dropoff_eta: datetime
@@ -334,13 +336,15 @@ class TaskRequest(BaseModel):
     attempt: AttemptRef
     robot_id: str
     first_leg: TripLeg
+    sandbox_market: str | None = Field(None, description="a test order's market: its robot is a sandbox robot, "
+                                                         "registered there when first used, and needs no pilot")
 
 
 class TaskAssignment(BaseModel):
     task_id: UUID
     trip_id: UUID
     robot_id: str
-    pilot_id: UUID
+    pilot_id: UUID | None = Field(description="none for a sandbox robot")
 
 
 class TripUpdate(BaseModel):

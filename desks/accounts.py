@@ -83,7 +83,7 @@ class PartnerAccounts:
 
 def _account(partner: Partner) -> PartnerAccount:
     return PartnerAccount(id=partner.id, name=partner.name, dialect=PartnerDialect(partner.dialect),
-                          account_id=partner.account_id)
+                          account_id=partner.account_id, live_mode=partner.live_mode)
 
 
 def _store_info(store: Store) -> StoreInfo:

@@ -25,4 +25,4 @@ def snapshot_of(view: OrderView) -> Snapshot:
                     tracking_url=view.tracking_url, created_at=order.created_at, quote_id=order.quote_id,
                     fee_cents=view.fee_cents, currency=view.currency, pickup_eta=view.pickup_eta,
                     dropoff_eta=view.dropoff_eta, reason=order.cancel_reason or view.reason, reached=reached,
-                    pickup=order.pickup, dropoff=order.dropoff, robot_id=view.robot_id)
+                    pickup=order.pickup, dropoff=order.dropoff, robot_id=view.robot_id, live_mode=order.live_mode)

@@ -34,6 +34,7 @@ class PartnerAccount:
     name: str
     dialect: PartnerDialect
     account_id: str | None  # DoorDash developer_id, Uber customer_id
+    live_mode: bool = True  # False for a test partner: its deliveries are the sandbox's
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Order:
     fee_cents: int | None = None  # the fee stored with the order: its quote's, or the list price
     currency: str | None = None
     ready_at: datetime | None = None  # when the order is ready at the store, as accepted
+    live_mode: bool = True  # False for a test partner's order: a sandbox robot plays it
 
 
 # An order's attempts and their statuses, as the native API shows them (its `attempts` and `history`).

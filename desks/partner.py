@@ -37,7 +37,7 @@ from services.dispatch import repository as dispatch
 from services.dispatch.eta import earliest_dropoff
 from services.dispatch.pricing import delivery_fee_cents
 from services.integrations import repository as integrations
-from services.integrations.models import PartnerDelivery, Store
+from services.integrations.models import Partner, PartnerDelivery, Store
 from services.integrations.orders import delivery_order
 from workflows.delivery import DeliveryWorkflow, start_delivery, workflow_id
 from workflows.quote import request_quote
@@ -262,10 +262,11 @@ class PartnerDesk:
         pickup = _store_point(store) if store else placed(pickup, intake.pickup_address, intake.name("pickup"))
         dropoff = placed(dropoff, intake.dropoff_address, intake.name("dropoff"))
         market = service_area(pickup, dropoff, intake.name("pickup"), intake.name("dropoff"))
+        partner = await session.get(Partner, partner_id)
         now = datetime.now(UTC)
         ready_at = self._ready_at(intake, stored_quote, store, now)
-        if stored_quote is None:  # a quoted order was admitted with its quote
-            await self._admit_unquoted(market, pickup, dropoff, ready_at, now)
+        if stored_quote is None and partner.live_mode:  # a quoted order was admitted with its quote; a test
+            await self._admit_unquoted(market, pickup, dropoff, ready_at, now)  # order is played by no real robot
         fee_cents, currency = (stored_quote.fee_cents, stored_quote.currency) if stored_quote else (None, None)
         if stored_quote is None and intake.list_priced:
             fee_cents, currency = delivery_fee_cents(meters_between(pickup, dropoff), timedelta(0)), LIST_PRICE_CURRENCY
@@ -273,7 +274,7 @@ class PartnerDesk:
             partner_id=partner_id, external_delivery_id=intake.external_id, delivery_id=uuid.uuid4(),
             request_hash=intake.digest, status=S.CREATED.value, store_id=store.id if store else None,
             quote_id=stored_quote.id if stored_quote else None, market=market.name,
-            fee_cents=fee_cents, currency=currency, ready_at=ready_at,
+            fee_cents=fee_cents, currency=currency, ready_at=ready_at, live_mode=partner.live_mode,
             pickup_latitude=pickup.latitude, pickup_longitude=pickup.longitude,
             dropoff_latitude=dropoff.latitude, dropoff_longitude=dropoff.longitude,
             tracking_token=secrets.token_urlsafe(24))

@@ -130,7 +130,7 @@ def order_of(order: PartnerDelivery, public_url: str) -> Order:
                  pickup=pickup_of(order), dropoff=dropoff_of(order), quote_id=order.quote_id,
                  cancel_reason=order.cancel_reason, tracking_url=tracking_url(public_url, order),
                  created_at=order.created_at, fee_cents=order.fee_cents, currency=order.currency,
-                 ready_at=order.ready_at)
+                 ready_at=order.ready_at, live_mode=order.live_mode)
 
 
 def quoted_view(order: Order, stored_quote: Quote | None) -> OrderView:

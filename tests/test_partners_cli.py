@@ -101,6 +101,27 @@ async def test_rotation_keeps_the_old_key_for_the_overlap_only(own_settings, int
     assert unknown.returncode == 2 and "no partner 'nobody-by-this-name'" in unknown.stderr
 
 
+async def test_create_test_issues_test_mode_credentials_of_its_own_and_list_shows_the_mode(own_settings,
+                                                                                          integrations_db):
+    test_name, live_name = f"Sandbox {uuid.uuid4().hex[:6]}", f"Live {uuid.uuid4().hex[:6]}"
+    created = run(own_settings, "partners", "create", test_name, "--dialect", "uber", "--test")
+    assert created.returncode == 0, created.stderr
+    test = json.loads(created.stdout)
+    live = json.loads(run(own_settings, "partners", "create", live_name, "--dialect", "uber").stdout)
+    assert (test["live_mode"], live["live_mode"]) == (False, True)
+    assert EXPECTED["uber"] <= set(test) and test["customer_id"] != live["customer_id"]
+    async with integrations_db.begin() as session:
+        partner = await credentials.partner_by_secret(session, CredentialKind.CLIENT_SECRET, test["client_secret"],
+                                                      key_id=test["client_id"])
+    assert (partner.name, partner.live_mode) == (test_name, False)
+
+    modes = {row["name"]: row["mode"] for row in json.loads(run(own_settings, "partners", "list", "--json").stdout)}
+    assert (modes[test_name], modes[live_name]) == ("test", "live")
+    table = run(own_settings, "partners", "list").stdout.splitlines()
+    assert table[0].split() == ["partner_id", "name", "dialect", "mode", "webhook_enabled"]
+    assert any(test_name in line and " test " in line for line in table[1:])
+
+
 async def test_a_doordash_partner_cannot_be_created_without_webhook_authorization(own_settings, integrations_db):
     name = f"Drive {uuid.uuid4().hex[:6]}"
     for extra in ((), ("--webhook-url", "https://partner.example/hooks")):

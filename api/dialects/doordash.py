@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import DrivePartner
-from api.dependencies import Partners, Views
-from api.errors import ApiError, ErrorBody, FieldError, error_response
+from api.dependencies import Partners, Sandbox, Views
+from api.errors import SANDBOX_REFUSALS, SANDBOX_STEP, ApiError, ErrorBody, FieldError, error_response
 from core.contracts import DeliveryStatus, Point
 from desks.dialects import doordash as drive, snapshot_of
 from desks.errors import Refusal
@@ -272,6 +272,16 @@ async def update_delivery(external_delivery_id: str, body: DriveUpdate, partner:
     view = await desk.update_dropoff(order, instructions=body.dropoff_instructions,
                                      phone=body.dropoff_phone_number, field_name="dropoff_instructions")
     return DriveDelivery.of(view)
+
+
+@router.post("/sandbox/deliveries/{external_delivery_id}/advance", response_model=DriveDelivery,
+             response_model_exclude_none=True, summary=SANDBOX_STEP, responses=SANDBOX_REFUSALS)
+async def advance_delivery(external_delivery_id: str, partner: DrivePartner, sandbox: Sandbox,
+                           views: Views) -> DriveDelivery:
+    """Sandbox credentials only, as Drive's delivery simulator: the next of `confirmed`, `arrived_at_pickup`,
+    `picked_up`, `arrived_at_dropoff`, `delivered`, each with its webhook."""
+    order = await views.order_by_external_id(partner.id, external_delivery_id)
+    return DriveDelivery.of(await sandbox.advance(order, "external_delivery_id"))
 
 
 @router.put("/deliveries/{external_delivery_id}/cancel", response_model=DriveDelivery, response_model_exclude_none=True,

@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from api.auth import bearer, partner_by_key
 from api.deliveries import Customer, Location
-from api.dependencies import Partners, Views
-from api.errors import ERROR_RESPONSES, ErrorBody
+from api.dependencies import Partners, Sandbox, Views
+from api.errors import ERROR_RESPONSES, SANDBOX_REFUSALS, SANDBOX_STEP, ErrorBody
 from desks.dialects import PartnerDialect, olo, snapshot_of
 from desks.errors import Refusal
 from desks.orders import Intake, OrderView, PartnerAccount, digest_of
@@ -155,6 +155,14 @@ async def accept_quote(quoteId: uuid.UUID, partner: OloPartner, desk: Partners, 
 async def get_delivery(deliveryId: str, partner: OloPartner, views: Views) -> OloDelivery:
     """Status, ETAs and the time each lifecycle step was reached."""
     return OloDelivery.of(await views.view_of(await views.order_by_external_id(partner.id, deliveryId)))
+
+
+@router.post("/sandbox/deliveries/{deliveryId}/advance", response_model=OloDelivery, summary=SANDBOX_STEP,
+             responses=SANDBOX_REFUSALS)
+async def advance_delivery(deliveryId: str, partner: OloPartner, sandbox: Sandbox, views: Views) -> OloDelivery:
+    """Test partners only: the next of DriverAssigned, ArrivedAtPickup, PickedUp, ArrivedAtDropoff, Delivered."""
+    return OloDelivery.of(await sandbox.advance(await views.order_by_external_id(partner.id, deliveryId),
+                                                "deliveryId"))
 
 
 @router.post("/deliveries/{deliveryId}/cancel", response_model=OloDelivery, summary="Cancel a delivery",

@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import UberPartner, admitted
-from api.dependencies import Accounts, Partners, Views
-from api.errors import ApiError
+from api.dependencies import Accounts, Partners, Sandbox, Views
+from api.errors import SANDBOX_REFUSALS, SANDBOX_STEP, ApiError
 from api.limits import admit_address
 from core.contracts import Point
 from desks.dialects import snapshot_of, uber
@@ -210,7 +210,7 @@ class UberDelivery(BaseModel):
     id: str
     uuid: str
     kind: str = "delivery"
-    live_mode: bool = True
+    live_mode: bool = Field(description="false for a test customer's delivery: a sandbox robot plays it")
     quote_id: str | None = None
     status: str = Field(description=", ".join(dict.fromkeys(uber.STATUSES.values())))
     complete: bool
@@ -400,6 +400,14 @@ async def update_delivery(delivery_id: str, body: UberUpdate, partner: Customer,
 async def cancel_delivery(delivery_id: str, partner: Customer, desk: Partners, views: Views) -> UberDelivery:
     """Before pickup the robot is released (`canceled`); after loading the order goes back (`returned`)."""
     return UberDelivery.of(await desk.cancel(await _order(views, partner, delivery_id), uber.CANCELLED_BY_PARTNER))
+
+
+@router.post(PREFIX + "/{customer_id}/sandbox/deliveries/{delivery_id}/advance", response_model=UberDelivery,
+             response_model_exclude_none=True, summary=SANDBOX_STEP, responses=SANDBOX_REFUSALS)
+async def advance_delivery(delivery_id: str, partner: Customer, sandbox: Sandbox, views: Views) -> UberDelivery:
+    """Test customers only (`live_mode` false): the next of `pickup`, `pickup` with the courier imminent,
+    `pickup_complete`, `dropoff` with the courier imminent, `delivered`, each with its webhook."""
+    return UberDelivery.of(await sandbox.advance(await _order(views, partner, delivery_id), "delivery_id"))
 
 
 @router.post(PREFIX + "/{customer_id}/deliveries/{delivery_id}/proof-of-delivery", response_model=ProofOfDelivery,

@@ -28,8 +28,10 @@ def _active(now: datetime):
 
 
 async def create_partner(session: AsyncSession, vault: Vault, name: str, dialect: str, webhook_url: str | None,
-                         webhook_authorization: str | None = None) -> tuple[Partner, dict[str, str]]:
-    """Register a partner; return it with its credentials, shown once and stored only hashed or sealed.
+                         webhook_authorization: str | None = None, live_mode: bool = True,
+                         ) -> tuple[Partner, dict[str, str]]:
+    """Register a partner; return it with its credentials, shown once and stored only hashed or sealed. A test
+    partner (`live_mode` False) has credentials of its own: its deliveries are the sandbox's, never a real robot's.
 
     A DoorDash partner with a webhook must give the Authorization value its webhooks carry: DoorDash authenticates
     them by nothing else."""
@@ -37,10 +39,10 @@ async def create_partner(session: AsyncSession, vault: Vault, name: str, dialect
         raise ValueError("a doordash partner's webhook needs an Authorization value")
     account_id = str(uuid.uuid4()) if dialect in (PartnerDialect.DOORDASH, PartnerDialect.UBER) else None
     partner = Partner(name=name, dialect=dialect, account_id=account_id, webhook_url=webhook_url,
-                      webhook_enabled=webhook_url is not None)
+                      webhook_enabled=webhook_url is not None, live_mode=live_mode)
     session.add(partner)
     await session.flush()
-    shown = {"partner_id": str(partner.id), "dialect": dialect}
+    shown = {"partner_id": str(partner.id), "dialect": dialect, "live_mode": live_mode}
     if dialect == PartnerDialect.DOORDASH:
         shown["developer_id"] = account_id
     if dialect == PartnerDialect.UBER:

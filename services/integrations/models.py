@@ -48,6 +48,8 @@ class Partner(IntegrationsModel, table=True):
     account_id: str | None = Field(default=None, max_length=64, unique=True)
     webhook_url: str | None = Field(default=None, max_length=2048)
     webhook_enabled: bool = False
+    # False for a test partner (the sandbox): its deliveries are played by a sandbox robot, never a real one.
+    live_mode: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ)
 
 
@@ -131,6 +133,8 @@ class PartnerDelivery(IntegrationsModel, table=True):
     currency: str | None = Field(default=None, max_length=3)
     # When the order is ready at the store: the partner's time, its quote's, or the store's preparation estimate.
     ready_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
+    # The partner's mode, kept with each order: every reader of the order (views, callbacks, restarts) knows it.
+    live_mode: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ, index=True)
     updated_at: datetime = Field(
         default_factory=utcnow, sa_type=TIMESTAMPTZ, sa_column_kwargs={"onupdate": utcnow}

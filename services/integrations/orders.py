@@ -22,4 +22,5 @@ def delivery_order(order: PartnerDelivery, pii_id: uuid.UUID, policy: LifecycleP
         external_delivery_id=order.external_delivery_id, market=order.market, store_id=order.store_id,
         pickup=pickup_of(order), dropoff=dropoff_of(order), quote_id=order.quote_id, policy=policy,
         ready_at=order.ready_at,
+        live_mode=order.live_mode,
     )

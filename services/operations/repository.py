@@ -71,6 +71,15 @@ async def lock_robot(session: AsyncSession, robot_id: str) -> Robot | None:
     return await session.scalar(statement)
 
 
+async def add_sandbox_robot(session: AsyncSession, robot_id: str, market: str) -> Robot:
+    """Register the sandbox robot of a test order: it exists in Operations only (Dispatch never plans it, Device
+    never deploys it), so its task, trips and histories are recorded like any robot's."""
+    robot = Robot(id=robot_id, market=market)
+    session.add(robot)
+    await session.flush()
+    return robot
+
+
 def robot_available(robot: Robot | None) -> bool:
     """Whether Operations may give the robot a new task."""
     return robot is not None and robot.in_service and robot.status not in UNAVAILABLE_ROBOT_STATUSES

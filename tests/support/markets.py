@@ -54,13 +54,15 @@ class OwnMarket:
         return pilot_id
 
     async def add_partner(self, webhook_url: str | None, dialect: str = "native",
-                          webhook_authorization: str | None = None) -> dict:
-        """A partner of any dialect; a native one becomes the market's own partner (`api_key`, `partner_id`)."""
+                          webhook_authorization: str | None = None, live_mode: bool = True) -> dict:
+        """A partner of any dialect; a live native one becomes the market's own partner (`api_key`, `partner_id`).
+        A test partner (`live_mode` False) is the sandbox's."""
+        kind = "partner" if live_mode else "test partner"
         async with self.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
             partner, secrets = await credentials.create_partner(
-                session, vault_from_settings(self.platform.settings), f"{dialect} partner {self.market.name}",
-                dialect, webhook_url, webhook_authorization)
-        if dialect == "native":
+                session, vault_from_settings(self.platform.settings), f"{dialect} {kind} {self.market.name}",
+                dialect, webhook_url, webhook_authorization, live_mode=live_mode)
+        if dialect == "native" and live_mode:
             self.api_key, self.partner_id = secrets["api_key"], partner.id
         return secrets
 

@@ -2,6 +2,6 @@
 
 from workflows.delivery.starter import start_delivery, workflow_id
 from workflows.delivery.visibility import NEEDS_OPERATOR
-from workflows.delivery.workflow import DeliveryWorkflow
+from workflows.delivery.workflow import SANDBOX_STEP_REFUSED, DeliveryWorkflow
 
-__all__ = ["DeliveryWorkflow", "NEEDS_OPERATOR", "start_delivery", "workflow_id"]
+__all__ = ["DeliveryWorkflow", "NEEDS_OPERATOR", "SANDBOX_STEP_REFUSED", "start_delivery", "workflow_id"]

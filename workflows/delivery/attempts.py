@@ -1,6 +1,8 @@
 """Attempts: find a robot and a pilot, follow the robot, and end, return or replace the attempt."""
 
+import asyncio
 from datetime import timedelta
+from uuid import UUID
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -35,6 +37,11 @@ ATTEMPT_RESULT = {TaskOutcome.COMPLETED: AttemptResult.SUCCEEDED, TaskOutcome.CA
                   TaskOutcome.FAILED: AttemptResult.FAILED}
 
 
+def sandbox_robot_id(delivery_id: UUID) -> str:
+    """The sandbox robot that plays a test order: one of its own, known to Operations only."""
+    return f"sandbox-{delivery_id.hex}"
+
+
 def _demand_search(err: ActivityError) -> DemandSearch | None:
     """What `NoRobotAvailable` says of the demand's search, if it says anything."""
     details = getattr(err.cause, "details", None)
@@ -61,7 +68,7 @@ class Attempts:
     async def _deliver(self) -> None:
         state = self.state
         while True:
-            state.choice = await self._find_robot()
+            state.choice = await (self._find_robot() if state.order.live_mode else self._sandbox_robot())
             if state.choice is None:
                 return await self._cancel(state.reason or "no_robot_available")
             try:
@@ -101,8 +108,9 @@ class Attempts:
     async def _return(self) -> None:
         state = self.state
         robot_id = state.choice.robot_id
-        state.choice = await self.steps.run(DispatchActivities.plan_demand, self._demand(preferred=robot_id),
-                                            TaskQueue.DISPATCH)
+        if state.order.live_mode:  # a sandbox robot stays the test order's own, unplanned
+            state.choice = await self.steps.run(DispatchActivities.plan_demand, self._demand(preferred=robot_id),
+                                                TaskQueue.DISPATCH)
         state.task = await self._assign_task(robot_id, TripLeg.TO_STORE)
         state.phase = Phase(S.RETURNING)
         await self.progress.reach(S.RETURNING, state.reason)
@@ -193,11 +201,29 @@ class Attempts:
         state.reason = state.cancel.reason
         return None
 
+    async def _sandbox_robot(self) -> RobotChoice | None:
+        """A test order's robot: its sandbox robot, once the partner steps the delivery (`assign_sandbox_robot`),
+        never one Dispatch plans. No step within `robot_search_seconds` cancels it, as no robot would."""
+        state = self.state
+        try:
+            await workflow.wait_condition(lambda: state.sandbox_robot_asked or state.cancel is not None,
+                                          timeout=timedelta(seconds=state.order.policy.robot_search_seconds))
+        except asyncio.TimeoutError:
+            state.reason = "no_robot_available"
+            return None
+        if state.cancel is not None:
+            state.reason = state.cancel.reason
+            return None
+        now = workflow.now()  # a sandbox robot moves only when stepped: no trip to estimate
+        return RobotChoice(demand_id=None, plan_id=None, robot_id=sandbox_robot_id(state.order.delivery_id),
+                           pickup_eta=now, dropoff_eta=now)
+
     async def _assign_task(self, robot_id: str, first_leg: TripLeg) -> TaskAssignment | None:
         """A pilot for the robot's task. Going out, no pilot in time cancels; bringing an order back, it parks."""
         state, policy = self.state, self.state.order.policy
         returning = first_leg is TripLeg.TO_STORE
-        request = TaskRequest(attempt=state.attempt, robot_id=robot_id, first_leg=first_leg)
+        request = TaskRequest(attempt=state.attempt, robot_id=robot_id, first_leg=first_leg,
+                              sandbox_market=None if state.order.live_mode else state.order.market)
         deadline = workflow.now() + timedelta(seconds=policy.pilot_wait_seconds)
         while True:
             try:
@@ -266,6 +292,8 @@ class Attempts:
 
     async def _release_robot(self, out_of_service: bool = False, fulfilled: bool = True) -> None:
         state = self.state
+        if not state.order.live_mode:  # Dispatch never planned the sandbox robot: nothing to release
+            return
         release = RobotRelease(attempt_id=state.attempt.attempt_id, demand_fulfilled=fulfilled,
                                robot_id=state.robot_id, location=state.last_location, out_of_service=out_of_service)
         await self.steps.run(DispatchActivities.release_robot, release, TaskQueue.DISPATCH)

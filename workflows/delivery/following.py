@@ -130,7 +130,8 @@ class Following:
         self.state.attempt_over = True
         watching.cancel()
         self._watch = None
-        await self.steps.run(TripMonitorActivities.stop_watching, self.watch(), TaskQueue.TRIP_MONITOR)
+        if self.state.order.live_mode:
+            await self.steps.run(TripMonitorActivities.stop_watching, self.watch(), TaskQueue.TRIP_MONITOR)
 
     def watch(self) -> TripWatch:
         """What the trip watch is told: the robot, and what the delivery already knows (only news comes back)."""
@@ -152,8 +153,11 @@ class Following:
         """Watch the trip, acting on each finding, until the robot is lost or stuck (which ends the attempt).
 
         Each watch is told what the delivery knows (connectivity, promised ETA, loaded or not) and returns
-        with news; then the next one starts with the news included.
+        with news; then the next one starts with the news included. A sandbox robot sends no heartbeats: it is
+        not watched.
         """
+        if not self.state.order.live_mode:
+            return
         while True:
             self._watch = workflow.start_activity_method(
                 TripMonitorActivities.watch_trip, self.watch(), task_queue=TaskQueue.TRIP_MONITOR,

@@ -45,7 +45,9 @@ class Visibility:
             lines.append(f"attempt {state.attempt.number} ({state.attempt.kind.value})")
         if state.choice:
             lines.append(f"robot `{state.choice.robot_id}`")
-        if state.task:
+        if not state.order.live_mode:
+            lines.append("sandbox")
+        if state.task and state.task.pilot_id:
             lines.append(f"pilot `{state.task.pilot_id}`")
         if state.last_event:
             lines.append(f"last event: {state.last_event.value}")

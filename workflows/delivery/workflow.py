@@ -32,6 +32,8 @@ from workflows.delivery.visibility import Visibility
 S, D = DeliveryStatus, OperatorDecision
 # An operator may redispatch a delivery whose robot has not picked the order up, unasked.
 REDISPATCHABLE = (S.ROBOT_ASSIGNED, S.EN_ROUTE_TO_PICKUP)
+# The type of the error a refused sandbox step carries (its message is worded for the partner).
+SANDBOX_STEP_REFUSED = "sandbox_step_refused"
 
 
 @workflow.defn
@@ -110,6 +112,27 @@ class DeliveryWorkflow:
         if status in TERMINAL_STATUSES or status is S.RETURNING:
             raise ApplicationError(f"the delivery is {status.value} and can no longer be cancelled",
                                    type="noncancelable_delivery")
+
+    # ---- the sandbox ------------------------------------------------------------------------------
+
+    @workflow.update
+    async def assign_sandbox_robot(self) -> EventReceipt:
+        """A test order's first step: its sandbox robot takes it. Answers once the robot is assigned (or the
+        delivery ended without one); every later step is one of the sandbox robot's events (`robot_event`)."""
+        state = self.state
+        state.sandbox_robot_asked = True
+        await workflow.wait_condition(lambda: state.reached not in (None, S.CREATED))
+        return EventReceipt(delivery_id=state.order.delivery_id, status=state.phase.status,
+                            attempt_id=state.attempt.attempt_id if state.attempt else None)
+
+    @assign_sandbox_robot.validator
+    def _validate_assign_sandbox_robot(self) -> None:
+        if self.state.order.live_mode:
+            raise ApplicationError("a live delivery is played by a real robot: it cannot be stepped",
+                                   type=SANDBOX_STEP_REFUSED)
+        if self.state.phase.status is not S.CREATED:
+            raise ApplicationError(f"the delivery is {self.state.phase.status.value}: it has its robot already",
+                                   type=SANDBOX_STEP_REFUSED)
 
     # ---- operators -------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ class Snapshot:
     dropoff: Point | None = None
     robot_id: str | None = None
     account_id: str | None = None  # the partner's account in its dialect (Uber customer_id), for callbacks
+    live_mode: bool = True  # False for a test partner's delivery (the sandbox)
 
     @property
     def updated_at(self) -> datetime:
@@ -52,7 +53,7 @@ def snapshot_of_trail(order: PartnerDelivery, trail: list[ExternalState], callba
                     quote_id=order.quote_id, fee_cents=order.fee_cents, currency=order.currency,
                     dropoff_eta=callback.dropoff_eta, reason=callback.reason or order.cancel_reason, reached=reached,
                     pickup=pickup_of(order), dropoff=dropoff_of(order), robot_id=callback.robot_id,
-                    account_id=account_id)
+                    account_id=account_id, live_mode=order.live_mode)
 
 
 class CallbackFormat:

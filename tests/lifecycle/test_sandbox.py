@@ -1,0 +1,172 @@
+"""The sandbox: a test partner's delivery, stepped to its door through each dialect's step endpoint, with the real
+lifecycle's callbacks, while the real fleet never hears of it."""
+
+import uuid
+
+import httpx
+from sqlalchemy import select
+
+from core.services import Service
+from services.dispatch.models import Demand
+from services.dispatch.models import Robot as PlannedRobot
+from services.operations import repository as operations
+from tests.lifecycle.test_dialect_doordash import WEBHOOK_AUTHORIZATION, drive_client
+from tests.lifecycle.test_dialect_uber import delivery as uber_delivery
+from tests.lifecycle.test_dialect_uber import signed_by, uber_client
+from tests.support.partners import Receiver
+from tests.support.waiting import wait_for, wait_terminal
+
+# What each step of the native API answers, from robot assignment to the door.
+NATIVE_STEPS = ["robot_assigned", "at_pickup", "picked_up", "at_dropoff", "delivered"]
+# Every status a native partner hears of, the robot's own steps between them included.
+NATIVE_TRAIL = ["created", "robot_assigned", "en_route_to_pickup", "at_pickup", "picked_up", "en_route_to_dropoff",
+                "at_dropoff", "delivered"]
+
+
+def partner_http(market, api_key: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=market.platform.api_url, timeout=30,
+                             headers={"authorization": f"Bearer {api_key}"})
+
+
+async def callbacks_of(hooks, url: str, count: int) -> list:
+    received = hooks.of(url)
+
+    async def all_callbacks():
+        return len(received) >= count
+
+    await wait_for(all_callbacks)
+    return received
+
+
+async def real_fleet_untouched(market, robot: str, delivery_id: uuid.UUID) -> None:
+    """Dispatch never had a demand for the delivery, and the market's real robot stayed free in Dispatch and in
+    Operations."""
+    databases = market.platform.databases
+    async with databases.sessions(Service.DISPATCH).begin() as session:
+        assert (await session.scalars(select(Demand).where(Demand.delivery_id == delivery_id))).all() == []
+        assert (await session.get(PlannedRobot, robot)).active_demand_id is None
+    async with databases.sessions(Service.OPERATIONS).begin() as session:
+        assert await operations.active_task_for_robot(session, robot) is None
+
+
+async def test_a_test_partner_steps_its_native_delivery_to_the_door(market, hooks):
+    robot = await market.add_robot()
+    await market.add_pilot()
+    url = hooks.endpoint()
+    sandbox = await market.add_partner(url, live_mode=False)
+    async with partner_http(market, sandbox["api_key"]) as client:
+        created = await client.post("/v1/deliveries", json=market.order())
+        assert created.status_code == 201, created.text
+        assert created.json()["live_mode"] is False
+        delivery_id = created.json()["id"]
+
+        answers = []
+        for _ in NATIVE_STEPS:
+            step = await client.post(f"/v1/sandbox/deliveries/{delivery_id}/advance")
+            assert step.status_code == 200, step.text
+            answers.append(step.json()["status"])
+        assert answers == NATIVE_STEPS
+        assert step.json()["robot_id"] == f"sandbox-{uuid.UUID(delivery_id).hex}"
+
+        finished = await client.post(f"/v1/sandbox/deliveries/{delivery_id}/advance")
+        assert finished.status_code == 409
+        assert finished.json()["code"] == "delivery_finished"
+        assert finished.json()["field_errors"][0]["field"] == "delivery_id"
+        assert (await wait_terminal(market.platform, delivery_id))["status"] == "delivered"
+        proof = await client.get(f"/v1/deliveries/{delivery_id}/proof-of-delivery")
+        assert proof.status_code == 200 and proof.json()["robot_id"] == step.json()["robot_id"]
+
+    received = await callbacks_of(hooks, url, len(NATIVE_TRAIL))
+    assert [h.json()["data"]["status"] for h in received] == NATIVE_TRAIL
+    assert all(Receiver._signed_with(sandbox["webhook_secret"], h.headers, h.body) for h in received)
+
+    async with market.partner_http() as live:
+        listed = (await live.get("/v1/deliveries")).json()["deliveries"]
+        assert delivery_id not in {d["id"] for d in listed}
+        assert (await live.get(f"/v1/deliveries/{delivery_id}")).status_code == 404
+    await real_fleet_untouched(market, robot, uuid.UUID(delivery_id))
+
+
+async def test_a_test_customer_steps_its_uber_delivery_with_live_mode_false_everywhere(market, hooks, geocoded):
+    robot = await market.add_robot()
+    await market.add_pilot()
+    url = hooks.endpoint()
+    sandbox = {**await market.add_partner(url, "uber", live_mode=False), "webhook_url": url}
+    live = await market.add_partner(None, "uber")
+    async with await uber_client(market, sandbox) as client:
+        created = await client.post("/deliveries", json=uber_delivery(list(geocoded), "U-sandbox-1"))
+        assert created.status_code == 200, created.text
+        assert created.json()["live_mode"] is False
+        delivery_id = created.json()["id"]
+
+        answers = []
+        for _ in range(5):
+            step = await client.post(f"/sandbox/deliveries/{delivery_id}/advance")
+            assert step.status_code == 200, step.text
+            answers.append((step.json()["status"], step.json()["courier_imminent"], step.json()["live_mode"]))
+        assert answers == [("pickup", False, False), ("pickup", True, False), ("pickup_complete", False, False),
+                           ("dropoff", True, False), ("delivered", False, False)]
+        finished = await client.post(f"/sandbox/deliveries/{delivery_id}/advance")
+        assert finished.status_code == 409 and finished.json()["code"] == "delivery_finished"
+        assert finished.json()["metadata"] == {"delivery_id": "delivery_finished"}
+
+    received = await callbacks_of(hooks, url, 7)
+    events = [h.json() for h in received]
+    assert [e["status"] for e in events] == ["pending", "pickup", "pickup", "pickup_complete", "dropoff", "dropoff",
+                                             "delivered"]
+    assert {e["live_mode"] for e in events} == {False} and {e["data"]["live_mode"] for e in events} == {False}
+    assert all(signed_by(sandbox["webhook_secret"], h) for h in received)
+
+    async with await uber_client(market, live) as client:
+        assert (await client.get("/deliveries")).json()["data"] == []
+    await real_fleet_untouched(market, robot, uuid.UUID(hex=delivery_id.removeprefix("del_")))
+
+
+async def test_a_test_delivery_nobody_steps_is_cancelled_as_no_robot_took_it(market, hooks, lifecycle_policy):
+    robot = await market.add_robot()
+    await market.add_pilot()
+    lifecycle_policy(robot_search_seconds=1)
+    sandbox = await market.add_partner(hooks.endpoint(), live_mode=False)
+    async with partner_http(market, sandbox["api_key"]) as client:
+        created = await client.post("/v1/deliveries", json=market.order())
+        assert created.status_code == 201, created.text
+    final = await wait_terminal(market.platform, created.json()["id"])
+    assert (final["status"], final["reason"], final["robot_id"]) == ("cancelled", "no_robot_available", None)
+    await real_fleet_untouched(market, robot, uuid.UUID(created.json()["id"]))
+
+
+async def test_stepping_a_live_delivery_or_another_partners_is_refused(market, hooks):
+    async with market.partner_http() as client:
+        created = await client.post("/v1/deliveries", json=market.order())
+        assert created.status_code == 201, created.text
+        assert created.json()["live_mode"] is True
+        delivery_id = created.json()["id"]
+        refused = await client.post(f"/v1/sandbox/deliveries/{delivery_id}/advance")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "live_delivery"
+        assert refused.json()["field_errors"][0]["field"] == "delivery_id"
+        unknown = await client.post(f"/v1/sandbox/deliveries/{uuid.uuid4()}/advance")
+        assert unknown.status_code == 404
+        cancelled = await client.post(f"/v1/deliveries/{delivery_id}/cancel", json={"reason": "other"})
+        assert cancelled.status_code == 200, cancelled.text
+
+    sandbox = await market.add_partner(hooks.endpoint(), live_mode=False)
+    async with partner_http(market, sandbox["api_key"]) as client:  # another partner's delivery is unknown
+        assert (await client.post(f"/v1/sandbox/deliveries/{delivery_id}/advance")).status_code == 404
+
+
+async def test_drive_refuses_to_step_a_live_delivery_in_its_own_error_body(market, hooks, geocoded):
+    developer = await market.add_partner(hooks.endpoint(), "doordash", WEBHOOK_AUTHORIZATION)
+    pickup, dropoff, _ = geocoded
+    async with drive_client(market, developer) as client:
+        created = await client.post("/drive/v2/deliveries", json={
+            "external_delivery_id": "D-live-1", "pickup_address": pickup, "dropoff_address": dropoff,
+            "dropoff_phone_number": "+13105550100", "dropoff_contact_given_name": "Alex"})
+        assert created.status_code == 200, created.text
+        refused = await client.post("/drive/v2/sandbox/deliveries/D-live-1/advance")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "live_delivery"
+        assert refused.json()["field_errors"] == [{"field": "external_delivery_id", "error": "live_delivery"}]
+        unknown = await client.post("/drive/v2/sandbox/deliveries/D-unknown/advance")
+        assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_delivery_id"
+        assert (await client.put("/drive/v2/deliveries/D-live-1/cancel")).status_code == 200
