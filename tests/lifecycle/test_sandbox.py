@@ -11,6 +11,7 @@ from services.dispatch.models import Demand
 from services.dispatch.models import Robot as PlannedRobot
 from services.operations import repository as operations
 from tests.lifecycle.test_dialect_doordash import WEBHOOK_AUTHORIZATION, drive_client
+from tests.lifecycle.test_dialect_olo import olo_client, quote_request
 from tests.lifecycle.test_dialect_uber import delivery as uber_delivery
 from tests.lifecycle.test_dialect_uber import signed_by, uber_client
 from tests.support.partners import Receiver
@@ -170,3 +171,60 @@ async def test_drive_refuses_to_step_a_live_delivery_in_its_own_error_body(marke
         unknown = await client.post("/drive/v2/sandbox/deliveries/D-unknown/advance")
         assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_delivery_id"
         assert (await client.put("/drive/v2/deliveries/D-live-1/cancel")).status_code == 200
+
+
+async def test_a_test_drive_developer_steps_its_delivery_to_the_door_with_drive_events(market, hooks, geocoded):
+    robot = await market.add_robot()
+    await market.add_pilot()
+    url = hooks.endpoint()
+    developer = await market.add_partner(url, "doordash", WEBHOOK_AUTHORIZATION, live_mode=False)
+    pickup, dropoff, _ = geocoded
+    async with drive_client(market, developer) as client:
+        created = await client.post("/drive/v2/deliveries", json={
+            "external_delivery_id": "D-sandbox-1", "pickup_address": pickup, "dropoff_address": dropoff,
+            "dropoff_phone_number": "+13105550100", "dropoff_contact_given_name": "Alex"})
+        assert created.status_code == 200, created.text
+        answers = []
+        for _ in range(5):
+            step = await client.post("/drive/v2/sandbox/deliveries/D-sandbox-1/advance")
+            assert step.status_code == 200, step.text
+            answers.append(step.json()["delivery_status"])
+        assert answers == ["confirmed", "arrived_at_pickup", "picked_up", "arrived_at_dropoff", "delivered"]
+        finished = await client.post("/drive/v2/sandbox/deliveries/D-sandbox-1/advance")
+        assert finished.status_code == 409 and finished.json()["code"] == "delivery_finished"
+        assert finished.json()["field_errors"] == [{"field": "external_delivery_id", "error": "delivery_finished"}]
+        delivery_id = uuid.UUID(created.json()["support_reference"])
+
+    received = await callbacks_of(hooks, url, 5)
+    assert [h.json()["event_name"] for h in received] == [
+        "DASHER_CONFIRMED", "DASHER_CONFIRMED_PICKUP_ARRIVAL", "DASHER_PICKED_UP",
+        "DASHER_CONFIRMED_DROPOFF_ARRIVAL", "DASHER_DROPPED_OFF"]
+    assert all(h.headers["authorization"] == WEBHOOK_AUTHORIZATION for h in received)
+    await real_fleet_untouched(market, robot, delivery_id)
+
+
+async def test_a_test_olo_provider_steps_its_delivery_to_the_door(market, hooks):
+    robot = await market.add_robot()
+    await market.add_pilot()
+    url = hooks.endpoint()
+    provider = await market.add_partner(url, "olo", live_mode=False)
+    async with olo_client(market, provider) as client:
+        quote = await client.post("/quotes", json=quote_request(market, "olo-sandbox-1"))
+        assert quote.status_code == 200, quote.text
+        accepted = await client.post(f"/quotes/{quote.json()['quoteId']}/accept")
+        assert accepted.status_code == 201, accepted.text
+        answers = []
+        for _ in range(5):
+            step = await client.post("/sandbox/deliveries/olo-sandbox-1/advance")
+            assert step.status_code == 200, step.text
+            answers.append(step.json()["status"])
+        assert answers == ["DriverAssigned", "ArrivedAtPickup", "PickedUp", "ArrivedAtDropoff", "Delivered"]
+        finished = await client.post("/sandbox/deliveries/olo-sandbox-1/advance")
+        assert finished.status_code == 409, finished.text
+        delivery_id = uuid.UUID(accepted.json()["providerDeliveryId"])
+
+    received = await callbacks_of(hooks, url, 8)
+    assert [h.json()["status"] for h in received] == [
+        "Pending", "DriverAssigned", "EnRouteToPickup", "ArrivedAtPickup", "PickedUp", "EnRouteToDropoff",
+        "ArrivedAtDropoff", "Delivered"]
+    await real_fleet_untouched(market, robot, delivery_id)
