@@ -10,11 +10,12 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto import Vault, hash_credential, new_credential, new_webhook_secret
+from services.integrations.dialects import callback_format
 from services.integrations.models import CredentialKind, Partner, PartnerCredential, PartnerDialect
 from services.integrations.sealing import seal, unseal
 
 K = CredentialKind
-# The credentials each dialect authenticates with; every dialect also gets a webhook secret.
+# The credentials each dialect authenticates with; every dialect whose webhooks we sign also gets a webhook secret.
 DIALECT_CREDENTIALS = {
     PartnerDialect.NATIVE: (K.API_KEY,),
     PartnerDialect.OLO: (K.API_KEY,),
@@ -105,8 +106,9 @@ async def _issue(session: AsyncSession, vault: Vault, partner: Partner) -> dict[
                                     secret_hash=hash_credential(shown["client_secret"]))
         row.partner_id = partner.id
         session.add(row)
-    shown["webhook_secret"] = new_webhook_secret()
-    session.add(_sealed(vault, partner, K.WEBHOOK_SECRET, shown["webhook_secret"]))
+    if callback_format(partner.dialect).secret_kind is K.WEBHOOK_SECRET:  # Drive's carry the partner's Authorization
+        shown["webhook_secret"] = new_webhook_secret()
+        session.add(_sealed(vault, partner, K.WEBHOOK_SECRET, shown["webhook_secret"]))
     await session.flush()
     return shown
 
