@@ -2,14 +2,10 @@
 developer makes, each documented refusal raised as the SDK's own error class, every answer and webhook conforming
 to the SDK's TypeScript declarations, and webhooks authorized as the developer registered."""
 
-from uuid import UUID
-
 import httpx
 import pytest
 
-from core.services import Service
-from services.integrations import repository as integrations
-from tests.support.dialects import drive_jwt
+from tests.support.dialects import drive_developer, drive_jwt
 from tests.support.robots import RobotDriver, drive
 from tests.support.sdk import Sdk, conforming
 from tests.support.waiting import wait_for, wait_status, wait_terminal
@@ -19,14 +15,7 @@ WEBHOOK_AUTHORIZATION = "Bearer hooks-7f3a"
 
 @pytest.fixture
 async def doordash(market, hooks) -> dict:
-    """A Drive developer with a store in the market and a webhook that wants our Authorization value."""
-    url = hooks.endpoint()
-    secrets = await market.add_partner(url, "doordash", WEBHOOK_AUTHORIZATION)
-    async with market.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        point = market.point(north_m=100)
-        await integrations.add_store(session, UUID(secrets["partner_id"]), "store-1", "Test Kitchen",
-                                     point["latitude"], point["longitude"], market.market.name)
-    return {**secrets, "webhook_url": url}
+    return await drive_developer(market, hooks, WEBHOOK_AUTHORIZATION)
 
 
 def sdk_of(market, doordash: dict) -> Sdk:

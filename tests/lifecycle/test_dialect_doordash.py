@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from core.services import Service
 from services.integrations import repository as integrations
 from services.integrations.models import CredentialKind, Partner, PartnerCredential, PartnerDelivery
-from tests.support.dialects import drive_jwt
+from tests.support.dialects import drive_developer, drive_jwt
 from tests.support.platform import order_rows
 from tests.support.robots import drive
 from tests.support.waiting import ready_times, wait_for
@@ -32,14 +32,7 @@ def drive_client(market, credentials: dict, token: str | None = None) -> httpx.A
 
 @pytest.fixture
 async def doordash(market, hooks) -> dict:
-    """A Drive developer with a store in the market and a webhook that wants our Authorization value."""
-    url = hooks.endpoint()
-    secrets = await market.add_partner(url, "doordash", WEBHOOK_AUTHORIZATION)
-    async with market.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
-        point = market.point(north_m=100)
-        await integrations.add_store(session, UUID(secrets["partner_id"]), "store-1", "Test Kitchen",
-                                     point["latitude"], point["longitude"], market.market.name)
-    return {**secrets, "webhook_url": url}
+    return await drive_developer(market, hooks, WEBHOOK_AUTHORIZATION)
 
 
 def order(market, external_id: str, **changes) -> dict:

@@ -39,6 +39,16 @@ async def callbacks_of(hooks, url: str, count: int) -> list:
     return received
 
 
+async def step_through(client: httpx.AsyncClient, path: str, times: int) -> list[dict]:
+    """Advance a test delivery `times` steps; each step's answer."""
+    answers = []
+    for _ in range(times):
+        step = await client.post(path)
+        assert step.status_code == 200, step.text
+        answers.append(step.json())
+    return answers
+
+
 async def real_fleet_untouched(market, robot: str, delivery_id: uuid.UUID) -> None:
     """Dispatch never had a demand for the delivery, and the market's real robot stayed free in Dispatch and in
     Operations."""
@@ -61,13 +71,9 @@ async def test_a_test_partner_steps_its_native_delivery_to_the_door(market, hook
         assert created.json()["live_mode"] is False
         delivery_id = created.json()["id"]
 
-        answers = []
-        for _ in NATIVE_STEPS:
-            step = await client.post(f"/v1/sandbox/deliveries/{delivery_id}/advance")
-            assert step.status_code == 200, step.text
-            answers.append(step.json()["status"])
-        assert answers == NATIVE_STEPS
-        assert step.json()["robot_id"] == f"sandbox-{uuid.UUID(delivery_id).hex}"
+        answers = await step_through(client, f"/v1/sandbox/deliveries/{delivery_id}/advance", len(NATIVE_STEPS))
+        assert [a["status"] for a in answers] == NATIVE_STEPS
+        assert answers[-1]["robot_id"] == f"sandbox-{uuid.UUID(delivery_id).hex}"
 
         finished = await client.post(f"/v1/sandbox/deliveries/{delivery_id}/advance")
         assert finished.status_code == 409
@@ -75,7 +81,7 @@ async def test_a_test_partner_steps_its_native_delivery_to_the_door(market, hook
         assert finished.json()["field_errors"][0]["field"] == "delivery_id"
         assert (await wait_terminal(market.platform, delivery_id))["status"] == "delivered"
         proof = await client.get(f"/v1/deliveries/{delivery_id}/proof-of-delivery")
-        assert proof.status_code == 200 and proof.json()["robot_id"] == step.json()["robot_id"]
+        assert proof.status_code == 200 and proof.json()["robot_id"] == answers[-1]["robot_id"]
 
     received = await callbacks_of(hooks, url, len(NATIVE_TRAIL))
     assert [h.json()["data"]["status"] for h in received] == NATIVE_TRAIL
@@ -100,13 +106,10 @@ async def test_a_test_customer_steps_its_uber_delivery_with_live_mode_false_ever
         assert created.json()["live_mode"] is False
         delivery_id = created.json()["id"]
 
-        answers = []
-        for _ in range(5):
-            step = await client.post(f"/sandbox/deliveries/{delivery_id}/advance")
-            assert step.status_code == 200, step.text
-            answers.append((step.json()["status"], step.json()["courier_imminent"], step.json()["live_mode"]))
-        assert answers == [("pickup", False, False), ("pickup", True, False), ("pickup_complete", False, False),
-                           ("dropoff", True, False), ("delivered", False, False)]
+        answers = await step_through(client, f"/sandbox/deliveries/{delivery_id}/advance", 5)
+        assert [(a["status"], a["courier_imminent"], a["live_mode"]) for a in answers] == [
+            ("pickup", False, False), ("pickup", True, False), ("pickup_complete", False, False),
+            ("dropoff", True, False), ("delivered", False, False)]
         finished = await client.post(f"/sandbox/deliveries/{delivery_id}/advance")
         assert finished.status_code == 409 and finished.json()["code"] == "delivery_finished"
         assert finished.json()["metadata"] == {"delivery_id": "delivery_finished"}
@@ -184,12 +187,9 @@ async def test_a_test_drive_developer_steps_its_delivery_to_the_door_with_drive_
             "external_delivery_id": "D-sandbox-1", "pickup_address": pickup, "dropoff_address": dropoff,
             "dropoff_phone_number": "+13105550100", "dropoff_contact_given_name": "Alex"})
         assert created.status_code == 200, created.text
-        answers = []
-        for _ in range(5):
-            step = await client.post("/drive/v2/sandbox/deliveries/D-sandbox-1/advance")
-            assert step.status_code == 200, step.text
-            answers.append(step.json()["delivery_status"])
-        assert answers == ["confirmed", "arrived_at_pickup", "picked_up", "arrived_at_dropoff", "delivered"]
+        answers = await step_through(client, "/drive/v2/sandbox/deliveries/D-sandbox-1/advance", 5)
+        assert [a["delivery_status"] for a in answers] == [
+            "confirmed", "arrived_at_pickup", "picked_up", "arrived_at_dropoff", "delivered"]
         finished = await client.post("/drive/v2/sandbox/deliveries/D-sandbox-1/advance")
         assert finished.status_code == 409 and finished.json()["code"] == "delivery_finished"
         assert finished.json()["field_errors"] == [{"field": "external_delivery_id", "error": "delivery_finished"}]
@@ -213,12 +213,9 @@ async def test_a_test_olo_provider_steps_its_delivery_to_the_door(market, hooks)
         assert quote.status_code == 200, quote.text
         accepted = await client.post(f"/quotes/{quote.json()['quoteId']}/accept")
         assert accepted.status_code == 201, accepted.text
-        answers = []
-        for _ in range(5):
-            step = await client.post("/sandbox/deliveries/olo-sandbox-1/advance")
-            assert step.status_code == 200, step.text
-            answers.append(step.json()["status"])
-        assert answers == ["DriverAssigned", "ArrivedAtPickup", "PickedUp", "ArrivedAtDropoff", "Delivered"]
+        answers = await step_through(client, "/sandbox/deliveries/olo-sandbox-1/advance", 5)
+        assert [a["status"] for a in answers] == [
+            "DriverAssigned", "ArrivedAtPickup", "PickedUp", "ArrivedAtDropoff", "Delivered"]
         finished = await client.post("/sandbox/deliveries/olo-sandbox-1/advance")
         assert finished.status_code == 409, finished.text
         delivery_id = uuid.UUID(accepted.json()["providerDeliveryId"])

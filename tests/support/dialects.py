@@ -5,8 +5,12 @@ import hashlib
 import hmac
 import json
 import time
+from uuid import UUID
 
 import httpx
+
+from core.services import Service
+from services.integrations import repository as integrations
 
 
 def _segment(data: dict) -> str:
@@ -33,3 +37,14 @@ async def access_token(market, credentials: dict) -> str:
     assert answer.status_code == 200, answer.text
     assert answer.json()["token_type"] == "Bearer" and answer.json()["expires_in"] > 0
     return answer.json()["access_token"]
+
+
+async def drive_developer(market, hooks, authorization: str) -> dict:
+    """A Drive developer with a store (`store-1`) in the market and a webhook that wants `authorization`."""
+    url = hooks.endpoint()
+    secrets = await market.add_partner(url, "doordash", authorization)
+    async with market.platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        point = market.point(north_m=100)
+        await integrations.add_store(session, UUID(secrets["partner_id"]), "store-1", "Test Kitchen",
+                                     point["latitude"], point["longitude"], market.market.name)
+    return {**secrets, "webhook_url": url}
