@@ -30,7 +30,9 @@ class DispatchActivities(ServiceActivities):
     async def plan_demand(self, request: DemandRequest) -> RobotChoice:
         """Plan the market with this demand in it; return the demand's committed robot.
 
-        A retry returns the plan already committed. `NoRobotAvailable` while the demand is not committed
+        A retry returns the plan already committed. Asked again for a demand the periodic rounds still plan
+        (asked within `demand_hold_seconds`, the same excluded robots), it reads what they planned instead of
+        planning the market once more, unless those rounds have stalled. `NoRobotAvailable` while the demand is not committed
         (no robot can take it, the robot it waits for is still busy, or is held until the order is nearly
         ready), with a `DemandSearch` as its detail: whether a robot is planned for the demand and when its
         order is ready. Its latency is `dispatch_planning_seconds{outcome=planned|no_robot|error}`.
@@ -59,6 +61,10 @@ class DispatchActivities(ServiceActivities):
                 session, attempt.attempt_id, attempt.delivery_id, request.market, request.pickup, request.dropoff
             )
             now = datetime.now(UTC)
+            # Asked again with nothing new while the periodic rounds still plan it: this call only reads.
+            held_since = now - timedelta(seconds=self.settings.demand_hold_seconds)
+            waiting = demand.created_at < demand.requested_at and demand.requested_at >= held_since and \
+                demand.excluded_robot_ids == list(request.exclude_robot_ids)
             demand.requested_at, demand.excluded_robot_ids = now, list(request.exclude_robot_ids)
             if demand.ready_at is None:
                 demand.ready_at = ready_at(request, demand.created_at, self.settings)
@@ -66,13 +72,20 @@ class DispatchActivities(ServiceActivities):
             if plan is None:
                 if demand.status not in repository.UNCOMMITTED:
                     demand.status = DemandStatus.OPEN  # a new try of a closed demand (e.g. its robot broke down)
+                    waiting = False
                 if request.preferred_robot_id:
                     plan = await self._take_preferred(session, demand, request.preferred_robot_id, now)
-                else:
+                elif not waiting or await self._rounds_stalled(session, request.market, now):
                     await rounds.replan_market(session, request.market, now, self.settings)
                     plan = await repository.committed_plan(session, demand.id)
             search = DemandSearch(planned=demand.status == DemandStatus.PLANNED, ready_at=demand.ready_at)
             return (_choice(plan) if plan is not None else None), search
+
+    async def _rounds_stalled(self, session: AsyncSession, market: str, now: datetime) -> bool:
+        """Whether the market's periodic rounds have not run for two intervals (their driver stopped)."""
+        outlook = await repository.market_outlook(session, market)
+        stalled_since = now - timedelta(seconds=2 * self.settings.planning_round_seconds)
+        return outlook is None or outlook.updated_at < stalled_since
 
     @activity.defn
     async def replan_market(self, market: str) -> PlanningRound:
