@@ -128,3 +128,9 @@ def summary(report: dict) -> str:
 def write(report: dict, path: str | None) -> None:
     if path:
         Path(path).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(summary(json.loads(Path(sys.argv[1]).read_text())))

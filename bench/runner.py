@@ -540,13 +540,13 @@ async def run(options: BenchOptions, base: Settings) -> int:
                 say(f"warm-up: {options.warmup} deliveries (not measured)")
                 await drive_ours(http, receiver, fleet, options.warmup, min(options.warmup, 5), options.timeout,
                                  f"warmup-{int(time.time())}")
-            sampler.start()  # what the stack costs doing nothing: mostly idle robots polling their assignment
+            sampler.start()  # what the stack costs doing nothing: idle robots on their streams, heartbeats
             await asyncio.sleep(IDLE_SECONDS)
             idle = await sampler.stop()
             report["idle"] = {"seconds": IDLE_SECONDS, "machine": sampler.machine,
                               "cpu_percent": {label: round(100 * v["cpu_seconds"] / IDLE_SECONDS, 1)
                                               for label, v in idle.items()}}
-            say(f"idle for {IDLE_SECONDS}s with {len(robots)} robots polling: CPU % "
+            say(f"idle for {IDLE_SECONDS}s with {len(robots)} robots connected: CPU % "
                 + ", ".join(f"{g} {report['idle']['cpu_percent'][g]:.0f}"
                             for g in ("workers", "api", "temporal", "postgres", "simulator")
                             if g in report["idle"]["cpu_percent"]))
@@ -690,10 +690,55 @@ async def run(options: BenchOptions, base: Settings) -> int:
             loop.remove_signal_handler(signum)
 
 
+def closed_loop_table(report: dict) -> list[str]:
+    """The closed-loop runs as Markdown tables, from the report alone (`python -m bench.runner REPORT.json`):
+    throughput and latency beside the bare baseline, CPU seconds per delivery by process group, peak memory."""
+    shape = report["history"]
+    per_queue = ", ".join(f"{queue} {count}" for queue, count in sorted(shape["activities_per_queue"].items(),
+                                                                        key=lambda item: -item[1]))
+    lines = [f"Per delivery, from `{shape['workflow_id']}`'s history: {shape['activities']} activities "
+             f"({per_queue}), {shape['updates']} updates, {shape['workflow_tasks']} workflow tasks, "
+             f"{shape['events']} history events.", "",
+             "| C | ours / s | bare / s | ours/bare | ours latency p50 / p95 / p99 s | bare latency p50 / p95 / p99 s | "
+             "POST p50 / p99 ms | 429 | CPU s by other processes: ours / bare |", "|---|---|---|---|---|---|---|---|---|"]
+    trio = lambda s: " / ".join("-" if s[p] is None else f"{s[p]:.2f}" for p in ("p50", "p95", "p99"))
+    ms = lambda v: "-" if v is None else f"{v * 1000:.0f}"
+    for run in report["runs"]:
+        ours, bare, ratio = run["ours"], run["bare"], run["ratio"]["throughput"]
+        post = ours["api_post_seconds"]
+        lines.append(f"| {run['concurrency']} | {ours['throughput_per_second']:.2f} | "
+                     f"{bare['throughput_per_second']:.2f} | {'-' if ratio is None else f'{ratio:.2f}'} | "
+                     f"{trio(ours['latency_seconds'])} | {trio(bare['latency_seconds'])} | "
+                     f"{ms(post['p50'])} / {ms(post['p99'])} | {ours.get('rate_limited', '-')} | "
+                     f"{ours['machine']['other_cpu_seconds']:.0f} / {bare['machine']['other_cpu_seconds']:.0f} |")
+    groups = ("workers", "api", "temporal", "postgres", "platform", "simulator")
+    lines += ["", "| C | CPU s per delivery: workers | API | Temporal | Postgres | servers total | simulator | "
+                  "bare: workers | bare: Temporal | bare: total |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for run in report["runs"]:
+        ours, bare = run["ours"]["cpu_seconds_per_delivery"], run["bare"]["cpu_seconds_per_workflow"]
+        cells = [f"**{ours[g]:.2f}**" if g == "platform" else f"{ours.get(g, 0):.2f}" for g in groups]
+        bare_cells = [f"{bare.get(g, 0):.2f}" for g in ("bare workers", "temporal", "platform")]
+        lines.append(f"| {run['concurrency']} | " + " | ".join(cells + bare_cells) + " |")
+    lines += ["", "| C | peak RSS MB: workers | API | Temporal | simulator |", "|---|---|---|---|---|"]
+    for run in report["runs"]:
+        rss = {group: figures["peak_rss_mb"] for group, figures in run["ours"]["resources"].items()}
+        lines.append(f"| {run['concurrency']} | " + " | ".join(f"{rss.get(g, 0):.0f}" for g in
+                                                               ("workers", "api", "temporal", "simulator")) + " |")
+    idle = report.get("idle")
+    if idle:
+        busy = ", ".join(f"{group} {percent:.1f}%" for group, percent in idle["cpu_percent"].items()
+                         if not group.startswith("worker ") and group != "bench")
+        lines += ["", f"Idle for {idle['seconds']} s before the runs, {report['parameters']['robots_total']} robots "
+                      f"and no delivery, CPU of one core: {busy}."]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Print the open-loop table of a saved report: `python -m bench.runner docs/bench-open-loop.json`."""
+    """Print the tables of a saved report: `python -m bench.runner docs/benchmarks.json` (closed loop) or
+    `python -m bench.runner docs/bench-open-loop.json` (open loop)."""
     [path] = argv if argv is not None else sys.argv[1:]
-    print("\n".join(open_loop_table(json.loads(Path(path).read_text()))))
+    report = json.loads(Path(path).read_text())
+    print("\n".join(open_loop_table(report) if "open_loop" in report else closed_loop_table(report)))
 
 
 def print_summary(report: dict, say: Say) -> None:

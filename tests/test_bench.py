@@ -132,3 +132,24 @@ def test_the_open_loop_figures_in_the_docs_are_the_committed_reports():
     docs = (ROOT / "docs" / "benchmarks.md").read_text()
     missing = [line for line in open_loop_table(report) if line not in docs]
     assert not missing, "regenerate with: python -m bench.runner docs/bench-open-loop.json\n" + "\n".join(missing)
+
+
+def test_the_closed_loop_figures_in_the_docs_are_the_committed_report():
+    """docs/benchmarks.md quotes docs/benchmarks.json through the tables `python -m bench.runner` prints."""
+    from bench.runner import closed_loop_table
+
+    report = json.loads((ROOT / "docs" / "benchmarks.json").read_text())
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    missing = [line for line in closed_loop_table(report) if line and line not in docs]
+    assert not missing, "regenerate with: python -m bench.runner docs/benchmarks.json\n" + "\n".join(missing)
+
+
+def test_the_in_flight_figures_in_the_docs_are_the_committed_reports():
+    """docs/benchmarks.md quotes the in-flight reports through the summary `python -m bench.inflight` prints."""
+    from bench.inflight import summary
+
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    for name in ("bench-in-flight-before.json", "bench-in-flight.json"):
+        report = json.loads((ROOT / "docs" / name).read_text())
+        missing = [line for line in summary(report).splitlines() if line.strip() not in docs]
+        assert not missing, f"regenerate with: python -m bench.inflight docs/{name}\n" + "\n".join(missing)
