@@ -12,6 +12,9 @@ import socket
 import uvicorn
 
 BACKLOG = 2048
+# Robots heartbeat on their streams every few seconds, so the server's WebSocket pings only find streams whose
+# peer vanished without closing: every minute is enough, and each ping is a frame each way for every robot.
+WS_PING_SECONDS = 60.0
 
 
 def reuseport_socket(host: str, port: int) -> socket.socket:
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     config = uvicorn.Config("api.app:create_app", factory=True, host=args.host, port=args.port, access_log=False,
-                            loop="uvloop", http="httptools", backlog=BACKLOG)
+                            loop="uvloop", http="httptools", ws_ping_interval=WS_PING_SECONDS, backlog=BACKLOG)
     server = ReusePortServer(config)
     server.run(sockets=server.bound)
 

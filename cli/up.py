@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from cli.errors import CommandError
+from api.serve import WS_PING_SECONDS
 from cli.supervisor import Child, ChildDied, Supervisor
 from core.embedded import prepare_postgres, prepare_temporal, wait_for_postgres
 from core.migrations import create_databases, upgrade_all
@@ -56,7 +57,7 @@ def api_processes(settings: Settings) -> dict[str, list[str]]:
     if settings.api_processes == 1:
         return {"api": [python, "-m", "uvicorn", "api.app:create_app", "--factory",
                         "--host", settings.api_host, "--port", str(settings.api_port), "--no-access-log",
-                        "--loop", "uvloop", "--http", "httptools"]}
+                        "--loop", "uvloop", "--http", "httptools", "--ws-ping-interval", str(WS_PING_SECONDS)]}
     argv = [python, "-m", "api.serve", "--host", settings.api_host, "--port", str(settings.api_port)]
     return {f"api {n}": argv for n in range(1, settings.api_processes + 1)}
 
