@@ -32,10 +32,10 @@ class DispatchActivities(ServiceActivities):
 
         A retry returns the plan already committed. Asked again for a demand the periodic rounds still plan
         (asked within `demand_hold_seconds`, the same excluded robots), it reads what they planned instead of
-        planning the market once more, unless those rounds have stalled. `NoRobotAvailable` while the demand is not committed
-        (no robot can take it, the robot it waits for is still busy, or is held until the order is nearly
-        ready), with a `DemandSearch` as its detail: whether a robot is planned for the demand and when its
-        order is ready. Its latency is `dispatch_planning_seconds{outcome=planned|no_robot|error}`.
+        planning the market once more, unless those rounds have stalled. `NoRobotAvailable` while the demand
+        is not committed (no robot can take it, the robot it waits for is still busy, or is held until the
+        order is nearly ready), with a `DemandSearch` as its detail: whether a robot is planned for the demand
+        and when its order is ready. Its latency is `dispatch_planning_seconds{outcome=planned|no_robot|error}`.
         """
         started, outcome = time.perf_counter(), "error"
         try:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from cli.errors import CommandError
 from api.serve import WS_PING_SECONDS
+from cli.errors import CommandError
 from cli.supervisor import Child, ChildDied, Supervisor
 from core.embedded import prepare_postgres, prepare_temporal, wait_for_postgres
 from core.migrations import create_databases, upgrade_all
