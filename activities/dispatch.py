@@ -30,9 +30,9 @@ class DispatchActivities(ServiceActivities):
     async def plan_demand(self, request: DemandRequest) -> RobotChoice:
         """Plan the market with this demand in it; return the demand's committed robot.
 
-        A retry returns the plan already committed. Asked again for a demand the periodic rounds still plan
-        (asked within `demand_hold_seconds`, the same excluded robots), it reads what they planned instead of
-        planning the market once more, unless those rounds have stalled. `NoRobotAvailable` while the demand
+        A retry returns the plan already committed. Asked again for a demand the rounds still plan (asked within
+        `demand_hold_seconds`, the same excluded robots), it reads what they planned when a round has run since
+        the demand last asked, instead of planning the market once more. `NoRobotAvailable` while the demand
         is not committed (no robot can take it, the robot it waits for is still busy, or is held until the
         order is nearly ready), with a `DemandSearch` as its detail: whether a robot is planned for the demand
         and when its order is ready. Its latency is `dispatch_planning_seconds{outcome=planned|no_robot|error}`.
@@ -61,9 +61,10 @@ class DispatchActivities(ServiceActivities):
                 session, attempt.attempt_id, attempt.delivery_id, request.market, request.pickup, request.dropoff
             )
             now = datetime.now(UTC)
-            # Asked again with nothing new while the periodic rounds still plan it: this call only reads.
-            held_since = now - timedelta(seconds=self.settings.demand_hold_seconds)
-            waiting = demand.created_at < demand.requested_at and demand.requested_at >= held_since and \
+            # Asked again with nothing new while the rounds still plan it: planned afresh only if no round has run
+            # since it last asked (one planning serves every demand waiting in the market).
+            asked_before, held_since = demand.requested_at, now - timedelta(seconds=self.settings.demand_hold_seconds)
+            waiting = demand.created_at < asked_before and asked_before >= held_since and \
                 demand.excluded_robot_ids == list(request.exclude_robot_ids)
             demand.requested_at, demand.excluded_robot_ids = now, list(request.exclude_robot_ids)
             if demand.ready_at is None:
@@ -75,17 +76,16 @@ class DispatchActivities(ServiceActivities):
                     waiting = False
                 if request.preferred_robot_id:
                     plan = await self._take_preferred(session, demand, request.preferred_robot_id, now)
-                elif not waiting or await self._rounds_stalled(session, request.market, now):
+                elif not waiting or not await self._planned_since(session, request.market, asked_before):
                     await rounds.replan_market(session, request.market, now, self.settings)
                     plan = await repository.committed_plan(session, demand.id)
             search = DemandSearch(planned=demand.status == DemandStatus.PLANNED, ready_at=demand.ready_at)
             return (_choice(plan) if plan is not None else None), search
 
-    async def _rounds_stalled(self, session: AsyncSession, market: str, now: datetime) -> bool:
-        """Whether the market's periodic rounds have not run for two intervals (their driver stopped)."""
+    async def _planned_since(self, session: AsyncSession, market: str, since: datetime) -> bool:
+        """Whether a round has planned the market since `since` (every round writes the market's outlook)."""
         outlook = await repository.market_outlook(session, market)
-        stalled_since = now - timedelta(seconds=2 * self.settings.planning_round_seconds)
-        return outlook is None or outlook.updated_at < stalled_since
+        return outlook is not None and outlook.updated_at >= since
 
     @activity.defn
     async def replan_market(self, market: str) -> PlanningRound:

@@ -27,7 +27,7 @@ async def test_a_robot_out_of_the_plan_is_never_planned_until_it_is_back(dispatc
     assert refused.value.type == NO_ROBOT_AVAILABLE
     await dispatch.set_robot_service(RobotService(robot_id=robot_id, in_service=True))
     assert await status_of(sessions, robot_id) in ("idle", "reserved")
-    # Asked again with nothing new, Dispatch reads what the rounds planned: none has run since.
+    # Asked again with nothing new, Dispatch reads what the rounds planned: the first ask's round ran after it.
     with pytest.raises(ApplicationError) as still:
         await dispatch.plan_demand(waiting)
     assert still.value.type == NO_ROBOT_AVAILABLE
