@@ -25,11 +25,12 @@ from core.settings import Settings, SettingsError, load_settings
 from core.temporal import connect
 
 
-def activities_for(queue: TaskQueue, databases: Databases, settings: Settings) -> list:
-    """The activity functions served on one activity queue, bound to their service's database."""
+def activities_for(queue: TaskQueue, databases: Databases, settings: Settings, client: Client) -> list:
+    """The activity functions served on one activity queue, bound to their service's database (and the client,
+    for Dispatch to tell deliveries of the robots its rounds commit)."""
     from activities import registry
 
-    return registry.build(queue, databases, settings)
+    return registry.build(queue, databases, settings, client)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -58,7 +59,7 @@ def build_worker(client: Client, queue: TaskQueue, databases: Databases, setting
     return Worker(
         client,
         task_queue=queue.value,
-        activities=activities_for(queue, databases, settings),
+        activities=activities_for(queue, databases, settings, client),
         # A trip watch waits for news most of its life (a notice or a threshold), so one process holds many.
         max_concurrent_activities=2000 if queue is TaskQueue.TRIP_MONITOR else 100,
         interceptors=[ActivityLogContext(), *interceptors],

@@ -2,11 +2,13 @@
 
 import time
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from activities.base import ServiceActivities
 from core.contracts import (
@@ -14,6 +16,7 @@ from core.contracts import (
     RobotService,
 )
 from core.errors import NO_CAPACITY, NO_ROBOT_AVAILABLE, ROBOT_UNAVAILABLE, business_error
+from core.services import ROBOT_COMMITTED_SIGNAL, delivery_workflow_id
 from core.settings import Settings
 from core.temporal import activity_meter
 from services.dispatch import repository, rounds
@@ -39,12 +42,14 @@ class DispatchActivities(ServiceActivities):
         """
         started, outcome = time.perf_counter(), "error"
         try:
-            choice, search = await self._plan_demand(request)
+            choice, search, round_outcome = await self._plan_demand(request)
             outcome = "planned" if choice is not None else "no_robot"
         finally:
             activity_meter().create_histogram_float(
                 "dispatch_planning_seconds", "Time to plan a demand (choose and commit a robot)", "s",
             ).record(time.perf_counter() - started, {"outcome": outcome})
+        if round_outcome is not None:
+            await self._wake(round_outcome, but=request.attempt.delivery_id)
         # Raised after the commit, so the unmet demand stays on record for the next rounds.
         if choice is None:
             activity.logger.info("no robot available", extra={"market": request.market})
@@ -53,8 +58,9 @@ class DispatchActivities(ServiceActivities):
         activity.logger.info("robot %s planned", choice.robot_id, extra={"robot_id": choice.robot_id})
         return choice
 
-    async def _plan_demand(self, request: DemandRequest) -> tuple[RobotChoice | None, DemandSearch]:
-        attempt = request.attempt
+    async def _plan_demand(self, request: DemandRequest,
+                           ) -> tuple[RobotChoice | None, DemandSearch, rounds.RoundOutcome | None]:
+        attempt, outcome = request.attempt, None
         async with self.sessions.begin() as session:
             await repository.lock_market(session, request.market)
             demand = await repository.upsert_demand(
@@ -77,10 +83,10 @@ class DispatchActivities(ServiceActivities):
                 if request.preferred_robot_id:
                     plan = await self._take_preferred(session, demand, request.preferred_robot_id, now)
                 elif not waiting or not await self._planned_since(session, request.market, asked_before):
-                    await rounds.replan_market(session, request.market, now, self.settings)
+                    outcome = await rounds.replan_market(session, request.market, now, self.settings)
                     plan = await repository.committed_plan(session, demand.id)
             search = DemandSearch(planned=demand.status == DemandStatus.PLANNED, ready_at=demand.ready_at)
-            return (_choice(plan) if plan is not None else None), search
+        return (_choice(plan) if plan is not None else None), search, outcome
 
     async def _planned_since(self, session: AsyncSession, market: str, since: datetime) -> bool:
         """Whether a round has planned the market since `since` (every round writes the market's outlook)."""
@@ -93,6 +99,7 @@ class DispatchActivities(ServiceActivities):
         async with self.sessions.begin() as session:
             await repository.lock_market(session, market)
             outcome = await rounds.replan_market(session, market, datetime.now(UTC), self.settings)
+        await self._wake(outcome)
         return PlanningRound(market=market, committed=outcome.committed, proposed=outcome.proposed,
                              unplanned=outcome.unplanned)
 
@@ -154,7 +161,8 @@ class DispatchActivities(ServiceActivities):
             robot = await repository.lock_robot(session, robot_id) if robot_id else None
             if robot is not None and robot.active_demand_id == demand.id:
                 repository.free_robot(robot, release.location, release.out_of_service)
-            await rounds.replan_market(session, market, datetime.now(UTC), self.settings)
+            outcome = await rounds.replan_market(session, market, datetime.now(UTC), self.settings)
+        await self._wake(outcome)
 
     @activity.defn
     async def coarsen_demand_dropoffs(self) -> int:
@@ -165,6 +173,18 @@ class DispatchActivities(ServiceActivities):
             coarsened = await repository.coarsen_dropoffs(session, closed_before)
         activity.logger.info("coarsened the dropoff of %d demands", coarsened, extra={"coarsened": coarsened})
         return coarsened
+
+    async def _wake(self, outcome: rounds.RoundOutcome, but: UUID | None = None) -> None:
+        """Tell each delivery a committed round gave a robot to (`robot_committed`), but the one that asked: it
+        hears the answer. Best effort: a delivery not told asks again within its `robot_retry_seconds`."""
+        for delivery_id in outcome.committed_deliveries:
+            if delivery_id == but or self.temporal is None:
+                continue
+            try:
+                await self.temporal.get_workflow_handle(delivery_workflow_id(delivery_id)).signal(
+                    ROBOT_COMMITTED_SIGNAL)
+            except RPCError as err:
+                activity.logger.warning("delivery %s not told of its robot: %s", delivery_id, err.status.name)
 
     async def _take_preferred(self, session: AsyncSession, demand: Demand, robot_id: str, now: datetime) -> Plan:
         """Commit the named robot if it is idle, or move it over from another demand of the same delivery."""

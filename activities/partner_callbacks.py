@@ -26,8 +26,8 @@ from services.integrations.models import CallbackStatus, CredentialKind
 class PartnerCallbackActivities(ServiceActivities):
     """Writes only to the Integrations database; POSTs to the partner's registered webhook."""
 
-    def __init__(self, sessions, settings):
-        super().__init__(sessions, settings)
+    def __init__(self, sessions, settings, temporal=None):
+        super().__init__(sessions, settings, temporal)
         self.vault = vault_from_settings(settings)
         # No keep-alive: each callback gets a connection to the address vetted for it (see post_webhook).
         self.http = httpx.AsyncClient(timeout=10, follow_redirects=False,

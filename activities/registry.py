@@ -2,6 +2,8 @@
 
 from importlib import import_module
 
+from temporalio.client import Client
+
 from core.db import Databases
 from core.services import QUEUE_DATABASE, TaskQueue
 from core.settings import Settings
@@ -19,9 +21,9 @@ CLASSES = {
 }
 
 
-def build(queue: TaskQueue, databases: Databases, settings: Settings) -> list:
+def build(queue: TaskQueue, databases: Databases, settings: Settings, temporal: Client | None = None) -> list:
     """The bound activity methods served on `queue`."""
     module, name = CLASSES[queue].split(":")
     activity_class = getattr(import_module(module), name)
-    instance = activity_class(databases.sessions(QUEUE_DATABASE[queue]), settings)
+    instance = activity_class(databases.sessions(QUEUE_DATABASE[queue]), settings, temporal)
     return instance.activities()

@@ -11,8 +11,10 @@ from core.notices import Notices
 from core.services import Service
 from services.trip_monitor import repository
 
-# How often a watch tells Temporal it is alive (well within the workflow's heartbeat timeout for it).
-ALIVE_SECONDS = 45.0
+# How often a watch that hears nothing tells Temporal it is alive: a minute inside the workflow's five-minute
+# heartbeat timeout for it. Each heartbeat is a write on the Temporal server, so a thousand silent watches cost
+# about four a second; a watch whose worker died is started again on another within five minutes.
+ALIVE_SECONDS = 240.0
 # However near a threshold is, a watch looks again no sooner than this after its last look.
 MIN_LOOK_SECONDS = 0.05
 
@@ -20,8 +22,8 @@ MIN_LOOK_SECONDS = 0.05
 class TripMonitorActivities(ServiceActivities):
     """Writes only to the Trip Monitor database, keyed by attemptId."""
 
-    def __init__(self, sessions, settings):
-        super().__init__(sessions, settings)
+    def __init__(self, sessions, settings, temporal=None):
+        super().__init__(sessions, settings, temporal)
         self.heartbeats = Notices(settings.database_dsn(Service.TRIP_MONITOR), repository.HEARTBEATS_CHANNEL)
 
     @activity.defn

@@ -90,7 +90,10 @@ async def run_in_flight(count: int, base: Settings, say, timeout: float = 900) -
         robots = int(count * ROBOT_MARGIN)
         fleet = await seed_bench(settings, robots, receiver.url)
         receiver.secret = fleet["partner"]["webhook_secret"]
-        say(f"seeded {robots} robots that never move and {fleet['pilots']} pilots; creating {count} deliveries")
+        say(f"seeded {robots} robots that never move and {fleet['pilots']} pilots; sampling the idle stack for "
+            f"{SAMPLE_SECONDS}s")
+        before = await sample(stack)
+        say(f"creating {count} deliveries")
         headers = {"authorization": f"Bearer {fleet['partner']['api_key']}"}
         started = time.monotonic()
         async with httpx.AsyncClient(base_url=settings.api_url, headers=headers, timeout=120) as http:
@@ -99,15 +102,13 @@ async def run_in_flight(count: int, base: Settings, say, timeout: float = 900) -
         took = time.monotonic() - started
         say(f"{len(created)} deliveries in flight, {assigned} with their robot, after {took:.0f}s; "
             f"sampling for {SAMPLE_SECONDS}s")
-        sampler = Sampler([stack.pid])
-        sampler.start()
-        await asyncio.sleep(SAMPLE_SECONDS)
-        resources = await sampler.stop()
+        resources, machine = await sample(stack)
         ended = sum(1 for status, _ in receiver.terminal.values())
         return {"deliveries": count, "in_flight": len(created) - ended, "with_robot": assigned,
                 "workers": settings.workers,
                 "seconds_to_fill": round(took, 1), "sample_seconds": SAMPLE_SECONDS,
-                "resources": resources, "machine": sampler.machine}
+                "resources": resources, "machine": machine,
+                "idle_before": {"resources": before[0], "machine": before[1]}}
     finally:
         await receiver.stop()
         if stack is not None:
@@ -115,14 +116,31 @@ async def run_in_flight(count: int, base: Settings, say, timeout: float = 900) -
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+async def sample(stack: Stack) -> tuple[dict, dict]:
+    """Every process's CPU and peak RSS over SAMPLE_SECONDS, and the machine's."""
+    sampler = Sampler([stack.pid])
+    sampler.start()
+    await asyncio.sleep(SAMPLE_SECONDS)
+    return await sampler.stop(), sampler.machine
+
+
 def summary(report: dict) -> str:
-    """One line per process kind: peak RSS and CPU % while the deliveries waited."""
+    """One line per process kind: peak RSS and CPU % while the deliveries waited (and before any was created, for
+    reports that sampled that too)."""
     lines = [f"{report['in_flight']}/{report['deliveries']} deliveries in flight, {report['with_robot']} with their "
              f"robot (DELIVERY_WORKERS={report['workers']}), over {report['sample_seconds']}s:"]
-    for label, value in report["resources"].items():
-        cpu = 100 * value["cpu_seconds"] / report["sample_seconds"]
-        lines.append(f"  {label:<60} RSS {value['peak_rss_mb']:7.0f} MB   CPU {cpu:5.1f}%")
+    lines += _rows(report["resources"], report["sample_seconds"])
+    if "idle_before" in report:
+        lines.append(f"the same stack before the first delivery, over {report['sample_seconds']}s:")
+        lines += _rows(report["idle_before"]["resources"], report["sample_seconds"])
     return "\n".join(lines)
+
+
+def _rows(resources: dict, seconds: float) -> list[str]:
+    total = sum(value["cpu_seconds"] for label, value in resources.items() if label not in ("workers", "bench"))
+    rows = [f"  {label:<60} RSS {value['peak_rss_mb']:7.0f} MB   CPU {100 * value['cpu_seconds'] / seconds:5.1f}%"
+            for label, value in resources.items()]
+    return rows + [f"  {'servers together':<60} {'':14} CPU {100 * total / seconds:5.1f}%"]
 
 
 def write(report: dict, path: str | None) -> None:

@@ -40,3 +40,12 @@ QUEUE_DATABASE: dict[TaskQueue, Service] = {
     TaskQueue.STATE: Service.STATE,
     TaskQueue.DEVICE: Service.DEVICE,
 }
+
+
+def delivery_workflow_id(delivery_id) -> str:
+    """The workflow ID of a delivery: one workflow per delivery, ever."""
+    return f"delivery:{delivery_id}"
+
+
+# The signal Dispatch sends a delivery waiting for a robot when a round commits one to it: it asks at once.
+ROBOT_COMMITTED_SIGNAL = "robot_committed"

@@ -6,10 +6,12 @@ working robot, at the place, time and charge the robot becomes free, with when e
 robot of each standing proposal. A demand matched to a robot that is free now is COMMITTED and the robot
 reserved, unless the planner holds the match (the robot would stand at the store long before the order is
 ready); one held or matched to a busy robot gets a PROPOSED plan that the next round may move (the old
-proposal is then SUPERSEDED). Committed plans are never moved.
+proposal is then SUPERSEDED). Committed plans are never moved. The round's outcome names the deliveries it
+committed a robot to, so the caller can wake them once the round is committed.
 """
 
-from dataclasses import dataclass, replace
+import uuid
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -44,6 +46,7 @@ class RoundOutcome:
     committed: int = 0
     proposed: int = 0
     unplanned: int = 0
+    committed_deliveries: list[uuid.UUID] = field(default_factory=list)  # whose demand it committed a robot to
 
 
 def planning_rules(market: str, settings: Settings) -> PlanningRules:
@@ -170,6 +173,7 @@ async def _plan_round(session: AsyncSession, market: str, now: datetime, setting
                                              PlanStatus.COMMITTED)
             repository.reserve_robot(robot, demand, plan, trip)
             outcome.committed += 1
+            outcome.committed_deliveries.append(demand.delivery_id)
             continue
         outcome.proposed += 1
         if proposal is not None and proposal.robot_id == robot.id:

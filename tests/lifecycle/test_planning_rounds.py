@@ -1,4 +1,5 @@
-"""The periodic planning rounds on the real stack: a robot that joins the fleet is given a waiting demand."""
+"""Planning rounds on the real stack: a robot that joins the fleet is given a waiting demand, and a delivery is
+told when a round commits a robot to it."""
 
 import uuid
 
@@ -9,9 +10,11 @@ from temporalio.exceptions import ApplicationError
 from activities.dispatch import DispatchActivities
 from core.contracts import AttemptRef, DemandRequest, Point
 from core.errors import NO_ROBOT_AVAILABLE
-from core.services import Service
+from core.services import ROBOT_COMMITTED_SIGNAL, Service
 from services.dispatch.models import Demand, Plan
-from tests.support.waiting import wait_for
+from tests.support.lifecycle import create
+from tests.support.waiting import wait_for, wait_status, workflow_status
+from workflows.delivery import workflow_id
 from workflows.planning_rounds import WORKFLOW_ID
 
 
@@ -41,3 +44,28 @@ async def test_a_robot_that_joins_the_fleet_is_committed_to_a_waiting_demand_by_
     assert (await dispatch.plan_demand(request)).plan_id == plan.id
     rounds = await platform.client.get_workflow_handle(WORKFLOW_ID).describe()
     assert rounds.status.name == "RUNNING"
+
+
+async def test_a_delivery_waiting_for_a_robot_hears_at_once_when_a_round_commits_one(market, lifecycle_policy):
+    """The waiting delivery asks again only every 5 minutes here: its robot reaches it because Dispatch signals
+    the commit (`robot_committed`) once the released robot is given to it."""
+    platform = market.platform
+    robot_id = await market.add_robot()
+    await market.add_pilot()
+    lifecycle_policy(robot_retry_seconds=300, robot_search_seconds=600)
+    first = await create(market)
+    await wait_status(platform, first, "robot_assigned")
+    second = await create(market)
+
+    async def waiting_for_a_robot():
+        return (await workflow_status(platform, second))["waiting_for"] == "robot"
+
+    await wait_for(waiting_for_a_robot)
+    async with market.partner_http() as partner:
+        assert (await partner.post(f"/v1/deliveries/{first}/cancel", json={"reason": "customer_cancelled"})).is_success
+    assigned = await wait_status(platform, second, "robot_assigned", timeout=30)
+    assert assigned["robot_id"] == robot_id
+    history = await platform.client.get_workflow_handle(workflow_id(second)).fetch_history()
+    signals = [event.workflow_execution_signaled_event_attributes.signal_name for event in history.events
+               if event.HasField("workflow_execution_signaled_event_attributes")]
+    assert signals == [ROBOT_COMMITTED_SIGNAL]

@@ -26,8 +26,8 @@ from workflows.planning_rounds import start_planning_rounds
 # The lifecycle's timers for the tests: short where a test waits for them, long where it must not.
 FAST = LifecyclePolicy(
     step_retry_initial_seconds=0.05,
-    robot_search_seconds=4, robot_retry_seconds=0.5, pickup_wait_seconds=600, customer_no_show_seconds=600,
-    pilot_wait_seconds=4, callback_initial_interval_seconds=0.2, callback_max_attempts=5,
+    robot_search_seconds=4, robot_retry_seconds=0.5, pilot_retry_seconds=0.5, pickup_wait_seconds=600,
+    customer_no_show_seconds=600, pilot_wait_seconds=4, callback_initial_interval_seconds=0.2, callback_max_attempts=5,
     callback_max_interval_seconds=1, connectivity_lost_seconds=60,
     stuck_window_seconds=60,
 )

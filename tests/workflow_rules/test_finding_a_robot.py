@@ -65,7 +65,7 @@ async def test_no_pilot_until_the_pilot_deadline_cancels_and_releases_the_robot(
 
 
 async def test_no_pilot_for_a_return_parks_until_an_operator_retries(start, services):
-    delivery = await start(customer_no_show_seconds=0.3, pilot_wait_seconds=0.2, robot_retry_seconds=0.1)
+    delivery = await start(customer_no_show_seconds=0.3, pilot_wait_seconds=0.2, pilot_retry_seconds=0.1)
     await delivery.play(*AT_DROPOFF)
     services.fail("assign_task", business(NO_PILOT_AVAILABLE), times=None)
     view = await delivery.parked("no pilot is free to supervise the robot bringing the order back")

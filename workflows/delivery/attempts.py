@@ -159,11 +159,12 @@ class Attempts:
     async def _find_robot(self) -> RobotChoice | None:
         """The committed robot. The search deadline (`robot_search_seconds`) runs from when the order is ready,
         if Dispatch says so, and only while no robot is planned for the demand (a busy robot, or a free one held
-        until the order is nearly ready, is coming)."""
+        until the order is nearly ready, is coming). Between asks it waits for Dispatch's `robot_committed`
+        signal (a round committed a robot to it), or `robot_retry_seconds` at most."""
         state, policy = self.state, self.state.order.policy
         deadline = workflow.now() + timedelta(seconds=policy.robot_search_seconds)
         while state.cancel is None:
-            planned = False
+            planned, state.robot_committed = False, False  # a commit signalled while it asks wakes it again
             try:
                 choice = await self.steps.run(DispatchActivities.plan_demand, self._demand(), TaskQueue.DISPATCH,
                                               expect=(NO_ROBOT_AVAILABLE,))
@@ -197,7 +198,7 @@ class Attempts:
                 state.reason = "no_robot_available"
                 return None
             self.visibility.wait_for("robot", deadline)
-            await _sleep_unless(lambda: state.cancel is not None, wait)
+            await _sleep_unless(lambda: state.cancel is not None or state.robot_committed, wait)
         state.reason = state.cancel.reason
         return None
 
@@ -243,7 +244,7 @@ class Attempts:
                 state.reason = state.cancel.reason if state.cancel else "no_pilot_available"
                 return None
             self.visibility.wait_for("pilot", deadline)
-            await _sleep_unless(lambda: state.cancel is not None, policy.robot_retry_seconds)
+            await _sleep_unless(lambda: state.cancel is not None, policy.pilot_retry_seconds)
 
     def _demand(self, preferred: str | None = None) -> DemandRequest:
         state = self.state

@@ -25,6 +25,8 @@ from workflows.delivery.visibility import Visibility
 
 S, E, D = DeliveryStatus, RobotEventType, OperatorDecision
 ATTEMPT_ENDING_FINDINGS = (FindingKind.LOST, FindingKind.STUCK)
+# A trip watch whose worker died is started again after this (its heartbeats: `ALIVE_SECONDS`).
+WATCH_HEARTBEAT_TIMEOUT = timedelta(minutes=5)
 # A lid left open this long at the dropoff, or back at the store, asks an operator: where, and how to close it.
 LID_QUESTIONS: dict[Phase, tuple[str, D]] = {
     Phase(S.AT_DROPOFF, lid_open=True): ("at the dropoff", D.RESOLVE_DELIVERED),
@@ -161,7 +163,7 @@ class Following:
         while True:
             self._watch = workflow.start_activity_method(
                 TripMonitorActivities.watch_trip, self.watch(), task_queue=TaskQueue.TRIP_MONITOR,
-                start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=timedelta(minutes=2),
+                start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=WATCH_HEARTBEAT_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)), summary="watch the trip",
             )
             try:

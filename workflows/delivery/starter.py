@@ -9,13 +9,8 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from core.contracts import DeliveryOrder, DeliveryStatus
-from core.services import TaskQueue
+from core.services import TaskQueue, delivery_workflow_id as workflow_id
 from workflows.delivery.workflow import DeliveryWorkflow
-
-
-def workflow_id(delivery_id) -> str:
-    """The workflow ID of a delivery: one workflow per delivery, ever."""
-    return f"delivery:{delivery_id}"
 
 
 def start_options(order: DeliveryOrder) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class DeliveryState:
     task: TaskAssignment | None = None
     excluded_robots: list[str] = field(default_factory=list)
     preferred_robot: str | None = None
+    robot_committed: bool = False  # Dispatch signalled a commit since the delivery last asked for a robot
     sandbox_robot_asked: bool = False  # a test order's partner stepped it: its sandbox robot takes it
     cancel: CancelRequest | None = None
     reason: str | None = None

@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
         TERMINAL_STATUSES, CancelRequest, DeliveryOrder, DeliveryStatus, DeliveryView, EventReceipt, OperatorAction,
         OperatorDecision, RobotEvent, RobotEventKey,
     )
-    from core.services import TaskQueue
+    from core.services import ROBOT_COMMITTED_SIGNAL, TaskQueue
 from workflows.delivery.attempts import Attempts
 from workflows.delivery.callbacks import RETRY_ONLY, Callbacks
 from workflows.delivery.following import Following
@@ -84,6 +84,12 @@ class DeliveryWorkflow:
     @robot_event.validator
     def _validate_robot_event(self, event: RobotEvent) -> None:
         self.following.check_event(event)
+
+    @workflow.signal(name=ROBOT_COMMITTED_SIGNAL)
+    def robot_committed(self) -> None:
+        """Dispatch: a planning round committed a robot to this delivery's demand; it asks for it now instead of
+        at its next retry."""
+        self.state.robot_committed = True
 
     @workflow.query
     def receipt(self, event: RobotEventKey) -> EventReceipt | None:
