@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import traceback
@@ -150,6 +151,19 @@ def _field_task_commands(commands) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`deliveryctl`. A command that used Temporal leaves through `os._exit` once its output is flushed: the SDK's
+    native threads can still call into Python while the interpreter finalizes, and the process would abort
+    (`stop_temporal` stops them first, which is not always enough)."""
+    code = _command(argv)
+    if "core.temporal" in sys.modules:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _command(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()

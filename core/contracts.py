@@ -156,10 +156,10 @@ class LifecyclePolicy(BaseModel):
     step_retry_initial_seconds: float = 1
     step_retry_max_attempts: int = 10
     robot_search_seconds: float = 600
-    robot_retry_seconds: float = Field(30, description="how long a delivery waiting for a robot waits before it "
-                                                       "asks Dispatch again; a commit by a planning round wakes it "
-                                                       "sooner (`robot_committed`). Below `demand_hold_seconds`, "
-                                                       "so the rounds keep planning its demand")
+    robot_retry_seconds: float = Field(120, description="how long a delivery waiting for a robot waits before it "
+                                                        "asks Dispatch again; a commit by a planning round wakes it "
+                                                        "sooner (`robot_committed`). Below `demand_hold_seconds`, "
+                                                        "so the rounds keep planning its demand")
     pickup_wait_seconds: float = 600
     customer_no_show_seconds: float = 300
     lid_open_seconds: float = Field(300, description="how long the lid may stay open at the dropoff (or back "

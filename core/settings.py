@@ -79,8 +79,9 @@ class Settings(BaseSettings):
     planner: str = Field("ready", pattern="^(batch|greedy|ready)$",
                          description="dispatch planner: batch (min-cost assignment), greedy (first come) or ready "
                                      "(lateness and robot time, orders' ready times, sticky proposals)")
-    demand_hold_seconds: float = Field(60, gt=0, description="rounds keep planning a demand this long after its "
-                                                             "delivery last asked for a robot")
+    demand_hold_seconds: float = Field(300, gt=0, description="rounds keep planning a demand this long after its "
+                                                              "delivery last asked for a robot (it asks every "
+                                                              "`lifecycle.robot_retry_seconds`)")
     planning_round_seconds: float = Field(5, gt=0, description="interval of the periodic planning rounds")
     preparation_seconds: float = Field(0, ge=0, description="an order whose partner gave no ready time, from a "
                                                             "store without its own estimate, is taken to be ready "
@@ -148,6 +149,15 @@ class Settings(BaseSettings):
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:7233")
         return value
+
+    @model_validator(mode="after")
+    def _demands_held_between_asks(self) -> "Settings":
+        """A delivery waiting for a robot asks again before the rounds would drop its demand."""
+        if self.lifecycle.robot_retry_seconds >= self.demand_hold_seconds:
+            raise ValueError(f"DELIVERY_LIFECYCLE__ROBOT_RETRY_SECONDS ({self.lifecycle.robot_retry_seconds:g}) must "
+                             f"be below DELIVERY_DEMAND_HOLD_SECONDS ({self.demand_hold_seconds:g}): the planning "
+                             "rounds would drop a waiting demand between its delivery's asks")
+        return self
 
     @model_validator(mode="after")
     def _temporal_credentials(self) -> "Settings":

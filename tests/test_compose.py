@@ -569,3 +569,11 @@ def test_docker_compose_config_validates():
     result = subprocess.run([docker, "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_robot_retry_as_long_as_the_demand_hold_is_refused():
+    env = {key: "postgresql://u:p@postgres:5432/x" for key in REQUIRED_SETTINGS if key.endswith("_URL")}
+    env |= {"DELIVERY_TEMPORAL_ADDRESS": "temporal:7233", "DELIVERY_DEMAND_HOLD_SECONDS": "121"}
+    assert settings_from(env).lifecycle.robot_retry_seconds == 120
+    with pytest.raises(SettingsError, match="DELIVERY_LIFECYCLE__ROBOT_RETRY_SECONDS"):
+        settings_from(env | {"DELIVERY_DEMAND_HOLD_SECONDS": "120"})
