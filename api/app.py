@@ -51,8 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.partner_desk = PartnerDesk(databases, vault, geocoder_from_settings(settings), temporal, settings,
                                              views)
         app.state.robot_desk = robot_desk = RobotDesk(databases, temporal, settings)
-        app.state.sandbox_desk = SandboxDesk(temporal, views, robot_desk)
+        app.state.sandbox_desk = SandboxDesk(temporal, views, robot_desk, app.state.partner_desk)
         yield
+        await app.state.partner_desk.close()
         await app.state.robot_desk.close()
         await app.state.databases.dispose()
 

@@ -8,6 +8,8 @@ naming the field in the dialect's own words. Who the partner is, and its stores,
 (`desks.accounts`); reading orders, and what a partner is shown of one, are the order views' (`desks.views`).
 """
 
+import asyncio
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -41,6 +43,11 @@ from services.integrations.models import Partner, PartnerDelivery, Store
 from services.integrations.orders import delivery_order
 from workflows.delivery import DeliveryWorkflow, start_delivery, workflow_id
 from workflows.quote import request_quote
+
+log = logging.getLogger(__name__)
+# A workflow start the create could not make at once is tried again after each of these pauses; after the last,
+# the `stranded-orders` schedule starts it (`stranded_order_grace_seconds` after the order was stored).
+START_RETRY_SECONDS = (0.25, 0.5, 1, 2, 4)
 
 S = DeliveryStatus
 # Until the order is in the robot, the partner may still change the dropoff instructions and phone.
@@ -104,6 +111,12 @@ class PartnerDesk:
                  views: OrderViews):
         self.databases, self.vault, self.geocoder = databases, vault, geocoder
         self.temporal, self.settings, self.views = temporal, settings, views
+        self._starting: dict[uuid.UUID, asyncio.Task] = {}  # workflow starts under way, by delivery id
+
+    async def close(self, timeout: float = 5) -> None:
+        """Let the workflow starts under way finish (those that don't are the stranded-orders schedule's)."""
+        if self._starting:
+            await asyncio.wait(list(self._starting.values()), timeout=timeout)
 
     # ---- places --------------------------------------------------------------------------------------
 
@@ -212,6 +225,7 @@ class PartnerDesk:
         The quote is read (Deliveries) and the addresses located first; then one Integrations transaction finds an
         order stored before under the same id, checks who holds the quote, resolves the store and stores the order
         with its customer's data sealed. The checks refuse in the order they always have: a replay passes them all.
+        The partner is answered once the order is stored; its workflow starts right after (`_start_soon`).
         """
         stored_quote = await self._stored_quote(partner_id, intake.quote_id) if intake.quote_id else None
         pickup = await self._geocode(intake.pickup, intake.pickup_address) if intake.pickup_store_id is None else None
@@ -229,9 +243,9 @@ class PartnerDesk:
                               intake.name("quote_id")) from None
         if earlier is not None:
             if earlier.restart is not None:  # its start may have been lost (a crash right after storing)
-                await self._start(earlier.restart)
+                self._start_soon(earlier.restart)
             return await self.views.view_of(earlier.order), False
-        await self._start(delivery_order(order, pii_id, self.settings.lifecycle))
+        self._start_soon(delivery_order(order, pii_id, self.settings.lifecycle))
         return quoted_view(order_of(order, self.settings.public_url), stored_quote), True
 
     async def _stored_quote(self, partner_id: uuid.UUID, quote_id: uuid.UUID) -> Quote | None:
@@ -294,12 +308,48 @@ class PartnerDesk:
             ready_at = now + self._preparation(store.preparation_minutes)
         return ready_at
 
+    def _start_soon(self, order: DeliveryOrder) -> None:
+        """Start the delivery's workflow in the background, so the partner's answer does not wait for Temporal.
+
+        The order is committed first, so nothing accepted is lost: a start that fails is tried again
+        (`START_RETRY_SECONDS`), and one this process never makes (it died, or Temporal stayed unreachable) is
+        made by the `stranded-orders` schedule. Whatever acts on the workflow before it exists starts it first
+        (`ensure_started`). Starting is idempotent, so these never make two runs.
+        """
+        if order.delivery_id in self._starting:
+            return
+        task = asyncio.get_running_loop().create_task(self._start(order), name=f"start {order.delivery_id}")
+        self._starting[order.delivery_id] = task
+        task.add_done_callback(lambda _: self._starting.pop(order.delivery_id, None))
+
     async def _start(self, order: DeliveryOrder) -> None:
-        """Start the delivery's workflow, exactly once per delivery however often this is called."""
+        for pause in (*START_RETRY_SECONDS, None):
+            try:
+                await start_delivery(self.temporal, order)
+                return
+            except RPCError as exc:
+                if pause is None:
+                    log.warning("delivery %s is stored but its workflow could not start (%s); the stranded-orders "
+                                "schedule will start it", order.delivery_id, exc.status.name,
+                                extra={"delivery_id": str(order.delivery_id)})
+                    return
+                await asyncio.sleep(pause)
+
+    async def ensure_started(self, order: Order) -> None:
+        """Make sure the delivery's workflow exists before acting on it: its start may still be under way (the
+        partner was answered first) or have been left to the stranded-orders schedule. 503 while Temporal is
+        unreachable."""
+        pending = self._starting.get(order.delivery_id)
+        if pending is not None:
+            await asyncio.shield(pending)
+        async with self.databases.sessions(Service.INTEGRATIONS).begin() as session:
+            stored = await session.get(PartnerDelivery, order.id)
+            pii_id = await integrations.pii_id_of(session, order.id)
         try:
-            await start_delivery(self.temporal, order)
+            await start_delivery(self.temporal, delivery_order(stored, pii_id, self.settings.lifecycle))
         except RPCError:
-            raise unavailable("the delivery is stored but could not start yet; retry", retry_after=2) from None
+            raise unavailable("the delivery is stored but its lifecycle could not start yet; retry",
+                              retry_after=2) from None
 
     # ---- change --------------------------------------------------------------------------------------
 
@@ -322,6 +372,8 @@ class PartnerDesk:
         if status in TERMINAL_STATUSES or status == S.RETURNING:
             raise Refusal(409, "noncancelable_delivery",
                           f"the delivery is {status.value} and can no longer be cancelled")
+        if status == S.CREATED:
+            await self.ensure_started(order)
         handle = self.temporal.get_workflow_handle(workflow_id(order.delivery_id))
         try:
             receipt = await handle.execute_update(DeliveryWorkflow.cancel, CancelRequest(reason=reason))

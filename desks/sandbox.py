@@ -15,6 +15,7 @@ from core.contracts import TERMINAL_STATUSES, AttemptKind, DeliveryStatus, Deliv
 from core.contracts import RobotEventType as E
 from desks.errors import Refusal, unavailable, workflow_refusal
 from desks.orders import Order, OrderView
+from desks.partner import PartnerDesk
 from desks.records import DeliveryRecord, ask_workflow
 from desks.robot import RobotDesk
 from desks.views import OrderViews
@@ -43,8 +44,8 @@ AT_DROPOFF = frozenset({S.EN_ROUTE_TO_DROPOFF, S.AT_DROPOFF})
 class SandboxDesk:
     """What a test partner may do that no live partner can: step its delivery."""
 
-    def __init__(self, temporal: Client, views: OrderViews, robots: RobotDesk):
-        self.temporal, self.views, self.robots = temporal, views, robots
+    def __init__(self, temporal: Client, views: OrderViews, robots: RobotDesk, partners: PartnerDesk):
+        self.temporal, self.views, self.robots, self.partners = temporal, views, robots, partners
 
     async def advance(self, order: Order, field_name: str) -> OrderView:
         """Move a test delivery to its next status and answer with its view; 409 `live_delivery` for a live one,
@@ -53,6 +54,9 @@ class SandboxDesk:
             raise Refusal(409, "live_delivery", f"delivery {order.external_id} is live: a real robot plays it, and "
                                                 "only a test partner's deliveries can be stepped", field_name)
         now = await ask_workflow(self.temporal, DeliveryRecord(order.delivery_id))
+        if now is None and order.status is S.CREATED:  # its workflow may not have started yet
+            await self.partners.ensure_started(order)
+            now = await ask_workflow(self.temporal, DeliveryRecord(order.delivery_id))
         if now is None:
             raise unavailable("the delivery cannot be read just now; step it again", retry_after=1)
         if now.status in TERMINAL_STATUSES:

@@ -3,6 +3,7 @@ and the partner never sending it again) is started by the `stranded-orders` sche
 would have started it, and it is delivered and its customer's data set to be purged. A finished delivery is never
 started again."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -29,19 +30,54 @@ async def set_order(platform: Platform, delivery_id: uuid.UUID, **values) -> Non
         await session.execute(update(PartnerDelivery).where(PartnerDelivery.delivery_id == delivery_id).values(**values))
 
 
+async def create_with_temporal_unreachable(partner, market, monkeypatch):
+    """POST an order while every workflow start fails, and wait until the API has given up starting it."""
+    tries = []
+
+    async def temporal_unreachable(client, order):
+        tries.append(order.delivery_id)
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+    monkeypatch.setattr(desks.partner, "start_delivery", temporal_unreachable)
+    monkeypatch.setattr(desks.partner, "START_RETRY_SECONDS", (0.01, 0.01))
+    try:
+        response = await partner.post("/v1/deliveries", json=market.order())
+        async with asyncio.timeout(10):
+            while len(tries) < 3:  # the first start and its two retries, all refused; then the API gives up
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+    finally:
+        monkeypatch.undo()
+    return response
+
+
+async def test_a_cancel_starts_the_workflow_the_create_could_not(market, monkeypatch):
+    async with market.partner_http() as partner:
+        accepted = await create_with_temporal_unreachable(partner, market, monkeypatch)
+        assert accepted.status_code == 201, accepted.text
+        delivery_id = uuid.UUID(accepted.json()["id"])
+        handle = market.platform.client.get_workflow_handle(workflow_id(delivery_id))
+        try:
+            await handle.describe()
+            raise AssertionError("the workflow started although every start was refused")
+        except RPCError as exc:
+            assert exc.status == RPCStatusCode.NOT_FOUND
+        cancelled = await partner.post(f"/v1/deliveries/{delivery_id}/cancel",
+                                       json={"reason": "customer_cancelled"})
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+    described = await handle.describe()
+    assert described.status.name == "COMPLETED"
+
+
 async def test_an_order_stored_without_its_workflow_is_started_once_and_delivered(market, monkeypatch):
     platform = market.platform
     robot = await market.add_robot()
     await market.add_pilot()
 
-    async def temporal_unreachable(client, order):
-        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
-
-    monkeypatch.setattr(desks.partner, "start_delivery", temporal_unreachable)
     async with market.partner_http() as partner:
-        refused = await partner.post("/v1/deliveries", json=market.order())
-    monkeypatch.undo()
-    assert refused.status_code == 503, refused.text  # stored, not started; the partner never sends it again
+        accepted = await create_with_temporal_unreachable(partner, market, monkeypatch)
+    assert accepted.status_code == 201, accepted.text  # stored: the partner has its answer before the start
     async with platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
         delivery_id = await session.scalar(select(PartnerDelivery.delivery_id).where(
             PartnerDelivery.partner_id == market.partner_id))

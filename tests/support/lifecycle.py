@@ -12,7 +12,7 @@ from services.integrations.models import Partner, PartnerDelivery
 from services.dispatch.models import Robot as PlanningRobot
 from services.operations.models import PilotAssignment, Robot as OpsRobot
 from tests.support.platform import Platform, rows
-from tests.support.waiting import wait_for
+from tests.support.waiting import started, wait_for
 
 # Every status of a delivery that went as planned, as the partner hears them.
 DELIVERED_TRAIL = ["created", "robot_assigned", "en_route_to_pickup", "at_pickup", "picked_up",
@@ -23,7 +23,9 @@ async def create(market) -> UUID:
     async with market.partner_http() as partner:
         response = await partner.post("/v1/deliveries", json=market.order())
     assert response.status_code == 201, response.text
-    return UUID(response.json()["id"])
+    delivery_id = UUID(response.json()["id"])
+    await started(market.platform, delivery_id)
+    return delivery_id
 
 
 async def attempts(platform: Platform, delivery_id) -> list[Attempt]:

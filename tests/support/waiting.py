@@ -7,6 +7,8 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from core.contracts import TERMINAL_STATUSES
 from core.services import Service
@@ -41,8 +43,22 @@ async def ready_times(platform: Platform, partner_id, external_id: str) -> tuple
     return order.ready_at, (await wait_for(demand)).ready_at
 
 
+async def started(platform: Platform, delivery_id, timeout: float = 10) -> WorkflowHandle:
+    """The delivery's workflow handle once it runs: the API answers a create before it starts the workflow."""
+    handle = platform.client.get_workflow_handle(workflow_id(delivery_id))
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await handle.describe()
+            return handle
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(0.02)
+
+
 async def workflow_status(platform: Platform, delivery_id) -> dict:
-    view = await platform.client.get_workflow_handle(workflow_id(delivery_id)).query(DeliveryWorkflow.status)
+    view = await (await started(platform, delivery_id)).query(DeliveryWorkflow.status)
     return view.model_dump(mode="json")
 
 
@@ -56,7 +72,7 @@ async def wait_status(platform: Platform, delivery_id, status: str, timeout: flo
 
 
 async def wait_terminal(platform: Platform, delivery_id, timeout: float = 60) -> dict:
-    handle = platform.client.get_workflow_handle(workflow_id(delivery_id))
+    handle = await started(platform, delivery_id)
     result = await asyncio.wait_for(handle.result(), timeout)
     assert result["status"] in TERMINAL_STATUSES
     if record_dir := os.environ.get("RECORD_HISTORIES"):
