@@ -233,6 +233,8 @@ def bare_processes(settings: Settings, activity_queues: list[str]) -> list[list[
     """The bare worker processes, laid out as `up` lays out the real ones (`DELIVERY_WORKERS`)."""
     if settings.workers == "per-queue":
         return [[queue] for queue in [*activity_queues, BARE_WORKFLOW_QUEUE]]
+    if settings.workers == "single":
+        return [[*activity_queues, BARE_WORKFLOW_QUEUE]]
     return [list(activity_queues), [BARE_WORKFLOW_QUEUE]]
 
 
@@ -608,8 +610,8 @@ async def run(options: BenchOptions, base: Settings) -> int:
             children.append(Process(f"bare worker {','.join(queues)}", argv, logs / f"bench-bare-{n}.log", env))
         await wait_for_pollers(client, {q: (queue_kind(q), options.workers_per_queue if q == scaled else 1)
                                         for q in bare_queues})
-        layout = ("one process per bare queue" if settings.workers == "per-queue"
-                  else "one process for the bare workflows, one for every bare activity queue")
+        layout = {"per-queue": "one process per bare queue", "single": "one process for every bare queue"}.get(
+            settings.workers, "one process for the bare workflows, one for every bare activity queue")
         report["bare_workers"] = (f"{layout} ({len(processes)} processes: {', '.join(bare_queues)}), "
                                   f"{options.workers_per_queue} on {scaled}; no-op activities, "
                                   "max_concurrent_activities=100 as the real workers")

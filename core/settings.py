@@ -126,9 +126,10 @@ class Settings(BaseSettings):
     sim_speed: str = "30"
     workflow_cache_size: int = Field(500, ge=0, description="workflows a workflow worker keeps in memory (~150 KB "
                                                            "each); one evicted replays its history on its next task")
-    workers: str = Field("shared", pattern="^(shared|per-queue)$",
-                         description="worker processes `up` starts: shared (one for the workflows, one for every "
-                                     "activity queue) or per-queue (one per task queue, as production deploys)")
+    workers: str = Field("shared", pattern="^(single|shared|per-queue)$",
+                         description="worker processes `up` starts: single (one for every queue), shared (one for "
+                                     "the workflows, one for every activity queue) or per-queue (one per task "
+                                     "queue, as production deploys)")
     api_processes: int = Field(1, ge=1, le=64, description="API processes `up` starts, all serving the one API port "
                                                            "(SO_REUSEPORT); each rate-limits on its own")
 

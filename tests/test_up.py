@@ -26,7 +26,7 @@ import pytest
 from cli.up import worker_processes
 from core.embedded import prepare_temporal
 from core.migrations import current_revisions, head_revisions
-from core.services import Service
+from core.services import Service, TaskQueue
 from core.settings import Settings
 from tests.support.cli import ROOT, deliveryctl
 from tests.support.servers import free_port
@@ -396,6 +396,14 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
             if run is not None:
                 run.kill()
         sweep(stack)
+
+
+@pytest.mark.parametrize("layout, processes", [("single", 1), ("shared", 2), ("per-queue", len(TaskQueue))])
+def test_each_worker_layout_polls_every_queue_once(tmp_path, layout, processes):
+    settings = Settings(data_dir=tmp_path, workers=layout)
+    polled = [queue for queues in worker_processes(settings).values() for queue in queues]
+    assert len(worker_processes(settings)) == processes
+    assert sorted(polled) == sorted(TaskQueue)
 
 
 def test_every_listener_of_the_dev_stack_binds_loopback_unless_asked(tmp_path, monkeypatch):
