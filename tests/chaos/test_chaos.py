@@ -25,24 +25,25 @@ from tests.chaos.checks import callback_problems, history_problems, row_problems
 from workflows.delivery import DeliveryWorkflow, workflow_id
 
 TEMPORAL_DOWN_SECONDS = 5
-DATABASE_DOWN_SECONDS = 30
+DATABASE_DOWN_SECONDS = 15
 PROBE_EVERY_SECONDS = 3
-PARTNER_ERRORS_SECONDS = 15
-PARTNER_HANGS_SECONDS = 15
-DUPLICATES_SECONDS = 30
+PARTNER_ERRORS_SECONDS = 5
+PARTNER_HANGS_SECONDS = 12  # past the sender's 10 s timeout
+DUPLICATES_SECONDS = 15
 CRASHED_CREATES = 5
 LAST_REQUESTS_SECONDS = 3  # a killed robot's requests still in the API are answered by then
 DRAIN_SECONDS = 420
 MID_TRIP = {"en_route_to_pickup", "at_pickup", "picked_up", "en_route_to_dropoff", "at_dropoff"}
 
 
-async def test_1_a_worker_killed_on_each_queue_is_restarted(chaos):
+async def test_1_the_worker_of_every_queue_killed_at_once_is_restarted(chaos):
+    in_flight = await chaos.require_in_flight()
+    old, offset = {queue: chaos.stack.worker_pid(queue) for queue in TaskQueue}, len(chaos.stack.up_output())
+    for pid in old.values():
+        os.kill(pid, signal.SIGKILL)
     for queue in TaskQueue:
-        in_flight = await chaos.require_in_flight()
-        old, offset = chaos.stack.worker_pid(queue), len(chaos.stack.up_output())
-        os.kill(old, signal.SIGKILL)
         new = await chaos.restarted(f"worker {queue.value}", offset)
-        assert new != old and chaos.stack.worker_pid(queue) == new
+        assert new != old[queue] and chaos.stack.worker_pid(queue) == new
         chaos.fault("worker killed (kill -9)", in_flight, queue=queue.value, restarted_as=new)
     for queue in TaskQueue:
         await chaos.polled(queue, chaos.stack.worker_pid(queue))
@@ -131,19 +132,8 @@ async def test_4_orders_accepted_while_temporal_is_down_survive_an_api_crash(cha
         chaos.flow.track(delivery_id, body)
     await chaos.restarted("api", offset)
     await chaos.healthy()
-
-    async def all_started():  # by the stranded-orders schedule, once the orders are older than its grace
-        for delivery_id in delivery_ids:
-            try:
-                await chaos.stack.client.get_workflow_handle(workflow_id(delivery_id)).describe()
-            except RPCError:
-                return False
-        return True
-
-    await chaos.until(all_started, "the stranded-orders schedule starting the orders", timeout=150, interval=2)
-    for delivery_id in delivery_ids:
-        runs = [run async for run in chaos.stack.client.list_workflows(f"WorkflowId = '{workflow_id(delivery_id)}'")]
-        assert len(runs) == 1
+    # Nobody sends them again: the stranded-orders schedule starts them within its minute, and the final checks
+    # (test 8 on) find each delivered with exactly one workflow run.
     chaos.fault("API killed after accepting orders while Temporal was down", in_flight, orders=len(bodies))
     await chaos.progress()
 
