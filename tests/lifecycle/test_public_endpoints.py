@@ -71,6 +71,9 @@ class _FailingUpdates:
     def get_workflow_handle(self, workflow_id: str):
         return self
 
+    async def start_workflow(self, *args, **kwargs):  # a cancel of a created order makes sure it has started
+        return self
+
     async def execute_update(self, *args, **kwargs):
         cause = ApplicationError("connection to 10.0.0.5:5432 refused; password=hunter2", type="OperationalError")
         raise WorkflowUpdateFailedError(cause)
