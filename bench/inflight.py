@@ -28,7 +28,9 @@ from bench.stack import Stack, free_ports, stack_settings
 from core.settings import Settings
 from simulator.demo_market import order_body
 
-SAMPLE_SECONDS = 10
+# A minute: the stranded-orders pass and the planning rounds run within it, and half of the waiting deliveries ask
+# Dispatch again (every robot_retry_seconds, 2 min), so a periodic burst is averaged in rather than hit or missed.
+SAMPLE_SECONDS = 60
 STALL_SECONDS = 30
 CREATORS = 20
 ROBOT_MARGIN = 1.1  # some seeded robots lack the charge for a given trip
