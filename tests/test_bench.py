@@ -145,6 +145,17 @@ def test_the_closed_loop_figures_in_the_docs_are_the_committed_report():
     assert not missing, "regenerate with: python -m bench.runner docs/benchmarks.json\n" + "\n".join(missing)
 
 
+def test_the_start_after_answer_comparison_in_the_docs_is_the_committed_reports():
+    """docs/benchmarks.md quotes each A/B report's concurrency-10 rows as `python -m bench.runner` prints them."""
+    from bench.runner import closed_loop_table
+
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    for name in ("old-1", "new-1", "old-2", "new-2"):
+        report = json.loads((ROOT / "docs" / "bench" / "start-after-answer" / f"{name}.json").read_text())
+        rows = [line for line in closed_loop_table(report) if line.startswith("| 10 |")]
+        assert len(rows) == 3 and all(f"{name}: {row}" in docs for row in rows), name
+
+
 def test_the_in_flight_figures_in_the_docs_are_the_committed_reports():
     """docs/benchmarks.md quotes the in-flight reports through the summary `python -m bench.inflight` prints."""
     from bench.inflight import summary
