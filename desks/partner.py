@@ -328,12 +328,17 @@ class PartnerDesk:
                 await start_delivery(self.temporal, order)
                 return
             except RPCError as exc:
-                if pause is None:
-                    log.warning("delivery %s is stored but its workflow could not start (%s); the stranded-orders "
-                                "schedule will start it", order.delivery_id, exc.status.name,
-                                extra={"delivery_id": str(order.delivery_id)})
-                    return
-                await asyncio.sleep(pause)
+                reason = exc.status.name
+            except Exception:  # never lost in a task nobody awaits: logged, and left to the schedule
+                log.exception("delivery %s: starting its workflow failed", order.delivery_id,
+                              extra={"delivery_id": str(order.delivery_id)})
+                return
+            if pause is None:
+                log.warning("delivery %s is stored but its workflow could not start (%s); the stranded-orders "
+                            "schedule will start it", order.delivery_id, reason,
+                            extra={"delivery_id": str(order.delivery_id)})
+                return
+            await asyncio.sleep(pause)
 
     async def ensure_started(self, order: Order) -> None:
         """Make sure the delivery's workflow exists before acting on it: its start may still be under way (the
