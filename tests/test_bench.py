@@ -37,8 +37,8 @@ def processes_naming(data_dir: str) -> list[str]:
 def test_bench_measures_ours_and_bare_from_a_real_history():
     env = {k: v for k, v in os.environ.items() if not k.startswith("DELIVERY_")}
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "bench", "--deliveries", "10", "--concurrency", "5",
-         "--warmup", "2", "--run-seconds", "0", "--json"],
+        [sys.executable, "-m", "cli.main", "bench", "--deliveries", "5", "--concurrency", "5",
+         "--warmup", "0", "--run-seconds", "0", "--json"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
@@ -60,8 +60,8 @@ def test_bench_measures_ours_and_bare_from_a_real_history():
     [run] = report["runs"]
     ours, bare, ratio = run["ours"], run["bare"], run["ratio"]
     assert run["concurrency"] == 5
-    assert ours["delivered"] == ours["deliveries"] == 10, ours["outcomes"]
-    assert bare["completed"] == bare["workflows"] == 10, bare["outcomes"]
+    assert ours["delivered"] == ours["deliveries"] == 5, ours["outcomes"]
+    assert bare["completed"] == bare["workflows"] == 5, bare["outcomes"]
     assert ours["throughput_per_second"] > 0 and bare["throughput_per_second"] > 0
     assert ratio["throughput"] > 0
     assert abs(ratio["throughput"] - ours["throughput_per_second"] / bare["throughput_per_second"]) < 0.01
@@ -81,7 +81,7 @@ def test_bench_measures_ours_and_bare_from_a_real_history():
 
     # Every callback carried a valid signature; every delivery's `delivered` arrived.
     assert report["webhooks"]["bad_signatures"] == 0
-    assert report["webhooks"]["statuses"]["delivered"] >= 10 + 2
+    assert report["webhooks"]["statuses"]["delivered"] >= 5
 
     # The stack is gone: no process names the bench's data dir, which was removed.
     data_dir = report["stack"]["data_dir"]

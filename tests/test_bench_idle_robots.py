@@ -13,7 +13,7 @@ def test_idle_robots_bench_reports_cpu_and_the_push_delay(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DELIVERY_")}
     output = tmp_path / "idle.json"
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "bench", "--idle-robots", "20", "--idle-seconds", "6",
+        [sys.executable, "-m", "cli.main", "bench", "--idle-robots", "20", "--idle-seconds", "3",
          "--push-samples", "3", "--output", str(output)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
     )

@@ -25,11 +25,11 @@ from tests.chaos.checks import callback_problems, history_problems, row_problems
 from workflows.delivery import DeliveryWorkflow, workflow_id
 
 TEMPORAL_DOWN_SECONDS = 5
-DATABASE_DOWN_SECONDS = 15
+DATABASE_DOWN_SECONDS = 10
 PROBE_EVERY_SECONDS = 3
 PARTNER_ERRORS_SECONDS = 5
 PARTNER_HANGS_SECONDS = 12  # past the sender's 10 s timeout
-DUPLICATES_SECONDS = 15
+DUPLICATES_SECONDS = 10
 CRASHED_CREATES = 5
 LAST_REQUESTS_SECONDS = 3  # a killed robot's requests still in the API are answered by then
 DRAIN_SECONDS = 420

@@ -244,7 +244,7 @@ async def bring_to_an_end(delivery: Delivery, model: Model) -> None:
             await operator(delivery, model, "resolve" if model.status in LOADED else "cancel")
 
 
-@settings(max_examples=10, print_blob=True, deadline=None, database=None,
+@settings(max_examples=6, print_blob=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=STEPS)
 @example(steps=["next"] * 8)  # every leg of a delivery, to the door

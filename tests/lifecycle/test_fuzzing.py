@@ -32,7 +32,7 @@ from tests.support.dialects import access_token, drive_jwt
 from tests.support.lifecycle import create
 from tests.support.waiting import wait_status
 
-EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "8")
+EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "5")
 # How many requests each operation's handler must have run for in its dialect's run. An operation that takes no
 # input (health, a robot's assignment, the store list) gives schemathesis three requests to send: those must all count.
 REACHED = 3
