@@ -19,8 +19,12 @@ to the dropoff, and back to the market's depot, above the reserve), and assigns 
   not committed, so a later round sends it (or a better robot) in time.
 """
 
+import importlib.machinery
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -174,12 +178,32 @@ def after_backlog(fleet: Fleet, backlog: Demands, rules: PlanningRules) -> Fleet
     return fleet
 
 
+@cache
+def assignment_solver() -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """scipy's rectangular assignment solver, loaded on the first round a process solves.
+
+    `import scipy.optimize` costs ~50 MB of resident memory (the whole optimize package and what it imports) for
+    this one function, which is a small compiled extension of its own (`scipy/optimize/_lsap`, ~2 MB with
+    numpy already loaded). The extension is loaded by itself; the public import is the fallback should a
+    scipy release move it. `tests/services/test_dispatch_planner.py` checks both give the same answers.
+    """
+    import scipy
+
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = Path(scipy.__file__).parent / "optimize" / f"_lsap{suffix}"
+        if path.is_file():
+            loader = importlib.machinery.ExtensionFileLoader("scipy.optimize._lsap", str(path))
+            spec = importlib.util.spec_from_file_location("scipy.optimize._lsap", path, loader=loader)
+            module = importlib.util.module_from_spec(spec)
+            loader.exec_module(module)
+            return module.linear_sum_assignment
+    from scipy.optimize import linear_sum_assignment as public
+
+    return public
+
+
 def solve_batch(problem: PickupProblem) -> tuple[np.ndarray, np.ndarray]:
     """Min-cost rectangular assignment: the most feasible pairs, then the least total time to pickup."""
-    # Imported here: scipy.optimize is ~55 MB, and the workflow worker and the API import this module (through
-    # the Dispatch activity definitions) without ever solving.
-    from scipy.optimize import linear_sum_assignment
-
     if not problem.feasible.any():
         return np.empty(0, int), np.empty(0, int)
     cost = problem.eta
@@ -190,7 +214,7 @@ def solve_batch(problem: PickupProblem) -> tuple[np.ndarray, np.ndarray]:
     # An infeasible pair costs more than every feasible pair together, so it is used only where no feasible
     # assignment exists, and then dropped.
     forbidden = float(cost[problem.feasible].max()) * min(cost.shape) + 1.0
-    rows, cols = linear_sum_assignment(np.where(problem.feasible, cost, forbidden))
+    rows, cols = assignment_solver()(np.where(problem.feasible, cost, forbidden))
     keep = problem.feasible[rows, cols]
     return rows[keep], cols[keep]
 
@@ -250,8 +274,6 @@ def solve_ready(problem: PickupProblem) -> tuple[np.ndarray, np.ndarray]:
     """Min-cost rectangular assignment on `ready_cost`: the most feasible pairs, then the least total cost,
     each row less what leaving its demand for later would cost (so, when robots are short, the demands whose
     wait grows dearest are served)."""
-    from scipy.optimize import linear_sum_assignment
-
     feasible = problem.feasible
     if not feasible.any():
         return np.empty(0, int), np.empty(0, int)
@@ -268,7 +290,7 @@ def solve_ready(problem: PickupProblem) -> tuple[np.ndarray, np.ndarray]:
         # only where no feasible assignment exists, and then dropped.
         low, high = float(cost[feasible].min()), float(cost[feasible].max())
         np.putmask(cost, ~feasible, high + min(cost.shape) * (high - low) + 1.0)
-    rows, cols = linear_sum_assignment(cost)
+    rows, cols = assignment_solver()(cost)
     keep = feasible[rows, cols]
     return rows[keep], cols[keep]
 

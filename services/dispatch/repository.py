@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import Row, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -94,10 +94,16 @@ async def markets_to_plan(session: AsyncSession, requested_since: datetime) -> l
     return list(await session.scalars(query.order_by(Demand.market)))
 
 
-async def available_robots(session: AsyncSession, market: str) -> list[Robot]:
-    """The robots of a market that are working or could work: idle ones and those busy with a delivery."""
-    query = select(Robot).where(Robot.market == market, Robot.status.in_(WORKING))
-    return list(await session.scalars(query.order_by(Robot.id).execution_options(populate_existing=True)))
+# What the planner reads of a robot: read as plain rows, not ORM objects (a market's whole fleet every round).
+PLANNING_COLUMNS = (Robot.id, Robot.status, Robot.active_demand_id, Robot.available_at, Robot.available_latitude,
+                    Robot.available_longitude, Robot.available_battery)
+
+
+async def available_robots(session: AsyncSession, market: str) -> list[Row]:
+    """The robots of a market that are working or could work (idle ones and those busy with a delivery), as rows
+    of `PLANNING_COLUMNS`; a robot to change is locked by `lock_robot`."""
+    query = select(*PLANNING_COLUMNS).where(Robot.market == market, Robot.status.in_(WORKING))
+    return list(await session.execute(query.order_by(Robot.id)))
 
 
 async def proposals(session: AsyncSession, demand_ids: list[uuid.UUID]) -> dict[uuid.UUID, Plan]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import Point
@@ -24,6 +25,9 @@ from services.dispatch import repository
 from services.dispatch.eta import TripEstimate, estimate_trip
 from services.dispatch.models import Demand, DemandStatus, Plan, PlanStatus, Robot, RobotStatus
 from services.dispatch.planner import PLANNERS, Demands, Fleet, PickupProblem, PlanningRules, after_backlog
+
+# A robot as a round reads it (a row of `repository.PLANNING_COLUMNS`) or as it changes it (the locked ORM object).
+PlannedRobot = Robot | Row
 
 # The version written on plans for a robot the delivery named itself (a return trip, an operator's choice).
 PREFERRED = "preferred-v1"
@@ -58,7 +62,7 @@ def planning_rules(market: str, settings: Settings) -> PlanningRules:
     return PlanningRules(known.walking_speed_mps, settings.battery_reserve, depot)
 
 
-def availability(robot: Robot, now: datetime) -> Availability:
+def availability(robot: PlannedRobot, now: datetime) -> Availability:
     """When a robot becomes free; a busy robot already past its dropoff ETA is assumed to be as late again."""
     at = max(now, robot.available_at)
     if robot.active_demand_id is not None and robot.available_at < now:
@@ -67,7 +71,7 @@ def availability(robot: Robot, now: datetime) -> Availability:
     return Availability(point, at, robot.available_battery)
 
 
-def free_now(robot: Robot, now: datetime) -> bool:
+def free_now(robot: PlannedRobot, now: datetime) -> bool:
     """An idle robot with no demand and nothing to finish: a match with it is committed at once."""
     return robot.status == RobotStatus.IDLE and robot.active_demand_id is None and robot.available_at <= now
 
@@ -105,13 +109,13 @@ def demands_view(demands: list[Demand], now: datetime | None = None) -> Demands:
     )
 
 
-def proposed_columns(demands: list[Demand], robots: list[Robot], standing: dict) -> np.ndarray:
+def proposed_columns(demands: list[Demand], robots: list[PlannedRobot], standing: dict) -> np.ndarray:
     """The robot (column) of each demand's standing proposal, -1 for none."""
     column = {robot.id: j for j, robot in enumerate(robots)}
     return np.array([column.get(standing[d.id].robot_id, -1) if d.id in standing else -1 for d in demands], int)
 
 
-def exclusions(demands: list[Demand], robots: list[Robot]) -> np.ndarray:
+def exclusions(demands: list[Demand], robots: list[PlannedRobot]) -> np.ndarray:
     """Pairs a demand refuses: robots its attempt excluded."""
     refused = np.zeros((len(demands), len(robots)), bool)
     column = {robot.id: j for j, robot in enumerate(robots)}
@@ -125,24 +129,28 @@ def exclusions(demands: list[Demand], robots: list[Robot]) -> np.ndarray:
 async def replan_market(session: AsyncSession, market: str, now: datetime, settings: Settings) -> RoundOutcome:
     """One planning round for a market, then the market's outlook for a new order; the caller holds the market's
     lock."""
-    outcome = await _plan_round(session, market, now, settings)
-    await record_outlook(session, market, now, settings)
+    outcome, robots = await _plan_round(session, market, now, settings)
+    await record_outlook(session, market, now, settings, robots)
     return outcome
 
 
-async def record_outlook(session: AsyncSession, market: str, now: datetime, settings: Settings) -> None:
+async def record_outlook(session: AsyncSession, market: str, now: datetime, settings: Settings,
+                         robots: list[PlannedRobot] | None = None) -> None:
     """Write when the soonest robot is free for a new order, from the same view as a quote (`quote_view`)."""
-    robots, fleet = await quote_view(session, market, now, settings)
+    robots, fleet = await quote_view(session, market, now, settings, robots)
     free_at = now + timedelta(seconds=float(fleet.free_in.min())) if robots else None
     await repository.record_outlook(session, market, free_at, len(robots))
 
 
-async def _plan_round(session: AsyncSession, market: str, now: datetime, settings: Settings) -> RoundOutcome:
+async def _plan_round(session: AsyncSession, market: str, now: datetime, settings: Settings,
+                      ) -> tuple[RoundOutcome, list[PlannedRobot] | None]:
+    """The round's outcome, and the market's working robots as the round left them (None if it had nothing to
+    plan and did not read them)."""
     outcome = RoundOutcome(market)
     since = now - timedelta(seconds=settings.demand_hold_seconds)
     demands = await repository.uncommitted_demands(session, market, since)
     if not demands:
-        return outcome
+        return outcome, None
     robots = await repository.available_robots(session, market)
     standing = await repository.proposals(session, [demand.id for demand in demands])
     live = [demand for demand in demands if demand.requested_at >= since]
@@ -171,7 +179,8 @@ async def _plan_round(session: AsyncSession, market: str, now: datetime, setting
             _withdraw(proposal)
             plan = await repository.add_plan(session, demand, robot.id, trip, cost, alternatives, planner.version,
                                              PlanStatus.COMMITTED)
-            repository.reserve_robot(robot, demand, plan, trip)
+            robots[j] = await repository.lock_robot(session, robot.id)  # the round's view, as it leaves the robot
+            repository.reserve_robot(robots[j], demand, plan, trip)
             outcome.committed += 1
             outcome.committed_deliveries.append(demand.delivery_id)
             continue
@@ -184,7 +193,7 @@ async def _plan_round(session: AsyncSession, market: str, now: datetime, setting
         _withdraw(proposal)
         await repository.add_plan(session, demand, robot.id, trip, cost, alternatives, planner.version,
                                   PlanStatus.PROPOSED)
-    return outcome
+    return outcome, robots
 
 
 def _withdraw(proposal: Plan | None) -> None:
@@ -193,12 +202,16 @@ def _withdraw(proposal: Plan | None) -> None:
 
 
 async def quote_view(session: AsyncSession, market: str, now: datetime, settings: Settings,
-                     ) -> tuple[list[Robot], Fleet]:
+                     robots: list[PlannedRobot] | None = None) -> tuple[list[PlannedRobot], Fleet]:
     """A market's working robots and the fleet as a new demand sees it: each robot free after its current
     trip and the proposal queued behind it (a round gives a robot at most one), and after the demands still
-    waiting without one have taken theirs, oldest first."""
+    waiting without one have taken theirs, oldest first.
+
+    `robots`: the market's working robots already loaded in this session (a round's, as it left them), instead
+    of loading them again: a market's whole fleet through the ORM is most of a round's cost."""
     rules = planning_rules(market, settings)
-    robots = await repository.available_robots(session, market)
+    if robots is None:
+        robots = await repository.available_robots(session, market)
     fleet = fleet_view([availability(robot, now) for robot in robots], now)
     queued = {plan.robot_id: demand for plan, demand in await repository.queued_proposals(session, market)}
     behind = [j for j, robot in enumerate(robots) if robot.id in queued]

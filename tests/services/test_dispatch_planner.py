@@ -161,3 +161,24 @@ def test_the_backlog_queues_a_new_demand_behind_the_waiting_ones():
     assert after.free_in[0] == pytest.approx((140 + 700) / 1.4 + PICKUP_DWELL.total_seconds(), rel=1e-3)
     assert np.allclose(after.positions[0], north(840))
     assert after.battery[0] == pytest.approx(1.0 - 840 * BATTERY_PER_METER, rel=1e-3)
+
+
+def test_the_assignment_solver_is_scipys_without_importing_scipy_optimize():
+    """The solver is loaded alone (scipy.optimize is ~50 MB resident) and answers as the public function does."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from services.dispatch.planner import assignment_solver; solve = assignment_solver(); "
+             "print(solve.__module__, 'scipy.optimize' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["scipy.optimize._lsap", "False"]
+
+    from scipy.optimize import linear_sum_assignment
+
+    from services.dispatch.planner import assignment_solver
+
+    rng = np.random.default_rng(7)
+    for shape in [(6, 9), (9, 6), (25, 25)]:
+        cost = rng.uniform(0, 100, shape)
+        ours, public = assignment_solver()(cost), linear_sum_assignment(cost)
+        assert all(np.array_equal(a, b) for a, b in zip(ours, public))
