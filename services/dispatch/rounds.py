@@ -208,7 +208,7 @@ async def quote_view(session: AsyncSession, market: str, now: datetime, settings
     waiting without one have taken theirs, oldest first.
 
     `robots`: the market's working robots already loaded in this session (a round's, as it left them), instead
-    of loading them again: a market's whole fleet through the ORM is most of a round's cost."""
+    of reading them again: a market's whole fleet is the largest read of a round."""
     rules = planning_rules(market, settings)
     if robots is None:
         robots = await repository.available_robots(session, market)

@@ -5,7 +5,8 @@ import pytest
 
 from services.dispatch.eta import BATTERY_PER_METER, PICKUP_DWELL
 from services.dispatch.planner import (
-    PLANNERS, Demands, Fleet, PickupProblem, PlanningRules, after_backlog, meters_matrix, solve_batch, solve_greedy,
+    PLANNERS, Demands, Fleet, PickupProblem, PlanningRules, after_backlog, assignment_solver, meters_matrix, solve_batch,
+    solve_greedy,
 )
 
 ORIGIN = np.array([34.0900, -118.3617])
@@ -174,8 +175,6 @@ def test_the_assignment_solver_is_scipys_without_importing_scipy_optimize():
     assert out == ["scipy.optimize._lsap", "False"]
 
     from scipy.optimize import linear_sum_assignment
-
-    from services.dispatch.planner import assignment_solver
 
     rng = np.random.default_rng(7)
     for shape in [(6, 9), (9, 6), (25, 25)]:
