@@ -11,21 +11,24 @@ import logging
 import signal
 import sys
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import uvloop
 from temporalio.client import Client
-from collections.abc import Sequence
-
 from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from core.db import Databases
 from core.logging import ActivityLogContext, configure_logging
 from core.services import QUEUE_DATABASE, TaskQueue
 from core.settings import Settings, SettingsError, load_settings
 from core.temporal import connect
 
+if TYPE_CHECKING:
+    from core.db import Databases
 
-def activities_for(queue: TaskQueue, databases: Databases, settings: Settings, client: Client) -> list:
+
+def activities_for(queue: TaskQueue, databases: "Databases", settings: Settings, client: Client) -> list:
     """The activity functions served on one activity queue, bound to their service's database (and the client,
     for Dispatch to tell deliveries of the robots its rounds commit)."""
     from activities import registry
@@ -44,7 +47,7 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
 
 
-def build_worker(client: Client, queue: TaskQueue, databases: Databases, settings: Settings,
+def build_worker(client: Client, queue: TaskQueue, databases: "Databases | None", settings: Settings,
                  interceptors: Sequence[Interceptor] = ()) -> Worker:
     """One Worker for one task queue: the delivery workflows, or one service's activities.
 
@@ -69,7 +72,11 @@ def build_worker(client: Client, queue: TaskQueue, databases: Databases, setting
 async def run(queues: list[TaskQueue], settings: Settings) -> None:
     client = await connect(settings)
     services = {QUEUE_DATABASE[q] for q in queues if q in QUEUE_DATABASE}
-    databases = Databases(settings, services)
+    databases = None
+    if services:  # a process serving only the workflows loads no database code
+        from core.db import Databases
+
+        databases = Databases(settings, services)
     workers = [build_worker(client, queue, databases, settings) for queue in queues]
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -80,7 +87,8 @@ async def run(queues: list[TaskQueue], settings: Settings) -> None:
     await stop.wait()
     await asyncio.gather(*(worker.shutdown() for worker in workers))
     await asyncio.gather(*running, return_exceptions=True)
-    await databases.dispose()
+    if databases is not None:
+        await databases.dispose()
 
 
 def parse_queues(argv: list[str] | None) -> list[TaskQueue]:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
+from activities import interfaces
 from activities.base import ServiceActivities
 from core.assignments import announce
 from core.contracts import (
@@ -15,12 +16,11 @@ from services.deliveries import repository
 from services.deliveries.models import Attempt, AttemptStatus
 
 
-class DeliveriesActivities(ServiceActivities):
+class DeliveriesActivities(ServiceActivities, interfaces.DeliveriesActivities):
     """The Deliveries service's activities; every write is keyed so a retry changes nothing."""
 
     @activity.defn
     async def create_delivery(self, order: DeliveryOrder) -> AttemptRef:
-        """Store the delivery, its customer and its first attempt; a retry returns that same attempt."""
         async with self.sessions.begin() as session:
             if await repository.get_delivery(session, order.delivery_id) is None:
                 await self._store_delivery(session, order)
@@ -29,14 +29,11 @@ class DeliveriesActivities(ServiceActivities):
 
     @activity.defn
     async def record_quote(self, offer: QuoteOffer) -> None:
-        """Store a quote's offer once; a retry finds it stored."""
         async with self.sessions.begin() as session:
             await repository.record_quote(session, offer)
 
     @activity.defn
     async def coarsen_delivery_dropoffs(self) -> int:
-        """Round to about a kilometre the dropoff of deliveries that ended (and quotes that expired) longer ago
-        than the PII retention; a retry finds them done."""
         ended_before = datetime.now(UTC) - timedelta(days=self.settings.pii_retention_days)
         async with self.sessions.begin() as session:
             coarsened = await repository.coarsen_dropoffs(session, ended_before)
@@ -46,7 +43,6 @@ class DeliveriesActivities(ServiceActivities):
 
     @activity.defn
     async def start_attempt(self, request: NewAttempt) -> AttemptRef:
-        """Open attempt `number` of a delivery and make it the delivery's latest attempt."""
         async with self.sessions.begin() as session:
             if await repository.get_delivery(session, request.delivery_id, lock=True) is None:
                 raise business_error(UNKNOWN_ORDER, f"delivery {request.delivery_id} does not exist")
@@ -60,7 +56,6 @@ class DeliveriesActivities(ServiceActivities):
 
     @activity.defn
     async def record_status(self, change: StatusChange) -> None:
-        """Append the status to the attempt's history and move the delivery to it, once per sequence."""
         detail = {"robot_id": change.robot_id, "reason": change.reason}
         async with self.sessions.begin() as session:
             appended = await repository.append_history(
@@ -83,7 +78,6 @@ class DeliveriesActivities(ServiceActivities):
 
     @activity.defn
     async def end_attempt(self, outcome: AttemptOutcome) -> None:
-        """End the attempt as succeeded, failed or cancelled, and append that to its history once."""
         status = AttemptStatus(outcome.status)
         async with self.sessions.begin() as session:
             appended = await repository.append_history(

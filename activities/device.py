@@ -2,18 +2,18 @@
 
 from temporalio import activity
 
+from activities import interfaces
 from activities.base import ServiceActivities
 from core.contracts import Deployment
 from core.errors import ROBOT_NOT_DEPLOYED, business_error
 from services.device import repository
 
 
-class DeviceActivities(ServiceActivities):
+class DeviceActivities(ServiceActivities, interfaces.DeviceActivities):
     """Reads and writes only the Device database."""
 
     @activity.defn
     async def verify_deployment(self, robot_id: str) -> Deployment:
-        """The robot's active deployment, or RobotNotDeployed if it was retired."""
         async with self.sessions.begin() as session:
             deployment = await repository.active_deployment(session, robot_id)
         if deployment is None:

@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from activities import interfaces
 from activities.base import ServiceActivities
 from core.contracts import (
     DemandRequest, DemandSearch, PlanningRound, Point, QuoteEstimate, QuoteRequest, RobotChoice, RobotRelease,
@@ -26,20 +27,11 @@ from services.dispatch.planner import PLANNERS, Demands, PickupProblem
 from services.dispatch.pricing import delivery_fee_cents
 
 
-class DispatchActivities(ServiceActivities):
+class DispatchActivities(ServiceActivities, interfaces.DispatchActivities):
     """The Dispatch Engine's activities, on the Dispatch database."""
 
     @activity.defn
     async def plan_demand(self, request: DemandRequest) -> RobotChoice:
-        """Plan the market with this demand in it; return the demand's committed robot.
-
-        A retry returns the plan already committed. Asked again for a demand the rounds still plan (asked within
-        `demand_hold_seconds`, the same excluded robots), it reads what they planned when a round has run since
-        the demand last asked, instead of planning the market once more. `NoRobotAvailable` while the demand
-        is not committed (no robot can take it, the robot it waits for is still busy, or is held until the
-        order is nearly ready), with a `DemandSearch` as its detail: whether a robot is planned for the demand
-        and when its order is ready. Its latency is `dispatch_planning_seconds{outcome=planned|no_robot|error}`.
-        """
         started, outcome = time.perf_counter(), "error"
         try:
             choice, search, round_outcome = await self._plan_demand(request)
@@ -95,7 +87,6 @@ class DispatchActivities(ServiceActivities):
 
     @activity.defn
     async def replan_market(self, market: str) -> PlanningRound:
-        """One planning round for a market (the periodic driver calls it); commits and proposals as it finds."""
         async with self.sessions.begin() as session:
             await repository.lock_market(session, market)
             outcome = await rounds.replan_market(session, market, datetime.now(UTC), self.settings)
@@ -105,19 +96,12 @@ class DispatchActivities(ServiceActivities):
 
     @activity.defn
     async def markets_to_plan(self) -> list[str]:
-        """Markets with demands a round could still plan."""
         since = datetime.now(UTC) - timedelta(seconds=self.settings.demand_hold_seconds)
         async with self.sessions.begin() as session:
             return await repository.markets_to_plan(session, since)
 
     @activity.defn
     async def estimate_quote(self, request: QuoteRequest) -> QuoteEstimate:
-        """The earliest pickup the fleet can promise for this trip, and its fee; reserves nothing.
-
-        The same planning view as the rounds: each robot from where and when it becomes free, after the
-        proposal queued behind it. Read-only, so a retry is harmless. `NoCapacity` when no robot in the
-        market could do the trip.
-        """
         now = datetime.now(UTC)
         rules = rounds.planning_rules(request.market, self.settings)
         async with self.sessions.begin() as session:
@@ -143,8 +127,6 @@ class DispatchActivities(ServiceActivities):
 
     @activity.defn
     async def release_robot(self, release: RobotRelease) -> None:
-        """Close the attempt's demand and plans, free its robot unless it already serves another demand, and
-        re-plan the market (the freed robot may take a waiting demand)."""
         async with self.sessions.begin() as session:
             market = await repository.market_of_attempt(session, release.attempt_id)
             if market is None:
@@ -166,8 +148,6 @@ class DispatchActivities(ServiceActivities):
 
     @activity.defn
     async def coarsen_demand_dropoffs(self) -> int:
-        """Round to about a kilometre the dropoff of demands closed longer ago than the PII retention; a retry
-        finds them done."""
         closed_before = datetime.now(UTC) - timedelta(days=self.settings.pii_retention_days)
         async with self.sessions.begin() as session:
             coarsened = await repository.coarsen_dropoffs(session, closed_before)
@@ -214,11 +194,6 @@ class DispatchActivities(ServiceActivities):
 
     @activity.defn
     async def set_robot_service(self, change: RobotService) -> None:
-        """Take a robot out of the plan for field work, or put it back; the planner never picks a robot out of it.
-
-        A robot still serving a demand leaves the plan once that demand releases it: until then this fails with
-        `RobotStillServing`, and Temporal's retries wait for it.
-        """
         async with self.sessions.begin() as session:
             applied = await repository.set_robot_in_service(session, change.robot_id, change.in_service)
         if not applied:

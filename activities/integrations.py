@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 
+from activities import interfaces
 from activities.base import ServiceActivities
 from core.contracts import DeliveryOrder
 from core.errors import UNKNOWN_ORDER, business_error
@@ -16,21 +17,17 @@ from services.integrations.orders import delivery_order
 STRANDED_HORIZON = timedelta(days=1)
 
 
-class IntegrationsActivities(ServiceActivities):
+class IntegrationsActivities(ServiceActivities, interfaces.IntegrationsActivities):
     """Writes only to the Integrations database."""
 
     @activity.defn
     async def accept_order(self, order: DeliveryOrder) -> None:
-        """Confirm the partner order exists for this delivery and mark it accepted (idempotent)."""
         async with self.sessions.begin() as session:
             if not await repository.accept_order(session, order.partner_delivery_id, order.delivery_id):
                 raise business_error(UNKNOWN_ORDER, f"no stored partner order for delivery {order.delivery_id}")
 
     @activity.defn
     async def stranded_orders(self) -> list[DeliveryOrder]:
-        """Orders stored longer ago than `stranded_order_grace_seconds` (within the last day) that are still
-        `created`, as their workflows start with them: each may have been stored by an API that died before it
-        started the workflow."""
         now = datetime.now(UTC)
         grace = timedelta(seconds=self.settings.stranded_order_grace_seconds)
         async with self.sessions.begin() as session:
@@ -39,7 +36,6 @@ class IntegrationsActivities(ServiceActivities):
 
     @activity.defn
     async def purge_pii(self) -> int:
-        """Erase the personal data of orders whose retention has passed; a retry finds nothing left to do."""
         async with self.sessions.begin() as session:
             purged = await repository.purge_pii(session)
         activity.logger.info("purged personal data of %d orders", purged, extra={"purged": purged})

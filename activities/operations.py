@@ -4,6 +4,7 @@ from uuid import UUID
 
 from temporalio import activity
 
+from activities import interfaces
 from activities.base import ServiceActivities
 from core.assignments import announce
 from core.contracts import FieldTaskChange, FieldTaskRequest, TaskAssignment, TaskClosure, TaskRequest, TripUpdate
@@ -15,13 +16,11 @@ from services.operations.models import FOTaskStatus, RobotStatus, TaskKind, Task
 CLOSING_OUTCOMES = frozenset({TaskStatus.COMPLETED, TaskStatus.CANCELLED, TaskStatus.FAILED})
 
 
-class OperationsActivities(ServiceActivities):
+class OperationsActivities(ServiceActivities, interfaces.OperationsActivities):
     """Each activity is one unit of work, and a retry after its commit changes nothing and answers the same."""
 
     @activity.defn
     async def assign_task(self, request: TaskRequest) -> TaskAssignment:
-        """Give the robot a task for the attempt, its first trip and a pilot on shift; one task per attempt. A test
-        order's sandbox robot is registered when first used, and needs no pilot."""
         leg = TripLeg(request.first_leg)
         kind = TaskKind.RETURN if leg == TripLeg.TO_STORE else TaskKind.DELIVERY
         async with self.sessions.begin() as session:
@@ -37,7 +36,6 @@ class OperationsActivities(ServiceActivities):
 
     @activity.defn
     async def record_trip_progress(self, update: TripUpdate) -> None:
-        """Move the trip on `leg` (created if missing) and optionally its task; the robot's status follows."""
         async with self.sessions.begin() as session:
             task, robot = await self._locked_task(session, update.task_id)
             if task.status in repo.TERMINAL_TASK_STATUSES:
@@ -51,7 +49,6 @@ class OperationsActivities(ServiceActivities):
 
     @activity.defn
     async def close_task(self, closure: TaskClosure) -> None:
-        """End the task with its outcome, end its open trips, and free its pilot and robot."""
         outcome = TaskStatus(closure.outcome)
         if outcome not in CLOSING_OUTCOMES:
             raise ValueError(f"a task cannot close as {outcome}")
@@ -67,8 +64,6 @@ class OperationsActivities(ServiceActivities):
 
     @activity.defn
     async def open_field_task(self, request: FieldTaskRequest) -> UUID:
-        """Ask field operations to attend to a robot and take it out of service; the robot's open task of that
-        kind if it has one already (a retry, or the same need reported twice)."""
         async with self.sessions.begin() as session:
             robot = await repo.lock_robot(session, request.robot_id)
             if robot is None:
@@ -79,7 +74,6 @@ class OperationsActivities(ServiceActivities):
 
     @activity.defn
     async def assign_field_task(self, change: FieldTaskChange) -> None:
-        """Record who goes to the robot; a retry, or a task already closed, changes nothing."""
         async with self.sessions.begin() as session:
             fo_task, _ = await self._locked_field_task(session, change.fo_task_id)
             if fo_task.assignee != change.action.assignee:
@@ -87,8 +81,6 @@ class OperationsActivities(ServiceActivities):
 
     @activity.defn
     async def close_field_task(self, change: FieldTaskChange) -> bool:
-        """End the field task as done or cancelled; the robot is back in service unless another field task of it
-        is still open. Whether the robot is in service now."""
         async with self.sessions.begin() as session:
             fo_task, robot = await self._locked_field_task(session, change.fo_task_id)
             await repo.move_field_task(session, fo_task, FOTaskStatus(change.status), _detail(change))

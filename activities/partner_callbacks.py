@@ -11,6 +11,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import interfaces
 from activities.base import ServiceActivities
 from core.contracts import TERMINAL_STATUSES, CallbackFailure, StatusCallback
 from core.crypto import vault_from_settings
@@ -23,7 +24,7 @@ from services.integrations.dialects.base import CallbackFormat, snapshot_of_trai
 from services.integrations.models import CallbackStatus, CredentialKind
 
 
-class PartnerCallbackActivities(ServiceActivities):
+class PartnerCallbackActivities(ServiceActivities, interfaces.PartnerCallbackActivities):
     """Writes only to the Integrations database; POSTs to the partner's registered webhook."""
 
     def __init__(self, sessions, settings, temporal=None):
@@ -35,7 +36,6 @@ class PartnerCallbackActivities(ServiceActivities):
 
     @activity.defn
     async def send_status_callback(self, callback: StatusCallback) -> str:
-        """Record the partner-facing status in the partner's dialect, then deliver it unless it was already."""
         async with self.sessions.begin() as session:
             partner, order = await repository.partner_of(session, callback.partner_delivery_id)
             dialect = callback_format(partner.dialect)
@@ -103,14 +103,12 @@ class PartnerCallbackActivities(ServiceActivities):
 
     @activity.defn
     async def enable_webhook(self, partner_delivery_id: UUID) -> None:
-        """Turn the partner's endpoint back on once an operator confirms it is fixed."""
         async with self.sessions.begin() as session:
             partner, _ = await repository.partner_of(session, partner_delivery_id)
             await repository.set_webhook_enabled(session, partner.id, True)
 
     @activity.defn
     async def record_callback_failure(self, failure: CallbackFailure) -> None:
-        """Mark a callback whose retries ran out as failed, for operators to replay."""
         async with self.sessions.begin() as session:
             await repository.mark_callback(session, failure.partner_delivery_id, failure.sequence,
                                            CallbackStatus.FAILED, failure.error)

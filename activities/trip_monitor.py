@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 
+from activities import interfaces
 from activities.base import ServiceActivities
 from core.contracts import TripFinding, TripWatch
 from core.notices import Notices
@@ -19,7 +20,7 @@ ALIVE_SECONDS = 240.0
 MIN_LOOK_SECONDS = 0.05
 
 
-class TripMonitorActivities(ServiceActivities):
+class TripMonitorActivities(ServiceActivities, interfaces.TripMonitorActivities):
     """Writes only to the Trip Monitor database, keyed by attemptId."""
 
     def __init__(self, sessions, settings, temporal=None):
@@ -28,12 +29,6 @@ class TripMonitorActivities(ServiceActivities):
 
     @activity.defn
     async def watch_trip(self, watch: TripWatch) -> TripFinding:
-        """Wait for news for the delivery: the robot is lost or stuck, its connectivity changed, or it runs late.
-        The workflow cancels it when the attempt ends.
-
-        The trip is looked at when its robot's heartbeat is committed (a Postgres notice) and when the next
-        threshold passes with no heartbeat (`repository.next_assessment_at`); nothing polls in between.
-        """
         async with self.sessions.begin() as session:
             await repository.start_watch(session, watch)
         woken = self.heartbeats.subscribe(watch.robot_id)
@@ -68,6 +63,5 @@ class TripMonitorActivities(ServiceActivities):
 
     @activity.defn
     async def stop_watching(self, watch: TripWatch) -> None:
-        """Close the attempt's watch."""
         async with self.sessions.begin() as session:
             await repository.finish_watch(session, watch.attempt_id)

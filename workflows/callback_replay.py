@@ -10,7 +10,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.partner_callbacks import PartnerCallbackActivities
+    from activities.interfaces import PartnerCallbackActivities
     from core.contracts import StatusCallback
     from core.errors import BUSINESS_ERRORS
     from core.services import TaskQueue

@@ -14,8 +14,7 @@ from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.dispatch import DispatchActivities
-    from activities.operations import OperationsActivities
+    from activities.interfaces import DispatchActivities, OperationsActivities
     from core.contracts import FieldTaskAction, FieldTaskChange, FieldTaskRequest, RobotService
     from core.services import TaskQueue
 

@@ -12,9 +12,7 @@ from temporalio import workflow
 from temporalio.client import Client
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deliveries import DeliveriesActivities
-    from activities.dispatch import DispatchActivities
-    from activities.integrations import IntegrationsActivities
+    from activities.interfaces import DeliveriesActivities, DispatchActivities, IntegrationsActivities
     from core.services import TaskQueue
 from workflows.schedules import ensure_schedule
 

@@ -14,7 +14,7 @@ from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.dispatch import DispatchActivities
+    from activities.interfaces import DispatchActivities
     from core.contracts import RoundSchedule
     from core.services import TaskQueue
 

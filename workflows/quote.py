@@ -8,8 +8,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deliveries import DeliveriesActivities
-    from activities.dispatch import DispatchActivities
+    from activities.interfaces import DeliveriesActivities, DispatchActivities
     from core.contracts import QuoteOffer, QuoteOrder
     from core.errors import NO_CAPACITY
     from core.services import TaskQueue

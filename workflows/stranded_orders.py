@@ -17,7 +17,7 @@ from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.integrations import IntegrationsActivities
+    from activities.interfaces import IntegrationsActivities
     from core.services import TaskQueue
 from workflows.delivery import DeliveryWorkflow
 from workflows.delivery.starter import start_options

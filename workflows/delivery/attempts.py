@@ -8,10 +8,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deliveries import DeliveriesActivities
-    from activities.device import DeviceActivities
-    from activities.dispatch import DispatchActivities
-    from activities.operations import OperationsActivities
+    from activities.interfaces import DeliveriesActivities, DeviceActivities, DispatchActivities, OperationsActivities
     from core.contracts import (
         AttemptEnd, AttemptKind, AttemptOutcome, AttemptResult, DeliveryStatus, DemandRequest, DemandSearch,
         FieldTaskRequest,

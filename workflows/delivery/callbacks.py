@@ -7,7 +7,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.partner_callbacks import PartnerCallbackActivities
+    from activities.interfaces import PartnerCallbackActivities
     from core.contracts import CallbackFailure, CallbackKind, DeliveryStatus, OperatorDecision, StatusCallback
     from core.errors import BUSINESS_ERRORS, PARTNER_ENDPOINT_GONE
     from core.services import TaskQueue

@@ -8,8 +8,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.operations import OperationsActivities
-    from activities.trip_monitor import TripMonitorActivities
+    from activities.interfaces import OperationsActivities, TripMonitorActivities
     from core.contracts import (
         TERMINAL_STATUSES, AttemptEnd, CallbackKind, Connectivity, DeliveryStatus, EventReceipt, FindingKind,
         LegStatus, OperatorDecision, RobotEvent, RobotEventType, TripFinding, TripLeg, TripUpdate, TripWatch,

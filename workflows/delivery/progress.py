@@ -4,7 +4,7 @@ from temporalio import workflow
 
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deliveries import DeliveriesActivities
+    from activities.interfaces import DeliveriesActivities
     from core.contracts import DeliveryStatus, StatusChange, TrailEntry
     from core.services import TaskQueue
     from workflows.transitions import Phase

@@ -11,8 +11,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deliveries import DeliveriesActivities
-    from activities.integrations import IntegrationsActivities
+    from activities.interfaces import DeliveriesActivities, IntegrationsActivities
     from core.contracts import (
         TERMINAL_STATUSES, CancelRequest, DeliveryOrder, DeliveryStatus, DeliveryView, EventReceipt, OperatorAction,
         OperatorDecision, RobotEvent, RobotEventKey,
