@@ -6,13 +6,14 @@ robot and pilot, waits for the robot's first event, as a real delivery does for 
 run, robots that stay silent are not declared lost (connectivity timers of a day) and the partner rate limit is
 lifted. It creates N deliveries through `POST /v1/deliveries`, waits until each has sent its `robot_assigned`
 callback (or none came for 30 s: a few wait for a robot with the charge for their trip), then samples CPU and RSS
-of every process for a few seconds.
+of every process for a minute, and what the Temporal server was asked meanwhile (its Prometheus counters).
 """
 
 import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import tempfile
@@ -33,6 +34,11 @@ from simulator.demo_market import order_body
 SAMPLE_SECONDS = 60
 STALL_SECONDS = 30
 CREATORS = 20
+# What the Temporal server did in a sample, from its Prometheus counters: requests each service answered, and the
+# writes and reads they cost, by operation.
+TEMPORAL_COUNTERS = ("service_requests", "persistence_requests", "visibility_persistence_requests")
+COUNTER_LINE = re.compile(r'^(\w+)\{([^}]*)\} ([0-9.e+]+)$')
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 ROBOT_MARGIN = 1.1  # some seeded robots lack the charge for a given trip
 # Silent robots stay "connected" for the run; callbacks and every other timer keep their defaults.
 RUN_ENVIRONMENT = {
@@ -93,8 +99,8 @@ async def run_in_flight(count: int, base: Settings, say, timeout: float = 900) -
         fleet = await seed_bench(settings, robots, receiver.url)
         receiver.secret = fleet["partner"]["webhook_secret"]
         say(f"seeded {robots} robots that never move and {fleet['pilots']} pilots; sampling the idle stack for "
-            f"{SAMPLE_SECONDS}s")
-        before = await sample(stack)
+            f"{SAMPLE_SECONDS}s (Temporal's metrics: {settings.temporal_metrics_url})")
+        before = await sample(stack, settings)
         say(f"creating {count} deliveries")
         headers = {"authorization": f"Bearer {fleet['partner']['api_key']}"}
         started = time.monotonic()
@@ -104,13 +110,13 @@ async def run_in_flight(count: int, base: Settings, say, timeout: float = 900) -
         took = time.monotonic() - started
         say(f"{len(created)} deliveries in flight, {assigned} with their robot, after {took:.0f}s; "
             f"sampling for {SAMPLE_SECONDS}s")
-        resources, machine = await sample(stack)
+        resources, machine, temporal = await sample(stack, settings)
         ended = sum(1 for status, _ in receiver.terminal.values())
         return {"deliveries": count, "in_flight": len(created) - ended, "with_robot": assigned,
                 "workers": settings.workers,
                 "seconds_to_fill": round(took, 1), "sample_seconds": SAMPLE_SECONDS,
-                "resources": resources, "machine": machine,
-                "idle_before": {"resources": before[0], "machine": before[1]}}
+                "resources": resources, "machine": machine, "temporal_requests": temporal,
+                "idle_before": {"resources": before[0], "machine": before[1], "temporal_requests": before[2]}}
     finally:
         await receiver.stop()
         if stack is not None:
@@ -118,12 +124,32 @@ async def run_in_flight(count: int, base: Settings, say, timeout: float = 900) -
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def sample(stack: Stack) -> tuple[dict, dict]:
-    """Every process's CPU and peak RSS over SAMPLE_SECONDS, and the machine's."""
+async def sample(stack: Stack, settings: Settings) -> tuple[dict, dict, dict]:
+    """Every process's CPU and peak RSS over SAMPLE_SECONDS, the machine's, and what Temporal did meanwhile."""
     sampler = Sampler([stack.pid])
+    first = await temporal_counters(settings.temporal_metrics_url)
     sampler.start()
     await asyncio.sleep(SAMPLE_SECONDS)
-    return await sampler.stop(), sampler.machine
+    resources = await sampler.stop()
+    last = await temporal_counters(settings.temporal_metrics_url)
+    done = {key: round(last[key] - first.get(key, 0)) for key in last}
+    return resources, sampler.machine, dict(sorted(((k, v) for k, v in done.items() if v > 0),
+                                                   key=lambda item: -item[1]))
+
+
+async def temporal_counters(url: str) -> dict[str, float]:
+    """Temporal's request and persistence counters, summed by what was asked: `<counter> <service> <operation>`."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(url)).text
+    counters: dict[str, float] = {}
+    for line in text.splitlines():
+        match = COUNTER_LINE.match(line)
+        if match is None or match[1] not in TEMPORAL_COUNTERS:
+            continue
+        labels = dict(LABEL.findall(match[2]))
+        key = f"{match[1]} {labels.get('service_name', '?')} {labels.get('operation', '?')}"
+        counters[key] = counters.get(key, 0) + float(match[3])
+    return counters
 
 
 def summary(report: dict) -> str:
@@ -132,6 +158,7 @@ def summary(report: dict) -> str:
     lines = [f"{report['in_flight']}/{report['deliveries']} deliveries in flight, {report['with_robot']} with their "
              f"robot (DELIVERY_WORKERS={report['workers']}), over {report['sample_seconds']}s:"]
     lines += _rows(report["resources"], report["sample_seconds"])
+    lines += _requests(report.get("temporal_requests"))
     if "idle_before" in report:
         lines.append(f"the same stack before the first delivery, over {report['sample_seconds']}s:")
         lines += _rows(report["idle_before"]["resources"], report["sample_seconds"])
@@ -143,6 +170,14 @@ def _rows(resources: dict, seconds: float) -> list[str]:
     rows = [f"  {label:<60} RSS {value['peak_rss_mb']:7.0f} MB   CPU {100 * value['cpu_seconds'] / seconds:5.1f}%"
             for label, value in resources.items()]
     return rows + [f"  {'servers together':<60} {'':14} CPU {100 * total / seconds:5.1f}%"]
+
+
+def _requests(done: dict | None, top: int = 8) -> list[str]:
+    """Temporal's busiest operations of the sample (reports written before it was measured have none)."""
+    if not done:
+        return []
+    return ["  Temporal's busiest operations (count in the sample):"] + [
+        f"    {name:<70} {count:7d}" for name, count in list(done.items())[:top]]
 
 
 def write(report: dict, path: str | None) -> None:

@@ -40,9 +40,9 @@ def free_ports(count: int) -> list[int]:
 
 
 # The settings the bench chooses for its stack; every other DELIVERY_* setting is the caller's, or the default.
-BENCH_FIELDS = ("data_dir", "api_host", "api_port", "temporal_address", "temporal_ui_port", "postgres_port",
-                "codec_port", "temporal_embedded", "simulator", "sim_speed", "api_rate_limit_per_second",
-                "api_rate_limit_burst")
+BENCH_FIELDS = ("data_dir", "api_host", "api_port", "temporal_address", "temporal_ui_port", "temporal_metrics_port",
+                "postgres_port", "codec_port", "temporal_embedded", "simulator", "sim_speed",
+                "api_rate_limit_per_second", "api_rate_limit_burst")
 # The bench measures the stack, not the partner rate limiter: its partner's limit is lifted unless the caller set
 # DELIVERY_API_RATE_LIMIT_* (any 429 is then counted in the report, never a failure by itself).
 BENCH_RATE_LIMIT = {"api_rate_limit_per_second": 100_000, "api_rate_limit_burst": 100_000}
@@ -50,10 +50,11 @@ BENCH_RATE_LIMIT = {"api_rate_limit_per_second": 100_000, "api_rate_limit_burst"
 
 def stack_settings(base: Settings, data_dir: Path) -> Settings:
     """The caller's settings, on a fresh data dir and free ports, with the simulator left to the bench."""
-    api, temporal, ui, postgres, codec = free_ports(5)
+    api, temporal, ui, temporal_metrics, postgres, codec = free_ports(6)
     return base.model_copy(update={
         "data_dir": data_dir.resolve(), "api_host": "127.0.0.1", "api_port": api,
-        "temporal_address": f"127.0.0.1:{temporal}", "temporal_ui_port": ui, "postgres_port": postgres,
+        "temporal_address": f"127.0.0.1:{temporal}", "temporal_ui_port": ui,
+        "temporal_metrics_port": temporal_metrics, "postgres_port": postgres,
         "codec_port": codec, "temporal_embedded": True, "simulator": False, "sim_speed": "instant",
         **{name: value for name, value in BENCH_RATE_LIMIT.items() if name not in base.model_fields_set},
     })

@@ -75,11 +75,14 @@ def worker_metrics_ports(settings: Settings) -> dict[str, int]:
 
 def metrics_urls(settings: Settings) -> dict[str, str]:
     """Where each process of the stack serves Prometheus metrics, by process name (as its log is named)."""
-    if not settings.metrics_base_port:
-        return {}
-    urls = {f"worker-{name}": f"http://{settings.metrics_host}:{port}/metrics"
-            for name, port in worker_metrics_ports(settings).items()}
-    return {**urls, "api": f"{settings.api_url}/metrics"}
+    urls = {}
+    if settings.metrics_base_port:
+        urls = {f"worker-{name}": f"http://{settings.metrics_host}:{port}/metrics"
+                for name, port in worker_metrics_ports(settings).items()}
+        urls["api"] = f"{settings.api_url}/metrics"
+    if settings.temporal_embedded and settings.temporal_metrics_port:
+        urls["temporal"] = settings.temporal_metrics_url
+    return urls
 
 
 def describe_stack(settings: Settings) -> dict:
@@ -119,6 +122,8 @@ def preflight(settings: Settings) -> None:
     if settings.temporal_embedded:
         wanted.append((settings.temporal_host, settings.temporal_port, "DELIVERY_TEMPORAL_ADDRESS"))
         wanted.append((settings.temporal_ui_ip, settings.temporal_ui_port, "DELIVERY_TEMPORAL_UI_PORT"))
+        if settings.temporal_metrics_port:
+            wanted.append((settings.temporal_host, settings.temporal_metrics_port, "DELIVERY_TEMPORAL_METRICS_PORT"))
     if settings.embedded_postgres:
         wanted.append((settings.postgres_host, settings.postgres_port, "DELIVERY_POSTGRES_PORT"))
     for name, port in worker_metrics_ports(settings).items():
@@ -302,11 +307,12 @@ def print_ready(settings: Settings, demo: dict) -> None:
 
 
 def _metrics_lines(stack: dict) -> str:
-    urls = stack.get("metrics_urls")
-    if not urls:
-        return "  Metrics      off (DELIVERY_METRICS_BASE_PORT=0)\n"
+    urls = stack.get("metrics_urls", {})
+    temporal = f", {urls['temporal']} (Temporal)" if "temporal" in urls else ""
+    if "api" not in urls:
+        return f"  Metrics      off (DELIVERY_METRICS_BASE_PORT=0){temporal}\n"
     workers = [url for name, url in urls.items() if name.startswith("worker-")]
-    return (f"  Metrics      {urls['api']} (API), {workers[0]} .. {workers[-1]} (one per worker)\n"
+    return (f"  Metrics      {urls['api']} (API), {workers[0]} .. {workers[-1]} (one per worker){temporal}\n"
             "               all of them: deliveryctl status --json (metrics_urls)\n")
 
 

@@ -84,6 +84,8 @@ def prepare_temporal(settings: Settings) -> ServerSpec:
         "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
         "--log-level", "warn",
     ]
+    if settings.temporal_metrics_port:
+        argv += ["--metrics-port", str(settings.temporal_metrics_port)]
     if settings.temporal_namespace != "default":
         argv += ["--namespace", settings.temporal_namespace]
     for name in SEARCH_ATTRIBUTES:

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     temporal_ui_host: str | None = Field(None, description="where the dev server's Web UI listens; unset: the host of "
                                                          "temporal_address, where its frontend listens")
     temporal_embedded: bool = True
+    temporal_metrics_port: int = Field(0, ge=0, le=65535, description="where the embedded dev server serves its "
+                                                                      "Prometheus metrics; 0: a port it picks")
     temporal_tls_ca: Path | None = Field(None, description="PEM of the CA that signed the frontend's certificate; "
                                                            "set, the client speaks TLS")
     temporal_tls_cert: Path | None = Field(None, description="PEM client certificate (mTLS); needs the key")
@@ -268,6 +270,10 @@ class Settings(BaseSettings):
     @property
     def temporal_ui_url(self) -> str:
         return f"http://{self.temporal_ui_ip}:{self.temporal_ui_port}"
+
+    @property
+    def temporal_metrics_url(self) -> str:
+        return f"http://{self.temporal_host}:{self.temporal_metrics_port}/metrics"
 
     @property
     def metrics_address(self) -> str | None:

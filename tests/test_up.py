@@ -304,8 +304,9 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
     first = second = None
     try:
         # 1. Ready banner, then a healthy API reaching all seven databases and Temporal.
-        metrics_base = free_port_block(len(worker_processes(Settings())))
-        first = UpProcess(stack, out_dir, "first", DELIVERY_METRICS_BASE_PORT=str(metrics_base))
+        metrics_base, temporal_metrics = free_port_block(len(worker_processes(Settings()))), free_port()
+        first = UpProcess(stack, out_dir, "first", DELIVERY_METRICS_BASE_PORT=str(metrics_base),
+                          DELIVERY_TEMPORAL_METRICS_PORT=str(temporal_metrics))
         api_key = first.wait_ready()
         assert api_key, first.output()
         assert (stack.data_dir / "stack.json").exists()
@@ -323,6 +324,9 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
         for name, dsn in databases.items():
             assert dsn.startswith("postgresql://"), dsn
             assert f":{stack.postgres_port}/" in dsn, dsn
+        # The Temporal dev server's Prometheus metrics, where the setting put them.
+        assert status["metrics_urls"]["temporal"] == f"http://127.0.0.1:{temporal_metrics}/metrics"
+        assert "service_requests{" in httpx.get(status["metrics_urls"]["temporal"], timeout=5).text
 
         # 3. The Temporal Web UI answers.
         ui = None
@@ -355,7 +359,7 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
                    if not is_loopback(ipaddress.ip_address(address))}
         assert outside == {}, f"listening beyond loopback: {outside}"
         metrics_ports = range(metrics_base, metrics_base + len(worker_processes(Settings())))
-        assert {*stack.ports, *metrics_ports} <= {port for _, port in sockets}, sockets
+        assert {*stack.ports, *metrics_ports, temporal_metrics} <= {port for _, port in sockets}, sockets
 
         # A delivery through the public API, to look for after the restart.
         headers = {"Authorization": f"Bearer {api_key}"}
