@@ -17,6 +17,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -387,4 +388,8 @@ class Delivery:
     async def stop(self) -> None:
         """Terminate the delivery if the test left it running, so that its workers can stop cleanly."""
         if (await self.handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-            await self.handle.terminate("the test is over")
+            try:
+                await self.handle.terminate("the test is over")
+            except RPCError as closed:  # it ended by itself meanwhile
+                if closed.status != RPCStatusCode.NOT_FOUND:
+                    raise
