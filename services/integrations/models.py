@@ -135,6 +135,9 @@ class PartnerDelivery(IntegrationsModel, table=True):
     ready_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
     # The partner's mode, kept with each order: every reader of the order (views, callbacks, restarts) knows it.
     live_mode: bool = True
+    # When its delivery workflow took it (`accept_order`, the workflow's first step); none: the stranded-orders
+    # pass may have to start that workflow.
+    accepted_at: datetime | None = Field(default=None, sa_type=TIMESTAMPTZ)
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMPTZ, index=True)
     updated_at: datetime = Field(
         default_factory=utcnow, sa_type=TIMESTAMPTZ, sa_column_kwargs={"onupdate": utcnow}

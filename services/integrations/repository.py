@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import json
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -79,22 +79,26 @@ async def pii_id_of(session: AsyncSession, partner_delivery_id: uuid.UUID) -> uu
 
 async def stranded_orders(session: AsyncSession, stored_after: datetime, stored_before: datetime,
                           ) -> list[tuple[PartnerDelivery, uuid.UUID]]:
-    """Orders stored in the window whose status is still `created`, oldest first, each with its PII id: those whose
-    delivery workflow may never have started (or has yet to find a robot)."""
+    """Orders stored in the window, still `created` and never accepted by a delivery workflow, oldest first, each
+    with its PII id: those whose workflow may never have started. One that waits for a robot was accepted, so it
+    is not named again on every pass."""
     rows = await session.execute(
         select(PartnerDelivery, PII.id).join(PII, PII.partner_delivery_id == PartnerDelivery.id)
         .where(PartnerDelivery.status == DeliveryStatus.CREATED.value, PartnerDelivery.delivery_id.is_not(None),
+               PartnerDelivery.accepted_at.is_(None),
                PartnerDelivery.created_at > stored_after, PartnerDelivery.created_at <= stored_before)
         .order_by(PartnerDelivery.created_at))
     return [(order, pii_id) for order, pii_id in rows]
 
 
 async def accept_order(session: AsyncSession, partner_delivery_id: uuid.UUID, delivery_id: uuid.UUID) -> bool:
-    """Mark a stored order as accepted by its delivery workflow; False if the order is unknown."""
+    """Mark a stored order as accepted by its delivery workflow (the first time counts); False if the order is
+    unknown."""
+    now = datetime.now(UTC)
     result = await session.execute(
         update(PartnerDelivery).where(PartnerDelivery.id == partner_delivery_id,
                                       PartnerDelivery.delivery_id == delivery_id)
-        .values(updated_at=datetime.now(UTC))
+        .values(updated_at=now, accepted_at=func.coalesce(PartnerDelivery.accepted_at, now))
     )
     return result.rowcount == 1
 

@@ -13,8 +13,10 @@ from temporalio.service import RPCError, RPCStatusCode
 import desks.partner
 from core.services import Service, TaskQueue
 from services.integrations.models import PII, PartnerDelivery
+from tests.support.lifecycle import create
 from tests.support.platform import Platform
 from tests.support.robots import drive
+from tests.support.waiting import wait_for
 from workflows.delivery import workflow_id
 from workflows.stranded_orders import SCHEDULE_ID, StrandedOrdersWorkflow, ensure_stranded_orders_schedule
 
@@ -96,7 +98,8 @@ async def test_an_order_stored_without_its_workflow_is_started_once_and_delivere
                                    .where(PartnerDelivery.delivery_id == delivery_id))
     assert pii.purge_after is not None
 
-    await set_order(platform, delivery_id, status="created")  # as if the last status had not been recorded
+    # As if the last status had not been recorded, nor the workflow's acceptance.
+    await set_order(platform, delivery_id, status="created", accepted_at=None)
     try:
         assert await one_pass(platform) == []  # its closed run keeps the id: never delivered twice
     finally:
@@ -113,3 +116,35 @@ async def test_the_stranded_orders_schedule_runs_every_minute(platform):
         assert described.schedule.spec.intervals[0].every == timedelta(minutes=1)
     finally:
         await handle.delete()  # its passes would start other tests' orders stored on purpose without a workflow
+
+
+async def children_tried(platform: Platform) -> list[str]:
+    """Run one pass; the workflow ids of the deliveries it tried to start (started or refused)."""
+    handle = await platform.client.start_workflow(StrandedOrdersWorkflow.run, id=f"{SCHEDULE_ID}-{uuid.uuid4()}",
+                                                  task_queue=TaskQueue.DELIVERY_WORKFLOWS.value)
+    await handle.result()
+    return [event.start_child_workflow_execution_initiated_event_attributes.workflow_id
+            async for event in handle.fetch_history_events()
+            if event.HasField("start_child_workflow_execution_initiated_event_attributes")]
+
+
+async def test_an_order_its_workflow_accepted_is_not_started_again_while_it_waits_for_a_robot(market):
+    platform = market.platform
+    delivery_id = await create(market)  # no robot in the market: it waits, still `created` for its partner
+    handle = platform.client.get_workflow_handle(workflow_id(delivery_id))
+
+    async def accepted():
+        async with platform.databases.sessions(Service.INTEGRATIONS).begin() as session:
+            return await session.scalar(select(PartnerDelivery.accepted_at).where(
+                PartnerDelivery.delivery_id == delivery_id))
+
+    try:
+        await wait_for(accepted, timeout=30)
+        grace = timedelta(seconds=platform.settings.stranded_order_grace_seconds)
+        await set_order(platform, delivery_id, created_at=datetime.now(UTC) - grace - timedelta(seconds=1))
+        assert workflow_id(delivery_id) not in await children_tried(platform)
+        # Never accepted (its workflow died before its first step, say): named, and Temporal refuses the start.
+        await set_order(platform, delivery_id, accepted_at=None)
+        assert workflow_id(delivery_id) in await children_tried(platform)
+    finally:
+        await handle.terminate("the test is over")
