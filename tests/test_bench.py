@@ -163,7 +163,9 @@ def test_the_in_flight_figures_in_the_docs_are_the_committed_reports():
     docs = (ROOT / "docs" / "benchmarks.md").read_text()
     for name in ("bench-in-flight-before.json", "bench-in-flight-0bdd054.json", "bench-in-flight-4d1bad6.json",
                  "bench-in-flight-d14816b.json", "bench-in-flight-cache-100.json", "bench-in-flight.json",
-                 "bench-in-flight-single.json"):
+                 "bench-in-flight-single.json", "bench-in-flight-f91e965.json", "bench-in-flight-f91e965-single.json",
+                 "bench-in-flight-acf4cb5.json", "bench-in-flight-acf4cb5-arena.json",
+                 "bench-in-flight-acf4cb5-single.json"):
         report = json.loads((ROOT / "docs" / name).read_text())
         missing = [line for line in summary(report).splitlines() if line.strip() not in docs]
         assert not missing, f"regenerate with: python -m bench.inflight docs/{name}\n" + "\n".join(missing)

@@ -2,8 +2,9 @@
 Temporal was unreachable, and the partner did not send the order again) is started by the `stranded-orders`
 schedule, so that it is delivered and its customer's data purged in time.
 
-Integrations names the orders stored longer ago than a grace period that are still `created`; most of those already
-have a workflow (waiting for a robot). Whether one does is left to Temporal, at the start itself: a delivery's
+Integrations names the orders stored longer ago than a grace period that are still `created` and that no delivery
+workflow has accepted (an order waiting for a robot was accepted by its workflow's first step, so it is not named
+on every pass). Whether one of those has a workflow after all is left to Temporal, at the start itself: a delivery's
 workflow id is kept by its running or closed run (`start_options`), so each start either makes the delivery's only
 run or is refused. That costs no lookup besides the start, leaves no moment between a check and a start for the
 partner's own retry to slip into, and never runs a finished delivery again.
