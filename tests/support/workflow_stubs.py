@@ -64,10 +64,10 @@ def outage() -> ApplicationError:
 def activity_names(queue: TaskQueue) -> list[str]:
     """The activities the real worker serves on `queue`, by name."""
     module, name = CLASSES[queue].split(":")
-    return list(_activities_of(getattr(import_module(module), name), inspect.isfunction))
+    return list(activities_of(getattr(import_module(module), name), inspect.isfunction))
 
 
-def _activities_of(owner, kind) -> dict[str, Any]:
+def activities_of(owner, kind) -> dict[str, Any]:
     """The `@activity.defn` members of a class (functions) or of an object (bound methods), by activity name."""
     return {getattr(member, "__temporal_activity_definition").name: member
             for _, member in inspect.getmembers(owner, kind) if hasattr(member, "__temporal_activity_definition")}
@@ -138,7 +138,7 @@ class Services:
     def activities(self, queue: TaskQueue) -> list:
         """The stubs registered on `queue`: those of the activities the real worker serves there (the ones no
         delivery calls, such as the PII purge's, need none)."""
-        stubs = _activities_of(self, inspect.ismethod)
+        stubs = activities_of(self, inspect.ismethod)
         return [stubs[name] for name in activity_names(queue) if name in stubs]
 
     # ---- integrations and partner callbacks ------------------------------------------------------

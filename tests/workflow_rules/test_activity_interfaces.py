@@ -12,18 +12,9 @@ import pytest
 
 from activities import interfaces
 from activities.registry import CLASSES
+from tests.support.workflow_stubs import activities_of
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def defined_activities(owner: type) -> dict[str, typing.Callable]:
-    """The `@activity.defn` functions a class defines or inherits, by activity name."""
-    found = {}
-    for _, member in inspect.getmembers(owner, inspect.isfunction):
-        definition = getattr(member, "__temporal_activity_definition", None)
-        if definition is not None:
-            found[definition.name] = member
-    return found
 
 
 @pytest.mark.parametrize("served_by", sorted(CLASSES.values()))
@@ -31,7 +22,7 @@ def test_each_implementation_offers_exactly_its_interface_with_the_same_types(se
     module, name = served_by.split(":")
     implementation, interface = getattr(import_module(module), name), getattr(interfaces, name)
     assert issubclass(implementation, interface)
-    offered, promised = defined_activities(implementation), defined_activities(interface)
+    offered, promised = activities_of(implementation, inspect.isfunction), activities_of(interface, inspect.isfunction)
     assert promised, name
     assert set(offered) == set(promised), (name, set(offered) ^ set(promised))
     for activity_name, function in offered.items():
