@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from core.services import Service
 from core.settings import Settings
@@ -23,10 +23,10 @@ class Databases:
         self._makers = {
             service: async_sessionmaker(engine, expire_on_commit=False) for service, engine in self.engines.items()
         }
-        self._readers = {
-            service: async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
-            for service, engine in self.engines.items()
-        }
+        self._autocommit = {service: engine.execution_options(isolation_level="AUTOCOMMIT")
+                            for service, engine in self.engines.items()}
+        self._readers = {service: async_sessionmaker(engine, expire_on_commit=False)
+                         for service, engine in self._autocommit.items()}
 
     def sessions(self, service: Service) -> async_sessionmaker[AsyncSession]:
         """The session maker of one service's database."""
@@ -39,6 +39,11 @@ class Databases:
         must agree go through `sessions`.
         """
         return self._readers[service]
+
+    def reader(self, service: Service) -> AsyncConnection:
+        """A connection for read-only Core statements, each its own snapshot, with no BEGIN and COMMIT round trips
+        and no ORM session: the robot desk's hot path (`async with databases.reader(service) as connection`)."""
+        return self._autocommit[service].connect()
 
     async def check(self, service: Service) -> None:
         """Run a trivial query, raising if the database cannot be reached."""

@@ -16,6 +16,7 @@ import logging
 import uuid
 from dataclasses import asdict, dataclass
 
+from sqlalchemy import Row
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
@@ -32,9 +33,7 @@ from desks.heartbeats import HeartbeatBatch
 from services.deliveries import repository as deliveries
 from services.device import repository as devices
 from services.operations import repository as operations
-from services.operations.models import Task
 from services.state import repository as state
-from services.state.models import StateHistory
 from services.trip_monitor import repository as trip_monitor
 from workflows.delivery import DeliveryWorkflow, workflow_id
 from workflows.field_task import start_field_task
@@ -89,8 +88,8 @@ class RobotDesk:
 
     async def authenticate(self, credential: str) -> Deployment | None:
         """The active deployment of the robot whose device credential this is."""
-        async with self.databases.lookups(Service.DEVICE)() as session:
-            deployment = await devices.authenticate(session, credential)
+        async with self.databases.reader(Service.DEVICE) as db:
+            deployment = await devices.authenticate(db, credential)
         if deployment is None:
             return None
         return Deployment(robot_id=deployment.robot_id, market=deployment.market,
@@ -102,11 +101,11 @@ class RobotDesk:
         task = await self._active_task(robot_id)
         if task is None:
             return None
-        async with self.databases.lookups(Service.DELIVERIES)() as session:
-            delivery = await deliveries.get_delivery(session, task.delivery_id)
-        async with self.databases.lookups(Service.STATE)() as session:
-            lid_open = await state.lid_open(session, task.attempt_id)
-            at_store = task.kind == "return" and await state.back_at_store(session, task.attempt_id)
+        async with self.databases.reader(Service.DELIVERIES) as db:
+            delivery = await deliveries.robot_view(db, task.delivery_id)
+        async with self.databases.reader(Service.STATE) as db:
+            lid_open, back_at_store = await state.attempt_marks(db, task.attempt_id)
+        at_store = task.kind == "return" and back_at_store
         return RobotAssignment(
             robot_id=robot_id, delivery_id=task.delivery_id, attempt_id=task.attempt_id, task_id=task.id,
             kind=task.kind, status=delivery.status, lid_open=lid_open, at_store=at_store,
@@ -140,9 +139,9 @@ class RobotDesk:
         finally:
             waiter.close()
 
-    async def _active_task(self, robot_id: str) -> Task | None:
-        async with self.databases.lookups(Service.OPERATIONS)() as session:
-            return await operations.active_task_for_robot(session, robot_id)
+    async def _active_task(self, robot_id: str) -> Row | None:
+        async with self.databases.reader(Service.OPERATIONS) as db:
+            return await operations.active_task_for_robot(db, robot_id)
 
     # ---- events --------------------------------------------------------------------------------------
 
@@ -152,8 +151,8 @@ class RobotDesk:
         task = await self._active_task(event.robot_id)
         if task is None:
             return await self._refuse(event, None, None, "no_assignment", "the robot has no active assignment")
-        async with self.databases.lookups(Service.STATE)() as session:
-            earlier = await state.find_event(session, event.robot_id, event.event_id)
+        async with self.databases.reader(Service.STATE) as db:
+            earlier = await state.find_event(db, event.robot_id, event.event_id)
         this_delivery = str(task.delivery_id)
         if earlier is not None and not (earlier.accepted and earlier.payload.get("delivery_id") == this_delivery):
             # A resend of an event refused before, or taken by an earlier delivery: never applied to this one.
@@ -194,7 +193,7 @@ class RobotDesk:
             return await self._answer_again(earlier, code)
         raise Refusal(409, code, reason)
 
-    async def _answer_again(self, earlier: StateHistory, code: str) -> EventReceipt:
+    async def _answer_again(self, earlier: Row, code: str) -> EventReceipt:
         """The answer an event got the first time (maybe from a delivery that has ended since): the receipt of the
         delivery that accepted it, or the same refusal."""
         if earlier.accepted and earlier.payload.get("delivery_id"):

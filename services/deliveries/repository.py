@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.columns import coarsened_dropoff, exact_dropoff
 from core.contracts import DeliveryOrder, QuoteOffer
@@ -94,6 +94,17 @@ async def claim_quote(session: AsyncSession, quote_id: uuid.UUID, delivery_id: u
         .where(Quote.id == quote_id, Quote.used_by_delivery_id.is_(None))
         .values(used_by_delivery_id=delivery_id)
     )
+
+
+_DELIVERIES = Delivery.__table__.c
+ROBOT_VIEW = select(_DELIVERIES.status, _DELIVERIES.pickup_latitude, _DELIVERIES.pickup_longitude,
+                    _DELIVERIES.dropoff_latitude, _DELIVERIES.dropoff_longitude
+                    ).where(_DELIVERIES.id == bindparam("delivery_id"))
+
+
+async def robot_view(db: AsyncConnection, delivery_id: uuid.UUID) -> Row | None:
+    """What a delivery's robot is told of it: its status, pickup and dropoff (built once: read on every push)."""
+    return (await db.execute(ROBOT_VIEW, {"delivery_id": delivery_id})).first()
 
 
 async def get_delivery(session: AsyncSession, delivery_id: uuid.UUID, lock: bool = False) -> Delivery | None:

@@ -2,8 +2,8 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.crypto import hash_credential, new_credential
 from services.device.models import Deployment, DeploymentStatus
@@ -31,7 +31,13 @@ async def active_deployment(session: AsyncSession, robot_id: str) -> Deployment 
         Deployment.robot_id == robot_id, Deployment.status == DeploymentStatus.ACTIVE.value))
 
 
-async def authenticate(session: AsyncSession, credential: str) -> Deployment | None:
-    """The active deployment a device credential belongs to, if any."""
-    return await session.scalar(select(Deployment).where(
-        Deployment.credential_hash == hash_credential(credential), Deployment.status == DeploymentStatus.ACTIVE.value))
+_DEPLOYMENTS = Deployment.__table__.c
+ACTIVE_DEPLOYMENT = select(_DEPLOYMENTS.robot_id, _DEPLOYMENTS.market, _DEPLOYMENTS.software_version).where(
+    _DEPLOYMENTS.credential_hash == bindparam("credential_hash"),
+    _DEPLOYMENTS.status == DeploymentStatus.ACTIVE.value)
+
+
+async def authenticate(db: AsyncConnection, credential: str) -> Row | None:
+    """The active deployment a device credential belongs to, if any: its robot_id, market and software_version
+    (built once: every robot request and stream asks)."""
+    return (await db.execute(ACTIVE_DEPLOYMENT, {"credential_hash": hash_credential(credential)})).first()

@@ -3,10 +3,10 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.operations.models import (
     ACTIVE_TASK_STATUSES,
@@ -115,9 +115,16 @@ async def find_task(session: AsyncSession, attempt_id: uuid.UUID, kind: str) -> 
     return await session.scalar(select(Task).where(Task.attempt_id == attempt_id, Task.kind == kind))
 
 
-async def active_task_for_robot(session: AsyncSession, robot_id: str) -> Task | None:
-    """The task the robot is working on now, if any (the partial unique index allows at most one)."""
-    return await session.scalar(select(Task).where(Task.robot_id == robot_id, Task.status.in_(ACTIVE_TASK_STATUSES)))
+# Built once: robots ask for their task on every event and every assignment reading.
+_TASKS = Task.__table__.c
+ACTIVE_TASK = select(_TASKS.id, _TASKS.delivery_id, _TASKS.attempt_id, _TASKS.robot_id, _TASKS.kind, _TASKS.status
+                     ).where(_TASKS.robot_id == bindparam("robot_id"), _TASKS.status.in_(ACTIVE_TASK_STATUSES))
+
+
+async def active_task_for_robot(db: AsyncSession | AsyncConnection, robot_id: str) -> Row | None:
+    """The task the robot is working on now, if any (the partial unique index allows at most one): its id,
+    delivery_id, attempt_id, robot_id, kind and status."""
+    return (await db.execute(ACTIVE_TASK, {"robot_id": robot_id})).first()
 
 
 async def create_task(session: AsyncSession, *, delivery_id: uuid.UUID, attempt_id: uuid.UUID, robot_id: str,

@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Row, bindparam, exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.contracts import RecordedRobotEvent, RobotEventType
 from services.state.models import Connectivity, ConnectivityStatus, LidCycleEvent, LidEvent, StateHistory
@@ -17,38 +17,52 @@ async def _lock_robot(session: AsyncSession, robot_id: str) -> None:
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:robot))"), {"robot": robot_id})
 
 
-async def _next_sequence(session: AsyncSession, model, robot_id: str) -> int:
-    current = await session.scalar(select(func.max(model.sequence)).where(model.robot_id == robot_id))
-    return (current or 0) + 1
+def _appended(model, *, conflict: list[str] | None = None):
+    """An INSERT of one row of `model` numbered the robot's next sequence (max + 1, under `_lock_robot`), its id
+    and received_at made by Postgres, built once; with `conflict`, a row already there (same key) is left alone and
+    nothing is returned."""
+    table = model.__table__
+    columns = [column.name for column in table.c if column.name not in ("id", "sequence", "received_at")]
+    following = select(*[bindparam(name, type_=table.c[name].type) for name in columns],
+                       func.coalesce(func.max(table.c.sequence), 0) + 1, func.now(), func.gen_random_uuid()
+                       ).where(table.c.robot_id == bindparam("robot_id"))
+    statement = insert(table).from_select([*columns, "sequence", "received_at", "id"], following)
+    if conflict:
+        statement = statement.on_conflict_do_nothing(index_elements=conflict)
+    return statement.returning(table.c.sequence)
 
 
-async def find_event(session: AsyncSession, robot_id: str, event_id: str) -> StateHistory | None:
-    """The robot's event with this id, as recorded (accepted, or refused with its reason)."""
-    return await session.scalar(
-        select(StateHistory).where(StateHistory.robot_id == robot_id, StateHistory.event_id == event_id))
+APPEND_EVENT = _appended(StateHistory, conflict=["robot_id", "event_id"])
+APPEND_LID_CYCLE = _appended(LidCycleEvent)
+_EVENTS = StateHistory.__table__.c
+FIND_EVENT = select(_EVENTS.robot_id, _EVENTS.event_id, _EVENTS.accepted, _EVENTS.payload, _EVENTS.rejection_reason
+                    ).where(_EVENTS.robot_id == bindparam("robot_id"), _EVENTS.event_id == bindparam("event_id"))
+
+
+async def find_event(db: AsyncSession | AsyncConnection, robot_id: str, event_id: str) -> Row | None:
+    """The robot's event with this id, as recorded (accepted, or refused with its reason): its robot_id,
+    event_id, accepted, payload and rejection_reason."""
+    return (await db.execute(FIND_EVENT, {"robot_id": robot_id, "event_id": event_id})).first()
 
 
 async def record_event(session: AsyncSession, recorded: RecordedRobotEvent) -> bool:
     """Append a robot event (and its lid cycle) once per event id; return False if it was already there."""
     event = recorded.event
-    await _lock_robot(session, event.robot_id)
-    if await find_event(session, event.robot_id, event.event_id) is not None:
-        return False
     location = event.location
-    session.add(StateHistory(
-        robot_id=event.robot_id, sequence=await _next_sequence(session, StateHistory, event.robot_id),
-        event_id=event.event_id, event_type=event.type.value, attempt_id=recorded.attempt_id,
-        latitude=location.latitude if location else None, longitude=location.longitude if location else None,
-        payload={"delivery_id": str(recorded.delivery_id) if recorded.delivery_id else None, "detail": event.detail},
-        occurred_at=event.occurred_at, accepted=recorded.accepted, rejection_reason=recorded.rejection_reason,
-    ))
+    await _lock_robot(session, event.robot_id)
+    kept = {"robot_id": event.robot_id, "attempt_id": recorded.attempt_id, "occurred_at": event.occurred_at,
+            "latitude": location.latitude if location else None,
+            "longitude": location.longitude if location else None,
+            "accepted": recorded.accepted, "rejection_reason": recorded.rejection_reason}
+    appended = (await session.execute(APPEND_EVENT, {
+        **kept, "event_id": event.event_id, "event_type": event.type.value,
+        "payload": {"delivery_id": str(recorded.delivery_id) if recorded.delivery_id else None,
+                    "detail": event.detail},
+    })).first()
+    if appended is None:
+        return False
     if event.type in LID_EVENTS and location is not None:
-        session.add(LidCycleEvent(
-            robot_id=event.robot_id, sequence=await _next_sequence(session, LidCycleEvent, event.robot_id),
-            event=LID_EVENTS[event.type], attempt_id=recorded.attempt_id, latitude=location.latitude,
-            longitude=location.longitude, occurred_at=event.occurred_at, accepted=recorded.accepted,
-            rejection_reason=recorded.rejection_reason,
-        ))
+        await session.execute(APPEND_LID_CYCLE, {**kept, "event": LID_EVENTS[event.type].value})
     if location is not None:
         await record_sighting(session, event.robot_id, location.latitude, location.longitude, event.occurred_at)
     return True
@@ -90,21 +104,20 @@ async def record_sightings(session: AsyncSession, sightings: list[tuple[str, flo
                                       "seen_at": seen_at, "latitudes": latitudes, "longitudes": longitudes})
 
 
-async def lid_open(session: AsyncSession, attempt_id) -> bool:
-    """Whether the attempt's last accepted lid event opened the lid."""
-    last = await session.scalar(
-        select(LidCycleEvent.event).where(LidCycleEvent.attempt_id == attempt_id, LidCycleEvent.accepted.is_(True))
-        .order_by(LidCycleEvent.occurred_at.desc(), LidCycleEvent.sequence.desc()).limit(1)
-    )
-    return last == LidEvent.OPENED
+_LIDS = LidCycleEvent.__table__.c
+ATTEMPT_MARKS = select(
+    select(_LIDS.event).where(_LIDS.attempt_id == bindparam("attempt_id"), _LIDS.accepted.is_(True))
+    .order_by(_LIDS.occurred_at.desc(), _LIDS.sequence.desc()).limit(1).scalar_subquery().label("last_lid"),
+    exists().where(_EVENTS.attempt_id == bindparam("attempt_id"), _EVENTS.event_type == "arrived_at_store",
+                   _EVENTS.accepted.is_(True)).label("back_at_store"),
+)
 
 
-async def back_at_store(session: AsyncSession, attempt_id) -> bool:
-    """Whether the robot of a return said it arrived back at the store (an accepted `arrived_at_store`)."""
-    arrived = await session.scalar(select(StateHistory.id).where(
-        StateHistory.attempt_id == attempt_id, StateHistory.event_type == "arrived_at_store",
-        StateHistory.accepted.is_(True)).limit(1))
-    return arrived is not None
+async def attempt_marks(db: AsyncSession | AsyncConnection, attempt_id) -> tuple[bool, bool]:
+    """Whether the attempt's last accepted lid event opened the lid, and whether its robot said it arrived back
+    at the store (an accepted `arrived_at_store`, for a return), in one statement built once."""
+    marks = (await db.execute(ATTEMPT_MARKS, {"attempt_id": attempt_id})).one()
+    return marks.last_lid == LidEvent.OPENED, bool(marks.back_at_store)
 
 
 async def lid_cycles(session: AsyncSession, attempt_ids: list) -> list[LidCycleEvent]:
