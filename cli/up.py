@@ -38,10 +38,10 @@ ACTIVITY_QUEUES = [queue for queue in TaskQueue if queue is not TaskQueue.DELIVE
 def worker_processes(settings: Settings) -> dict[str, list[TaskQueue]]:
     """The worker processes `up` starts, by name, with the queues each one polls.
 
-    `shared` (the default): the workflows in one process (their tasks are CPU-bound under the GIL) and every
-    activity queue in another, which saves ~100 MB per process on one machine; `single`: every queue in one
-    process, another ~120 MB less, with the workflows and activities sharing one interpreter; `per-queue`: one per
-    queue.
+    `single` (the default): every queue in one process, one interpreter and one SDK core for all, which on one
+    machine costs the least memory and measured no more CPU per delivery than two (docs/benchmarks.md); `shared`:
+    the workflows in one process and every activity queue in another, ~100 MB more; `per-queue`: one per queue, the
+    production layout, where each queue scales on its own.
     """
     if settings.workers == "per-queue":
         return {queue.value: [queue] for queue in TaskQueue}
@@ -230,10 +230,10 @@ async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) 
     if settings.workers == "per-queue":
         say(f"{len(processes)} workers started, one per task queue")
     elif settings.workers == "single":
-        say(f"1 worker started for all {len(TaskQueue)} task queues (DELIVERY_WORKERS=single)")
+        say(f"1 worker started for all {len(TaskQueue)} task queues (DELIVERY_WORKERS=per-queue: one per queue)")
     else:
         say(f"{len(processes)} workers started: {TaskQueue.DELIVERY_WORKFLOWS.value}, and one for the "
-            f"{len(ACTIVITY_QUEUES)} activity queues (DELIVERY_WORKERS=per-queue: one per queue)")
+            f"{len(ACTIVITY_QUEUES)} activity queues (DELIVERY_WORKERS=shared)")
     if ports:
         say(f"worker metrics on http://{settings.metrics_host}:{min(ports.values())}-{max(ports.values())}/metrics "
             f"(one port per queue), API metrics on {settings.api_url}/metrics")

@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     sim_speed: str = "30"
     workflow_cache_size: int = Field(500, ge=0, description="workflows a workflow worker keeps in memory (~150 KB "
                                                            "each); one evicted replays its history on its next task")
-    workers: str = Field("shared", pattern="^(single|shared|per-queue)$",
+    workers: str = Field("single", pattern="^(single|shared|per-queue)$",
                          description="worker processes `up` starts: single (one for every queue), shared (one for "
                                      "the workflows, one for every activity queue) or per-queue (one per task "
                                      "queue, as production deploys)")

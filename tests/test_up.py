@@ -581,7 +581,7 @@ def test_up_restarts_children_serves_one_port_from_several_api_processes_and_sto
         assert set(answering_processes(stack, 24)) == set(pids)  # the kernel spreads new connections over both
 
         # 1. A worker killed outright is reported and restarted; the API stays healthy meanwhile.
-        kill_and_see_restart(up, stack, "worker activities", is_dispatch_worker)  # it serves every activity queue
+        kill_and_see_restart(up, stack, "worker all", is_dispatch_worker)  # the default: one worker serves every queue
         check_health(stack)
 
         # 2. One API process killed outright: every request still answered, by the other, while the supervisor

@@ -223,7 +223,10 @@ def test_each_worker_up_starts_gets_its_own_metrics_port():
     urls = describe_stack(settings)["metrics_urls"]
     assert urls["worker-dispatch"] == f"http://127.0.0.1:{ports[TaskQueue.DISPATCH]}/metrics"
     assert urls["api"] == "http://127.0.0.1:18000/metrics"
-    shared = Settings(metrics_base_port=19400, api_port=18000)  # the default: workflows, and all activities
+    single = Settings(metrics_base_port=19400, api_port=18000)  # the default: one worker for every queue
+    assert worker_metrics_ports(single) == {"all": 19400}
+    assert describe_stack(single)["metrics_urls"]["worker-all"] == "http://127.0.0.1:19400/metrics"
+    shared = Settings(metrics_base_port=19400, api_port=18000, workers="shared")  # workflows, and all activities
     assert worker_metrics_ports(shared) == {"delivery-workflows": 19400, "activities": 19401}
     assert describe_stack(shared)["metrics_urls"]["worker-activities"] == "http://127.0.0.1:19401/metrics"
     off = Settings(metrics_base_port=0)
@@ -233,7 +236,7 @@ def test_each_worker_up_starts_gets_its_own_metrics_port():
 def test_up_moves_off_a_busy_default_metrics_range_but_not_off_a_chosen_one():
     default = choose_metrics_ports(Settings())  # the default base, or the first free block above it
     with socket.socket() as holder:
-        holder.bind(("127.0.0.1", default.metrics_base_port + 1))  # the activities worker's port
+        holder.bind(("127.0.0.1", default.metrics_base_port))  # the worker's port
         holder.listen()
         moved = choose_metrics_ports(Settings())
         assert holder.getsockname()[1] not in worker_metrics_ports(moved).values()
