@@ -129,7 +129,7 @@ def test_the_open_loop_figures_in_the_docs_are_the_committed_reports():
     from bench.runner import open_loop_table
 
     docs = (ROOT / "docs" / "benchmarks.md").read_text()
-    for name in ("bench-open-loop.json", "bench-open-loop-0bdd054.json"):
+    for name in ("bench-open-loop.json", "bench-open-loop-d0b7c20.json", "bench-open-loop-0bdd054.json"):
         report = json.loads((ROOT / "docs" / name).read_text())
         missing = [line for line in open_loop_table(report) if line not in docs]
         assert not missing, f"regenerate with: python -m bench.runner docs/{name}\n" + "\n".join(missing)
@@ -165,7 +165,9 @@ def test_the_in_flight_figures_in_the_docs_are_the_committed_reports():
                  "bench-in-flight-d14816b.json", "bench-in-flight-cache-100.json", "bench-in-flight.json",
                  "bench-in-flight-single.json", "bench-in-flight-f91e965.json", "bench-in-flight-f91e965-single.json",
                  "bench-in-flight-acf4cb5.json", "bench-in-flight-acf4cb5-arena.json",
-                 "bench-in-flight-acf4cb5-single.json"):
+                 "bench-in-flight-acf4cb5-single.json", "bench-in-flight-7836ca3.json",
+                 "bench-in-flight-7836ca3-single.json", "bench-in-flight-bf276da.json",
+                 "bench-in-flight-bf276da-shared.json"):
         report = json.loads((ROOT / "docs" / name).read_text())
         missing = [line for line in summary(report).splitlines() if line.strip() not in docs]
         assert not missing, f"regenerate with: python -m bench.inflight docs/{name}\n" + "\n".join(missing)
