@@ -156,6 +156,23 @@ def test_the_start_after_answer_comparison_in_the_docs_is_the_committed_reports(
         assert len(rows) == 3 and all(f"{name}: {row}" in docs for row in rows), name
 
 
+def test_the_repeated_runs_in_the_docs_are_the_committed_reports():
+    """docs/benchmarks.md quotes every run of the same code through `python -m bench.runner`'s rows, and the one
+    run kept only as its printed summary through that summary's lines."""
+    from bench.runner import closed_loop_table
+
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    for label, path in (("6d43201 single", "bench/layouts/single-6d43201.json"), ("bf276da", "benchmarks.json"),
+                        ("a0f9fec", "bench/repeat/a0f9fec.json")):
+        report = json.loads((ROOT / "docs" / path).read_text())
+        rows = [line for line in closed_loop_table(report) if line.startswith(("| 10 |", "| 25 |", "| 50 |"))
+                and line.count("|") > 6]
+        assert len(rows) == 6 and all(f"{label}: {row}" in docs for row in rows), label
+    summary = (ROOT / "docs" / "bench" / "layouts" / "shared-6d43201.log").read_text().splitlines()
+    rows = [line for line in summary if line.split()[1:2] in (["10"], ["25"], ["50"]) and len(line.split()) > 5]
+    assert len(rows) == 3 and all(f"6d43201 shared: {row}" in docs for row in rows)
+
+
 def test_the_in_flight_figures_in_the_docs_are_the_committed_reports():
     """docs/benchmarks.md quotes the in-flight reports through the summary `python -m bench.inflight` prints."""
     from bench.inflight import summary
