@@ -41,7 +41,8 @@ def shares(stacks: list[tuple[list[str], int]], roots: bool = False) -> tuple[in
 def render(path: Path, top: int = 40, roots: bool = False) -> list[str]:
     total, held = shares(read_stacks(path), roots)
     lines = [f"{path.name}: {total} samples, {'outermost frames' if roots else 'inclusive share per frame'}"]
-    lines += [f"{100 * count / total:5.1f}%  {frame or '(native)'}" for frame, count in held.most_common(top)]
+    ranked = sorted(held.items(), key=lambda item: (-item[1], item[0]))[:top]  # ties by name: the same every run
+    lines += [f"{100 * count / total:5.1f}%  {frame or '(native)'}" for frame, count in ranked]
     return lines
 
 
