@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(65536, ge=1024, description="largest request body the API accepts")
     simulator: bool = True
     sim_speed: str = "30"
-    workflow_cache_size: int = Field(500, ge=0, description="workflows a workflow worker keeps in memory (~150 KB "
+    workflow_cache_size: int = Field(400, ge=0, description="workflows a workflow worker keeps in memory (~150 KB "
                                                            "each); one evicted replays its history on its next task")
     workers: str = Field("single", pattern="^(single|shared|per-queue)$",
                          description="worker processes `up` starts: single (one for every queue), shared (one for "

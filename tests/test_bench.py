@@ -184,7 +184,7 @@ def test_the_in_flight_figures_in_the_docs_are_the_committed_reports():
                  "bench-in-flight-acf4cb5.json", "bench-in-flight-acf4cb5-arena.json",
                  "bench-in-flight-acf4cb5-single.json", "bench-in-flight-7836ca3.json",
                  "bench-in-flight-7836ca3-single.json", "bench-in-flight-bf276da.json",
-                 "bench-in-flight-bf276da-shared.json"):
+                 "bench-in-flight-bf276da-shared.json", "bench-in-flight-cache-400.json"):
         report = json.loads((ROOT / "docs" / name).read_text())
         missing = [line for line in summary(report).splitlines() if line.strip() not in docs]
         assert not missing, f"regenerate with: python -m bench.inflight docs/{name}\n" + "\n".join(missing)
