@@ -7,9 +7,9 @@ from temporalio import activity
 
 from activities import interfaces
 from activities.base import ServiceActivities
-from core.assignments import announce
+from core.assignments import CHANNEL as ASSIGNMENT_CHANNEL
 from core.contracts import (
-    AttemptOutcome, AttemptRef, DeliveryOrder, DeliveryStatus, NewAttempt, QuoteOffer, StatusChange,
+    AttemptOutcome, AttemptRef, DeliveryOrder, NewAttempt, QuoteOffer, StatusChange,
 )
 from core.errors import UNKNOWN_ORDER, business_error
 from services.deliveries import repository
@@ -56,25 +56,8 @@ class DeliveriesActivities(ServiceActivities, interfaces.DeliveriesActivities):
 
     @activity.defn
     async def record_status(self, change: StatusChange) -> None:
-        detail = {"robot_id": change.robot_id, "reason": change.reason}
-        async with self.sessions.begin() as session:
-            appended = await repository.append_history(
-                session, change.attempt_id, change.sequence, change.status, change.occurred_at, detail
-            )
-            if not appended:
-                return
-            await repository.set_delivery_status(
-                session, change.delivery_id, change.status, change.occurred_at, change.reason
-            )
-            await announce(session, change.delivery_id)  # its robot's assignment shows the status
-            if change.robot_id is not None:
-                await repository.activate_attempt(session, change.attempt_id, change.robot_id)
-            if change.status == DeliveryStatus.CANCELLED:
-                # Cancelled while still looking for a robot or a pilot: no one else closes the attempt.
-                await repository.close_attempt(
-                    session, change.attempt_id, AttemptStatus.CANCELLED, change.occurred_at, change.reason,
-                    only_open=True,
-                )
+        async with self.statements() as connection:  # the delivery's robot hears of the new status
+            await repository.record_status(connection, change, ASSIGNMENT_CHANNEL)
 
     @activity.defn
     async def end_attempt(self, outcome: AttemptOutcome) -> None:

@@ -39,7 +39,8 @@ class PartnerCallbackActivities(ServiceActivities, interfaces.PartnerCallbackAct
         async with self.sessions.begin() as session:
             partner, order = await repository.partner_of(session, callback.partner_delivery_id)
             dialect = callback_format(partner.dialect)
-            state = await repository.record_external_state(session, callback, dialect.partner_status(callback.status))
+            state, trail = await repository.record_external_state(session, callback,
+                                                                  dialect.partner_status(callback.status))
             if callback.status in TERMINAL_STATUSES:
                 retention = timedelta(days=self.settings.pii_retention_days)
                 await repository.schedule_purge(session, callback.partner_delivery_id, callback.occurred_at + retention)
@@ -53,7 +54,6 @@ class PartnerCallbackActivities(ServiceActivities, interfaces.PartnerCallbackAct
                 return CallbackStatus.SKIPPED.value
             url = partner.webhook_url
             webhook_secrets = await credentials.sealed_secrets(session, self.vault, partner.id, dialect.secret_kind)
-            trail = await repository.external_trail(session, order.id)
             snapshot = snapshot_of_trail(order, trail, callback, self.settings.public_url, partner.account_id)
             unauthorized = not webhook_secrets and dialect.secret_kind is CredentialKind.WEBHOOK_AUTHORIZATION
             if unauthorized:

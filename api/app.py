@@ -13,8 +13,9 @@ from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
 from api import deliveries, robots, tracking
 from api.dialects import doordash, olo, uber
-from api.limits import BodyLimit, RateLimiter, TtlCache, admit_address
 from api.errors import install_error_handlers
+from api.limits import BodyLimit, RateLimiter, admit_address
+from core.caching import TtlCache
 from core.crypto import vault_from_settings
 from core.db import Databases
 from core.geocoding import geocoder_from_settings

@@ -217,7 +217,7 @@ async def create_delivery(body: DeliveryCreate, partner: CurrentPartner, desk: P
         dropoff_address=body.dropoff.address, dropoff_instructions=body.dropoff.instructions, quote_id=body.quote_id,
         ready_at=body.ready_at, fields={"pickup_store_id": "pickup.store_id"},
     )
-    view, created = await desk.create(partner.id, order)
+    view, created = await desk.create(partner, order)
     response.status_code = 201 if created else 200
     return DeliveryView.of(view)
 

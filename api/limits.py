@@ -1,5 +1,5 @@
 """Limits on what one caller can send: request rate per partner (or per client address where no credential
-exists), and request body size; and the short-lived answers that spare backends from strangers' repeats.
+exists), and request body size. The short-lived answers that spare backends from strangers' repeats are `core.caching`'s.
 
 Each API process limits on its own (several per replica with `DELIVERY_API_PROCESSES`), so P processes admit
 up to P × the configured rate; the rate is set per process with that in mind (docs/deploy.md#api-processes).
@@ -7,7 +7,7 @@ up to P × the configured rate; the rate is set per process with that in mind (d
 
 import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 
 from fastapi import Request
 
@@ -41,31 +41,6 @@ def admit_address(request: Request, *more: Hashable) -> None:
     limiter.admit(("address", request.client.host if request.client else "unknown"))
     for key in more:
         limiter.admit(key)
-
-
-class TtlCache:
-    """Answers kept in this process for `seconds`, per key; each API replica keeps its own.
-
-    Public endpoints answer repeats from here instead of asking Temporal or the databases again, so a stranger
-    cannot make every hit cost a backend round trip; an answer is at most `seconds` stale.
-    """
-
-    def __init__(self, seconds: float, max_entries: int = 10_000):
-        self.seconds, self.max_entries = seconds, max_entries
-        self._entries: dict[Hashable, tuple[float, object]] = {}
-
-    async def get(self, key: Hashable, compute: Callable) -> object:
-        """The cached answer for `key`, or `await compute()` kept for the next `seconds`."""
-        now = time.monotonic()
-        found = self._entries.get(key)
-        if found is not None and found[0] > now:
-            return found[1]
-        value = await compute()
-        if len(self._entries) >= self.max_entries:
-            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-        if len(self._entries) < self.max_entries:
-            self._entries[key] = (now + self.seconds, value)
-        return value
 
 
 class BodyLimit:

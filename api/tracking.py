@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from api.dependencies import Views
-from api.limits import TtlCache, admit_address
+from api.limits import admit_address
+from core.caching import TtlCache
 from core.contracts import DeliveryStatus
 
 router = APIRouter(tags=["tracking"])

@@ -25,13 +25,14 @@ from core.contracts import (
 )
 from core.crypto import Vault
 from core.db import Databases
+from core.caching import TtlCache
 from core.geo import meters_between
 from core.geocoding import Geocoder
 from core.markets import Market, market_for
 from core.services import Service
 from core.settings import Settings
 from desks.errors import Refusal, unavailable, workflow_refusal
-from desks.orders import MAX_PREPARATION_MINUTES, Intake, Order, OrderView, PickupPlace
+from desks.orders import MAX_PREPARATION_MINUTES, Intake, Order, OrderView, PartnerAccount, PickupPlace
 from desks.views import OrderViews, order_of, quoted_view
 from services.deliveries import repository as deliveries
 from services.deliveries.models import Quote
@@ -39,7 +40,7 @@ from services.dispatch import repository as dispatch
 from services.dispatch.eta import earliest_dropoff
 from services.dispatch.pricing import delivery_fee_cents
 from services.integrations import repository as integrations
-from services.integrations.models import Partner, PartnerDelivery, Store
+from services.integrations.models import PartnerDelivery, Store
 from services.integrations.orders import delivery_order
 from workflows.delivery import DeliveryWorkflow, start_delivery, workflow_id
 from workflows.quote import request_quote
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 # A workflow start the create could not make at once is tried again after each of these pauses; after the last,
 # the `stranded-orders` schedule starts it (`stranded_order_grace_seconds` after the order was stored).
 START_RETRY_SECONDS = (0.25, 0.5, 1, 2, 4)
+# A market's outlook is rewritten by each planning round (every few seconds); creates read it at most this stale.
+OUTLOOK_SECONDS = 1.0
 
 S = DeliveryStatus
 # Until the order is in the robot, the partner may still change the dropoff instructions and phone.
@@ -112,6 +115,7 @@ class PartnerDesk:
         self.databases, self.vault, self.geocoder = databases, vault, geocoder
         self.temporal, self.settings, self.views = temporal, settings, views
         self._starting: dict[uuid.UUID, asyncio.Task] = {}  # workflow starts under way, by delivery id
+        self._outlooks = TtlCache(OUTLOOK_SECONDS, max_entries=1_000)  # when each market's soonest robot is free
 
     async def close(self, timeout: float = 5) -> None:
         """Let the workflow starts under way finish (those that don't are the stranded-orders schedule's)."""
@@ -187,14 +191,18 @@ class PartnerDesk:
 
     async def _admit_unquoted(self, market: Market, pickup: Point, dropoff: Point, ready_at: datetime | None,
                               now: datetime) -> None:
-        """Admit an order without a quote by its market's outlook (one read of the row Dispatch's rounds keep)."""
-        async with self.databases.lookups(Service.DISPATCH)() as session:
-            outlook = await dispatch.market_outlook(session, market.name)
-        free_at = now
-        if outlook is not None and outlook.free_at is not None:
-            free_at = max(now, outlook.free_at)
+        """Admit an order without a quote by its market's outlook: the row Dispatch's rounds keep, read at most once
+        per `OUTLOOK_SECONDS` by this process."""
+        free_at = await self._outlooks.get(market.name, lambda: self._free_at(market.name))
+        free_at = max(now, free_at) if free_at is not None else now
         ready_at = ready_at or now + self._preparation(None)
         self._admit(market, earliest_dropoff(free_at, ready_at, pickup, dropoff, market.walking_speed_mps), now)
+
+    async def _free_at(self, market: str) -> datetime | None:
+        """When the market's soonest robot is free, as the last round saw it; None before a round or without one."""
+        async with self.databases.lookups(Service.DISPATCH)() as session:
+            outlook = await dispatch.market_outlook(session, market)
+        return outlook.free_at if outlook is not None else None
 
     async def refuse_existing(self, partner_id: uuid.UUID, external_id: str, field_name: str) -> None:
         """409 `duplicate_delivery` if the partner already has an order under this id (a quote names a new one)."""
@@ -219,7 +227,7 @@ class PartnerDesk:
 
     # ---- create --------------------------------------------------------------------------------------
 
-    async def create(self, partner_id: uuid.UUID, intake: Intake) -> tuple[OrderView, bool]:
+    async def create(self, partner: PartnerAccount, intake: Intake) -> tuple[OrderView, bool]:
         """Store the order and start its lifecycle. The same request again returns the same delivery (created False).
 
         The quote is read (Deliveries) and the addresses located first; then one Integrations transaction finds an
@@ -227,17 +235,17 @@ class PartnerDesk:
         with its customer's data sealed. The checks refuse in the order they always have: a replay passes them all.
         The partner is answered once the order is stored; its workflow starts right after (`_start_soon`).
         """
-        stored_quote = await self._stored_quote(partner_id, intake.quote_id) if intake.quote_id else None
+        stored_quote = await self._stored_quote(partner.id, intake.quote_id) if intake.quote_id else None
         pickup = await self._geocode(intake.pickup, intake.pickup_address) if intake.pickup_store_id is None else None
         dropoff = await self._geocode(intake.dropoff, intake.dropoff_address)
         try:
             async with self.databases.sessions(Service.INTEGRATIONS).begin() as session:
-                earlier = await self._earlier(session, partner_id, intake)
+                earlier = await self._earlier(session, partner.id, intake)
                 if earlier is None:
-                    order, pii_id = await self._store(session, partner_id, intake, stored_quote, pickup, dropoff)
+                    order, pii_id = await self._store(session, partner, intake, stored_quote, pickup, dropoff)
         except IntegrityError:  # a concurrent create won: same order id (a replay) or the same quote (used)
             async with self.databases.sessions(Service.INTEGRATIONS).begin() as session:
-                earlier = await self._earlier(session, partner_id, intake)
+                earlier = await self._earlier(session, partner.id, intake)
             if earlier is None:
                 raise Refusal(409, "used_quote", f"quote {intake.quote_id} was used by another delivery",
                               intake.name("quote_id")) from None
@@ -267,16 +275,15 @@ class PartnerDesk:
             restart = delivery_order(existing, pii_id, self.settings.lifecycle)
         return _Earlier(order_of(existing, self.settings.public_url), restart)
 
-    async def _store(self, session: AsyncSession, partner_id: uuid.UUID, intake: Intake, stored_quote: Quote | None,
+    async def _store(self, session: AsyncSession, partner: PartnerAccount, intake: Intake, stored_quote: Quote | None,
                      pickup: Point | None, dropoff: Point | None) -> tuple[PartnerDelivery, uuid.UUID]:
         """Check the order and store it with its sealed customer data; the stored order and its PII id."""
         if intake.quote_id:
             await _check_quote(session, intake, stored_quote)
-        store = await _store_of(session, partner_id, intake.pickup_store_id, intake.name("pickup_store_id"))
+        store = await _store_of(session, partner.id, intake.pickup_store_id, intake.name("pickup_store_id"))
         pickup = _store_point(store) if store else placed(pickup, intake.pickup_address, intake.name("pickup"))
         dropoff = placed(dropoff, intake.dropoff_address, intake.name("dropoff"))
         market = service_area(pickup, dropoff, intake.name("pickup"), intake.name("dropoff"))
-        partner = await session.get(Partner, partner_id)
         now = datetime.now(UTC)
         ready_at = self._ready_at(intake, stored_quote, store, now)
         if stored_quote is None and partner.live_mode:  # a quoted order was admitted with its quote; a test
@@ -285,7 +292,7 @@ class PartnerDesk:
         if stored_quote is None and intake.list_priced:
             fee_cents, currency = delivery_fee_cents(meters_between(pickup, dropoff), timedelta(0)), LIST_PRICE_CURRENCY
         order = PartnerDelivery(
-            partner_id=partner_id, external_delivery_id=intake.external_id, delivery_id=uuid.uuid4(),
+            partner_id=partner.id, external_delivery_id=intake.external_id, delivery_id=uuid.uuid4(),
             request_hash=intake.digest, status=S.CREATED.value, store_id=store.id if store else None,
             quote_id=stored_quote.id if stored_quote else None, market=market.name,
             fee_cents=fee_cents, currency=currency, ready_at=ready_at, live_mode=partner.live_mode,

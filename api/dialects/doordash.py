@@ -227,7 +227,7 @@ async def accept_quote(external_delivery_id: str, partner: DrivePartner, desk: P
     quote_id, quoted = found
     accepted = {**quoted, **(body.model_dump(exclude_none=True) if body else {})}
     order = DriveDeliveryRequest.model_validate(accepted).intake(digest_of(accepted), quote_id)
-    view, _ = await desk.create(partner.id, order)
+    view, _ = await desk.create(partner, order)
     return DriveDelivery.of(view)
 
 
@@ -239,7 +239,7 @@ async def accept_quote(external_delivery_id: str, partner: DrivePartner, desk: P
                                                                  "come too late)"}})
 async def create_delivery(body: DriveDeliveryRequest, partner: DrivePartner, desk: Partners) -> DriveDelivery:
     """Create a delivery without a quote. The same request again returns the same delivery."""
-    view, _ = await desk.create(partner.id, body.intake(digest_of(body.model_dump(mode="json"))))
+    view, _ = await desk.create(partner, body.intake(digest_of(body.model_dump(mode="json"))))
     return DriveDelivery.of(view)
 
 

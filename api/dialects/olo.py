@@ -146,7 +146,7 @@ async def accept_quote(quoteId: uuid.UUID, partner: OloPartner, desk: Partners, 
         raise Refusal(404, "unknown_quote", f"no quote {quoteId}", "quoteId")
     _, quoted = found
     order = OloQuoteRequest.model_validate(quoted).intake(digest_of(quoted), quoteId)
-    view, created = await desk.create(partner.id, order)
+    view, created = await desk.create(partner, order)
     response.status_code = 201 if created else 200
     return OloDelivery.of(view)
 

@@ -336,7 +336,7 @@ async def create_delivery(body: UberDeliveryRequest, partner: Customer, desk: Pa
         dropoff_address=address_text(body.dropoff_address, "dropoff_address"),
         dropoff_instructions=body.dropoff_notes, quote_id=quote_id, ready_at=body.pickup_ready_dt, fields=FIELDS,
         list_priced=True)
-    view, _ = await desk.create(partner.id, order)
+    view, _ = await desk.create(partner, order)
     return UberDelivery.of(view)
 
 

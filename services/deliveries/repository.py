@@ -1,15 +1,16 @@
 """Queries of the Deliveries database: deliveries, customers, attempts and their history. Never commits."""
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import Row, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.columns import coarsened_dropoff, exact_dropoff
-from core.contracts import DeliveryOrder, QuoteOffer
+from core.contracts import DeliveryOrder, QuoteOffer, StatusChange
 from services.deliveries.models import (
     Attempt, AttemptHistory, AttemptStatus, Customer, Delivery, DeliveryStatus, Quote, utcnow,
 )
@@ -157,26 +158,50 @@ async def append_history(
     return inserted is not None
 
 
-async def set_delivery_status(
-    session: AsyncSession, delivery_id: uuid.UUID, status: DeliveryStatus, occurred_at: datetime,
-    reason: str | None = None,
-) -> None:
-    """Move the delivery to `status`; a terminal status also ends it, a cancellation keeps its reason."""
-    values: dict[str, Any] = {"status": status}
-    if status in (DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED, DeliveryStatus.RETURNED):
-        values["ended_at"] = occurred_at
-    if status == DeliveryStatus.CANCELLED:
-        values["cancel_reason"] = _clip(reason)
-    await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
-
-
-async def activate_attempt(session: AsyncSession, attempt_id: uuid.UUID, robot_id: str) -> None:
-    """Mark an open attempt active with the robot serving it; an ended attempt stays ended."""
-    await session.execute(
-        update(Attempt)
-        .where(Attempt.id == attempt_id, Attempt.status.in_(OPEN_ATTEMPT))
-        .values(status=AttemptStatus.ACTIVE, robot_id=robot_id)
+# A status change in one self-contained statement (one round trip, its own transaction): the history entry, and only
+# if it is new, the delivery's status (a terminal one also ends it, a cancellation keeps its reason), the attempt
+# made active with its robot or, on a cancellation while still open, ended, and the notice that the delivery's
+# assignment changed. Nothing happens again when the entry is already there, so a retry changes nothing; the
+# statement returns a row only when the entry is new.
+STATUS_CHANGE = text("""
+    WITH appended AS (
+        INSERT INTO attempt_history (id, attempt_id, sequence, status, occurred_at, detail)
+        VALUES (gen_random_uuid(), :attempt_id, :sequence, :status, :occurred_at, CAST(:detail AS jsonb))
+        ON CONFLICT ON CONSTRAINT uq_attempt_history_attempt_sequence DO NOTHING
+        RETURNING attempt_id
+    ), moved AS (
+        UPDATE delivery SET status = :status, updated_at = now(),
+            ended_at = CASE WHEN CAST(:ends AS boolean) THEN :occurred_at ELSE ended_at END,
+            cancel_reason = CASE WHEN CAST(:cancelled AS boolean) THEN :reason ELSE cancel_reason END
+        WHERE id = :delivery_id AND EXISTS (SELECT FROM appended)
+        RETURNING id
+    ), attempt_moved AS (
+        UPDATE attempt SET robot_id = coalesce(CAST(:robot_id AS varchar), robot_id),
+            status = CASE WHEN CAST(:cancelled AS boolean) THEN :cancelled_status ELSE :active_status END,
+            ended_at = CASE WHEN CAST(:cancelled AS boolean) THEN :occurred_at ELSE ended_at END,
+            end_reason = CASE WHEN CAST(:cancelled AS boolean) THEN :reason ELSE end_reason END
+        WHERE id = :attempt_id AND status IN (:pending_status, :active_status)
+            AND (CAST(:robot_id AS varchar) IS NOT NULL OR CAST(:cancelled AS boolean))
+            AND EXISTS (SELECT FROM appended)
     )
+    SELECT pg_notify(:channel, CAST(id AS text)) FROM moved
+""")
+ENDING_STATUSES = (DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED, DeliveryStatus.RETURNED)
+
+
+async def record_status(connection: AsyncConnection, change: StatusChange, channel: str) -> bool:
+    """Record a delivery's status change (see `STATUS_CHANGE`), notifying `channel` with the delivery's id; False
+    if it was recorded before. `connection` commits each statement on its own."""
+    cancelled = change.status == DeliveryStatus.CANCELLED
+    result = await connection.execute(STATUS_CHANGE, {
+        "attempt_id": change.attempt_id, "delivery_id": change.delivery_id, "sequence": change.sequence,
+        "status": change.status.value, "occurred_at": change.occurred_at,
+        "detail": json.dumps({"robot_id": change.robot_id, "reason": change.reason}),
+        "ends": change.status in ENDING_STATUSES, "cancelled": cancelled, "reason": _clip(change.reason),
+        "robot_id": change.robot_id, "channel": channel, "pending_status": AttemptStatus.PENDING.value,
+        "active_status": AttemptStatus.ACTIVE.value, "cancelled_status": AttemptStatus.CANCELLED.value,
+    })
+    return result.first() is not None
 
 
 async def close_attempt(

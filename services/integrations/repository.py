@@ -103,8 +103,10 @@ async def accept_order(session: AsyncSession, partner_delivery_id: uuid.UUID, de
     return result.rowcount == 1
 
 
-async def record_external_state(session: AsyncSession, callback: StatusCallback, partner_status: str) -> ExternalState:
-    """The partner-facing status for one callback sequence, written once; the order keeps our own status word."""
+async def record_external_state(session: AsyncSession, callback: StatusCallback, partner_status: str,
+                                ) -> tuple[ExternalState, list[ExternalState]]:
+    """The partner-facing status for one callback sequence, written once (the order keeps our own status word);
+    returned with the order's whole status trail, in sequence order and locked until the transaction ends."""
     await session.execute(insert(ExternalState).values(
         id=uuid.uuid4(), partner_delivery_id=callback.partner_delivery_id, sequence=callback.sequence,
         status=partner_status, internal_status=callback.status.value, occurred_at=callback.occurred_at,
@@ -117,14 +119,18 @@ async def record_external_state(session: AsyncSession, callback: StatusCallback,
     if callback.status not in TERMINAL_STATUSES:
         moving = moving.where(PartnerDelivery.status.not_in([s.value for s in TERMINAL_STATUSES]))
     await session.execute(moving.values(status=callback.status.value, updated_at=datetime.now(UTC)))
-    return await session.scalar(select(ExternalState).where(
-        ExternalState.partner_delivery_id == callback.partner_delivery_id,
-        ExternalState.sequence == callback.sequence).with_for_update())
+    trail = list(await session.scalars(select(ExternalState).where(
+        ExternalState.partner_delivery_id == callback.partner_delivery_id)
+        .order_by(ExternalState.sequence).with_for_update()))
+    return next(state for state in trail if state.sequence == callback.sequence), trail
 
 
 async def partner_of(session: AsyncSession, partner_delivery_id: uuid.UUID) -> tuple[Partner, PartnerDelivery]:
-    order = await session.get(PartnerDelivery, partner_delivery_id)
-    return await session.get(Partner, order.partner_id), order
+    """An order and the partner it belongs to, in one query."""
+    order, partner = (await session.execute(
+        select(PartnerDelivery, Partner).join(Partner, Partner.id == PartnerDelivery.partner_id)
+        .where(PartnerDelivery.id == partner_delivery_id))).one()
+    return partner, order
 
 
 async def mark_callback(session: AsyncSession, partner_delivery_id: uuid.UUID, sequence: int, status: CallbackStatus,
