@@ -33,10 +33,11 @@ class Databases:
         return self._makers[service]
 
     def lookups(self, service: Service) -> async_sessionmaker[AsyncSession]:
-        """Sessions for one read-only statement (robot polls, credentials): no BEGIN and COMMIT round trips.
+        """Sessions whose statements each commit on their own (robot polls, credentials, a partner's create): no
+        BEGIN and COMMIT round trips.
 
-        Each statement sees its own snapshot, so use these only where one query answers; writes and reads that
-        must agree go through `sessions`.
+        Each statement sees its own snapshot, so use these where one query answers, or where one statement makes
+        the whole write; writes and reads that must agree go through `sessions`.
         """
         return self._readers[service]
 

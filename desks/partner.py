@@ -230,21 +230,22 @@ class PartnerDesk:
     async def create(self, partner: PartnerAccount, intake: Intake) -> tuple[OrderView, bool]:
         """Store the order and start its lifecycle. The same request again returns the same delivery (created False).
 
-        The quote is read (Deliveries) and the addresses located first; then one Integrations transaction finds an
-        order stored before under the same id, checks who holds the quote, resolves the store and stores the order
-        with its customer's data sealed. The checks refuse in the order they always have: a replay passes them all.
+        The quote is read (Deliveries) and the addresses located first; then Integrations is asked for an order
+        stored before under the same id, who holds the quote and the store, and the order is stored with its
+        customer's data sealed, in one statement (a concurrent create of the same order or quote fails it, and
+        is answered as a replay or refused). The checks refuse in the order they always have: a replay passes them all.
         The partner is answered once the order is stored; its workflow starts right after (`_start_soon`).
         """
         stored_quote = await self._stored_quote(partner.id, intake.quote_id) if intake.quote_id else None
         pickup = await self._geocode(intake.pickup, intake.pickup_address) if intake.pickup_store_id is None else None
         dropoff = await self._geocode(intake.dropoff, intake.dropoff_address)
-        try:
-            async with self.databases.sessions(Service.INTEGRATIONS).begin() as session:
+        try:  # each statement commits on its own: the order and its sealed data go in together, in one
+            async with self.databases.lookups(Service.INTEGRATIONS)() as session:
                 earlier = await self._earlier(session, partner.id, intake)
                 if earlier is None:
                     order, pii_id = await self._store(session, partner, intake, stored_quote, pickup, dropoff)
         except IntegrityError:  # a concurrent create won: same order id (a replay) or the same quote (used)
-            async with self.databases.sessions(Service.INTEGRATIONS).begin() as session:
+            async with self.databases.lookups(Service.INTEGRATIONS)() as session:
                 earlier = await self._earlier(session, partner.id, intake)
             if earlier is None:
                 raise Refusal(409, "used_quote", f"quote {intake.quote_id} was used by another delivery",

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import json
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,17 +60,28 @@ async def find_order_of_delivery(session: AsyncSession, partner_id: uuid.UUID,
 
 async def store_order(session: AsyncSession, vault: Vault, order: PartnerDelivery, customer: dict[str, str | None],
                       ) -> PII:
-    """Store a partner order and its customer's data, sealed; the caller commits both or neither."""
-    session.add(order)
-    await session.flush()
+    """Store a partner order and its customer's data, sealed, in one statement: both rows or neither, whether the
+    session commits each statement on its own (`Databases.lookups`) or in a transaction. Rows the caller added to
+    the session before (the order's partner) are flushed first."""
     pii = PII(partner_delivery_id=order.id, key_id=vault.current)
     values = (customer["name"], customer["phone"], customer["address"] or "", customer.get("instructions"))
     for column, value in zip(PII_FIELDS, values):
         if value:
             seal(vault, pii, column, value)
-    session.add(pii)
     await session.flush()
+    stored = insert(_ORDERS).values(_row(_ORDERS, order)).returning(_ORDERS.c.id).cte("stored_order")
+    sealed = _row(_PII, pii)
+    await session.execute(insert(_PII).from_select(list(sealed), select(*(
+        stored.c.id if name == "partner_delivery_id" else bindparam(f"pii_{name}", value, type_=_PII.c[name].type)
+        for name, value in sealed.items()))))
     return pii
+
+
+_ORDERS, _PII = PartnerDelivery.__table__, PII.__table__
+
+
+def _row(table, model) -> dict:
+    return {column.name: getattr(model, column.name) for column in table.c}
 
 
 async def pii_id_of(session: AsyncSession, partner_delivery_id: uuid.UUID) -> uuid.UUID | None:
