@@ -235,8 +235,10 @@ async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) 
         say(f"{len(processes)} workers started: {TaskQueue.DELIVERY_WORKFLOWS.value}, and one for the "
             f"{len(ACTIVITY_QUEUES)} activity queues (DELIVERY_WORKERS=shared)")
     if ports:
-        say(f"worker metrics on http://{settings.metrics_host}:{min(ports.values())}-{max(ports.values())}/metrics "
-            f"(one port per queue), API metrics on {settings.api_url}/metrics")
+        first, last = min(ports.values()), max(ports.values())
+        where = f"port {first}" if first == last else f"ports {first}-{last}, one per worker process"
+        say(f"worker metrics on http://{settings.metrics_host}:{first}/metrics ({where}), API metrics on "
+            f"{settings.api_url}/metrics")
     codec = [python, "-m", "cli.main", "codec-server"]
     await supervisor.start(Child("codec server", codec, logs / "codec.log", env=env))
     say(f"payload codec on {settings.codec_url}: the Temporal UI shows payloads decrypted through it")
@@ -312,7 +314,8 @@ def _metrics_lines(stack: dict) -> str:
     if "api" not in urls:
         return f"  Metrics      off (DELIVERY_METRICS_BASE_PORT=0){temporal}\n"
     workers = [url for name, url in urls.items() if name.startswith("worker-")]
-    return (f"  Metrics      {urls['api']} (API), {workers[0]} .. {workers[-1]} (one per worker){temporal}\n"
+    worker = f"{workers[0]} (worker)" if len(workers) == 1 else f"{workers[0]} .. {workers[-1]} (one per worker)"
+    return (f"  Metrics      {urls['api']} (API), {worker}{temporal}\n"
             "               all of them: deliveryctl status --json (metrics_urls)\n")
 
 

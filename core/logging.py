@@ -93,9 +93,14 @@ def configure_logging(level: int = logging.INFO, stream=None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # The API logs each request itself (api.requests: route template, status, duration, never the query string);
+    # uvicorn's own access line would repeat it, with the raw path.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
     # httpx logs every request's full URL (a partner's webhook URL may carry a token): warnings only.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))

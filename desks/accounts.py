@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+from sqlalchemy import Row
+
 from core.contracts import Point
 from core.crypto import Vault
 from core.db import Databases
@@ -32,8 +34,8 @@ class PartnerAccounts:
 
     async def partner_by_api_key(self, api_key: str) -> PartnerAccount | None:
         """The partner whose unexpired API key this is (native and Olo dialects)."""
-        async with self.databases.lookups(Service.INTEGRATIONS)() as session:
-            partner = await credentials.partner_by_secret(session, CredentialKind.API_KEY, api_key)
+        async with self.databases.reader(Service.INTEGRATIONS) as connection:
+            partner = await credentials.partner_by_api_key(connection, api_key)
         return _account(partner) if partner else None
 
     async def partner_by_access_token(self, token: str) -> PartnerAccount | None:
@@ -81,7 +83,7 @@ class PartnerAccounts:
             return [_store_info(store) for store in await integrations.list_stores(session, partner_id)]
 
 
-def _account(partner: Partner) -> PartnerAccount:
+def _account(partner: Partner | Row) -> PartnerAccount:
     return PartnerAccount(id=partner.id, name=partner.name, dialect=PartnerDialect(partner.dialect),
                           account_id=partner.account_id, live_mode=partner.live_mode)
 

@@ -6,8 +6,8 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, bindparam, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.crypto import Vault, hash_credential, new_credential, new_webhook_secret
 from services.integrations.dialects import callback_format
@@ -130,6 +130,21 @@ async def partner_by_secret(session: AsyncSession, kind: CredentialKind, secret:
     if key_id is not None:
         query = query.where(PartnerCredential.key_id == key_id)
     return await session.scalar(query)
+
+
+_PARTNERS, _CREDENTIALS = Partner.__table__.c, PartnerCredential.__table__.c
+# Built once: every request with an API key asks (native and Olo dialects).
+PARTNER_BY_API_KEY = select(_PARTNERS.id, _PARTNERS.name, _PARTNERS.dialect, _PARTNERS.account_id,
+                            _PARTNERS.live_mode).join_from(
+    Partner.__table__, PartnerCredential.__table__, _CREDENTIALS.partner_id == _PARTNERS.id).where(
+    _CREDENTIALS.kind == K.API_KEY.value, _CREDENTIALS.secret_hash == bindparam("secret_hash"),
+    or_(_CREDENTIALS.expires_at.is_(None), _CREDENTIALS.expires_at > bindparam("now")))
+
+
+async def partner_by_api_key(db: AsyncConnection, api_key: str) -> Row | None:
+    """The partner holding this unexpired API key: its id, name, dialect, account_id and live_mode."""
+    return (await db.execute(PARTNER_BY_API_KEY, {"secret_hash": hash_credential(api_key),
+                                                  "now": datetime.now(UTC)})).first()
 
 
 async def signing_secret(session: AsyncSession, vault: Vault, account_id: str, key_id: str,
