@@ -19,6 +19,7 @@ from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from core.heap import settle_heap
 from core.logging import ActivityLogContext, configure_logging
 from core.services import QUEUE_DATABASE, TaskQueue
 from core.settings import Settings, SettingsError, load_settings
@@ -78,6 +79,7 @@ async def run(queues: list[TaskQueue], settings: Settings) -> None:
 
         databases = Databases(settings, services)
     workers = [build_worker(client, queue, databases, settings) for queue in queues]
+    settle_heap()  # no task waits out a full collection of what start-up loaded
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)

@@ -74,12 +74,13 @@ class PartnerCallbackActivities(ServiceActivities, interfaces.PartnerCallbackAct
         message_id = f"{callback.partner_delivery_id}:{callback.sequence}"  # stable, so receivers de-duplicate
         headers = dialect.headers(url, body, message_id, int(time.time()), webhook_secrets)
         error = await self._post(target, {"content-type": "application/json", **headers}, body)
-        async with self.sessions.begin() as session:
-            if error is None:
-                await repository.mark_callback(session, callback.partner_delivery_id, callback.sequence,
+        if error is None:
+            async with self.statements() as connection:
+                await repository.mark_callback(connection, callback.partner_delivery_id, callback.sequence,
                                                CallbackStatus.DELIVERED)
-                _count(callback, "delivered")
-                return CallbackStatus.DELIVERED.value
+            _count(callback, "delivered")
+            return CallbackStatus.DELIVERED.value
+        async with self.sessions.begin() as session:
             await repository.mark_callback(session, callback.partner_delivery_id, callback.sequence,
                                            CallbackStatus.PENDING, error.message)
             if error.type == PARTNER_ENDPOINT_GONE:

@@ -19,6 +19,7 @@ from core.caching import TtlCache
 from core.crypto import vault_from_settings
 from core.db import Databases
 from core.geocoding import geocoder_from_settings
+from core.heap import settle_heap
 from core.logging import configure_logging
 from core.services import Service
 from core.settings import Settings, load_settings
@@ -36,7 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Without settings (how `uvicorn --factory` calls it), the app is its process's: settings come from the
     environment and the process logs JSON lines.
     """
-    if settings is None:
+    own_process = settings is None
+    if own_process:
         settings = load_settings()
         configure_logging()
 
@@ -53,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                              views)
         app.state.robot_desk = robot_desk = RobotDesk(databases, temporal, settings)
         app.state.sandbox_desk = SandboxDesk(temporal, views, robot_desk, app.state.partner_desk)
+        if own_process:
+            settle_heap()  # no request waits out a full collection of what start-up loaded
         yield
         await app.state.partner_desk.close()
         await app.state.robot_desk.close()

@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy import bindparam, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.columns import coarsened_dropoff
 from core.contracts import TERMINAL_STATUSES, DeliveryStatus, StatusCallback
@@ -144,14 +144,14 @@ async def partner_of(session: AsyncSession, partner_delivery_id: uuid.UUID) -> t
     return partner, order
 
 
-async def mark_callback(session: AsyncSession, partner_delivery_id: uuid.UUID, sequence: int, status: CallbackStatus,
-                        error: str | None = None) -> None:
-    """Record the outcome of one callback attempt."""
+async def mark_callback(db: AsyncSession | AsyncConnection, partner_delivery_id: uuid.UUID, sequence: int,
+                        status: CallbackStatus, error: str | None = None) -> None:
+    """Record the outcome of one callback attempt (one statement: on a connection, it commits on its own)."""
     values: dict = {"callback_status": status.value, "last_error": error,
                     "callback_attempts": ExternalState.callback_attempts + 1}
     if status is CallbackStatus.DELIVERED:
         values["delivered_at"] = datetime.now(UTC)
-    await session.execute(update(ExternalState).where(
+    await db.execute(update(ExternalState).where(
         ExternalState.partner_delivery_id == partner_delivery_id, ExternalState.sequence == sequence).values(**values))
 
 
