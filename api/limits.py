@@ -1,5 +1,6 @@
 """Limits on what one caller can send: request rate per partner (or per client address where no credential
-exists), and request body size. The short-lived answers that spare backends from strangers' repeats are `core.caching`'s.
+exists), and request body size. The short-lived answers that spare backends from strangers' repeats are
+`core.caching`'s.
 
 Each API process limits on its own (several per replica with `DELIVERY_API_PROCESSES`), so P processes admit
 up to P × the configured rate; the rate is set per process with that in mind (docs/deploy.md#api-processes).

@@ -233,13 +233,14 @@ class PartnerDesk:
         The quote is read (Deliveries) and the addresses located first; then Integrations is asked for an order
         stored before under the same id, who holds the quote and the store, and the order is stored with its
         customer's data sealed, in one statement (a concurrent create of the same order or quote fails it, and
-        is answered as a replay or refused). The checks refuse in the order they always have: a replay passes them all.
+        is answered as a replay or refused). The checks refuse in the order they always have: a replay passes
+        them all.
         The partner is answered once the order is stored; its workflow starts right after (`_start_soon`).
         """
         stored_quote = await self._stored_quote(partner.id, intake.quote_id) if intake.quote_id else None
         pickup = await self._geocode(intake.pickup, intake.pickup_address) if intake.pickup_store_id is None else None
         dropoff = await self._geocode(intake.dropoff, intake.dropoff_address)
-        try:  # each statement commits on its own: the order and its sealed data go in together, in one
+        try:  # each statement commits on its own; the order and its sealed data go in together, in one statement
             async with self.databases.lookups(Service.INTEGRATIONS)() as session:
                 earlier = await self._earlier(session, partner.id, intake)
                 if earlier is None:

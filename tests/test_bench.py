@@ -163,8 +163,9 @@ def test_the_repeated_runs_in_the_docs_are_the_committed_reports():
     from bench.runner import closed_loop_table
 
     docs = (ROOT / "docs" / "benchmarks.md").read_text()
-    for label, path in (("6d43201 single", "bench/layouts/single-6d43201.json"), ("bf276da", "bench/repeat/bf276da.json"),
-                        ("a0f9fec", "bench/repeat/a0f9fec.json"), ("fde1817", "bench/repeat/fde1817.json")):
+    for label, path in (("6d43201 single", "bench/layouts/single-6d43201.json"),
+                        ("bf276da", "bench/repeat/bf276da.json"), ("a0f9fec", "bench/repeat/a0f9fec.json"),
+                        ("fde1817", "bench/repeat/fde1817.json")):
         report = json.loads((ROOT / "docs" / path).read_text())
         rows = [line for line in closed_loop_table(report) if line.startswith(("| 10 |", "| 25 |", "| 50 |"))
                 and line.count("|") > 6]
