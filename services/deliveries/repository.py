@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.columns import coarsened_dropoff, exact_dropoff
-from core.contracts import DeliveryOrder, QuoteOffer, StatusChange
+from core.contracts import TERMINAL_STATUSES, DeliveryOrder, QuoteOffer, StatusChange
 from services.deliveries.models import (
     Attempt, AttemptHistory, AttemptStatus, Customer, Delivery, DeliveryStatus, Quote, utcnow,
 )
@@ -186,7 +186,6 @@ STATUS_CHANGE = text("""
     )
     SELECT pg_notify(:channel, CAST(id AS text)) FROM moved
 """)
-ENDING_STATUSES = (DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED, DeliveryStatus.RETURNED)
 
 
 async def record_status(connection: AsyncConnection, change: StatusChange, channel: str) -> bool:
@@ -197,7 +196,7 @@ async def record_status(connection: AsyncConnection, change: StatusChange, chann
         "attempt_id": change.attempt_id, "delivery_id": change.delivery_id, "sequence": change.sequence,
         "status": change.status.value, "occurred_at": change.occurred_at,
         "detail": json.dumps({"robot_id": change.robot_id, "reason": change.reason}),
-        "ends": change.status in ENDING_STATUSES, "cancelled": cancelled, "reason": _clip(change.reason),
+        "ends": change.status in TERMINAL_STATUSES, "cancelled": cancelled, "reason": _clip(change.reason),
         "robot_id": change.robot_id, "channel": channel, "pending_status": AttemptStatus.PENDING.value,
         "active_status": AttemptStatus.ACTIVE.value, "cancelled_status": AttemptStatus.CANCELLED.value,
     })

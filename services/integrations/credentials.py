@@ -138,7 +138,7 @@ PARTNER_BY_API_KEY = select(_PARTNERS.id, _PARTNERS.name, _PARTNERS.dialect, _PA
                             _PARTNERS.live_mode).join_from(
     Partner.__table__, PartnerCredential.__table__, _CREDENTIALS.partner_id == _PARTNERS.id).where(
     _CREDENTIALS.kind == K.API_KEY.value, _CREDENTIALS.secret_hash == bindparam("secret_hash"),
-    or_(_CREDENTIALS.expires_at.is_(None), _CREDENTIALS.expires_at > bindparam("now")))
+    _active(bindparam("now")))
 
 
 async def partner_by_api_key(db: AsyncConnection, api_key: str) -> Row | None:

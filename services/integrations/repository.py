@@ -69,19 +69,12 @@ async def store_order(session: AsyncSession, vault: Vault, order: PartnerDeliver
         if value:
             seal(vault, pii, column, value)
     await session.flush()
-    stored = insert(_ORDERS).values(_row(_ORDERS, order)).returning(_ORDERS.c.id).cte("stored_order")
-    sealed = _row(_PII, pii)
-    await session.execute(insert(_PII).from_select(list(sealed), select(*(
-        stored.c.id if name == "partner_delivery_id" else bindparam(f"pii_{name}", value, type_=_PII.c[name].type)
+    stored = insert(PartnerDelivery).values(**order.model_dump()).returning(PartnerDelivery.id).cte("stored_order")
+    sealed, columns = pii.model_dump(), PII.__table__.c
+    await session.execute(insert(PII).from_select(list(sealed), select(*(
+        stored.c.id if name == "partner_delivery_id" else bindparam(f"pii_{name}", value, type_=columns[name].type)
         for name, value in sealed.items()))))
     return pii
-
-
-_ORDERS, _PII = PartnerDelivery.__table__, PII.__table__
-
-
-def _row(table, model) -> dict:
-    return {column.name: getattr(model, column.name) for column in table.c}
 
 
 async def pii_id_of(session: AsyncSession, partner_delivery_id: uuid.UUID) -> uuid.UUID | None:
