@@ -1,6 +1,7 @@
 """The desks a route talks to, made once in the app's lifespan (`api.app`) and handed to routes as dependencies."""
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
@@ -9,6 +10,8 @@ from desks.partner import PartnerDesk
 from desks.robot import RobotDesk
 from desks.sandbox import SandboxDesk
 from desks.views import OrderViews
+
+T = TypeVar("T")
 
 
 def partner_accounts(request: Request) -> PartnerAccounts:
@@ -31,8 +34,17 @@ def sandbox_desk(request: Request) -> SandboxDesk:
     return request.app.state.sandbox_desk
 
 
-Accounts = Annotated[PartnerAccounts, Depends(partner_accounts)]
-Partners = Annotated[PartnerDesk, Depends(partner_desk)]
-Views = Annotated[OrderViews, Depends(order_views)]
-Robots = Annotated[RobotDesk, Depends(robot_desk)]
-Sandbox = Annotated[SandboxDesk, Depends(sandbox_desk)]
+def on_loop(accessor: Callable[[Request], T]) -> Callable:
+    """The accessor as a dependency FastAPI calls on the event loop: it runs a plain `def` dependency in its thread
+    pool instead, a thread hop per request that waits for the OS to schedule a worker thread (on a busy machine,
+    most of a fast request's tail)."""
+    async def dependency(request: Request) -> T:
+        return accessor(request)
+    return dependency
+
+
+Accounts = Annotated[PartnerAccounts, Depends(on_loop(partner_accounts))]
+Partners = Annotated[PartnerDesk, Depends(on_loop(partner_desk))]
+Views = Annotated[OrderViews, Depends(on_loop(order_views))]
+Robots = Annotated[RobotDesk, Depends(on_loop(robot_desk))]
+Sandbox = Annotated[SandboxDesk, Depends(on_loop(sandbox_desk))]

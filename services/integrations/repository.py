@@ -37,9 +37,15 @@ async def add_store(session: AsyncSession, partner_id: uuid.UUID, external_store
     return await find_store(session, partner_id, external_store_id)
 
 
+# Built once: every create asks for its store and for an order stored before under its id.
+STORE_OF_PARTNER = select(Store).where(Store.partner_id == bindparam("partner_id"),
+                                       Store.external_store_id == bindparam("external_id"))
+ORDER_OF_PARTNER = select(PartnerDelivery).where(PartnerDelivery.partner_id == bindparam("partner_id"),
+                                                 PartnerDelivery.external_delivery_id == bindparam("external_id"))
+
+
 async def find_store(session: AsyncSession, partner_id: uuid.UUID, external_store_id: str) -> Store | None:
-    return await session.scalar(
-        select(Store).where(Store.partner_id == partner_id, Store.external_store_id == external_store_id))
+    return await session.scalar(STORE_OF_PARTNER, {"partner_id": partner_id, "external_id": external_store_id})
 
 
 async def list_stores(session: AsyncSession, partner_id: uuid.UUID) -> list[Store]:
@@ -48,8 +54,7 @@ async def list_stores(session: AsyncSession, partner_id: uuid.UUID) -> list[Stor
 
 async def find_partner_delivery(session: AsyncSession, partner_id: uuid.UUID,
                                 external_delivery_id: str) -> PartnerDelivery | None:
-    return await session.scalar(select(PartnerDelivery).where(
-        PartnerDelivery.partner_id == partner_id, PartnerDelivery.external_delivery_id == external_delivery_id))
+    return await session.scalar(ORDER_OF_PARTNER, {"partner_id": partner_id, "external_id": external_delivery_id})
 
 
 async def find_order_of_delivery(session: AsyncSession, partner_id: uuid.UUID,
@@ -69,12 +74,25 @@ async def store_order(session: AsyncSession, vault: Vault, order: PartnerDeliver
         if value:
             seal(vault, pii, column, value)
     await session.flush()
-    stored = insert(PartnerDelivery).values(**order.model_dump()).returning(PartnerDelivery.id).cte("stored_order")
-    sealed, columns = pii.model_dump(), PII.__table__.c
-    await session.execute(insert(PII).from_select(list(sealed), select(*(
-        stored.c.id if name == "partner_delivery_id" else bindparam(f"pii_{name}", value, type_=columns[name].type)
-        for name, value in sealed.items()))))
+    stored, sealed = order.model_dump(), pii.model_dump()  # a column without a value is stored NULL
+    parameters = {column.name: stored.get(column.name) for column in PartnerDelivery.__table__.c}
+    parameters.update({f"pii_{column.name}": sealed.get(column.name) for column in PII.__table__.c})
+    await (await session.connection()).execute(STORE_ORDER, parameters)
     return pii
+
+
+def _store_order_statement():
+    """INSERT the order, and its PII row from the order's id, in one statement: built once, with a parameter per
+    column (`pii_<column>` for the PII row's)."""
+    orders, piis = PartnerDelivery.__table__, PII.__table__
+    stored = insert(orders).values({column.name: bindparam(column.name, type_=column.type) for column in orders.c})
+    stored = stored.returning(orders.c.id).cte("stored_order")
+    return insert(piis).from_select([column.name for column in piis.c], select(*(
+        stored.c.id if column.name == "partner_delivery_id" else bindparam(f"pii_{column.name}", type_=column.type)
+        for column in piis.c)))
+
+
+STORE_ORDER = _store_order_statement()
 
 
 async def pii_id_of(session: AsyncSession, partner_delivery_id: uuid.UUID) -> uuid.UUID | None:
