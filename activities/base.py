@@ -10,7 +10,7 @@ from core.settings import Settings
 
 class ServiceActivities:
     """Base of the one activity class per service; each attempt opens one session and commits once, or makes its
-    write in one statement (`statements`). `temporal` is the worker's client, for a service that tells workflows
+    write in one statement (`statements`), or only reads (`lookups`). `temporal` is the worker's client, for a service that tells workflows
     of what it did (None: it tells nobody)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
@@ -19,6 +19,8 @@ class ServiceActivities:
         self.settings = settings
         self.temporal = temporal
         self._autocommit = sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
+        # Sessions whose statements each commit on their own: for a read that one query answers.
+        self.lookups = async_sessionmaker(self._autocommit, expire_on_commit=False)
 
     def statements(self) -> AsyncConnection:
         """A connection on which each statement commits on its own, with no BEGIN and COMMIT round trips: for a

@@ -29,14 +29,13 @@ class TripMonitorActivities(ServiceActivities, interfaces.TripMonitorActivities)
 
     @activity.defn
     async def watch_trip(self, watch: TripWatch) -> TripFinding:
-        async with self.sessions.begin() as session:
-            await repository.start_watch(session, watch)
+        async with self.statements() as connection:
+            await repository.start_watch(connection, watch)
         woken = self.heartbeats.subscribe(watch.robot_id)
         try:
             while True:
                 woken.clear()
-                async with self.sessions.begin() as session:
-                    checked = await repository.check_watch(session, watch, self.settings.walking_speed_mps)
+                checked = await self._check(watch)
                 if checked.finding is not None:
                     finding = checked.finding
                     return TripFinding(attempt_id=watch.attempt_id, kind=finding.kind, detail=finding.detail,
@@ -44,6 +43,17 @@ class TripMonitorActivities(ServiceActivities, interfaces.TripMonitorActivities)
                 await self._until_news(woken, checked.again_at)
         finally:
             self.heartbeats.unsubscribe(watch.robot_id, woken)
+
+    async def _check(self, watch: TripWatch) -> repository.Checked:
+        """Look at the trip with one read, which is all a look that finds nothing new takes; a finding that
+        changes the watch is looked at again under the row's lock, and recorded."""
+        speed = self.settings.walking_speed_mps
+        async with self.lookups() as session:
+            checked = await repository.check_watch(session, watch, speed, locked=False)
+        if not checked.unrecorded:
+            return checked
+        async with self.sessions.begin() as session:
+            return await repository.check_watch(session, watch, speed)
 
     @staticmethod
     async def _until_news(woken: asyncio.Event, again_at: datetime | None) -> None:
@@ -63,5 +73,5 @@ class TripMonitorActivities(ServiceActivities, interfaces.TripMonitorActivities)
 
     @activity.defn
     async def stop_watching(self, watch: TripWatch) -> None:
-        async with self.sessions.begin() as session:
-            await repository.finish_watch(session, watch.attempt_id)
+        async with self.statements() as connection:
+            await repository.finish_watch(connection, watch.attempt_id)

@@ -1,10 +1,11 @@
 """The two write rules of the Operations database: compare-and-set on versions, and append-only history."""
 
+import functools
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Insert, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -25,6 +26,17 @@ async def compare_and_set(session: AsyncSession, model: type, row_id: uuid.UUID,
 
 async def append_history(session: AsyncSession, history: type, owner: str, owner_id: Any, *,
                          occurred_at: datetime, detail: dict | None = None, **step) -> None:
-    """Append the next step of an entity's history; the caller holds a row lock on the entity."""
-    last = await session.scalar(select(func.max(history.sequence)).where(getattr(history, owner) == owner_id))
-    session.add(history(**{owner: owner_id}, sequence=(last or 0) + 1, occurred_at=occurred_at, detail=detail, **step))
+    """Append the next step of an entity's history, numbered inside its INSERT: one statement, sent now (the
+    entity is in the database already). The caller holds a row lock on the entity, so no other step takes the
+    same number."""
+    await session.execute(_append_statement(history, owner), {
+        "id": uuid.uuid4(), owner: owner_id, "owner_id": owner_id, "occurred_at": occurred_at, "detail": detail,
+        **step})
+
+
+@functools.cache
+def _append_statement(history: type, owner: str) -> Insert:
+    """INSERT of one history step whose sequence is the owner's last plus one; built once per history table."""
+    table = history.__table__
+    last = select(func.coalesce(func.max(table.c.sequence), 0)).where(table.c[owner] == bindparam("owner_id"))
+    return insert(table).values(sequence=last.scalar_subquery() + 1)

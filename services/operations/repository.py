@@ -143,15 +143,21 @@ async def create_task(session: AsyncSession, *, delivery_id: uuid.UUID, attempt_
     return task
 
 
+# Built once: every report of a trip's progress and every closure locks its task's robot, then the task. The robot
+# is found from the task in the statement that locks it.
+LOCK_ROBOT_OF_TASK = (select(Robot).where(Robot.id == select(Task.robot_id).where(Task.id == bindparam("task_id"))
+                                          .scalar_subquery())
+                      .with_for_update(key_share=True).execution_options(populate_existing=True))
+LOCK_TASK = (select(Task).where(Task.id == bindparam("task_id")).with_for_update(key_share=True)
+             .execution_options(populate_existing=True))
+
+
 async def lock_task(session: AsyncSession, task_id: uuid.UUID) -> tuple[Task, Robot] | None:
     """The task and its robot, both row-locked (robot first, the order every writer uses)."""
-    robot_id = await session.scalar(select(Task.robot_id).where(Task.id == task_id))
-    if robot_id is None:
+    robot = await session.scalar(LOCK_ROBOT_OF_TASK, {"task_id": task_id})
+    if robot is None:  # every task has its robot (a foreign key): no robot, no task
         return None
-    robot = await lock_robot(session, robot_id)
-    statement = select(Task).where(Task.id == task_id).with_for_update(key_share=True)
-    statement = statement.execution_options(populate_existing=True)
-    return await session.scalar(statement), robot
+    return await session.scalar(LOCK_TASK, {"task_id": task_id}), robot
 
 
 async def move_task(session: AsyncSession, task: Task, status: str, occurred_at: datetime) -> bool:

@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.contracts import Point, TripWatch
 from core.geo import meters_between
@@ -31,13 +31,15 @@ class Finding(NamedTuple):
 
 
 class Checked(NamedTuple):
-    """A watch's assessment: what was found, or else when to look again if no heartbeat comes first."""
+    """A watch's assessment: what was found, or else when to look again if no heartbeat comes first; `unrecorded`:
+    the finding changes the watch's status, which a look without the row's lock did not write."""
 
     finding: Finding | None
     again_at: datetime | None
+    unrecorded: bool = False
 
 
-async def start_watch(session: AsyncSession, watch: TripWatch) -> None:
+async def start_watch(session: AsyncSession | AsyncConnection, watch: TripWatch) -> None:
     """Open the watch of an attempt's trip (once)."""
     await session.execute(insert(MonitoredTrip).values(
         attempt_id=watch.attempt_id, delivery_id=watch.delivery_id, robot_id=watch.robot_id,
@@ -45,7 +47,7 @@ async def start_watch(session: AsyncSession, watch: TripWatch) -> None:
     ).on_conflict_do_nothing(index_elements=[MonitoredTrip.attempt_id]))
 
 
-async def finish_watch(session: AsyncSession, attempt_id) -> None:
+async def finish_watch(session: AsyncSession | AsyncConnection, attempt_id) -> None:
     await session.execute(
         update(MonitoredTrip).where(MonitoredTrip.attempt_id == attempt_id, MonitoredTrip.ended_at.is_(None))
         .values(status=Watch.FINISHED.value, ended_at=datetime.now(UTC))
@@ -149,15 +151,21 @@ def projected_dropoff(trip: MonitoredTrip, watch: TripWatch, speed_mps: float, n
     return watch.dropoff_eta + max(timedelta(0), at_pickup - watch.pickup_eta)
 
 
-async def check_watch(session: AsyncSession, watch: TripWatch, speed_mps: float) -> Checked:
-    """Assess the watched trip, record what was found, and say when to assess it again if no heartbeat comes."""
-    trip = await session.get(MonitoredTrip, watch.attempt_id, with_for_update=True)
+async def check_watch(session: AsyncSession, watch: TripWatch, speed_mps: float, locked: bool = True) -> Checked:
+    """Assess the watched trip, record what was found, and say when to assess it again if no heartbeat comes.
+
+    `locked=False` only reads (no row lock, no write, so no transaction is needed): a finding that would change
+    the watch's status comes back `unrecorded`, for the caller to check again locked, which records it.
+    """
+    trip = await session.get(MonitoredTrip, watch.attempt_id, with_for_update=locked)
     if trip is None or trip.status == Watch.FINISHED.value:
         return Checked(None, None)
     if trip.status in (Watch.LOST.value, Watch.STUCK.value):
         return Checked(Finding(trip.status, "reported before"), None)  # a retried watch reports its finding again
     now = datetime.now(UTC)
     finding = assess(trip, watch, speed_mps, now)
-    if finding is not None and finding.kind in RECORDED:
+    if finding is not None and RECORDED.get(finding.kind, trip.status) != trip.status:
+        if not locked:
+            return Checked(finding, None, unrecorded=True)
         trip.status = RECORDED[finding.kind]
     return Checked(finding, None if finding else next_assessment_at(trip, watch, speed_mps, now))
