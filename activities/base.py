@@ -10,8 +10,8 @@ from core.settings import Settings
 
 class ServiceActivities:
     """Base of the one activity class per service; each attempt opens one session and commits once, or makes its
-    write in one statement (`statements`), or only reads (`lookups`). `temporal` is the worker's client, for a service that tells workflows
-    of what it did (None: it tells nobody)."""
+    write in one statement (`statements`), or only reads (`lookups`). `temporal` is the worker's client, for a
+    service that tells workflows of what it did (None: it tells nobody)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
                  temporal: Client | None = None):

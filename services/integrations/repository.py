@@ -129,18 +129,19 @@ async def record_external_state(session: AsyncSession, callback: StatusCallback,
                                 ) -> tuple[ExternalState, list[ExternalState]]:
     """The partner-facing status for one callback sequence, written once (the order keeps our own status word);
     returned with the order's whole status trail, in sequence order and locked until the transaction ends."""
-    await session.execute(insert(ExternalState).values(
+    recorded = insert(ExternalState).values(
         id=uuid.uuid4(), partner_delivery_id=callback.partner_delivery_id, sequence=callback.sequence,
         status=partner_status, internal_status=callback.status.value, occurred_at=callback.occurred_at,
         callback_status=CallbackStatus.PENDING.value, callback_attempts=0,
-    ).on_conflict_do_nothing(constraint="uq_external_state_delivery_sequence"))
-    # The order's status only moves forward: never back past a later sequence, never out of an end state.
+    ).on_conflict_do_nothing(constraint="uq_external_state_delivery_sequence").cte("recorded")
+    # The order's status only moves forward: never back past a later sequence, never out of an end state. One
+    # statement with the entry's INSERT (a WITH that writes runs whether or not the UPDATE reads it).
     later = select(ExternalState.id).where(ExternalState.partner_delivery_id == callback.partner_delivery_id,
                                            ExternalState.sequence > callback.sequence)
     moving = update(PartnerDelivery).where(PartnerDelivery.id == callback.partner_delivery_id, ~later.exists())
     if callback.status not in TERMINAL_STATUSES:
         moving = moving.where(PartnerDelivery.status.not_in([s.value for s in TERMINAL_STATUSES]))
-    await session.execute(moving.values(status=callback.status.value, updated_at=datetime.now(UTC)))
+    await session.execute(moving.add_cte(recorded).values(status=callback.status.value, updated_at=datetime.now(UTC)))
     trail = list(await session.scalars(select(ExternalState).where(
         ExternalState.partner_delivery_id == callback.partner_delivery_id)
         .order_by(ExternalState.sequence).with_for_update()))
