@@ -33,8 +33,9 @@ PROBE_QUEUE = "bench-probe"  # no worker polls it: a probe workflow is only star
 
 
 class Probes:
-    """What a create waits on besides the API's own work, timed from the bench while the run goes: a Temporal
-    `start_workflow` (the last step of every create) and one Postgres round trip, every PROBE_SECONDS."""
+    """What creates lean on besides the API's own work, timed from the bench while the run goes: a Temporal
+    `start_workflow` (each create makes one right after it answers) and one Postgres round trip, every
+    PROBE_SECONDS."""
 
     def __init__(self, temporal: Client, dsn: str):
         self.temporal, self.dsn = temporal, dsn
