@@ -35,9 +35,9 @@ def sandbox_desk(request: Request) -> SandboxDesk:
 
 
 def on_loop(accessor: Callable[[Request], T]) -> Callable:
-    """The accessor as a dependency FastAPI calls on the event loop: it runs a plain `def` dependency in its thread
-    pool instead, a thread hop per request that waits for the OS to schedule a worker thread (on a busy machine,
-    most of a fast request's tail)."""
+    """The accessor as a coroutine, which FastAPI calls on the event loop. A plain `def` dependency it would run in
+    its thread pool: a thread hop per request, waiting for the OS to schedule a worker thread and then the loop
+    again, which on a busy machine shows in the tail of every request (`tests/test_api_routes.py`)."""
     async def dependency(request: Request) -> T:
         return accessor(request)
     return dependency
