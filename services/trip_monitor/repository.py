@@ -39,16 +39,17 @@ class Checked(NamedTuple):
     unrecorded: bool = False
 
 
-async def start_watch(session: AsyncSession | AsyncConnection, watch: TripWatch) -> None:
-    """Open the watch of an attempt's trip (once)."""
-    await session.execute(insert(MonitoredTrip).values(
+async def start_watch(db: AsyncSession | AsyncConnection, watch: TripWatch) -> None:
+    """Open the watch of an attempt's trip (once), in one statement: on a connection it commits on its own."""
+    await db.execute(insert(MonitoredTrip).values(
         attempt_id=watch.attempt_id, delivery_id=watch.delivery_id, robot_id=watch.robot_id,
         status=Watch.WATCHING.value, started_at=datetime.now(UTC), moving=False, planned_dropoff_eta=watch.dropoff_eta,
     ).on_conflict_do_nothing(index_elements=[MonitoredTrip.attempt_id]))
 
 
-async def finish_watch(session: AsyncSession | AsyncConnection, attempt_id) -> None:
-    await session.execute(
+async def finish_watch(db: AsyncSession | AsyncConnection, attempt_id) -> None:
+    """Close the watch of an attempt's trip, in one statement: on a connection it commits on its own."""
+    await db.execute(
         update(MonitoredTrip).where(MonitoredTrip.attempt_id == attempt_id, MonitoredTrip.ended_at.is_(None))
         .values(status=Watch.FINISHED.value, ended_at=datetime.now(UTC))
     )
