@@ -172,10 +172,15 @@ async def issue_access_token(session: AsyncSession, partner: Partner, ttl: timed
     return token
 
 
+# Built once: every callback that is sent reads its partner's secrets.
+SECRETS_OF_KIND = select(PartnerCredential).where(
+    PartnerCredential.partner_id == bindparam("partner_id"), PartnerCredential.kind == bindparam("kind"),
+    _active(bindparam("now")),
+).order_by(PartnerCredential.created_at.desc())
+
+
 async def sealed_secrets(session: AsyncSession, vault: Vault, partner_id: uuid.UUID, kind: CredentialKind,
                          ) -> list[str]:
     """A partner's unexpired sealed secrets of one kind, newest first (callbacks sign with all of them)."""
-    rows = await session.scalars(select(PartnerCredential).where(
-        PartnerCredential.partner_id == partner_id, PartnerCredential.kind == kind, _active(datetime.now(UTC)),
-    ).order_by(PartnerCredential.created_at.desc()))
+    rows = await session.scalars(SECRETS_OF_KIND, {"partner_id": partner_id, "kind": kind, "now": datetime.now(UTC)})
     return [unseal(vault, credential, "secret_encrypted") for credential in rows]

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import json
 
-from sqlalchemy import bindparam, delete, func, select, tuple_, update
+from sqlalchemy import Boolean, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -125,46 +125,66 @@ async def accept_order(session: AsyncSession, partner_delivery_id: uuid.UUID, de
     return result.rowcount == 1
 
 
-async def record_external_state(session: AsyncSession, callback: StatusCallback, partner_status: str,
-                                ) -> tuple[ExternalState, list[ExternalState]]:
-    """The partner-facing status for one callback sequence, written once (the order keeps our own status word);
-    returned with the order's whole status trail, in sequence order and locked until the transaction ends."""
+def _record_state_statement():
+    """A callback's status entry, written once, and the order's status moved, in one statement (a WITH that writes
+    runs whether or not the UPDATE reads it)."""
+    order_id, sequence = bindparam("order_id"), bindparam("seq")
     recorded = insert(ExternalState).values(
-        id=uuid.uuid4(), partner_delivery_id=callback.partner_delivery_id, sequence=callback.sequence,
-        status=partner_status, internal_status=callback.status.value, occurred_at=callback.occurred_at,
+        id=bindparam("entry_id"), partner_delivery_id=order_id, sequence=sequence, status=bindparam("partner_word"),
+        internal_status=bindparam("our_status"), occurred_at=bindparam("occurred"),
         callback_status=CallbackStatus.PENDING.value, callback_attempts=0,
     ).on_conflict_do_nothing(constraint="uq_external_state_delivery_sequence").cte("recorded")
-    # The order's status only moves forward: never back past a later sequence, never out of an end state. One
-    # statement with the entry's INSERT (a WITH that writes runs whether or not the UPDATE reads it).
-    later = select(ExternalState.id).where(ExternalState.partner_delivery_id == callback.partner_delivery_id,
-                                           ExternalState.sequence > callback.sequence)
-    moving = update(PartnerDelivery).where(PartnerDelivery.id == callback.partner_delivery_id, ~later.exists())
-    if callback.status not in TERMINAL_STATUSES:
-        moving = moving.where(PartnerDelivery.status.not_in([s.value for s in TERMINAL_STATUSES]))
-    await session.execute(moving.add_cte(recorded).values(status=callback.status.value, updated_at=datetime.now(UTC)))
-    trail = list(await session.scalars(select(ExternalState).where(
-        ExternalState.partner_delivery_id == callback.partner_delivery_id)
-        .order_by(ExternalState.sequence).with_for_update()))
-    return next(state for state in trail if state.sequence == callback.sequence), trail
+    # The order's status only moves forward: never back past a later sequence, never out of an end state (unless
+    # into another one).
+    later = select(ExternalState.id).where(ExternalState.partner_delivery_id == order_id,
+                                           ExternalState.sequence > sequence)
+    ended = PartnerDelivery.status.in_([status.value for status in TERMINAL_STATUSES])
+    return update(PartnerDelivery).where(
+        PartnerDelivery.id == order_id, ~later.exists(), or_(bindparam("terminal", type_=Boolean()), ~ended),
+    ).values(status=bindparam("our_status"), updated_at=bindparam("moved_at")).add_cte(recorded).execution_options(
+        synchronize_session=False)  # the order loaded in the session keeps the status it was read with
+
+
+# Built once: every callback runs these.
+ORDER_WITH_PARTNER = (select(PartnerDelivery, Partner).join(Partner, Partner.id == PartnerDelivery.partner_id)
+                      .where(PartnerDelivery.id == bindparam("order_id")))
+RECORD_STATE = _record_state_statement()
+LOCKED_TRAIL = (select(ExternalState).where(ExternalState.partner_delivery_id == bindparam("order_id"))
+                .order_by(ExternalState.sequence).with_for_update())
+MARK_CALLBACK = update(ExternalState).where(
+    ExternalState.partner_delivery_id == bindparam("order_id"), ExternalState.sequence == bindparam("seq"),
+).values(callback_status=bindparam("outcome"), last_error=bindparam("error"),
+         callback_attempts=ExternalState.callback_attempts + 1,
+         delivered_at=func.coalesce(bindparam("sent_at", type_=ExternalState.delivered_at.type),
+                                    ExternalState.delivered_at)).execution_options(synchronize_session=False)
 
 
 async def partner_of(session: AsyncSession, partner_delivery_id: uuid.UUID) -> tuple[Partner, PartnerDelivery]:
     """An order and the partner it belongs to, in one query."""
-    order, partner = (await session.execute(
-        select(PartnerDelivery, Partner).join(Partner, Partner.id == PartnerDelivery.partner_id)
-        .where(PartnerDelivery.id == partner_delivery_id))).one()
+    order, partner = (await session.execute(ORDER_WITH_PARTNER, {"order_id": partner_delivery_id})).one()
     return partner, order
+
+
+async def record_external_state(session: AsyncSession, callback: StatusCallback, partner_status: str,
+                                ) -> tuple[ExternalState, list[ExternalState]]:
+    """The partner-facing status for one callback sequence, written once (the order keeps our own status word);
+    returned with the order's whole status trail, in sequence order and locked until the transaction ends."""
+    await session.execute(RECORD_STATE, {
+        "order_id": callback.partner_delivery_id, "seq": callback.sequence, "entry_id": uuid.uuid4(),
+        "partner_word": partner_status, "our_status": callback.status.value, "occurred": callback.occurred_at,
+        "terminal": callback.status in TERMINAL_STATUSES, "moved_at": datetime.now(UTC),
+    })
+    trail = list(await session.scalars(LOCKED_TRAIL, {"order_id": callback.partner_delivery_id}))
+    return next(state for state in trail if state.sequence == callback.sequence), trail
 
 
 async def mark_callback(db: AsyncSession | AsyncConnection, partner_delivery_id: uuid.UUID, sequence: int,
                         status: CallbackStatus, error: str | None = None) -> None:
     """Record the outcome of one callback attempt (one statement: on a connection, it commits on its own)."""
-    values: dict = {"callback_status": status.value, "last_error": error,
-                    "callback_attempts": ExternalState.callback_attempts + 1}
-    if status is CallbackStatus.DELIVERED:
-        values["delivered_at"] = datetime.now(UTC)
-    await db.execute(update(ExternalState).where(
-        ExternalState.partner_delivery_id == partner_delivery_id, ExternalState.sequence == sequence).values(**values))
+    await db.execute(MARK_CALLBACK, {
+        "order_id": partner_delivery_id, "seq": sequence, "outcome": status.value, "error": error,
+        "sent_at": datetime.now(UTC) if status is CallbackStatus.DELIVERED else None,
+    })
 
 
 async def set_webhook_enabled(session: AsyncSession, partner_id: uuid.UUID, enabled: bool) -> None:
