@@ -27,7 +27,7 @@ from bench.bare import BARE_WORKFLOW_QUEUE, BareDeliveryWorkflow, BareScript, ba
 from bench.history import BACKGROUND_QUEUES, bare_script, codec_cost, delivery_shape
 from bench.open_loop import ARRIVALS, LATE_SECONDS, RATE_LIMITED, Probes, create_and_follow, drive_open
 from bench.receiver import Receiver
-from bench.sampler import Sampler
+from bench.sampler import Sampler, TransactionCounter
 from bench.seed import seed_bench
 from bench.stack import (
     REPO_ROOT,
@@ -344,8 +344,9 @@ OPEN_LOOP_CONNECTIONS = 1000
 
 
 async def closed_loop_run(options: BenchOptions, http: httpx.AsyncClient, receiver: Receiver, fleet: dict,
-                          sampler: Sampler, concurrency: int) -> dict:
-    """One closed-loop run of ours at `concurrency`, with its resources."""
+                          sampler: Sampler, transactions: TransactionCounter, concurrency: int) -> dict:
+    """One closed-loop run of ours at `concurrency`, with its resources and its databases' transactions."""
+    await transactions.start()
     sampler.start()
     ours = await drive_ours(http, receiver, fleet, options.deliveries, concurrency, options.timeout,
                             f"c{concurrency}-{int(time.time())}", options.run_seconds)
@@ -353,11 +354,12 @@ async def closed_loop_run(options: BenchOptions, http: httpx.AsyncClient, receiv
     ours["machine"] = sampler.machine
     ours["load_average"] = [round(v, 2) for v in os.getloadavg()]
     ours["cpu_seconds_per_delivery"] = cpu_per_completed(ours["resources"], ours["delivered"])
+    ours["transactions_per_delivery"] = await transactions.stop(ours["delivered"])
     return ours
 
 
 async def open_loop(options: BenchOptions, http: httpx.AsyncClient, receiver: Receiver, fleet: dict,
-                    sampler: Sampler, say: Say, probes: Probes) -> dict:
+                    sampler: Sampler, transactions: TransactionCounter, say: Say, probes: Probes) -> dict:
     """The maximum throughput (measured with the closed loop, or given), then one open-loop run per rate."""
     result: dict = {"late_after_seconds": LATE_SECONDS}
     planned = [(rate, None) for rate in options.rates or []]
@@ -368,7 +370,7 @@ async def open_loop(options: BenchOptions, http: httpx.AsyncClient, receiver: Re
             for concurrency in options.concurrency:
                 say(f"maximum throughput: closed loop at concurrency {concurrency}, up to {options.deliveries} "
                     f"deliveries{budget_text(options)} ...")
-                ours = await closed_loop_run(options, http, receiver, fleet, sampler, concurrency)
+                ours = await closed_loop_run(options, http, receiver, fleet, sampler, transactions, concurrency)
                 say(f"  {ours['delivered']}/{ours['deliveries']} delivered = {ours['throughput_per_second']:.2f}/s; "
                     f"POST p50 {fmt(ours['api_post_seconds']['p50'], 'ms', 1000)} "
                     f"p99 {fmt(ours['api_post_seconds']['p99'], 'ms', 1000)}")
@@ -533,6 +535,7 @@ async def run(options: BenchOptions, base: Settings) -> int:
             f"{len(TaskQueue)} queues polled, {options.workers_per_queue} worker process(es) on {options.scale_queue}")
 
         sampler = Sampler([stack.pid, os.getpid()])
+        transactions = TransactionCounter(settings)
         runs = []
         connections = OPEN_LOOP_CONNECTIONS if options.open_loop else max(options.concurrency) + 10
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -554,22 +557,22 @@ async def run(options: BenchOptions, base: Settings) -> int:
                             if g in report["idle"]["cpu_percent"]))
             if options.open_loop:
                 probes = Probes(client, settings.database_dsn(Service.INTEGRATIONS))
-                report["open_loop"] = await open_loop(options, http, receiver, fleet, sampler, say, probes)
+                report["open_loop"] = await open_loop(options, http, receiver, fleet, sampler, transactions, say,
+                                                      probes)
             for index, concurrency in enumerate([] if options.open_loop else options.concurrency, 1):
                 say(f"run {index}/{len(options.concurrency)}: concurrency {concurrency}, up to {options.deliveries} "
                     f"deliveries{budget_text(options)} through POST /v1/deliveries ...")
-                sampler.start()
-                ours = await drive_ours(http, receiver, fleet, options.deliveries, concurrency, options.timeout,
-                                        f"c{concurrency}-{int(time.time())}", options.run_seconds)
-                ours["resources"] = await sampler.stop()
-                ours["machine"] = sampler.machine
-                ours["cpu_seconds_per_delivery"] = cpu_per_completed(ours["resources"], ours["delivered"])
+                ours = await closed_loop_run(options, http, receiver, fleet, sampler, transactions, concurrency)
                 say(f"  ours: {ours['delivered']}/{ours['deliveries']} delivered in {fmt(ours['duration_seconds'])} "
                     f"= {ours['throughput_per_second']:.2f}/s; lifecycle p50 {fmt(ours['latency_seconds']['p50'])} "
                     f"p95 {fmt(ours['latency_seconds']['p95'])} p99 {fmt(ours['latency_seconds']['p99'])}; "
                     f"POST p50 {fmt(ours['api_post_seconds']['p50'], 'ms', 1000)} "
                     f"p99 {fmt(ours['api_post_seconds']['p99'], 'ms', 1000)}")
                 say(f"  ours {resource_line(ours['resources'], ours['machine'])}")
+                if per := ours["transactions_per_delivery"]:
+                    say(f"  database transactions per delivery: {per['total']:g} ("
+                        + ", ".join(f"{service} {count:g}" for service, count in per.items() if service != "total")
+                        + ")")
                 if ours["delivered"] < ours["deliveries"]:
                     say(f"  not delivered: {ours['outcomes']}")
                 if ours["rate_limited"]:

@@ -146,3 +146,48 @@ class Sampler:
 
 
 _now = time.monotonic
+
+
+class TransactionCounter:
+    """Transactions each service's database ran (committed and rolled back, from `pg_stat_database`): an
+    autocommit statement is one, a unit of work with BEGIN and COMMIT is one. Counted on the embedded Postgres only.
+
+    A backend reports its counts when idle, at most about once a second: `stop` waits that long first.
+    """
+
+    SETTLE_SECONDS = 1.5
+    QUERY = ("SELECT datname, xact_commit + xact_rollback FROM pg_stat_database WHERE datname = ANY($1::text[])")
+
+    def __init__(self, settings) -> None:
+        from urllib.parse import urlsplit
+
+        from core.services import Service
+
+        self.admin_dsn = settings.postgres_admin_dsn
+        self.databases = {urlsplit(settings.database_dsn(service)).path.lstrip("/"): service.value
+                          for service in Service if settings.on_embedded_postgres(service)}
+        self.before: dict[str, int] = {}
+
+    async def _counts(self) -> dict[str, int]:
+        import asyncpg
+
+        connection = await asyncpg.connect(self.admin_dsn)
+        try:
+            rows = await connection.fetch(self.QUERY, list(self.databases))
+        finally:
+            await connection.close()
+        return {self.databases[name]: count for name, count in rows}
+
+    async def start(self) -> None:
+        self.before = await self._counts()
+
+    async def stop(self, completed: int) -> dict[str, float]:
+        """Transactions per completed delivery, per service and in `total`, since `start`."""
+        await asyncio.sleep(self.SETTLE_SECONDS)
+        after = await self._counts()
+        if not completed:
+            return {}
+        per = {service: round((after[service] - self.before.get(service, 0)) / completed, 1)
+               for service in sorted(after)}
+        per["total"] = round(sum(per.values()), 1)
+        return per

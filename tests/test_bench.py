@@ -79,6 +79,13 @@ def test_bench_measures_ours_and_bare_from_a_real_history():
         assert ours["resources"][group]["peak_rss_mb"] > 0, ours["resources"]
     assert bare["resources"]["bare workers"]["cpu_seconds"] > 0, bare["resources"]
 
+    # Every service's database ran transactions for the run's deliveries (each writes to all seven).
+    transactions = ours["transactions_per_delivery"]
+    services = [service for service in transactions if service != "total"]
+    assert len(services) == 7 and all(transactions[service] > 0 for service in services), transactions
+    assert abs(transactions["total"] - sum(transactions[service] for service in services)) < 0.5
+    assert f"database transactions per delivery: {transactions['total']:g} (" in progress
+
     # Every callback carried a valid signature; every delivery's `delivered` arrived.
     assert report["webhooks"]["bad_signatures"] == 0
     assert report["webhooks"]["statuses"]["delivered"] >= 5
