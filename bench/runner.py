@@ -730,6 +730,15 @@ def closed_loop_table(report: dict) -> list[str]:
         rss = {group: figures["peak_rss_mb"] for group, figures in run["ours"]["resources"].items()}
         lines.append(f"| {run['concurrency']} | " + " | ".join(f"{rss.get(g, 0):.0f}" for g in
                                                                ("workers", "api", "temporal", "simulator")) + " |")
+    counted = [run for run in report["runs"] if run["ours"].get("transactions_per_delivery")]
+    if counted:
+        services = [s for s in counted[0]["ours"]["transactions_per_delivery"] if s != "total"]
+        lines += ["", "| C | database transactions per delivery: " + " | ".join(services) + " | total |",
+                  "|---|" + "---|" * (len(services) + 1)]
+        for run in counted:
+            per = run["ours"]["transactions_per_delivery"]
+            lines.append(f"| {run['concurrency']} | " + " | ".join(f"{per[s]:g}" for s in services)
+                         + f" | **{per['total']:g}** |")
     idle = report.get("idle")
     if idle:
         busy = ", ".join(f"{group} {percent:.1f}%" for group, percent in idle["cpu_percent"].items()
