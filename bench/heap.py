@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.reports import print_and_keep, print_saved
 from core.heap import settle_heap
 
 KINDS = {
@@ -68,12 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.kind, args.rounds)))
         return 0
     if args.report:
-        try:
-            print("\n".join(table(json.loads(args.report.read_text()))))
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"bench.heap: cannot read the report {args.report}: {exc}", file=sys.stderr)
-            return 2
-        return 0
+        return print_saved("bench.heap", args.report, table)
     report = {"command": " ".join(["python -m bench.heap", *(argv if argv is not None else sys.argv[1:])]),
               "rounds": args.rounds, "processes": {}}
     for kind in KINDS:
@@ -83,11 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench.heap: loading the {kind} failed:\n{child.stderr}", file=sys.stderr)
             return 1
         report["processes"][kind] = json.loads(child.stdout.splitlines()[-1])
-    print("\n".join(table(report)))
-    if args.output:
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"report written to {args.output}")
-    return 0
+    return print_and_keep(report, table(report), args.output)
 
 
 if __name__ == "__main__":

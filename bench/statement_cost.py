@@ -33,6 +33,7 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.reports import print_and_keep, print_saved
 from core.services import Service
 
 WAYS = ("session", "reader", "checkout", "asyncpg pool", "asyncpg connection")
@@ -170,16 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.bench and not args.report:
         parser.error("--bench needs a statement-cost report to read")
     if args.report:
-        try:
-            report = json.loads(args.report.read_text())
-            lines = table(report)
-            if args.bench:
-                lines += ["", *saving_lines(report, json.loads(args.bench.read_text()))]
-            print("\n".join(lines))
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"bench.statement_cost: cannot read the report {args.report}: {exc}", file=sys.stderr)
-            return 2
-        return 0
+        bench = None
+        if args.bench:
+            try:
+                bench = json.loads(args.bench.read_text())
+            except (OSError, ValueError) as exc:
+                print(f"bench.statement_cost: cannot read the bench report {args.bench}: {exc}", file=sys.stderr)
+                return 2
+        return print_saved("bench.statement_cost", args.report,
+                           lambda report: [*table(report), *(["", *saving_lines(report, bench)] if bench else [])])
     if args.statements < 1 or args.rounds < 1:
         parser.error("--statements and --rounds must be at least 1")
     print(f"sending {args.statements} statements {args.rounds} times in each of {len(WAYS)} ways ...",
@@ -187,11 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = run(args.statements, args.rounds)
     report = {"command": " ".join(["python -m bench.statement_cost", *(argv if argv is not None else sys.argv[1:])]),
               "statements": args.statements, "rounds": args.rounds, "client_cpu_us_per_statement": figures}
-    print("\n".join(table(report)))
-    if args.output:
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"report written to {args.output}")
-    return 0
+    return print_and_keep(report, table(report), args.output)
 
 
 if __name__ == "__main__":
