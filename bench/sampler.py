@@ -1,4 +1,5 @@
-"""CPU seconds and peak RSS of the processes under test, sampled every 0.5 s with psutil.
+"""CPU seconds and peak RSS of the processes under test, sampled every 0.5 s with psutil; and the transactions each
+service's database ran meanwhile (`TransactionCounter`).
 
 Processes are found as descendants of the roots given (the `up` process, and the bench's own children) and
 grouped by their command line: `temporal`, `api`, `worker <queue>`, `postgres` (the postmaster and its
@@ -9,8 +10,13 @@ import asyncio
 import os
 import time
 from collections import defaultdict
+from urllib.parse import urlsplit
 
+import asyncpg
 import psutil
+
+from core.services import Service
+from core.settings import Settings
 
 INTERVAL = 0.5
 
@@ -156,21 +162,15 @@ class TransactionCounter:
     """
 
     SETTLE_SECONDS = 1.5
-    QUERY = ("SELECT datname, xact_commit + xact_rollback FROM pg_stat_database WHERE datname = ANY($1::text[])")
+    QUERY = "SELECT datname, xact_commit + xact_rollback FROM pg_stat_database WHERE datname = ANY($1::text[])"
 
-    def __init__(self, settings) -> None:
-        from urllib.parse import urlsplit
-
-        from core.services import Service
-
+    def __init__(self, settings: Settings) -> None:
         self.admin_dsn = settings.postgres_admin_dsn
         self.databases = {urlsplit(settings.database_dsn(service)).path.lstrip("/"): service.value
                           for service in Service if settings.on_embedded_postgres(service)}
         self.before: dict[str, int] = {}
 
     async def _counts(self) -> dict[str, int]:
-        import asyncpg
-
         connection = await asyncpg.connect(self.admin_dsn)
         try:
             rows = await connection.fetch(self.QUERY, list(self.databases))

@@ -35,6 +35,7 @@ import asyncpg
 
 from bench.reports import print_and_keep, print_saved
 from core.services import Service
+from core.settings import Settings
 
 WAYS = ("session", "reader", "checkout", "asyncpg pool", "asyncpg connection")
 ROBOT_ID = "robot-statement-cost"
@@ -64,7 +65,7 @@ async def _per_statement_us(send: Callable[[], Awaitable[object]], statements: i
     return round(statistics.median(figures), 1)
 
 
-async def measure(settings, statements: int, rounds: int) -> dict[str, float]:
+async def measure(settings: Settings, statements: int, rounds: int) -> dict[str, float]:
     """Each way's client CPU per statement, in microseconds, against the running Postgres of `settings`."""
     from core.db import Databases
     from services.operations.repository import ACTIVE_TASK
@@ -113,7 +114,6 @@ def run(statements: int, rounds: int) -> dict:
     from bench.stack import free_ports
     from core.embedded import prepare_postgres, wait_for_postgres
     from core.migrations import create_databases, upgrade_all
-    from core.settings import Settings
 
     async def prepare_and_measure(settings: Settings) -> dict:
         await wait_for_postgres(settings.postgres_admin_dsn, timeout=60)
@@ -147,13 +147,13 @@ def saving_lines(report: dict, bench: dict) -> list[str]:
     figures = report["client_cpu_us_per_statement"]
     step_us = figures["reader"] - figures["asyncpg pool"]
     lines = []
-    for run in bench["runs"]:
-        ours = run["ours"]
+    for measured in bench["runs"]:
+        ours = measured["ours"]
         count = ours.get("transactions_per_delivery", {}).get("total")
         if count is None:
             continue
         saved = count * step_us / 1e6
-        lines.append(f"C={run['concurrency']}: {count:g} transactions per delivery × {step_us:.0f} µs = "
+        lines.append(f"C={measured['concurrency']}: {count:g} transactions per delivery × {step_us:.0f} µs = "
                      f"{saved:.3f} CPU-s per delivery at least, of {ours['cpu_seconds_per_delivery']['platform']:.3f} "
                      f"across the servers ({saved / ours['cpu_seconds_per_delivery']['platform']:.0%})")
     return lines
