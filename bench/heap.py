@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.reports import print_and_keep, print_saved
+from bench.reports import print_and_keep, print_saved, report_parser
 from core.heap import settle_heap
 
 KINDS = {
@@ -59,10 +59,8 @@ def table(report: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.heap", description=__doc__.splitlines()[0])
-    parser.add_argument("report", nargs="?", type=Path, help="print the table of this report instead of measuring")
+    parser = report_parser("bench.heap", __doc__)
     parser.add_argument("--rounds", type=int, default=5, help="full collections timed each way (median)")
-    parser.add_argument("--output", type=Path, help="write the JSON report here")
     parser.add_argument("--kind", choices=KINDS, help=argparse.SUPPRESS)  # one measurement, in a child
     args = parser.parse_args(argv)
     if args.kind:

@@ -20,7 +20,6 @@ The figure is the CPU time of this process (user and system) per statement, the 
 API or a worker spends beside Postgres itself, which answers the same query in every way but the first.
 """
 
-import argparse
 import asyncio
 import json
 import resource
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.reports import print_and_keep, print_saved
+from bench.reports import print_and_keep, print_saved, report_parser
 from core.services import Service
 from core.settings import Settings
 
@@ -152,19 +151,17 @@ def saving_lines(report: dict, bench: dict) -> list[str]:
         count = ours.get("transactions_per_delivery", {}).get("total")
         if count is None:
             continue
-        saved = count * step_us / 1e6
+        saved, servers = count * step_us / 1e6, ours["cpu_seconds_per_delivery"]["platform"]
         lines.append(f"C={measured['concurrency']}: {count:g} transactions per delivery × {step_us:.0f} µs = "
-                     f"{saved:.3f} CPU-s per delivery at least, of {ours['cpu_seconds_per_delivery']['platform']:.3f} "
-                     f"across the servers ({saved / ours['cpu_seconds_per_delivery']['platform']:.0%})")
+                     f"{saved:.3f} CPU-s per delivery at least, of {servers:.3f} across the servers "
+                     f"({saved / servers:.0%})")
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.statement_cost", description=__doc__.splitlines()[0])
-    parser.add_argument("report", nargs="?", type=Path, help="print the table of this report instead of measuring")
+    parser = report_parser("bench.statement_cost", __doc__)
     parser.add_argument("--statements", type=int, default=5000, help="statements per round and way")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per way (the median is kept)")
-    parser.add_argument("--output", type=Path, help="write the JSON report here")
     parser.add_argument("--bench", type=Path, help="with a report: what the driver alone would save per delivery in "
                         "this `deliveryctl bench` report's runs")
     args = parser.parse_args(argv)
@@ -178,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError) as exc:
                 print(f"bench.statement_cost: cannot read the bench report {args.bench}: {exc}", file=sys.stderr)
                 return 2
-        return print_saved("bench.statement_cost", args.report,
-                           lambda report: [*table(report), *(["", *saving_lines(report, bench)] if bench else [])])
+
+        def render(report: dict) -> list[str]:
+            return table(report) + (["", *saving_lines(report, bench)] if bench else [])
+
+        return print_saved("bench.statement_cost", args.report, render)
     if args.statements < 1 or args.rounds < 1:
         parser.error("--statements and --rounds must be at least 1")
     print(f"sending {args.statements} statements {args.rounds} times in each of {len(WAYS)} ways ...",
