@@ -13,8 +13,8 @@ per connection. Messages are JSON objects with a `type`:
   the stream stays open.
 
 The assignment is read again whenever a change to it is announced (`core.assignments`; the notices of one
-change are gathered for `GATHER_SECONDS` and read once), when notices may have been lost, and every
-`reread_seconds` anyway.
+change are gathered for `GATHER_SECONDS` and read once, only from the databases that sent them), wholly when
+notices may have been lost or the robot asks, and wholly every `reread_seconds` anyway.
 """
 
 import asyncio
@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from desks.robot import RobotDesk
+from desks.robot import AssignmentReading, RobotDesk, version_of
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +86,21 @@ class RobotStream:
             await self.websocket.send_text(json.dumps(message))
 
     async def _push(self) -> None:
-        """Read the assignment, push it if its version changed (or the robot asked), and wait for the next news."""
+        """Read the assignment, push it if its version changed (or the robot asked), and wait for the next news:
+        after a notice, only the parts of the databases that announced a change are read again."""
         from api.robots import Assignment  # the one shape of an assignment, as the GET answers it
 
+        reading, changed = AssignmentReading(self.desk, self.robot_id), None
         while True:
             try:
-                assignment, version = await self.desk.versioned_assignment(self.robot_id)
+                assignment = await reading.read(changed)
             except (SQLAlchemyError, OSError) as exc:  # a database away: its refused connections are OSErrors
                 log.warning("assignment not read for the stream (%s); reading again", type(exc).__name__,
                             extra={"robot_id": self.robot_id})
                 await asyncio.sleep(RETRY_SECONDS)
+                changed = None
                 continue
+            version = version_of(assignment)
             self.waiter.follow(assignment.delivery_id if assignment else None)
             if version != self.version or self.asked:
                 self.version, self.asked = version, False
@@ -108,7 +112,10 @@ class RobotStream:
                     return  # the robot is gone; the reading loop ends too
             if await self.waiter.wait(self.reread_seconds):
                 await asyncio.sleep(GATHER_SECONDS)
-                self.waiter.woken.clear()  # what comes after this is read by the next turn, or wakes it again
+                changed = self.waiter.take()  # what is announced after this is read by the next turn, or wakes it
+            else:  # `reread_seconds` with no news: everything
+                self.waiter.take()
+                changed = None
 
     async def _receive(self) -> None:
         from api.robots import Heartbeat

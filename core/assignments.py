@@ -5,17 +5,19 @@ robot's id, Deliveries (a status recorded) the delivery's id, each with `announc
 makes the change, so the notice goes out only once it is committed, to every API process listening.
 
 An API process listens with one `Notices` over the three databases; each connected robot has an
-`AssignmentWaiter`, one event woken by notices for the robot or for the delivery it follows. While a listening
-connection is down notices are lost, so every waiter is woken then, and reads its assignment for itself.
+`AssignmentWaiter`, one event woken by notices for the robot or for the delivery it follows, which tells which of
+the databases announced a change since it was last taken. While a listening connection is down notices are lost,
+so every waiter is woken then, and reads its whole assignment for itself.
 """
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import notices
 from core.notices import Notices
+from core.services import Service
 
 CHANNEL = "robot_assignment"
 
@@ -26,9 +28,9 @@ async def announce(session: AsyncSession, key: object) -> None:
     await notices.announce(session, CHANNEL, key)
 
 
-def assignment_notices(dsns: Iterable[str]) -> Notices:
-    """An API process's ear for assignment changes in the given databases."""
-    return Notices(dsns, CHANNEL)
+def assignment_notices(dsns: Mapping[Service, str]) -> Notices:
+    """An API process's ear for assignment changes in the given services' databases."""
+    return Notices({service.value: dsn for service, dsn in dsns.items()}, CHANNEL)
 
 
 class AssignmentWaiter:
@@ -51,7 +53,14 @@ class AssignmentWaiter:
         self.delivery_id = key
 
     def wake(self) -> None:
-        self.woken.set()
+        """Wake the waiter as if notices may have been lost: the next reading reads everything."""
+        self.woken.set_by(None)
+
+    def take(self) -> set[Service] | None:
+        """Clear the wake-up, and hand over the services whose databases announced a change since the last
+        `take`; None if any of them may have (notices lost, or `wake`)."""
+        sources = self.woken.take()
+        return None if sources is None else {Service(source) for source in sources}
 
     async def wait(self, timeout: float) -> bool:
         """Until woken or `timeout` seconds; whether woken. Clears the wake-up, so the next wait waits again."""

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 ASSIGNMENT_EVENTS = frozenset({RobotEventType.LID_OPENED, RobotEventType.LID_CLOSED,
                                RobotEventType.ARRIVED_AT_STORE})
 NO_ASSIGNMENT = "none"
+# The databases an assignment is read from, each announcing its own changes to it.
+ASSIGNMENT_PARTS = (Service.OPERATIONS, Service.DELIVERIES, Service.STATE)
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,57 @@ def version_of(assignment: RobotAssignment | None) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+class AssignmentReading:
+    """One robot's assignment as last read, part by part: its task (Operations), its delivery (Deliveries) and
+    its attempt's lid and return marks (State). Read again after a change announced by some of these databases,
+    only their parts are read, unless the task itself changed; the parts read earlier are still current, since
+    each database announces every change to its part once it commits."""
+
+    def __init__(self, desk: "RobotDesk", robot_id: str):
+        self.desk, self.robot_id = desk, robot_id
+        self.task: Row | None = None
+        self.delivery: Row | None = None
+        self.marks: tuple[bool, bool] = (False, False)
+
+    async def read(self, changed: set[Service] | None = None) -> RobotAssignment | None:
+        """The assignment now, reading the parts of the `changed` databases again (all of them: None)."""
+        try:
+            return await self._read(changed)
+        except BaseException:
+            self.task = None  # half read: the next reading reads everything
+            raise
+
+    async def _read(self, changed: set[Service] | None) -> RobotAssignment | None:
+        if self.task is None:
+            changed = None
+        if changed is None or Service.OPERATIONS in changed:
+            task = await self.desk._active_task(self.robot_id)
+            if task is None or self.task is None or task.id != self.task.id:
+                changed = None
+            self.task = task
+        task = self.task
+        if task is None:
+            return None
+        if changed is None or Service.DELIVERIES in changed:
+            self.delivery = await self.desk._robot_view(task.delivery_id)
+        if changed is None or Service.STATE in changed:
+            self.marks = await self.desk._attempt_marks(task.attempt_id)
+        delivery, (lid_open, back_at_store) = self.delivery, self.marks
+        at_store = task.kind == "return" and back_at_store
+        return RobotAssignment(
+            robot_id=self.robot_id, delivery_id=task.delivery_id, attempt_id=task.attempt_id, task_id=task.id,
+            kind=task.kind, status=delivery.status, lid_open=lid_open, at_store=at_store,
+            pickup=Point(latitude=delivery.pickup_latitude, longitude=delivery.pickup_longitude),
+            dropoff=Point(latitude=delivery.dropoff_latitude, longitude=delivery.dropoff_longitude),
+        )
+
+
 class RobotDesk:
     """What robots may ask of the platform, each with its device credential."""
 
     def __init__(self, databases: Databases, temporal: Client, settings: Settings):
         self.databases, self.temporal, self.settings = databases, temporal, settings
-        self.notices = assignment_notices(settings.database_dsn(service)
-                                         for service in (Service.OPERATIONS, Service.DELIVERIES, Service.STATE))
+        self.notices = assignment_notices({service: settings.database_dsn(service) for service in ASSIGNMENT_PARTS})
         self.heartbeats = HeartbeatBatch(databases)
 
     async def close(self) -> None:
@@ -97,21 +143,8 @@ class RobotDesk:
 
     async def assignment(self, robot_id: str) -> RobotAssignment | None:
         """The robot's current assignment, read from the databases (Operations, Deliveries, State), never from the
-        workflow: robots poll it all the time."""
-        task = await self._active_task(robot_id)
-        if task is None:
-            return None
-        async with self.databases.reader(Service.DELIVERIES) as db:
-            delivery = await deliveries.robot_view(db, task.delivery_id)
-        async with self.databases.reader(Service.STATE) as db:
-            lid_open, back_at_store = await state.attempt_marks(db, task.attempt_id)
-        at_store = task.kind == "return" and back_at_store
-        return RobotAssignment(
-            robot_id=robot_id, delivery_id=task.delivery_id, attempt_id=task.attempt_id, task_id=task.id,
-            kind=task.kind, status=delivery.status, lid_open=lid_open, at_store=at_store,
-            pickup=Point(latitude=delivery.pickup_latitude, longitude=delivery.pickup_longitude),
-            dropoff=Point(latitude=delivery.dropoff_latitude, longitude=delivery.dropoff_longitude),
-        )
+        workflow: robots ask for it all the time."""
+        return await AssignmentReading(self, robot_id).read()
 
     async def versioned_assignment(self, robot_id: str) -> tuple[RobotAssignment | None, str]:
         """The robot's current assignment and its version."""
@@ -142,6 +175,14 @@ class RobotDesk:
     async def _active_task(self, robot_id: str) -> Row | None:
         async with self.databases.reader(Service.OPERATIONS) as db:
             return await operations.active_task_for_robot(db, robot_id)
+
+    async def _robot_view(self, delivery_id: uuid.UUID) -> Row | None:
+        async with self.databases.reader(Service.DELIVERIES) as db:
+            return await deliveries.robot_view(db, delivery_id)
+
+    async def _attempt_marks(self, attempt_id: uuid.UUID) -> tuple[bool, bool]:
+        async with self.databases.reader(Service.STATE) as db:
+            return await state.attempt_marks(db, attempt_id)
 
     # ---- events --------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.contracts import RecordedRobotEvent, RobotEventType
-from services.state.models import Connectivity, ConnectivityStatus, LidCycleEvent, LidEvent, StateHistory
+from services.state.models import ConnectivityStatus, LidCycleEvent, LidEvent, StateHistory
 
 LID_EVENTS = {RobotEventType.LID_OPENED: LidEvent.OPENED, RobotEventType.LID_CLOSED: LidEvent.CLOSED}
 
@@ -70,16 +70,8 @@ async def record_event(session: AsyncSession, recorded: RecordedRobotEvent) -> b
 
 async def record_sighting(session: AsyncSession, robot_id: str, latitude: float | None, longitude: float | None,
                           seen_at: datetime | None = None) -> None:
-    """Upsert the robot's connectivity: it is online, here, now."""
-    seen_at = seen_at or datetime.now(UTC)
-    values = {"robot_id": robot_id, "status": ConnectivityStatus.ONLINE.value, "last_seen_at": seen_at,
-              "latitude": latitude, "longitude": longitude, "updated_at": datetime.now(UTC)}
-    statement = insert(Connectivity).values(**values)
-    await session.execute(statement.on_conflict_do_update(
-        index_elements=[Connectivity.robot_id],
-        set_={key: statement.excluded[key] for key in values if key != "robot_id"},
-        where=Connectivity.last_seen_at <= statement.excluded.last_seen_at,
-    ))
+    """Upsert the robot's connectivity: it is online, here, now (the batch statement, with one sighting)."""
+    await record_sightings(session, [(robot_id, latitude, longitude, seen_at or datetime.now(UTC))])
 
 
 # One statement for a whole batch of sightings, the same text whatever its size (compiled once, prepared once).

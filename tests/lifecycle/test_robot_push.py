@@ -14,6 +14,7 @@ from websockets.asyncio.client import connect
 from api.app import create_app
 from core.contracts import Point, RecordedRobotEvent, RobotEvent, RobotEventType
 from core.services import Service
+from desks.robot import AssignmentReading
 from services.state import repository as state
 from services.state.models import Connectivity
 from tests.support.lifecycle import create
@@ -223,6 +224,33 @@ async def test_a_stream_reads_again_when_its_process_loses_its_notices(market):
     async with market.partner_http() as partner:
         assert (await partner.post(f"/v1/deliveries/{delivery_id}/cancel", json={})).status_code == 200
     assert (await wait_terminal(platform, delivery_id))["status"] == "cancelled"
+
+
+async def test_a_reading_reads_again_only_what_the_announcing_databases_hold(market):
+    """A stream's reading, after its first, reads again only the parts of the databases that announced a change,
+    and everything once its robot's task changed: a change no database announced is not seen until then."""
+    platform = market.platform
+    robot = await market.add_robot()
+    await market.add_pilot()
+    delivery_id = await create(market)
+    await wait_status(platform, delivery_id, "robot_assigned")
+    reading = AssignmentReading(platform.app.state.robot_desk, robot)
+    first = await reading.read()
+    assert first.delivery_id == delivery_id and first.status == "robot_assigned" and not first.lid_open
+
+    async with platform.databases.sessions(Service.STATE).begin() as session:  # the lid opened, unannounced
+        await state.record_event(session, RecordedRobotEvent(
+            event=RobotEvent(event_id=f"{robot}-unannounced", robot_id=robot, type=RobotEventType.LID_OPENED,
+                             location=Point(**market.point()), occurred_at=datetime.now(UTC)),
+            delivery_id=delivery_id, attempt_id=first.attempt_id, accepted=True))
+    assert not (await reading.read({Service.OPERATIONS, Service.DELIVERIES})).lid_open  # State not read again
+    assert (await reading.read({Service.STATE})).lid_open
+    async with market.partner_http() as partner:
+        assert (await partner.post(f"/v1/deliveries/{delivery_id}/cancel", json={})).status_code == 200
+    assert (await wait_terminal(platform, delivery_id))["status"] == "cancelled"
+    assert (await reading.read({Service.DELIVERIES})).status == "cancelled"  # the task as read before
+    assert await reading.read({Service.OPERATIONS}) is None  # its task closed
+    assert await reading.read({Service.STATE}) is None  # nothing read since: no task, so everything is read
 
 
 async def _listening_again(app) -> bool:
