@@ -17,7 +17,7 @@ from core.contracts import TERMINAL_STATUSES, CallbackFailure, StatusCallback
 from core.crypto import vault_from_settings
 from core.errors import PARTNER_ENDPOINT_GONE, business_error
 from core.temporal import activity_meter
-from core.webhooks import WebhookTarget, WebhookTargetError, check_webhook_target, post_webhook
+from core.webhooks import WebhookClients, WebhookTarget, WebhookTargetError, check_webhook_target, post_webhook
 from services.integrations import credentials, repository
 from services.integrations.dialects import callback_format
 from services.integrations.dialects.base import CallbackFormat, snapshot_of_trail
@@ -30,9 +30,7 @@ class PartnerCallbackActivities(ServiceActivities, interfaces.PartnerCallbackAct
     def __init__(self, sessions, settings, temporal=None):
         super().__init__(sessions, settings, temporal)
         self.vault = vault_from_settings(settings)
-        # No keep-alive: each callback gets a connection to the address vetted for it (see post_webhook).
-        self.http = httpx.AsyncClient(timeout=10, follow_redirects=False,
-                                      limits=httpx.Limits(max_keepalive_connections=0))
+        self.webhooks = WebhookClients()  # connections kept alive per partner host name and vetted address
 
     @activity.defn
     async def send_status_callback(self, callback: StatusCallback) -> str:
@@ -96,7 +94,7 @@ class PartnerCallbackActivities(ServiceActivities, interfaces.PartnerCallbackAct
 
     async def _post(self, target: WebhookTarget, headers: dict[str, str], body: bytes) -> ApplicationError | None:
         try:
-            answer = await post_webhook(self.http, target, body, headers)
+            answer = await post_webhook(await self.webhooks.client_for(target), target, body, headers)
         except (httpx.HTTPError, TimeoutError) as exc:
             return ApplicationError(f"partner endpoint unreachable: {type(exc).__name__}", type="CallbackFailed")
         if 200 <= answer.status_code < 300:

@@ -7,6 +7,7 @@ with the partner's host name in `Host` and in TLS (SNI and certificate check): a
 import asyncio
 import ipaddress
 import socket
+from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -16,6 +17,8 @@ import httpx
 MAX_RESPONSE_BYTES = 64 * 1024
 # The whole exchange (connect, TLS, send, answer), however slowly a partner's endpoint trickles bytes.
 SEND_TIMEOUT_SECONDS = 10.0
+# A connection to a partner's endpoint idle this long is closed rather than used again.
+KEEPALIVE_SECONDS = 30.0
 
 # IPv6 prefixes that carry an IPv4 address in their last 32 bits: IPv4-compatible (::/96) and NAT64 (RFC 6052).
 _IPV4_IN_LOW_BITS = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("64:ff9b::/96"))
@@ -86,12 +89,39 @@ def check_webhook_target(url: str, *, allow_private: bool) -> WebhookTarget:
     return WebhookTarget(url, str(addresses[0]))
 
 
+class WebhookClients:
+    """HTTP clients for partners' endpoints that keep their connections alive, one client per host name (and
+    port and scheme) and vetted address: a connection made, and its certificate checked, for one name is used
+    again only for that name at that address, never for another partner's name sharing the address, nor once
+    the name resolves elsewhere. The least recently used client beyond `size` is closed."""
+
+    def __init__(self, size: int = 64, keepalive_seconds: float = KEEPALIVE_SECONDS):
+        self.size, self.keepalive_seconds = size, keepalive_seconds
+        self._clients: OrderedDict[tuple, httpx.AsyncClient] = OrderedDict()
+
+    async def client_for(self, target: WebhookTarget) -> httpx.AsyncClient:
+        url = httpx.URL(target.url)
+        key = (url.scheme, url.host, url.port, target.address)
+        client = self._clients.pop(key, None) or httpx.AsyncClient(
+            timeout=SEND_TIMEOUT_SECONDS, follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=self.keepalive_seconds))
+        self._clients[key] = client
+        while len(self._clients) > self.size:
+            _, oldest = self._clients.popitem(last=False)
+            await oldest.aclose()
+        return client
+
+    async def aclose(self) -> None:
+        while self._clients:
+            await self._clients.popitem()[1].aclose()
+
+
 async def post_webhook(http: httpx.AsyncClient, target: WebhookTarget, body: bytes, headers: dict[str, str],
                        *, timeout: float = SEND_TIMEOUT_SECONDS) -> WebhookAnswer:
     """POST to the target's vetted address, reading at most MAX_RESPONSE_BYTES of the answer, within `timeout`.
 
-    `http` must not keep connections alive: two partners' names may share an address, and a connection made
-    (and its certificate checked) for one must never carry the other's callback.
+    A connection `http` keeps alive must only ever carry callbacks to the same name at the same address: take
+    `http` from `WebhookClients.client_for(target)`. An answer cut off, or a timeout, closes the connection.
     """
     url, extensions = httpx.URL(target.url), {}
     if target.address is not None:

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from core.webhooks import (
-    MAX_RESPONSE_BYTES, WebhookTargetError, check_webhook_target, is_public, post_webhook,
+    MAX_RESPONSE_BYTES, WebhookClients, WebhookTarget, WebhookTargetError, check_webhook_target, is_public,
+    post_webhook,
 )
 
 PUBLIC = "93.184.216.34"
@@ -110,3 +111,51 @@ async def test_an_endless_answer_is_cut_off_and_a_slow_one_times_out():
         assert read <= MAX_RESPONSE_BYTES + 1024
         with pytest.raises(TimeoutError):
             await post_webhook(http, target, b"{}", {}, timeout=0.2)
+
+
+async def test_connections_are_kept_per_host_name_and_vetted_address():
+    """Callbacks to one name at one address share a kept-alive connection; another name at the same address, or
+    the same name vetted at another address, gets its own; a client evicted beyond `size` closes its own."""
+    connections, requests, closed = 0, [], []
+
+    async def endpoint(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        number = connections
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode().lower().split("\r\n")
+                length = next(int(line.split(":")[1]) for line in head if line.startswith("content-length:"))
+                await reader.readexactly(length)
+                requests.append((number, next(line for line in head if line.startswith("host:"))))
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            closed.append(number)
+        finally:
+            writer.close()
+
+    first = await asyncio.start_server(endpoint, "127.0.0.1", 0)
+    port = first.sockets[0].getsockname()[1]
+    second = await asyncio.start_server(endpoint, "127.0.0.2", port)
+    clients = WebhookClients(size=2)
+    named = WebhookTarget(f"http://partner.example:{port}/hooks", address="127.0.0.1")
+    other_name = WebhookTarget(f"http://other.example:{port}/hooks", address="127.0.0.1")
+    elsewhere = WebhookTarget(f"http://partner.example:{port}/hooks", address="127.0.0.2")
+    try:
+        for target in (named, named, other_name, named, elsewhere):
+            assert (await post_webhook(await clients.client_for(target), target, b"{}", {})).status_code == 204
+        assert requests == [(1, f"host: partner.example:{port}"), (1, f"host: partner.example:{port}"),
+                            (2, f"host: other.example:{port}"), (1, f"host: partner.example:{port}"),
+                            (3, f"host: partner.example:{port}")]
+        # Three clients for a size of two: the least recently used one (other.example's) was closed.
+        for _ in range(50):
+            if closed:
+                break
+            await asyncio.sleep(0.02)
+        assert closed == [2]
+    finally:
+        await clients.aclose()
+        for server in (first, second):
+            server.close()
+            await server.wait_closed()
