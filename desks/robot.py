@@ -21,7 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from core.assignments import AssignmentWaiter, announce, assignment_notices
+from core.assignments import CHANNEL as ASSIGNMENT_CHANNEL
+from core.assignments import AssignmentWaiter, assignment_notices
 from core.contracts import (
     Deployment, EventReceipt, FieldTaskRequest, Point, RecordedRobotEvent, RobotEvent, RobotEventKey, RobotEventType,
 )
@@ -212,9 +213,8 @@ class RobotDesk:
                                       accepted=True)
         try:
             async with self.databases.sessions(Service.STATE).begin() as session:
-                await state.record_event(session, recorded)
-                if event.type in ASSIGNMENT_EVENTS:
-                    await announce(session, event.robot_id)
+                await state.record_event(session, recorded,
+                                         announce_on=ASSIGNMENT_CHANNEL if event.type in ASSIGNMENT_EVENTS else None)
         except SQLAlchemyError:
             log.warning("accepted event not yet recorded in State", extra={"robot_id": event.robot_id,
                                                                          "delivery_id": str(receipt.delivery_id)})

@@ -2,12 +2,13 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Row, bindparam, exists, func, select, text
+from sqlalchemy import Boolean, Float, Row, String, bindparam, exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from core.columns import TIMESTAMPTZ
 from core.contracts import RecordedRobotEvent, RobotEventType
-from services.state.models import ConnectivityStatus, LidCycleEvent, LidEvent, StateHistory
+from services.state.models import Connectivity, ConnectivityStatus, LidCycleEvent, LidEvent, StateHistory
 
 LID_EVENTS = {RobotEventType.LID_OPENED: LidEvent.OPENED, RobotEventType.LID_CLOSED: LidEvent.CLOSED}
 
@@ -32,8 +33,37 @@ def _appended(model, *, conflict: list[str] | None = None):
     return statement.returning(table.c.sequence)
 
 
-APPEND_EVENT = _appended(StateHistory, conflict=["robot_id", "event_id"])
-APPEND_LID_CYCLE = _appended(LidCycleEvent)
+def _recorded_event():
+    """One statement for a robot's event: its row appended (once per event id), and only if it was, its lid cycle
+    (where `lid_event` is given), its sighting (where `latitude` is given) and a notice of the robot's id on
+    `channel` (where `announce` is true), sent once the transaction commits. It returns the event's sequence, or
+    no row for an event id already there."""
+    appended = _appended(StateHistory, conflict=["robot_id", "event_id"]).cte("appended")
+    lids = LidCycleEvent.__table__
+    lid_columns = ["robot_id", "attempt_id", "occurred_at", "latitude", "longitude", "accepted", "rejection_reason"]
+    lid_cycle = insert(lids).from_select([*lid_columns, "event", "sequence", "received_at", "id"], select(
+        *[bindparam(name, type_=lids.c[name].type) for name in lid_columns], bindparam("lid_event", type_=String),
+        select(func.coalesce(func.max(lids.c.sequence), 0) + 1).where(lids.c.robot_id == bindparam("robot_id"))
+        .scalar_subquery(), func.now(), func.gen_random_uuid(),
+    ).select_from(appended).where(bindparam("lid_event", type_=String).is_not(None))).cte("lid_cycle")
+    seen = _SIGHTING.from_select(
+        ["robot_id", "status", "last_seen_at", "latitude", "longitude", "updated_at"],
+        select(bindparam("robot_id", type_=String), bindparam("online", type_=String),
+               bindparam("occurred_at", type_=TIMESTAMPTZ), bindparam("latitude", type_=Float),
+               bindparam("longitude", type_=Float), func.now())
+        .select_from(appended).where(bindparam("latitude", type_=Float).is_not(None)))
+    sighting = seen.on_conflict_do_update(
+        index_elements=["robot_id"], set_={name: seen.excluded[name] for name in _SIGHTING_UPDATES},
+        where=_SIGHTING.table.c.last_seen_at <= seen.excluded.last_seen_at).cte("sighting")
+    announced = select(func.pg_notify(bindparam("channel", type_=String), bindparam("robot_id", type_=String))
+                       ).select_from(appended).where(bindparam("announce", type_=Boolean)).cte("announced")
+    return (select(appended.c.sequence, select(func.count()).select_from(announced).scalar_subquery())
+            .add_cte(lid_cycle, sighting))
+
+
+_SIGHTING = insert(Connectivity.__table__)
+_SIGHTING_UPDATES = ("status", "last_seen_at", "latitude", "longitude", "updated_at")
+RECORD_EVENT = _recorded_event()
 _EVENTS = StateHistory.__table__.c
 FIND_EVENT = select(_EVENTS.robot_id, _EVENTS.event_id, _EVENTS.accepted, _EVENTS.payload, _EVENTS.rejection_reason
                     ).where(_EVENTS.robot_id == bindparam("robot_id"), _EVENTS.event_id == bindparam("event_id"))
@@ -45,27 +75,24 @@ async def find_event(db: AsyncSession | AsyncConnection, robot_id: str, event_id
     return (await db.execute(FIND_EVENT, {"robot_id": robot_id, "event_id": event_id})).first()
 
 
-async def record_event(session: AsyncSession, recorded: RecordedRobotEvent) -> bool:
-    """Append a robot event (and its lid cycle) once per event id; return False if it was already there."""
+async def record_event(session: AsyncSession, recorded: RecordedRobotEvent, announce_on: str | None = None) -> bool:
+    """Append a robot event (with its lid cycle and sighting) once per event id, in one statement after the
+    robot's lock; return False if it was already there. With `announce_on`, a new event is announced on that
+    channel (the robot's id) once the transaction commits."""
     event = recorded.event
     location = event.location
     await _lock_robot(session, event.robot_id)
-    kept = {"robot_id": event.robot_id, "attempt_id": recorded.attempt_id, "occurred_at": event.occurred_at,
-            "latitude": location.latitude if location else None,
-            "longitude": location.longitude if location else None,
-            "accepted": recorded.accepted, "rejection_reason": recorded.rejection_reason}
-    appended = (await session.execute(APPEND_EVENT, {
-        **kept, "event_id": event.event_id, "event_type": event.type.value,
+    appended = (await session.execute(RECORD_EVENT, {
+        "robot_id": event.robot_id, "attempt_id": recorded.attempt_id, "occurred_at": event.occurred_at,
+        "latitude": location.latitude if location else None, "longitude": location.longitude if location else None,
+        "accepted": recorded.accepted, "rejection_reason": recorded.rejection_reason,
+        "event_id": event.event_id, "event_type": event.type.value,
         "payload": {"delivery_id": str(recorded.delivery_id) if recorded.delivery_id else None,
                     "detail": event.detail},
+        "lid_event": LID_EVENTS[event.type].value if event.type in LID_EVENTS and location is not None else None,
+        "online": ConnectivityStatus.ONLINE.value, "channel": announce_on or "", "announce": announce_on is not None,
     })).first()
-    if appended is None:
-        return False
-    if event.type in LID_EVENTS and location is not None:
-        await session.execute(APPEND_LID_CYCLE, {**kept, "event": LID_EVENTS[event.type].value})
-    if location is not None:
-        await record_sighting(session, event.robot_id, location.latitude, location.longitude, event.occurred_at)
-    return True
+    return appended is not None
 
 
 async def record_sighting(session: AsyncSession, robot_id: str, latitude: float | None, longitude: float | None,

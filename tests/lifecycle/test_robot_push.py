@@ -241,8 +241,10 @@ async def test_a_reading_reads_again_only_what_the_announcing_databases_hold(mar
     async with platform.databases.sessions(Service.STATE).begin() as session:  # the lid opened, unannounced
         await state.record_event(session, RecordedRobotEvent(
             event=RobotEvent(event_id=f"{robot}-unannounced", robot_id=robot, type=RobotEventType.LID_OPENED,
-                             location=Point(**market.point()), occurred_at=datetime.now(UTC)),
+                             location=Point(**market.point(north_m=7)), occurred_at=datetime.now(UTC)),
             delivery_id=delivery_id, attempt_id=first.attempt_id, accepted=True))
+    (seen,) = await rows(platform, Service.STATE, select(Connectivity).where(Connectivity.robot_id == robot))
+    assert (seen.latitude, seen.longitude) == tuple(market.point(north_m=7).values())  # its sighting, in the same statement
     assert not (await reading.read({Service.OPERATIONS, Service.DELIVERIES})).lid_open  # State not read again
     assert (await reading.read({Service.STATE})).lid_open
     async with market.partner_http() as partner:
