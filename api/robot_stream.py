@@ -9,6 +9,11 @@ per connection. Messages are JSON objects with a `type`:
   answered `{"type": "heartbeat", "version": "..."}`: the version of the last assignment pushed, so a robot whose
   version differs knows it missed one and asks again.
 - robot → platform `{"type": "assignment"}`: push the assignment now, read afresh, even if unchanged.
+- robot → platform `{"type": "event", "event": {...}}`: an event, the body `POST /v1/robot/events` takes, applied
+  the same way and answered `{"type": "receipt", "event_id": "...", "receipt": {...}}`, or refused
+  `{"type": "error", "event_id": "...", "status": 409, "code": "...", "message": "...", "retry_after": null}` with
+  the status and code the POST would answer (after a 503, or no answer, resend the same event after
+  `retry_after` seconds: it is applied once). Events are applied in the order they arrive on the stream.
 - platform → robot `{"type": "error", "code": "invalid_message", "message": "..."}` for a message it cannot read;
   the stream stays open.
 
@@ -25,6 +30,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from api.errors import RETRY_AFTER_SECONDS, ApiError, dependency_unavailable
+from desks.errors import Refusal
 from desks.robot import AssignmentReading, RobotDesk, version_of
 
 log = logging.getLogger(__name__)
@@ -132,10 +139,37 @@ class RobotStream:
                 elif kind == "assignment":
                     self.asked = True
                     self.waiter.wake()
+                elif kind == "event":
+                    await self._report(message.get("event"))
                 else:
-                    await self._refuse("type must be heartbeat or assignment")
+                    await self._refuse("type must be heartbeat, assignment or event")
             except (ValueError, ValidationError) as exc:
                 await self._refuse(str(exc)[:200])
 
     async def _refuse(self, message: str) -> None:
         await self._send({"type": "error", "code": "invalid_message", "message": message})
+
+    async def _report(self, body: object) -> None:
+        """Apply one event as `POST /v1/robot/events` does, and answer with its receipt or its refusal."""
+        from api.robots import EventReport, event_of
+
+        event_id = body.get("event_id") if isinstance(body, dict) else None
+        try:
+            receipt = await self.desk.report(event_of(EventReport.model_validate(body), self.robot_id))
+        except ValidationError as exc:
+            refusal = ApiError(422, "invalid_request", f"the event does not match the schema: {str(exc)[:200]}")
+        except Refusal as exc:
+            refusal = ApiError.of(exc)
+        except ApiError as exc:
+            refusal = exc
+        except Exception as exc:
+            if not dependency_unavailable(exc):
+                raise
+            refusal = ApiError(503, "temporarily_unavailable", "the platform cannot take the event right now",
+                               headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        else:
+            await self._send({"type": "receipt", "event_id": event_id, "receipt": receipt.model_dump(mode="json")})
+            return
+        retry_after = (refusal.headers or {}).get("Retry-After")
+        await self._send({"type": "error", "event_id": event_id, "status": refusal.status, "code": refusal.code,
+                          "message": refusal.message, "retry_after": int(retry_after) if retry_after else None})

@@ -88,12 +88,16 @@ async def report_event(report: EventReport, robot: CurrentRobot, desk: Robots) -
     answer is the one the event got first, and it is applied once. After a 409, read the assignment again and
     go on from its status with a new event.
     """
+    return await desk.report(event_of(report, robot.robot_id))
+
+
+def event_of(report: EventReport, robot_id: str) -> RobotEvent:
+    """The robot's event as reported (over HTTP or on its stream); a lid event must say where it happened."""
     location = Point(latitude=report.latitude, longitude=report.longitude) if report.latitude is not None else None
     if report.type in LID_EVENTS and location is None:
         raise ApiError(422, "location_required", "lid events must carry the GPS position")
-    return await desk.report(RobotEvent(
-        event_id=report.event_id, robot_id=robot.robot_id, type=report.type, location=location,
-        occurred_at=report.occurred_at or datetime.now(UTC), detail=report.detail))
+    return RobotEvent(event_id=report.event_id, robot_id=robot_id, type=report.type, location=location,
+                      occurred_at=report.occurred_at or datetime.now(UTC), detail=report.detail)
 
 
 @router.post("/heartbeat", status_code=204, summary="Report position and motion")
@@ -106,5 +110,5 @@ async def heartbeat(beat: Heartbeat, robot: CurrentRobot, desk: Robots) -> Respo
 @router.websocket("/stream")
 async def stream(websocket: WebSocket) -> None:
     """The robot's stream: its assignment pushed the moment it changes, its heartbeats answered with the
-    assignment's version (see `api.robot_stream`)."""
+    assignment's version, its events answered with their receipts (see `api.robot_stream`)."""
     await serve_stream(websocket)

@@ -2,7 +2,8 @@
 
 Each robot holds its stream (`/v1/robot/stream`, a WebSocket): the platform pushes it its assignment the moment
 it changes, and the robot sends its heartbeats on it. It looks at the delivery's status and takes the next step:
-depart, drive (sending heartbeats), arrive, open and close the lid, each event an HTTP POST. The assignment is
+depart, drive (sending heartbeats), arrive, open and close the lid, each event sent on the stream too (an HTTP
+POST while the stream is down) and answered there with its receipt. The assignment is
 read from the databases, a moment behind the workflow, so while a task lasts the robot goes by the receipt of its
 last accepted event (the workflow's own answer), takes the next step at once, and only waits for the next push
 when there is nothing to do or an event is refused. That receipt is all it remembers, so a restarted simulator
@@ -33,6 +34,7 @@ KEEPALIVE_SECONDS = 10.0  # a robot on a task reports at least this often (wall 
 NEWS_SECONDS = 5.0  # with nothing to do, the robot waits this long for a new assignment before it looks again
 LID_DWELL_SECONDS = 20.0
 RESENDS = 60  # tries of one event that gets no answer or a 503 (which says when to try again)
+ANSWER_SECONDS = 30.0  # an event sent on the stream and not answered within this is sent again
 
 
 def toward(start: Point, end: Point, fraction: float) -> Point:
@@ -70,6 +72,7 @@ class SimulatedRobot:
         self.version: str | None = None
         self.news = asyncio.Event()  # a new version was pushed, or the stream dropped
         self.listening: asyncio.Task | None = None
+        self.answers: dict[str, asyncio.Future] = {}  # by event_id: the stream's answer to an event sent on it
 
     def stream_url(self) -> str:
         return str(self.http.base_url).rstrip("/").replace("http", "ws", 1) + "/v1/robot/stream"
@@ -109,8 +112,16 @@ class SimulatedRobot:
                     self.news.set()
                 elif message["type"] == "heartbeat" and message["version"] not in (None, self.version):
                     await socket.send(json.dumps({"type": "assignment"}))
+                elif message["type"] in ("receipt", "error") and message.get("event_id") in self.answers:
+                    answer = self.answers.pop(message["event_id"])
+                    if not answer.done():
+                        answer.set_result(message)
         finally:
             self.news.set()  # a robot waiting for news finds the stream gone
+            for answer in self.answers.values():  # events sent on it will never be answered there: resend them
+                if not answer.done():
+                    answer.set_exception(ConnectionError("the stream dropped"))
+            self.answers.clear()
 
     async def ask_afresh(self) -> None:
         """Ask the stream to read the assignment again and push it, changed or not."""
@@ -234,23 +245,41 @@ class SimulatedRobot:
                 "latitude": self.position.latitude, "longitude": self.position.longitude}
 
     async def send(self, body: dict) -> tuple[int, dict | None]:
-        """Post an event until the platform answers it with something other than 503, resending the same body
+        """Send an event until the platform answers it with something other than 503, resending the same body
         (a resend of an event_id is idempotent) after no answer at all or a 503: the answer is the one the event
-        got. (status code, the receipt when accepted)."""
-        for attempt in range(1, RESENDS + 1):
+        got. On the stream while it is up, else an HTTP POST. (status code, the receipt when accepted)."""
+        for attempt in itertools.count(1):
             try:
-                response = await self.http.post("/v1/robot/events", headers=self.headers, json=body)
-            except httpx.TransportError as exc:
-                if attempt == RESENDS:
+                status_code, answer, retry_after = await self._send_once(body)
+            except (httpx.TransportError, WebSocketException, ConnectionError, TimeoutError) as exc:
+                if attempt >= RESENDS:
                     raise
                 log.warning("%s: no answer to %s (%s); resending it", self.robot_id, body["type"],
                             type(exc).__name__)
                 await asyncio.sleep(1)
                 continue
-            if response.status_code != 503 or attempt == RESENDS:
-                break
-            await asyncio.sleep(float(response.headers.get("retry-after", "1")))
-        return response.status_code, response.json() if response.status_code == 200 else None
+            if status_code != 503 or attempt >= RESENDS:
+                return status_code, answer
+            await asyncio.sleep(retry_after)
+
+    async def _send_once(self, body: dict) -> tuple[int, dict | None, float]:
+        """One try: (status code, the receipt when accepted, seconds to wait before a resend after a 503)."""
+        if self.socket is not None:
+            answer = self.answers[body["event_id"]] = asyncio.get_running_loop().create_future()
+            try:
+                await self.socket.send(json.dumps({"type": "event", "event": body}))
+                message = await asyncio.wait_for(answer, ANSWER_SECONDS)
+            finally:
+                if self.answers.get(body["event_id"]) is answer:
+                    del self.answers[body["event_id"]]
+                if answer.done() and not answer.cancelled():
+                    answer.exception()  # the stream dropped while sending: seen here, raised by `send` itself
+            if message["type"] == "receipt":
+                return 200, message["receipt"], 0
+            return message["status"], None, float(message.get("retry_after") or 1)
+        response = await self.http.post("/v1/robot/events", headers=self.headers, json=body)
+        receipt = response.json() if response.status_code == 200 else None
+        return response.status_code, receipt, float(response.headers.get("retry-after", "1"))
 
     def remember(self, receipt: dict | None) -> bool:
         """Go by an accepted event's receipt; after a refusal, by the assignment once it has caught up."""

@@ -42,6 +42,20 @@ class Stream:
 
         return await asyncio.wait_for(read(), timeout)
 
+    async def event(self, body: dict) -> dict:
+        """Send an event on the stream; the answer to it (its receipt, or its refusal)."""
+        await self.socket.send(json.dumps({"type": "event", "event": body}))
+        return await self.next_answer(body["event_id"])
+
+    async def next_answer(self, event_id: str, timeout: float = 20) -> dict:
+        async def read() -> dict:
+            while True:
+                message = json.loads(await self.socket.recv())
+                if message["type"] in ("receipt", "error") and message.get("event_id") == event_id:
+                    return message
+
+        return await asyncio.wait_for(read(), timeout)
+
     async def heartbeat(self, where: dict, moving: bool = False) -> None:
         await self.socket.send(json.dumps({"type": "heartbeat", **where, "moving": moving}))
 
@@ -150,6 +164,40 @@ async def test_a_robot_on_one_api_process_hears_changes_made_through_another(mar
         assert (await wait_terminal(platform, delivery_id))["status"] == "delivered"
         ended = await robot_stream.next("assignment", accept=lambda m: m["assignment"] is None)
     assert ended["version"] == "none"
+
+
+async def test_events_on_the_stream_are_answered_there_as_the_post_answers_them(market):
+    """An event sent on the stream is applied as `POST /v1/robot/events` applies it: its receipt, the same
+    receipt for a resend, and the POST's status and code for an event that does not fit or cannot be read."""
+    platform = market.platform
+    robot = await market.add_robot()
+    await market.add_pilot()
+    where = market.point()
+    async with stream(platform.api_url, market.robots[robot]) as robot_stream:
+        await robot_stream.next("assignment")
+        delivery_id = await create(market)
+        await wait_status(platform, delivery_id, "robot_assigned")
+        departed = {"event_id": f"{robot}-on-stream-1", "type": "departed", **where}
+        first = await robot_stream.event(departed)
+        assert first["type"] == "receipt" and first["receipt"]["status"] == "en_route_to_pickup"
+        assert first["receipt"]["delivery_id"] == str(delivery_id)
+        assert await robot_stream.event(departed) == first  # a resend: the first answer, applied once
+        early = await robot_stream.event({"event_id": f"{robot}-on-stream-2", "type": "arrived_at_dropoff", **where})
+        assert (early["type"], early["status"], early["code"]) == ("error", 409, "event_rejected")
+        blind = await robot_stream.event({"event_id": f"{robot}-on-stream-3", "type": "lid_opened"})
+        assert (blind["status"], blind["code"]) == (422, "location_required")
+        garbled = await robot_stream.event({"event_id": f"{robot}-on-stream-4", "type": "teleported"})
+        assert (garbled["status"], garbled["code"]) == (422, "invalid_request")
+        await robot_stream.heartbeat(where)
+        assert (await robot_stream.next("heartbeat"))["type"] == "heartbeat"  # the stream is still open
+    async with market.robot_http(robot) as http:  # the resend over HTTP gets the same receipt too
+        resent = await http.post("/v1/robot/events", json=departed)
+    assert resent.status_code == 200 and resent.json() == first["receipt"]
+    driver = RobotDriver(market, robot)
+    await driver.send("arrived_at_pickup")
+    await driver.load_and_go()
+    await driver.hand_over()
+    assert (await wait_terminal(platform, delivery_id))["status"] == "delivered"
 
 
 async def test_heartbeat_answers_carry_the_version_and_follow_the_assignment(market, pushed_only):
