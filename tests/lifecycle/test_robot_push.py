@@ -281,10 +281,14 @@ async def test_a_reading_reads_again_only_what_the_announcing_databases_hold(mar
     robot = await market.add_robot()
     await market.add_pilot()
     delivery_id = await create(market)
-    await wait_status(platform, delivery_id, "robot_assigned")
     reading = AssignmentReading(platform.app.state.robot_desk, robot)
-    first = await reading.read()
-    assert first.delivery_id == delivery_id and first.status == "robot_assigned" and not first.lid_open
+
+    async def recorded_as_assigned():  # the workflow's status reaches Deliveries a moment after the workflow
+        assignment = await reading.read()
+        return assignment if assignment and assignment.status == "robot_assigned" else None
+
+    first = await wait_for(recorded_as_assigned, 30)
+    assert first.delivery_id == delivery_id and not first.lid_open
 
     async with platform.databases.sessions(Service.STATE).begin() as session:  # the lid opened, unannounced
         await state.record_event(session, RecordedRobotEvent(
