@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.errors import RETRY_AFTER_SECONDS, ApiError, dependency_unavailable
-from desks.errors import Refusal
+from desks.errors import Refusal, unavailable
 from desks.robot import AssignmentReading, RobotDesk, version_of
 
 log = logging.getLogger(__name__)
@@ -157,19 +157,17 @@ class RobotStream:
         try:
             receipt = await self.desk.report(event_of(EventReport.model_validate(body), self.robot_id))
         except ValidationError as exc:
-            refusal = ApiError(422, "invalid_request", f"the event does not match the schema: {str(exc)[:200]}")
-        except Refusal as exc:
-            refusal = ApiError.of(exc)
+            refusal = Refusal(422, "invalid_request", f"the event does not match the schema: {str(exc)[:200]}")
         except ApiError as exc:
+            refusal = Refusal(exc.status, exc.code, exc.message)
+        except Refusal as exc:
             refusal = exc
         except Exception as exc:
             if not dependency_unavailable(exc):
                 raise
-            refusal = ApiError(503, "temporarily_unavailable", "the platform cannot take the event right now",
-                               headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+            refusal = unavailable("the platform cannot take the event right now", retry_after=RETRY_AFTER_SECONDS)
         else:
             await self._send({"type": "receipt", "event_id": event_id, "receipt": receipt.model_dump(mode="json")})
             return
-        retry_after = (refusal.headers or {}).get("Retry-After")
         await self._send({"type": "error", "event_id": event_id, "status": refusal.status, "code": refusal.code,
-                          "message": refusal.message, "retry_after": int(retry_after) if retry_after else None})
+                          "message": refusal.message, "retry_after": refusal.retry_after})

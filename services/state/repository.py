@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from sqlalchemy import Boolean, Float, Row, String, bindparam, exists, func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.columns import TIMESTAMPTZ
@@ -33,6 +33,18 @@ def _appended(model, *, conflict: list[str] | None = None):
     return statement.returning(table.c.sequence)
 
 
+def _sightings(rows):
+    """The upsert of robots' connectivity from `rows` (a SELECT of robot_id, status, last_seen_at, latitude,
+    longitude, updated_at): a sighting older than the one recorded changes nothing."""
+    upsert = insert(Connectivity.__table__).from_select(
+        ["robot_id", "status", "last_seen_at", "latitude", "longitude", "updated_at"], rows)
+    return upsert.on_conflict_do_update(
+        index_elements=["robot_id"],
+        set_={name: upsert.excluded[name] for name in ("status", "last_seen_at", "latitude", "longitude",
+                                                       "updated_at")},
+        where=upsert.table.c.last_seen_at <= upsert.excluded.last_seen_at)
+
+
 def _recorded_event():
     """One statement for a robot's event: its row appended (once per event id), and only if it was, its lid cycle
     (where `lid_event` is given), its sighting (where `latitude` is given) and a notice of the robot's id on
@@ -46,23 +58,17 @@ def _recorded_event():
         select(func.coalesce(func.max(lids.c.sequence), 0) + 1).where(lids.c.robot_id == bindparam("robot_id"))
         .scalar_subquery(), func.now(), func.gen_random_uuid(),
     ).select_from(appended).where(bindparam("lid_event", type_=String).is_not(None))).cte("lid_cycle")
-    seen = _SIGHTING.from_select(
-        ["robot_id", "status", "last_seen_at", "latitude", "longitude", "updated_at"],
+    sighting = _sightings(
         select(bindparam("robot_id", type_=String), bindparam("online", type_=String),
                bindparam("occurred_at", type_=TIMESTAMPTZ), bindparam("latitude", type_=Float),
                bindparam("longitude", type_=Float), func.now())
-        .select_from(appended).where(bindparam("latitude", type_=Float).is_not(None)))
-    sighting = seen.on_conflict_do_update(
-        index_elements=["robot_id"], set_={name: seen.excluded[name] for name in _SIGHTING_UPDATES},
-        where=_SIGHTING.table.c.last_seen_at <= seen.excluded.last_seen_at).cte("sighting")
+        .select_from(appended).where(bindparam("latitude", type_=Float).is_not(None))).cte("sighting")
     announced = select(func.pg_notify(bindparam("channel", type_=String), bindparam("robot_id", type_=String))
                        ).select_from(appended).where(bindparam("announce", type_=Boolean)).cte("announced")
     return (select(appended.c.sequence, select(func.count()).select_from(announced).scalar_subquery())
             .add_cte(lid_cycle, sighting))
 
 
-_SIGHTING = insert(Connectivity.__table__)
-_SIGHTING_UPDATES = ("status", "last_seen_at", "latitude", "longitude", "updated_at")
 RECORD_EVENT = _recorded_event()
 _EVENTS = StateHistory.__table__.c
 FIND_EVENT = select(_EVENTS.robot_id, _EVENTS.event_id, _EVENTS.accepted, _EVENTS.payload, _EVENTS.rejection_reason
@@ -102,15 +108,11 @@ async def record_sighting(session: AsyncSession, robot_id: str, latitude: float 
 
 
 # One statement for a whole batch of sightings, the same text whatever its size (compiled once, prepared once).
-SIGHTINGS = text("""
-    INSERT INTO connectivity (robot_id, status, last_seen_at, latitude, longitude, updated_at)
-    SELECT robot_id, :online, seen_at, latitude, longitude, now()
-    FROM unnest(CAST(:robot_ids AS varchar[]), CAST(:seen_at AS timestamptz[]), CAST(:latitudes AS float8[]),
-                CAST(:longitudes AS float8[])) AS sighting(robot_id, seen_at, latitude, longitude)
-    ON CONFLICT (robot_id) DO UPDATE SET status = excluded.status, last_seen_at = excluded.last_seen_at,
-        latitude = excluded.latitude, longitude = excluded.longitude, updated_at = excluded.updated_at
-    WHERE connectivity.last_seen_at <= excluded.last_seen_at
-""")
+_BATCH = func.unnest(bindparam("robot_ids", type_=ARRAY(String)), bindparam("seen_at", type_=ARRAY(TIMESTAMPTZ)),
+                     bindparam("latitudes", type_=ARRAY(Float)), bindparam("longitudes", type_=ARRAY(Float))
+                     ).table_valued("robot_id", "seen_at", "latitude", "longitude").render_derived(name="sighting")
+SIGHTINGS = _sightings(select(_BATCH.c.robot_id, bindparam("online", type_=String), _BATCH.c.seen_at,
+                              _BATCH.c.latitude, _BATCH.c.longitude, func.now()))
 
 
 async def record_sightings(session: AsyncSession, sightings: list[tuple[str, float, float, datetime]]) -> None:
