@@ -1,5 +1,6 @@
 """Dispatch activities: plan demands in rounds, quote from the same planning view, and free robots."""
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -13,8 +14,8 @@ from temporalio.service import RPCError
 from activities import interfaces
 from activities.base import ServiceActivities
 from core.contracts import (
-    DemandRequest, DemandSearch, PlanningRound, Point, QuoteEstimate, QuoteRequest, RobotChoice, RobotRelease,
-    RobotService,
+    DemandRequest, DemandSearch, PlanningRound, PlanningRounds, Point, QuoteEstimate, QuoteRequest, RobotChoice,
+    RobotRelease, RobotService, RoundSchedule,
 )
 from core.errors import NO_CAPACITY, NO_ROBOT_AVAILABLE, ROBOT_UNAVAILABLE, business_error
 from core.services import ROBOT_COMMITTED_SIGNAL, delivery_workflow_id
@@ -86,7 +87,24 @@ class DispatchActivities(ServiceActivities, interfaces.DispatchActivities):
         return outlook is not None and outlook.updated_at >= since
 
     @activity.defn
+    async def run_planning_rounds(self, schedule: RoundSchedule) -> PlanningRounds:
+        done, ends = PlanningRounds(), time.monotonic() + schedule.run_seconds
+        while True:
+            for market in await self.markets_to_plan():
+                try:
+                    done.add(await self.replan_market(market))
+                except Exception:  # the other markets are planned all the same
+                    activity.logger.warning("planning round failed", exc_info=True, extra={"market": market})
+                    done.failed += 1
+                activity.heartbeat(done)  # the SDK sends about one a minute of these
+            done.ticks += 1
+            activity.heartbeat(done)
+            if time.monotonic() + schedule.interval_seconds > ends:
+                return done
+            await asyncio.sleep(schedule.interval_seconds)
+
     async def replan_market(self, market: str) -> PlanningRound:
+        """One planning round for a market, then the deliveries it gave a robot to are woken."""
         async with self.sessions.begin() as session:
             await repository.lock_market(session, market)
             outcome = await rounds.replan_market(session, market, datetime.now(UTC), self.settings)
@@ -94,8 +112,8 @@ class DispatchActivities(ServiceActivities, interfaces.DispatchActivities):
         return PlanningRound(market=market, committed=outcome.committed, proposed=outcome.proposed,
                              unplanned=outcome.unplanned)
 
-    @activity.defn
     async def markets_to_plan(self) -> list[str]:
+        """Markets with demands a round could still plan."""
         since = datetime.now(UTC) - timedelta(seconds=self.settings.demand_hold_seconds)
         async with self.sessions.begin() as session:
             return await repository.markets_to_plan(session, since)

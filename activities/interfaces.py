@@ -11,8 +11,8 @@ from temporalio import activity
 
 from core.contracts import (
     AttemptOutcome, AttemptRef, CallbackFailure, DeliveryOrder, DemandRequest, Deployment, FieldTaskChange,
-    FieldTaskRequest, NewAttempt, PlanningRound, QuoteEstimate, QuoteOffer, QuoteRequest, RecordedRobotEvent,
-    RobotChoice, RobotRelease, RobotService, StatusCallback, StatusChange, TaskAssignment, TaskClosure, TaskRequest,
+    FieldTaskRequest, NewAttempt, PlanningRounds, QuoteEstimate, QuoteOffer, QuoteRequest, RecordedRobotEvent,
+    RobotChoice, RobotRelease, RoundSchedule, RobotService, StatusCallback, StatusChange, TaskAssignment, TaskClosure, TaskRequest,
     TripFinding, TripUpdate, TripWatch,
 )
 
@@ -96,12 +96,12 @@ class DispatchActivities:
         """
 
     @activity.defn
-    async def replan_market(self, market: str) -> PlanningRound:
-        """One planning round for a market (the periodic driver calls it); commits and proposals as it finds."""
-
-    @activity.defn
-    async def markets_to_plan(self) -> list[str]:
-        """Markets with demands a round could still plan."""
+    async def run_planning_rounds(self, schedule: RoundSchedule) -> PlanningRounds:
+        """The periodic rounds, for `schedule.run_seconds`: every `interval_seconds`, a round in each market with
+        demands a round could still plan. One long activity, so a tick costs the Temporal server nothing; it
+        heartbeats its running totals (`PlanningRounds`), which the Web UI shows as the pending activity's
+        details. A round that fails is logged and its market planned again on the next tick; a failure to list
+        the markets (the database is down) fails the activity, and Temporal retries it with backoff."""
 
     @activity.defn
     async def estimate_quote(self, request: QuoteRequest) -> QuoteEstimate:

@@ -312,10 +312,11 @@ class RobotChoice(BaseModel):
 
 
 class RoundSchedule(BaseModel):
-    """How often the periodic planning rounds run, and how many before the workflow starts afresh."""
+    """How often the periodic planning rounds run, and for how long one activity runs them before the workflow
+    starts afresh."""
 
     interval_seconds: float = Field(gt=0)
-    rounds_per_run: int = Field(200, ge=1)
+    run_seconds: float = Field(3600, gt=0)
 
 
 class PlanningRound(BaseModel):
@@ -325,6 +326,21 @@ class PlanningRound(BaseModel):
     committed: int
     proposed: int
     unplanned: int
+
+
+class PlanningRounds(BaseModel):
+    """What the periodic rounds did so far in one run: its heartbeat details, then its result."""
+
+    ticks: int = 0
+    rounds: int = 0
+    committed: int = 0
+    proposed: int = 0
+    failed: int = 0  # rounds that raised; their market is planned again on the next tick
+
+    def add(self, done: PlanningRound) -> None:
+        self.rounds += 1
+        self.committed += done.committed
+        self.proposed += done.proposed
 
 
 class RobotRelease(BaseModel):

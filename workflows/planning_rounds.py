@@ -3,15 +3,18 @@
 Rounds also run whenever demand or the fleet changes (`plan_demand`, `release_robot`); these periodic ones
 commit a robot that became free by itself, and move proposals as busy robots run early or late. Deliveries
 do not depend on them: a delivery's own `plan_demand` calls run rounds too.
+
+The ticks run inside one Dispatch activity (`run_planning_rounds`) for an hour at a time, so a tick costs the
+Temporal server nothing: a workflow that ran an activity and a timer per tick cost the server about ten writes
+every five seconds, busy or idle. The activity heartbeats; if its worker dies, another starts it within
+`heartbeat_timeout`.
 """
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.interfaces import DispatchActivities
@@ -19,8 +22,10 @@ with workflow.unsafe.imports_passed_through():
     from core.services import TaskQueue
 
 WORKFLOW_ID = "dispatch-planning-rounds"
-ROUND_TIMEOUT = timedelta(seconds=30)
-ROUND_RETRY = RetryPolicy(maximum_attempts=3)
+# Beyond its run, the time a run's last tick may take.
+RUN_MARGIN = timedelta(minutes=5)
+# Listing the markets failed (the database is down): tried again with backoff, for as long as it takes.
+RUN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=1))
 
 
 @workflow.defn
@@ -29,23 +34,19 @@ class PlanningRoundsWorkflow:
 
     @workflow.run
     async def run(self, schedule: RoundSchedule) -> None:
-        for _ in range(schedule.rounds_per_run):
-            try:
-                markets = await workflow.execute_activity_method(
-                    DispatchActivities.markets_to_plan, task_queue=TaskQueue.DISPATCH.value,
-                    start_to_close_timeout=ROUND_TIMEOUT, retry_policy=ROUND_RETRY,
-                )
-                await asyncio.gather(*(
-                    workflow.execute_activity_method(
-                        DispatchActivities.replan_market, market, task_queue=TaskQueue.DISPATCH.value,
-                        start_to_close_timeout=ROUND_TIMEOUT, retry_policy=ROUND_RETRY, summary=f"round in {market}",
-                    ) for market in markets
-                ), return_exceptions=True)
-            except ActivityError:
-                workflow.logger.warning("planning rounds skipped a tick: markets could not be listed")
-            await workflow.sleep(schedule.interval_seconds)
-        # A fresh history now and then keeps the workflow cheap to replay.
+        await workflow.execute_activity_method(
+            DispatchActivities.run_planning_rounds, schedule, task_queue=TaskQueue.DISPATCH.value,
+            start_to_close_timeout=timedelta(seconds=schedule.run_seconds) + RUN_MARGIN,
+            heartbeat_timeout=heartbeat_timeout(schedule), retry_policy=RUN_RETRY,
+            summary=f"rounds every {schedule.interval_seconds:g}s",
+        )
+        # A fresh history every run keeps the workflow cheap to replay.
         workflow.continue_as_new(schedule)
+
+
+def heartbeat_timeout(schedule: RoundSchedule) -> timedelta:
+    """Two ticks and a minute: the activity heartbeats every tick, and its SDK sends one a minute at most."""
+    return timedelta(seconds=2 * schedule.interval_seconds + 60)
 
 
 async def start_planning_rounds(client: Client, interval_seconds: float) -> None:

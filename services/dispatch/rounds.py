@@ -88,12 +88,18 @@ def trip_from(free: Availability, demand: Demand, speed_mps: float) -> TripEstim
     return replace(trip, pickup_eta=trip.pickup_eta + late, dropoff_eta=trip.dropoff_eta + late)
 
 
-def fleet_view(free: list[Availability], now: datetime) -> Fleet:
-    """The planner's arrays for these availabilities."""
+def fleet_view(robots: list[PlannedRobot], now: datetime) -> Fleet:
+    """The planner's arrays for these robots, each as `availability` has it, computed for the whole fleet at once:
+    a round reads every working robot of its market."""
+    count = len(robots)
+    epoch = now.timestamp()
+    available = np.fromiter((robot.available_at.timestamp() for robot in robots), float, count) - epoch
+    busy = np.fromiter((robot.active_demand_id is not None for robot in robots), bool, count)
     return Fleet(
-        positions=np.array([[f.point.latitude, f.point.longitude] for f in free], float).reshape(-1, 2),
-        free_in=np.array([(f.at - now).total_seconds() for f in free], float),
-        battery=np.array([f.battery for f in free], float),
+        positions=np.array([(robot.available_latitude, robot.available_longitude) for robot in robots],
+                           float).reshape(-1, 2),
+        free_in=np.where(busy & (available < 0), -available, np.maximum(available, 0.0)),
+        battery=np.fromiter((robot.available_battery for robot in robots), float, count),
     )
 
 
@@ -155,10 +161,9 @@ async def _plan_round(session: AsyncSession, market: str, now: datetime, setting
     standing = await repository.proposals(session, [demand.id for demand in demands])
     live = [demand for demand in demands if demand.requested_at >= since]
     rules, planner = planning_rules(market, settings), PLANNERS[settings.planner]
-    free = [availability(robot, now) for robot in robots]
     problem, chosen, held = None, {}, set()
     if live and robots:
-        problem = PickupProblem.build(demands_view(live, now), fleet_view(free, now), rules, exclusions(live, robots),
+        problem = PickupProblem.build(demands_view(live, now), fleet_view(robots, now), rules, exclusions(live, robots),
                                       proposed_columns(live, robots, standing))
         rows, cols = planner.solve(problem)
         chosen = {live[i].id: (int(i), int(j)) for i, j in zip(rows, cols)}
@@ -171,7 +176,7 @@ async def _plan_round(session: AsyncSession, market: str, now: datetime, setting
             outcome.unplanned += 1
             continue
         i, j = chosen[demand.id]
-        robot, trip = robots[j], trip_from(free[j], demand, rules.speed_mps)
+        robot, trip = robots[j], trip_from(availability(robots[j], now), demand, rules.speed_mps)
         alternatives = [{"robot_id": robots[k].id, "cost_seconds": round(cost, 1)}
                         for k, cost in problem.runners_up(i, j)]
         cost = round((trip.pickup_eta - now).total_seconds(), 1)
@@ -212,7 +217,7 @@ async def quote_view(session: AsyncSession, market: str, now: datetime, settings
     rules = planning_rules(market, settings)
     if robots is None:
         robots = await repository.available_robots(session, market)
-    fleet = fleet_view([availability(robot, now) for robot in robots], now)
+    fleet = fleet_view(robots, now)
     queued = {plan.robot_id: demand for plan, demand in await repository.queued_proposals(session, market)}
     behind = [j for j, robot in enumerate(robots) if robot.id in queued]
     if behind:

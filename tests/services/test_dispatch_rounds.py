@@ -1,16 +1,20 @@
 """Planning rounds against the real Dispatch database: batch rounds, proposals on busy robots, quotes."""
 
 import asyncio
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.testing import ActivityEnvironment
 
 from activities.dispatch import DispatchActivities
-from core.contracts import Point, QuoteRequest, RobotChoice
+from core.contracts import Point, QuoteRequest, RobotChoice, RoundSchedule
 from core.errors import NO_CAPACITY, NO_ROBOT_AVAILABLE
 from core.geo import meters_between
+from services.dispatch import rounds
 from services.dispatch.eta import PICKUP_DWELL
 from services.dispatch.models import MarketOutlook, Plan, Robot
 from tests.support.dispatch import (
@@ -33,6 +37,7 @@ async def open_demand(dispatch, request) -> None:
     with pytest.raises(ApplicationError) as raised:
         await dispatch.plan_demand(request)
     assert raised.value.type == NO_ROBOT_AVAILABLE
+    assert raised.value.category is ApplicationErrorCategory.BENIGN  # the worker logs it without a traceback
 
 
 @pytest.mark.parametrize("planner, expected", [("batch", "batch-lsa-v1"), ("greedy", "greedy-v1")])
@@ -275,3 +280,37 @@ async def test_every_round_writes_when_the_soonest_robot_is_free_for_a_new_order
     assert outlook.robots == 1 and outlook.free_at > taken.dropoff_eta
     way_back = timedelta(seconds=meters_between(DROPOFF, PICKUP) / 1.4)  # from its last dropoff to the store
     assert quote.pickup_eta - outlook.free_at == pytest.approx(way_back, abs=timedelta(seconds=5))
+
+
+def test_the_fleet_view_is_each_robots_availability():
+    """The whole fleet's arrays, computed at once, say what `availability` says of each robot."""
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    robots = [SimpleNamespace(active_demand_id=demand, available_at=now + timedelta(seconds=offset),
+                              available_latitude=37.77 + i / 1000, available_longitude=-122.41 - i / 1000,
+                              available_battery=0.9 - i / 10)
+              for i, (demand, offset) in enumerate([(None, -30), (None, 45), (uuid.uuid4(), 60), (uuid.uuid4(), -90)])]
+
+    fleet = rounds.fleet_view(robots, now)
+
+    free = [rounds.availability(robot, now) for robot in robots]
+    assert fleet.free_in.tolist() == pytest.approx([(f.at - now).total_seconds() for f in free])
+    assert fleet.free_in.tolist() == pytest.approx([0, 45, 60, 90])  # a busy robot late by 90 s: as late again
+    assert fleet.positions.tolist() == [[f.point.latitude, f.point.longitude] for f in free]
+    assert fleet.battery.tolist() == [f.battery for f in free]
+    assert len(rounds.fleet_view([], now)) == 0
+
+
+async def test_the_periodic_rounds_run_in_one_activity_that_heartbeats_its_totals(dispatch, sessions, market):
+    """A robot that joins the fleet is committed to a waiting demand by the next tick; every tick heartbeats."""
+    request = a_demand(market)
+    await open_demand(dispatch, request)
+    robot_id = await add_robot(sessions, market, 100)
+    environment, heartbeats = ActivityEnvironment(), []
+    environment.on_heartbeat = lambda *details: heartbeats.append(details[0].model_copy())
+
+    done = await environment.run(dispatch.run_planning_rounds, RoundSchedule(interval_seconds=0.05, run_seconds=0.2))
+
+    assert done.ticks >= 3 and done.committed >= 1 and done.failed == 0
+    assert [beat.ticks for beat in heartbeats if beat.ticks][-1] == done.ticks and heartbeats[-1] == done
+    assert (await demand_of(sessions, request)).robot_id == robot_id
+    assert (await dispatch.plan_demand(request)).robot_id == robot_id

@@ -25,7 +25,7 @@ from activities.registry import CLASSES
 from core.contracts import (
     AttemptOutcome, AttemptRef, CallbackFailure, CancelRequest, DeliveryOrder, DeliveryView, DemandRequest,
     Deployment, EventReceipt, FieldTaskChange, FieldTaskRequest, LifecyclePolicy, NewAttempt, OperatorAction,
-    PlanningRound, Point, QuoteEstimate, QuoteOffer, QuoteRequest, RecordedRobotEvent, RobotChoice, RobotEvent,
+    Point, QuoteEstimate, QuoteOffer, QuoteRequest, RecordedRobotEvent, RobotChoice, RobotEvent,
     RobotRelease, RobotService, StatusCallback, StatusChange, TaskAssignment, TaskClosure, TaskRequest, TripFinding,
     TripUpdate, TripWatch,
 )
@@ -202,16 +202,6 @@ class Services:
         now = datetime.now(UTC)
         return RobotChoice(demand_id=uuid.uuid4(), plan_id=uuid.uuid4(), robot_id=robot,
                            pickup_eta=now + timedelta(minutes=5), dropoff_eta=now + timedelta(minutes=15))
-
-    @activity.defn(name="replan_market")
-    async def replan_market(self, market: str) -> PlanningRound:
-        self._called("replan_market", market)
-        return PlanningRound(market=market, committed=0, proposed=0, unplanned=0)
-
-    @activity.defn(name="markets_to_plan")
-    async def markets_to_plan(self) -> list[str]:
-        self._called("markets_to_plan", None)
-        return []
 
     @activity.defn(name="estimate_quote")
     async def estimate_quote(self, request: QuoteRequest) -> QuoteEstimate:
