@@ -139,6 +139,7 @@ def test_the_open_loop_figures_in_the_docs_are_the_committed_reports():
     for name in ("bench-open-loop.json", "bench-open-loop-c8adb2a.json", "bench-open-loop-8809e63.json",
                  "bench-open-loop-78ba229.json", "bench-open-loop-fde1817.json", "bench-open-loop-bf276da.json",
                  "bench-open-loop-d0b7c20.json", "bench-open-loop-0bdd054.json", "bench-open-loop-ab9bf61.json",
+                 "bench-open-loop-85ec790.json",
                  "bench/post-tail/A.json",
                  "bench/post-tail/B.json", "bench/post-tail/C.json", "bench/post-tail/D.json"):
         report = json.loads((ROOT / "docs" / name).read_text())
@@ -177,7 +178,8 @@ def test_the_repeated_runs_in_the_docs_are_the_committed_reports():
                         ("bf276da", "bench/repeat/bf276da.json"), ("a0f9fec", "bench/repeat/a0f9fec.json"),
                         ("fde1817", "bench/repeat/fde1817.json"), ("78ba229", "bench/repeat/78ba229.json"),
                         ("8809e63", "bench/repeat/8809e63.json"), ("c8adb2a", "bench/repeat/c8adb2a.json"),
-                        ("ab9bf61", "bench/repeat/ab9bf61.json"), ("ab9bf61-2", "bench/repeat/ab9bf61-2.json")):
+                        ("ab9bf61", "bench/repeat/ab9bf61.json"), ("ab9bf61-2", "bench/repeat/ab9bf61-2.json"),
+                        ("85ec790", "bench/repeat/85ec790.json")):
         report = json.loads((ROOT / "docs" / path).read_text())
         throughput_and_cpu = "\n".join(closed_loop_table(report)).split("\n\n")[1:3]  # the first two tables
         rows = [line for table in throughput_and_cpu for line in table.splitlines()
@@ -201,7 +203,8 @@ def test_the_in_flight_figures_in_the_docs_are_the_committed_reports():
                  "bench-in-flight-7836ca3-single.json", "bench-in-flight-bf276da.json",
                  "bench-in-flight-bf276da-shared.json", "bench-in-flight-cache-400.json",
                  "bench-in-flight-fde1817.json", "bench-in-flight-78ba229.json", "bench-in-flight-8809e63.json",
-                 "bench-in-flight-c8adb2a.json", "bench-in-flight-ab9bf61.json", "bench-in-flight-85ec790.json"):
+                 "bench-in-flight-c8adb2a.json", "bench-in-flight-ab9bf61.json", "bench-in-flight-85ec790.json",
+                 "bench-in-flight-c6cf24e.json", "bench-in-flight-0db65f4.json"):
         report = json.loads((ROOT / "docs" / name).read_text())
         missing = [line for line in summary(report).splitlines() if line.strip() not in docs]
         assert not missing, f"regenerate with: python -m bench.inflight docs/{name}\n" + "\n".join(missing)
