@@ -12,8 +12,8 @@ from temporalio import activity
 from core.contracts import (
     AttemptOutcome, AttemptRef, CallbackFailure, DeliveryOrder, DemandRequest, Deployment, FieldTaskChange,
     FieldTaskRequest, NewAttempt, PlanningRounds, QuoteEstimate, QuoteOffer, QuoteRequest, RecordedRobotEvent,
-    RobotChoice, RobotRelease, RoundSchedule, RobotService, StatusCallback, StatusChange, TaskAssignment, TaskClosure, TaskRequest,
-    TripFinding, TripUpdate, TripWatch,
+    RobotChoice, RobotRelease, RobotService, RoundSchedule, StatusCallback, StatusChange, TaskAssignment, TaskClosure,
+    TaskRequest, TripFinding, TripUpdate, TripWatch,
 )
 
 

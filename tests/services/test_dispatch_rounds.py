@@ -310,7 +310,7 @@ async def test_the_periodic_rounds_run_in_one_activity_that_heartbeats_its_total
 
     done = await environment.run(dispatch.run_planning_rounds, RoundSchedule(interval_seconds=0.05, run_seconds=0.5))
 
-    assert done.ticks >= 1 and done.rounds >= done.ticks and done.committed >= 1 and done.failed == 0
+    assert done.ticks >= 1 and done.rounds >= 1 and done.committed >= 1 and done.failed == 0
     assert len(heartbeats) == done.rounds + done.ticks and heartbeats[-1] == done  # after each round and tick
     assert (await demand_of(sessions, request)).robot_id == robot_id
     assert (await dispatch.plan_demand(request)).robot_id == robot_id
