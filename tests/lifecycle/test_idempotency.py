@@ -16,6 +16,13 @@ from tests.support.robots import RobotDriver
 from tests.support.waiting import wait_for, wait_terminal
 
 
+# The activities of a delivered lifecycle, each at least this often (a trip watch ends by its cancel or by itself,
+# as it happens, so it is not counted).
+STEPS = {"accept_order": 1, "create_delivery": 1, "plan_demand": 1, "verify_deployment": 1, "assign_task": 1,
+         "record_status": 8, "send_status_callback": 8, "record_trip_progress": 4, "close_task": 1, "end_attempt": 1,
+         "release_robot": 1, "stop_watching": 1}
+
+
 async def duplicates(platform, service: Service, model, *key) -> list:
     """Rows of `model` that share `key` with another row."""
     statement = select(*key, func.count()).group_by(*key).having(func.count() > 1)
@@ -38,7 +45,9 @@ async def test_a_delivery_whose_every_activity_fails_once_after_commit_has_no_du
         assert (await wait_terminal(platform, delivery_id))["status"] == "delivered"
     finally:
         flaky.on = False
-    assert flaky.injected >= 30, "every activity of the lifecycle failed once after committing"
+    failed = flaky.types_failed(f"delivery:{delivery_id}")
+    assert [name for name, times in STEPS.items() if failed[name] < times] == [], \
+        f"every activity of the lifecycle fails once after committing: {failed}"
 
     (attempt,) = await rows(platform, Service.DELIVERIES, select(Attempt).where(Attempt.delivery_id == delivery_id))
     history = await rows(platform, Service.DELIVERIES, select(AttemptHistory.status).where(

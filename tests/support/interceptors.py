@@ -1,6 +1,7 @@
 """Activity interceptors the platform's workers run with, each holding its own switches for the tests."""
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -10,17 +11,22 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 
 
 class FailOnceAfterCommit(Interceptor):
-    """While `on`, every activity's first attempt does its work, then reports a failure (`injected` counts them).
+    """While `on`, every activity's first attempt does its work, then reports a failure (`injected` lists them:
+    workflow id and activity type).
 
     Temporal then retries it: the retry must find the work done and add nothing twice.
     """
 
     def __init__(self) -> None:
         self.on = False
-        self.injected = 0
+        self.injected: list[tuple[str, str]] = []
 
     def reset(self) -> None:
-        self.on, self.injected = False, 0
+        self.on, self.injected = False, []
+
+    def types_failed(self, workflow_id: str) -> Counter:
+        """How many first attempts of each activity type failed for one workflow."""
+        return Counter(activity_type for workflow, activity_type in self.injected if workflow == workflow_id)
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _FailAfterCommit(next, self)
@@ -35,7 +41,7 @@ class _FailAfterCommit(ActivityInboundInterceptor):
         info = activity.info()
         result = await self.next.execute_activity(input)
         if self.switch.on and info.attempt == 1:
-            self.switch.injected += 1
+            self.switch.injected.append((info.workflow_id, info.activity_type))
             raise ApplicationError(f"injected failure after {info.activity_type} committed")
         return result
 
