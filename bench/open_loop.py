@@ -9,12 +9,14 @@ instead of being hidden (coordinated omission).
 """
 
 import asyncio
+import json
 import random
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -108,11 +110,31 @@ async def create_and_follow(http: httpx.AsyncClient, receiver: Receiver, body: d
     return Followed(created, delivery_id, status, received)
 
 
+def api_own_post_seconds(logs: Path, since: datetime, until: datetime) -> list[float]:
+    """How long the API itself took over each create answered 200 or 201 between `since` and `until`: the duration
+    its request log gives (`api.log`, or `api-N.log` per process), timed from when the request reached the app to
+    its answer, so without the client, the network or the HTTP parsing before it."""
+    durations = []
+    for path in sorted(logs.glob("api*.log")):
+        with path.open() as lines:
+            for line in lines:
+                if '"/v1/deliveries"' not in line:
+                    continue
+                record = json.loads(line)
+                if (record.get("method"), record.get("route")) != ("POST", "/v1/deliveries") or \
+                        record.get("status") not in (200, 201):
+                    continue
+                if since <= datetime.fromisoformat(record["ts"]) <= until:
+                    durations.append(record["duration_ms"] / 1000)
+    return durations
+
+
 async def drive_open(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, rate: float, seconds: float,
                      arrivals: str, timeout: float, tag: str, cap: int | None = None,
-                     probes: Probes | None = None) -> dict:
+                     probes: Probes | None = None, logs: Path | None = None) -> dict:
     """Create deliveries at `rate` per second for `seconds` on a fixed schedule; follow each to its end. With
-    `probes`, time what a create waits on while they are sent."""
+    `probes`, time what a create waits on while they are sent; with the stack's `logs`, report the API's own time
+    for each create beside the time the bench saw."""
     rng = random.Random(tag)
     offsets = arrival_offsets(rate, seconds, arrivals, f"{tag}-arrivals", cap)
     api, lifecycle, lags, lasts, delivered_ids = [], [], [], [], []
@@ -130,6 +152,7 @@ async def drive_open(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, r
 
     stop_probes = asyncio.Event()
     probing = asyncio.create_task(probes.run(stop_probes)) if probes else None
+    began = datetime.now(UTC)
     start = time.monotonic() + 0.05
     tasks = []
     for number, offset in enumerate(offsets, 1):
@@ -154,6 +177,7 @@ async def drive_open(http: httpx.AsyncClient, receiver: Receiver, fleet: dict, r
         "duration_seconds": round(duration, 3) if duration else None,
         "throughput_per_second": round(len(lasts) / duration, 3) if duration else 0.0,
         "api_post_seconds": stats(api), "latency_seconds": stats(lifecycle),
+        **({"api_own_post_seconds": stats(api_own_post_seconds(logs, began, datetime.now(UTC)))} if logs else {}),
         "sample_workflow_id": workflow_id(delivered_ids[0]) if delivered_ids else None,
         **({"probes": probes.report()} if probes else {}),
     }

@@ -359,7 +359,7 @@ async def closed_loop_run(options: BenchOptions, http: httpx.AsyncClient, receiv
 
 
 async def open_loop(options: BenchOptions, http: httpx.AsyncClient, receiver: Receiver, fleet: dict,
-                    sampler: Sampler, transactions: TransactionCounter, say: Say, probes: Probes) -> dict:
+                    sampler: Sampler, transactions: TransactionCounter, say: Say, probes: Probes, logs: Path) -> dict:
     """The maximum throughput (measured with the closed loop, or given), then one open-loop run per rate."""
     result: dict = {"late_after_seconds": LATE_SECONDS}
     planned = [(rate, None) for rate in options.rates or []]
@@ -390,7 +390,7 @@ async def open_loop(options: BenchOptions, http: httpx.AsyncClient, receiver: Re
         sampler.start()
         probes.starts, probes.round_trips = [], []
         run = await drive_open(http, receiver, fleet, rate, options.run_seconds, options.arrivals, options.timeout,
-                               f"r{rate:g}-{int(time.time())}", options.deliveries, probes)
+                               f"r{rate:g}-{int(time.time())}", options.deliveries, probes, logs)
         run["resources"] = await sampler.stop()
         run["machine"] = sampler.machine
         run["load_average"] = [round(v, 2) for v in os.getloadavg()]
@@ -448,13 +448,15 @@ def open_loop_table(report: dict) -> list[str]:
                      f"{run['late']} | {run['rate_limited']} | {run['load_average'][0]:.2f} |")
     probed = [run for run in result["runs"] if "probes" in run]
     if probed:
-        lines += ["", "| rate /s | POST p50 / p99 ms | Temporal start_workflow p50 / p99 ms | Postgres round trip p50 / "
-                      "p99 ms | API CPU ms per delivery | CPU s by other processes | machine busy |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["", "| rate /s | POST p50 / p99 ms | the API's own p50 / p99 / max ms | Temporal start_workflow "
+                      "p50 / p99 ms | Postgres round trip p50 / p99 ms | API CPU ms per delivery | CPU s by other "
+                      "processes | machine busy |", "|---|---|---|---|---|---|---|---|"]
     for run in probed:
         post, start = run["api_post_seconds"], run["probes"]["temporal_start_workflow_seconds"]
         trip, cpu = run["probes"]["postgres_round_trip_seconds"], run.get("cpu_seconds_per_delivery", {})
+        own = run.get("api_own_post_seconds", {})
         lines.append(f"| {run['rate_per_second']:g} | {ms(post['p50'])} / {ms(post['p99'])} | "
+                     f"{ms(own.get('p50'))} / {ms(own.get('p99'))} / {ms(own.get('max'))} | "
                      f"{ms(start['p50'])} / {ms(start['p99'])} | {trip['p50'] * 1000:.1f} / {trip['p99'] * 1000:.1f} | "
                      f"{ms(cpu.get('api'))} | {run['machine']['other_cpu_seconds']:.0f} | "
                      f"{100 * run['machine']['utilisation']:.0f}% |")
@@ -558,7 +560,7 @@ async def run(options: BenchOptions, base: Settings) -> int:
             if options.open_loop:
                 probes = Probes(client, settings.database_dsn(Service.INTEGRATIONS))
                 report["open_loop"] = await open_loop(options, http, receiver, fleet, sampler, transactions, say,
-                                                      probes)
+                                                      probes, logs)
             for index, concurrency in enumerate([] if options.open_loop else options.concurrency, 1):
                 say(f"run {index}/{len(options.concurrency)}: concurrency {concurrency}, up to {options.deliveries} "
                     f"deliveries{budget_text(options)} through POST /v1/deliveries ...")

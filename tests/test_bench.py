@@ -121,6 +121,8 @@ def test_open_loop_reports_latency_per_rate_and_counts_the_partners_429s():
     assert run["api_post_seconds"]["p50"] < run["latency_seconds"]["p50"]
     assert run["late"] >= 0 and run["send_lag_seconds"]["p50"] is not None
     assert run["probes"]["temporal_start_workflow_seconds"]["p50"] > 0  # what a create waits on, timed meanwhile
+    own, seen = run["api_own_post_seconds"], run["api_post_seconds"]  # the API's log against the bench's clock
+    assert ordered(own) and 0 < own["p50"] <= seen["p50"] and own["max"] <= seen["max"], (own, seen)
     assert run["probes"]["postgres_round_trip_seconds"]["p50"] > 0
     assert run["resources"]["api"]["cpu_seconds"] > 0 and len(run["load_average"]) == 3
     assert f"{run['rate_limited']} answered 429" in result.stderr
@@ -129,6 +131,31 @@ def test_open_loop_reports_latency_per_rate_and_counts_the_partners_429s():
     data_dir = report["stack"]["data_dir"]
     assert not Path(data_dir).exists()
     assert not processes_naming(data_dir)
+
+
+def test_the_apis_own_time_for_creates_is_read_from_its_log_within_the_run(tmp_path):
+    """Only the API's answered creates (200 or 201) logged between the run's start and end count, from every API
+    process's log; other routes, refusals and creates outside the run do not."""
+    from datetime import UTC, datetime
+
+    from bench.open_loop import api_own_post_seconds
+
+    def line(ts: str, route: str = "/v1/deliveries", method: str = "POST", status: int = 201, ms: float = 12.5):
+        return json.dumps({"ts": f"2026-12-07T10:00:{ts}+00:00", "level": "INFO", "logger": "api.requests",
+                           "message": f"{method} {route} {status}", "method": method, "route": route,
+                           "status": status, "duration_ms": ms})
+
+    (tmp_path / "api.log").write_text("\n".join([
+        '{"ts": "2026-12-07T10:00:00.000+00:00", "message": "Started server process"}',
+        line("01.000", ms=99.0),  # before the run
+        line("05.000", ms=20.0), line("06.000", status=200, ms=30.0), line("07.000", status=429, ms=1.0),
+        line("08.000", route="/v1/deliveries/{delivery_id}", method="GET", ms=5.0),
+        line("30.000", ms=77.0),  # after it
+    ]) + "\n")
+    (tmp_path / "api-2.log").write_text(line("09.500", ms=40.0) + "\n")
+    (tmp_path / "worker-all.log").write_text(line("09.000", ms=50.0) + "\n")
+    since, until = datetime(2026, 12, 7, 10, 0, 2, tzinfo=UTC), datetime(2026, 12, 7, 10, 0, 20, tzinfo=UTC)
+    assert sorted(api_own_post_seconds(tmp_path, since, until)) == [0.02, 0.03, 0.04]
 
 
 def test_the_open_loop_figures_in_the_docs_are_the_committed_reports():
