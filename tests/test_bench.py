@@ -166,7 +166,7 @@ def test_the_open_loop_figures_in_the_docs_are_the_committed_reports():
     for name in ("bench-open-loop.json", "bench-open-loop-c8adb2a.json", "bench-open-loop-8809e63.json",
                  "bench-open-loop-78ba229.json", "bench-open-loop-fde1817.json", "bench-open-loop-bf276da.json",
                  "bench-open-loop-d0b7c20.json", "bench-open-loop-0bdd054.json", "bench-open-loop-ab9bf61.json",
-                 "bench-open-loop-85ec790.json",
+                 "bench-open-loop-85ec790.json", "bench-open-loop-0db65f4.json",
                  "bench/post-tail/A.json",
                  "bench/post-tail/B.json", "bench/post-tail/C.json", "bench/post-tail/D.json"):
         report = json.loads((ROOT / "docs" / name).read_text())
