@@ -33,7 +33,7 @@ HEARTBEAT_SECONDS = 5.0
 KEEPALIVE_SECONDS = 10.0  # a robot on a task reports at least this often (wall time), even while it waits
 NEWS_SECONDS = 5.0  # with nothing to do, the robot waits this long for a new assignment before it looks again
 LID_DWELL_SECONDS = 20.0
-RESENDS = 60  # tries of one event that gets no answer or a 503 (which says when to try again)
+RESEND_SECONDS = 1.0  # after no answer at all, before the same event is sent again
 ANSWER_SECONDS = 30.0  # an event sent on the stream and not answered within this is sent again
 
 
@@ -223,7 +223,7 @@ class SimulatedRobot:
         """On the stream (answered with the assignment's version), or over HTTP while it is down."""
         self.last_report = time.monotonic()
         beat = {"latitude": self.position.latitude, "longitude": self.position.longitude, "moving": moving}
-        if self.socket is not None:
+        if self.streaming():
             try:
                 await self.socket.send(json.dumps({"type": "heartbeat", **beat}))
                 return
@@ -246,25 +246,29 @@ class SimulatedRobot:
 
     async def send(self, body: dict) -> tuple[int, dict | None]:
         """Send an event until the platform answers it with something other than 503, resending the same body
-        (a resend of an event_id is idempotent) after no answer at all or a 503: the answer is the one the event
-        got. On the stream while it is up, else an HTTP POST. (status code, the receipt when accepted)."""
-        for attempt in itertools.count(1):
+        (a resend of an event_id is idempotent) after no answer at all or a 503, however long that takes: the
+        answer is the one the event got. An event given up on could have been applied without the robot knowing,
+        and a new one in its place would then be refused. On the stream while it is up, else an HTTP POST.
+        (status code, the receipt when accepted)."""
+        while True:
             try:
                 status_code, answer, retry_after = await self._send_once(body)
             except (httpx.TransportError, WebSocketException, ConnectionError, TimeoutError) as exc:
-                if attempt >= RESENDS:
-                    raise
                 log.warning("%s: no answer to %s (%s); resending it", self.robot_id, body["type"],
                             type(exc).__name__)
-                await asyncio.sleep(1)
+                await asyncio.sleep(RESEND_SECONDS)
                 continue
-            if status_code != 503 or attempt >= RESENDS:
+            if status_code != 503:
                 return status_code, answer
             await asyncio.sleep(retry_after)
 
+    def streaming(self) -> bool:
+        """Whether the stream is up: once it drops, events go over HTTP until `serve` connects again."""
+        return self.socket is not None and self.listening is not None and not self.listening.done()
+
     async def _send_once(self, body: dict) -> tuple[int, dict | None, float]:
         """One try: (status code, the receipt when accepted, seconds to wait before a resend after a 503)."""
-        if self.socket is not None:
+        if self.streaming():
             answer = self.answers[body["event_id"]] = asyncio.get_running_loop().create_future()
             try:
                 await self.socket.send(json.dumps({"type": "event", "event": body}))

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy import select
 from websockets.asyncio.client import connect
@@ -17,6 +18,7 @@ from core.services import Service
 from desks.robot import AssignmentReading
 from services.state import repository as state
 from services.state.models import Connectivity
+from simulator.fleet import SimulatedRobot
 from tests.support.lifecycle import create
 from tests.support.platform import rows
 from tests.support.robots import RobotDriver, drive
@@ -198,6 +200,34 @@ async def test_events_on_the_stream_are_answered_there_as_the_post_answers_them(
     await driver.load_and_go()
     await driver.hand_over()
     assert (await wait_terminal(platform, delivery_id))["status"] == "delivered"
+
+
+async def test_a_simulated_robot_whose_stream_dropped_sends_its_event_over_http_with_the_same_id(market):
+    """The stream drops while the simulator's robot is about to report: the event goes as an HTTP POST (not again
+    and again onto the dead stream), is applied, and a resend of it gets the same receipt."""
+    platform = market.platform
+    robot_id = await market.add_robot()
+    await market.add_pilot()
+    delivery_id = await create(market)
+    await wait_status(platform, delivery_id, "robot_assigned")
+    async with httpx.AsyncClient(base_url=platform.api_url, timeout=30) as http:
+        robot = SimulatedRobot(http, robot_id, market.robots[robot_id], Point(**market.point()), speed=None)
+        async with connect(robot.stream_url(), additional_headers=robot.headers) as socket:
+            robot.socket, robot.listening = socket, asyncio.create_task(robot.listen(socket))
+
+            async def pushed():
+                return robot.job is not None
+
+            await wait_for(pushed)
+            assert robot.streaming()
+            await socket.close()  # as if the API went away: the robot still holds the socket it had
+            await robot.listening
+            assert robot.socket is socket and not robot.streaming()
+            departed = robot.event_body("departed")
+            status_code, receipt = await asyncio.wait_for(robot.send(departed), 15)
+        assert status_code == 200 and receipt["status"] == "en_route_to_pickup", (status_code, receipt)
+        assert await robot.send(departed) == (200, receipt)  # the same event again: the answer it got
+    await wait_status(platform, delivery_id, "en_route_to_pickup")
 
 
 async def test_heartbeat_answers_carry_the_version_and_follow_the_assignment(market, pushed_only):
