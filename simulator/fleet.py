@@ -125,7 +125,7 @@ class SimulatedRobot:
 
     async def ask_afresh(self) -> None:
         """Ask the stream to read the assignment again and push it, changed or not."""
-        if self.socket is not None:
+        if self.streaming():
             try:
                 await self.socket.send(json.dumps({"type": "assignment"}))
             except WebSocketException:
