@@ -1,16 +1,16 @@
-"""The handlers behind each `deliveryctl` command."""
+"""The handlers behind each `deliveryctl` command. Each imports what it needs itself, so a command that never
+starts the stack or touches Temporal (`partners`, `pilots`, `stores`) does not pay for loading them."""
 
 import asyncio
 import json
 
 from cli.errors import CommandError
-from cli.up import describe_stack, run_stack, running_stack
-from core.migrations import create_databases, current_revisions, downgrade_all, head_revisions, upgrade_all
 from core.settings import Settings
-from core.temporal import connect, ensure_search_attributes
 
 
 async def up(args, settings: Settings) -> int:
+    from cli.up import run_stack
+
     overrides = {"simulator": False} if args.no_simulator else {}
     if args.sim_speed:
         overrides["sim_speed"] = args.sim_speed
@@ -28,6 +28,8 @@ async def demo(args, settings: Settings) -> int:
 
 
 async def status(args, settings: Settings) -> int:
+    from cli.up import describe_stack, running_stack
+
     stack = running_stack(settings)
     report = {"running": stack is not None, **(stack or describe_stack(settings))}
     report.pop("pid", None)
@@ -80,6 +82,8 @@ async def audit(args, settings: Settings) -> int:
 
 
 async def db(args, settings: Settings) -> int:
+    from core.migrations import create_databases, current_revisions, downgrade_all, head_revisions, upgrade_all
+
     try:
         if args.db_command == "upgrade":
             created = await create_databases(settings)
@@ -99,6 +103,7 @@ async def db(args, settings: Settings) -> int:
 
 
 async def temporal(args, settings: Settings) -> int:
+    from core.temporal import ensure_search_attributes
     from workflows import ensure_schedules
 
     client = await _temporal(settings)
@@ -182,6 +187,8 @@ async def fo(args, settings: Settings) -> int:
 
 
 async def _temporal(settings: Settings, identity: str | None = None):
+    from core.temporal import connect
+
     try:
         return await connect(settings, metrics=False, identity=identity)
     except RuntimeError as exc:
