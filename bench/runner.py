@@ -501,7 +501,8 @@ async def run(options: BenchOptions, base: Settings) -> int:
         stack = Stack(settings)
         await asyncio.to_thread(stack.wait_ready)
         report["stack"] = {"api_url": settings.api_url, "temporal_address": settings.temporal_address,
-                           "temporal_ui_url": settings.temporal_ui_url, "data_dir": str(data_dir)}
+                           "temporal_ui_url": settings.temporal_ui_url, "data_dir": str(data_dir),
+                           "background_niceness": settings.background_niceness}
         say(f"stack up at {settings.api_url} (Temporal {settings.temporal_address}, "
             f"UI {settings.temporal_ui_url}), pid {stack.pid}")
 
@@ -521,13 +522,14 @@ async def run(options: BenchOptions, base: Settings) -> int:
 
         simulator = Process("simulator", [sys.executable, "-m", "simulator", "--api-url", settings.api_url,
                                           "--fleet", str(fleet_path), "--speed", "instant"],
-                            logs / "bench-simulator.log", env)
+                            logs / "bench-simulator.log", env, niceness=settings.background_niceness)
         children.append(simulator)
         extra = []
         for n in range(options.workers_per_queue - 1):
             extra.append(Process(f"worker {options.scale_queue} #{n + 2}",
                                  [sys.executable, str(REPO_ROOT / "worker.py"), "--queue", options.scale_queue],
-                                 logs / f"bench-worker-{options.scale_queue}-{n + 2}.log", env))
+                                 logs / f"bench-worker-{options.scale_queue}-{n + 2}.log", env,
+                                 niceness=settings.background_niceness))
         children.extend(extra)
         client = await connect(settings)
         await wait_for_pollers(client, {q.value: (queue_kind(q.value),
@@ -612,7 +614,8 @@ async def run(options: BenchOptions, base: Settings) -> int:
         processes += [[scaled]] * (options.workers_per_queue - 1)
         for n, queues in enumerate(processes, 1):
             argv = [sys.executable, "-m", "bench.bare", *(arg for queue in queues for arg in ("--queue", queue))]
-            children.append(Process(f"bare worker {','.join(queues)}", argv, logs / f"bench-bare-{n}.log", env))
+            children.append(Process(f"bare worker {','.join(queues)}", argv, logs / f"bench-bare-{n}.log", env,
+                                    niceness=settings.background_niceness))  # scheduled as ours are
         await wait_for_pollers(client, {q: (queue_kind(q), options.workers_per_queue if q == scaled else 1)
                                         for q in bare_queues})
         layout = {"per-queue": "one process per bare queue", "single": "one process for every bare queue"}.get(

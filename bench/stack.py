@@ -4,7 +4,6 @@ Also the other processes the bench starts itself (simulator, extra workers, bare
 session, output to a log file, stopped with SIGINT/SIGTERM and then its process group killed.
 """
 
-import ctypes
 import os
 import signal
 import socket
@@ -13,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+from cli.supervisor import before_exec
 from core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY = "The delivery platform is up."
 READY_END = "Press Ctrl-C to stop."
-PR_SET_PDEATHSIG = 1
 
 
 class BenchError(Exception):
@@ -69,25 +68,17 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:
-    # Runs in the child before exec: if the bench is killed outright, its children get SIGTERM (and `up`,
-    # on SIGTERM, stops everything it started). The bench starts its children from its main thread.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
-
-
 class Process:
-    """A child in its own session with its output in a log file, signalled if the bench dies."""
+    """A child in its own session with its output in a log file, signalled if the bench dies (`up`, on SIGTERM,
+    stops everything it started), at `niceness` below the bench."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str]):
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str], niceness: int = 0):
         self.name, self.log_path = name, log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             self.popen = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True,
-                                          preexec_fn=_die_with_parent)
+                                          preexec_fn=before_exec(niceness))
 
     @property
     def pid(self) -> int:

@@ -11,12 +11,20 @@ from pathlib import Path
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    # Runs in the child before exec: if `up` itself is killed, its children are signalled too.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+def before_exec(niceness: int = 0):
+    """What runs in a child before exec: if its parent (`up`, the bench) is killed outright, it gets SIGTERM;
+    and its scheduling priority is lowered by `niceness` (every thread it starts inherits it). Children are
+    started from the parent's main thread, whose death is the one the signal follows."""
+
+    def prepare() -> None:
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except OSError:
+            pass
+        if niceness:
+            os.nice(niceness)
+
+    return prepare
 
 
 @dataclass
@@ -30,6 +38,7 @@ class Child:
     user: str | None = None
     stop_signal: int = signal.SIGTERM
     critical: bool = False  # when a critical child dies, the whole stack stops
+    niceness: int = 0  # how much lower than `up` it is scheduled: background work yields the CPU to requests
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
@@ -45,7 +54,7 @@ class Child:
                 env=self.env,
                 user=self.user,
                 start_new_session=True,  # Ctrl-C reaches only `up`, which then stops children in order
-                preexec_fn=_die_with_parent,
+                preexec_fn=before_exec(self.niceness),
             )
         self.started_at = time.monotonic()
 

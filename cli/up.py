@@ -226,7 +226,8 @@ async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) 
     for name, queues in processes.items():
         argv = [python, str(REPO_ROOT / "worker.py"), *(arg for queue in queues for arg in ("--queue", queue.value))]
         worker_env = {**env, "DELIVERY_METRICS_PORT": str(ports[name])} if name in ports else env
-        await supervisor.start(Child(f"worker {name}", argv, logs / f"worker-{name}.log", env=worker_env))
+        await supervisor.start(Child(f"worker {name}", argv, logs / f"worker-{name}.log", env=worker_env,
+                                     niceness=settings.background_niceness))
     if settings.workers == "per-queue":
         say(f"{len(processes)} workers started, one per task queue")
     elif settings.workers == "single":
@@ -234,6 +235,8 @@ async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) 
     else:
         say(f"{len(processes)} workers started: {TaskQueue.DELIVERY_WORKFLOWS.value}, and one for the "
             f"{len(ACTIVITY_QUEUES)} activity queues (DELIVERY_WORKERS=shared)")
+    if settings.background_niceness:
+        say(f"workers scheduled at nice +{settings.background_niceness} under the API (DELIVERY_BACKGROUND_NICENESS)")
     if ports:
         first, last = min(ports.values()), max(ports.values())
         where = f"port {first}" if first == last else f"ports {first}-{last}, one per worker process"
@@ -283,7 +286,7 @@ async def start_demo_market(settings: Settings, supervisor: Supervisor, logs: Pa
         argv = [sys.executable, "-m", "simulator", "--api-url", settings.api_url,
                 "--fleet", str(demo_file(settings)), "--speed", settings.sim_speed]
         child = await supervisor.start(Child("simulator", argv, logs / "simulator.log",
-                                             env=settings_environment(settings)))
+                                             env=settings_environment(settings), niceness=settings.background_niceness))
         say(f"simulator playing {len(demo['robots'])} robots at speed {settings.sim_speed} (pid {child.pid})")
     return demo
 

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
                                      "queue, as production deploys)")
     api_processes: int = Field(1, ge=1, le=64, description="API processes `up` starts, all serving the one API port "
                                                            "(SO_REUSEPORT); each rate-limits on its own")
+    background_niceness: int = Field(5, ge=0, le=19, description="How much lower `up` schedules the workers and the "
+                                     "simulator than the API (nice): when the CPU is short, partners' and robots' "
+                                     "requests go first and background work waits. 0 schedules them all alike")
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)

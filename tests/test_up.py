@@ -189,12 +189,26 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def nice_of_threads(pid: int) -> set[int]:
+    """The nice value of each thread of a process (the 19th field of its stat)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return set()
+    stats = (_read(f"{task}/stat") for task in tasks)
+    return {int(stat.rsplit(")", 1)[1].split()[16]) for stat in stats if stat}
+
+
+def _command_of(pid: int) -> str:
+    return " ".join(arg.decode(errors="replace") for arg in (_read(f"/proc/{pid}/cmdline", True) or b"").split(b"\0")
+                    if arg)
+
+
 def listening_sockets(pids: set[int]) -> dict[tuple[str, int], str]:
     """Every TCP socket the processes listen on, as (address, port), with the command of the process holding it."""
     owners = {}
     for pid in pids:
-        command = " ".join(arg.decode(errors="replace") for arg in (_read(f"/proc/{pid}/cmdline", True) or b"")
-                           .split(b"\0") if arg)[:120]
+        command = _command_of(pid)[:120]
         try:
             links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
         except OSError:
@@ -361,6 +375,18 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
         metrics_ports = range(metrics_base, metrics_base + len(worker_processes(Settings())))
         assert {*stack.ports, *metrics_ports, temporal_metrics} <= {port for _, port in sockets}, sockets
 
+        # 6. The workers and the simulator, every thread of them, are scheduled below the API (nice +5); the API
+        # at `up`'s own priority.
+        (own,) = nice_of_threads(first.process.pid)
+        niceness = {pid: nice_of_threads(pid) for pid in descendants(first.process.pid)}
+        commands = {pid: _command_of(pid) for pid in niceness}
+        background = {pid for pid, command in commands.items() if "worker.py" in command or "-m simulator" in command}
+        assert len(background) == len(worker_processes(Settings())) + 1, commands
+        assert all(niceness[pid] == {min(own + 5, 19)} for pid in background), \
+            {commands[p]: niceness[p] for p in background}
+        api = [pid for pid, command in commands.items() if "uvicorn" in command]
+        assert api and all(niceness[pid] == {own} for pid in api), {commands[p]: niceness[p] for p in api}
+
         # A delivery through the public API, to look for after the restart.
         headers = {"Authorization": f"Bearer {api_key}"}
         created = httpx.post(f"{stack.api_url}/v1/deliveries", json=ORDER, headers=headers, timeout=30)
@@ -375,7 +401,7 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
             time.sleep(0.3)
         assert fetched.status_code == 200, fetched.text
 
-        # 6. Ctrl-C stops everything: exit 0, the stopped line, no stack.json, no process left.
+        # 7. Ctrl-C stops everything: exit 0, the stopped line, no stack.json, no process left.
         assert first.interrupt() == 0, first.output()
         assert STOPPED in first.stdout, first.output()
         assert "Traceback" not in first.stdout + first.stderr, first.output()
@@ -383,7 +409,7 @@ def test_up_serves_stops_cleanly_and_keeps_its_data(tmp_path_factory):
         orphans = leftover_processes(stack)
         assert not orphans, "processes outlived `up`:\n" + "\n".join(f"{p}: {r}" for p, r in orphans.items())
 
-        # 7. A second `up` on the same data dir: same demo partner, and the delivery is still there.
+        # 8. A second `up` on the same data dir: same demo partner, and the delivery is still there.
         second = UpProcess(stack, out_dir, "second")
         assert second.wait_ready() == api_key, second.output()
         assert "created databases" not in second.stdout, second.output()
