@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli.supervisor import before_exec
+from core.children import before_exec
 from core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -166,7 +166,9 @@ def test_the_open_loop_figures_in_the_docs_are_the_committed_reports():
     for name in ("bench-open-loop.json", "bench-open-loop-c8adb2a.json", "bench-open-loop-8809e63.json",
                  "bench-open-loop-78ba229.json", "bench-open-loop-fde1817.json", "bench-open-loop-bf276da.json",
                  "bench-open-loop-d0b7c20.json", "bench-open-loop-0bdd054.json", "bench-open-loop-ab9bf61.json",
-                 "bench-open-loop-85ec790.json", "bench-open-loop-0db65f4.json",
+                 "bench-open-loop-85ec790.json", "bench-open-loop-0db65f4.json", "bench-open-loop-5944cf0.json",
+                 "bench/background-niceness/before.json", "bench/background-niceness/two-api-processes.json",
+                 "bench/background-niceness/by-hand.json", "bench/background-niceness/after.json",
                  "bench/post-tail/A.json",
                  "bench/post-tail/B.json", "bench/post-tail/C.json", "bench/post-tail/D.json"):
         report = json.loads((ROOT / "docs" / name).read_text())
@@ -195,6 +197,28 @@ def test_the_start_after_answer_comparison_in_the_docs_is_the_committed_reports(
         assert len(rows) == 3 and all(f"{name}: {row}" in docs for row in rows), name
 
 
+def test_the_background_priority_comparison_in_the_docs_is_the_committed_reports():
+    """docs/benchmarks.md quotes each quick run of the comparison through the rows `python -m bench.runner` prints."""
+    from bench.runner import closed_loop_table
+
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    for name in ("quick-nice0-1", "quick-nice5-1", "quick-nice0-2", "quick-nice5-2"):
+        report = json.loads((ROOT / "docs" / "bench" / "background-niceness" / f"{name}.json").read_text())
+        rows = [line for line in closed_loop_table(report) if line.startswith("| 10 |")]
+        assert len(rows) == 4 and all(f"{name}: {row}" in docs for row in rows), name
+
+
+def test_the_alternating_open_loops_in_the_docs_are_the_committed_reports():
+    """docs/benchmarks.md quotes each alternating open loop by its one row of the second table the bench prints."""
+    from bench.runner import open_loop_table
+
+    docs = set((ROOT / "docs" / "benchmarks.md").read_text().splitlines())
+    for name in ("open-nice0-1", "open-nice5-1", "open-nice0-2", "open-nice5-2"):
+        report = json.loads((ROOT / "docs" / "bench" / "background-niceness" / f"{name}.json").read_text())
+        second = "\n".join(open_loop_table(report)).split("\n\n")[1].splitlines()
+        assert len(second) == 3 and second[2] in docs, name
+
+
 def test_the_repeated_runs_in_the_docs_are_the_committed_reports():
     """docs/benchmarks.md quotes every run of the same code through `python -m bench.runner`'s rows, and the one
     run kept only as its printed summary through that summary's lines."""
@@ -206,7 +230,7 @@ def test_the_repeated_runs_in_the_docs_are_the_committed_reports():
                         ("fde1817", "bench/repeat/fde1817.json"), ("78ba229", "bench/repeat/78ba229.json"),
                         ("8809e63", "bench/repeat/8809e63.json"), ("c8adb2a", "bench/repeat/c8adb2a.json"),
                         ("ab9bf61", "bench/repeat/ab9bf61.json"), ("ab9bf61-2", "bench/repeat/ab9bf61-2.json"),
-                        ("85ec790", "bench/repeat/85ec790.json")):
+                        ("85ec790", "bench/repeat/85ec790.json"), ("0db65f4", "bench/repeat/0db65f4.json")):
         report = json.loads((ROOT / "docs" / path).read_text())
         throughput_and_cpu = "\n".join(closed_loop_table(report)).split("\n\n")[1:3]  # the first two tables
         rows = [line for table in throughput_and_cpu for line in table.splitlines()
@@ -231,7 +255,7 @@ def test_the_in_flight_figures_in_the_docs_are_the_committed_reports():
                  "bench-in-flight-bf276da-shared.json", "bench-in-flight-cache-400.json",
                  "bench-in-flight-fde1817.json", "bench-in-flight-78ba229.json", "bench-in-flight-8809e63.json",
                  "bench-in-flight-c8adb2a.json", "bench-in-flight-ab9bf61.json", "bench-in-flight-85ec790.json",
-                 "bench-in-flight-c6cf24e.json", "bench-in-flight-0db65f4.json"):
+                 "bench-in-flight-c6cf24e.json", "bench-in-flight-0db65f4.json", "bench-in-flight-6749d7d.json"):
         report = json.loads((ROOT / "docs" / name).read_text())
         missing = [line for line in summary(report).splitlines() if line.strip() not in docs]
         assert not missing, f"regenerate with: python -m bench.inflight docs/{name}\n" + "\n".join(missing)

@@ -314,6 +314,12 @@ def test_app_services_wait_for_migrations_and_temporal(services, workers):
     assert depends_on(services["migrate"]).get("postgres") == "service_healthy"
 
 
+def test_workers_weigh_half_the_api_on_the_cpu(services, workers):
+    """As `up` schedules its workers below the API: where they share a host, requests go first."""
+    assert services["api"].get("cpu_shares", 1024) == 1024
+    assert {name: services[name].get("cpu_shares") for name in workers} == dict.fromkeys(workers, 512)
+
+
 def test_migrate_and_api_commands(services):
     migrate, api = services["migrate"], services["api"]
     assert argv(migrate.get("command"))[-3:] == ["deliveryctl", "db", "upgrade"]
