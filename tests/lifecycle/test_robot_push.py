@@ -242,24 +242,23 @@ async def test_heartbeat_answers_carry_the_version_and_follow_the_assignment(mar
         assert (await robot_stream.next("heartbeat"))["version"] == "none"
         delivery_id = await create(market)
 
-        async def version_of_heartbeat():
+        async def heartbeat_version() -> str:
             await robot_stream.heartbeat(where)
-            answer = await robot_stream.next("heartbeat")
-            return answer["version"] if answer["version"] != seen else None
+            return (await robot_stream.next("heartbeat"))["version"]
 
-        seen = "none"
-        first = await wait_for(version_of_heartbeat, 20)
-        await wait_status(platform, delivery_id, "robot_assigned")
-        seen = first
-        await driver.send("departed")
+        async def assigned():
+            version = await heartbeat_version()
+            return version if version != "none" else None
 
-        async def heartbeat_follows():  # one event may change the assignment twice (State, then Deliveries)
-            await robot_stream.heartbeat(where)
-            version = (await robot_stream.next("heartbeat"))["version"]
+        async def follows_the_assignment():  # one event may change it twice (State, then Deliveries)
+            version = await heartbeat_version()
             current = (await driver.assignment())["version"]
             return version if version == current and version not in ("none", first) else None
 
-        await wait_for(heartbeat_follows, 20)
+        first = await wait_for(assigned, 20)
+        await wait_status(platform, delivery_id, "robot_assigned")
+        await driver.send("departed")
+        await wait_for(follows_the_assignment, 20)
 
         async def recorded():  # the stream's heartbeats reach State, written in batches
             connectivity = await rows(platform, Service.STATE, select(Connectivity).where(
