@@ -449,16 +449,19 @@ def open_loop_table(report: dict) -> list[str]:
     probed = [run for run in result["runs"] if "probes" in run]
     if probed:
         lines += ["", "| rate /s | POST p50 / p99 ms | the API's own p50 / p99 / max ms | Temporal start_workflow "
-                      "p50 / p99 ms | Postgres round trip p50 / p99 ms | API CPU ms per delivery | CPU s by other "
-                      "processes | machine busy |", "|---|---|---|---|---|---|---|---|"]
+                      "p50 / p99 ms | Postgres round trip p50 / p99 ms | API CPU ms per delivery | API CPU s / its event "
+                      "loop waiting for a core s | CPU s by other processes | machine busy |",
+                  "|---|---|---|---|---|---|---|---|---|"]
     for run in probed:
         post, start = run["api_post_seconds"], run["probes"]["temporal_start_workflow_seconds"]
         trip, cpu = run["probes"]["postgres_round_trip_seconds"], run.get("cpu_seconds_per_delivery", {})
-        own = run.get("api_own_post_seconds", {})
+        own, api = run.get("api_own_post_seconds", {}), run["resources"].get("api", {})
+        waited = api.get("main_thread_wait_seconds")
         lines.append(f"| {run['rate_per_second']:g} | {ms(post['p50'])} / {ms(post['p99'])} | "
                      f"{ms(own.get('p50'))} / {ms(own.get('p99'))} / {ms(own.get('max'))} | "
                      f"{ms(start['p50'])} / {ms(start['p99'])} | {trip['p50'] * 1000:.1f} / {trip['p99'] * 1000:.1f} | "
-                     f"{ms(cpu.get('api'))} | {run['machine']['other_cpu_seconds']:.0f} | "
+                     f"{ms(cpu.get('api'))} | {api.get('cpu_seconds', 0):.1f} / {'-' if waited is None else f'{waited:.1f}'} | "
+                     f"{run['machine']['other_cpu_seconds']:.0f} | "
                      f"{100 * run['machine']['utilisation']:.0f}% |")
     return lines
 

@@ -1,5 +1,5 @@
-"""CPU seconds and peak RSS of the processes under test, sampled every 0.5 s with psutil; and the transactions each
-service's database ran meanwhile (`TransactionCounter`).
+"""CPU seconds and peak RSS of the processes under test, sampled every 0.5 s with psutil, and how long each one's
+main thread waited for a core; and the transactions each service's database ran meanwhile (`TransactionCounter`).
 
 Processes are found as descendants of the roots given (the `up` process, and the bench's own children) and
 grouped by their command line: `temporal`, `api`, `worker <queue>`, `postgres` (the postmaster and its
@@ -61,6 +61,8 @@ class Sampler:
         self._procs: dict[int, tuple[psutil.Process, str]] = {}
         self._cpu_start: dict[int, float] = {}
         self._cpu_last: dict[int, float] = {}
+        self._wait_start: dict[int, float] = {}
+        self._wait_last: dict[int, float] = {}
         self._peak: dict[str, float] = defaultdict(float)
         self._samples = 0
         self._machine_start = (psutil.cpu_times(), 0.0)
@@ -83,6 +85,7 @@ class Sampler:
             if label is not None:
                 self._procs[process.pid] = (process, label)
                 self._cpu_start[process.pid] = self._cpu(process) if self._samples == 0 else 0.0
+                self._wait_start[process.pid] = main_thread_wait(process.pid) if self._samples == 0 else 0.0
 
     @staticmethod
     def _cpu(process: psutil.Process) -> float:
@@ -102,6 +105,7 @@ class Sampler:
                     memory = process.memory_info().rss / 2**20
             except psutil.Error:
                 continue  # exited: its last CPU reading stays counted
+            self._wait_last[pid] = main_thread_wait(pid) or self._wait_last.get(pid, 0.0)
             rss[label] += memory
             rss[group_of(label)] += memory if group_of(label) != label else 0
         for label, value in rss.items():
@@ -118,6 +122,8 @@ class Sampler:
         self._procs.clear()
         self._cpu_start.clear()
         self._cpu_last.clear()
+        self._wait_start.clear()
+        self._wait_last.clear()
         self._peak.clear()
         self._samples = 0
         self.sample()
@@ -129,14 +135,17 @@ class Sampler:
             await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.to_thread(self.sample)
         cpu: dict[str, float] = defaultdict(float)
+        waited: dict[str, float] = defaultdict(float)
         for pid, (_, label) in self._procs.items():
             used = max(0.0, self._cpu_last.get(pid, 0.0) - self._cpu_start.get(pid, 0.0))
-            cpu[label] += used
-            if group_of(label) != label:
-                cpu[group_of(label)] += used
+            wait = max(0.0, self._wait_last.get(pid, 0.0) - self._wait_start.get(pid, 0.0))
+            for key in {label, group_of(label)}:
+                cpu[key] += used
+                waited[key] += wait
         labels = sorted(set(cpu) | set(self._peak))
         self.machine = self._machine(sum(v for k, v in cpu.items() if k not in ("workers", "bare workers")))
         return {label: {"cpu_seconds": round(cpu.get(label, 0.0), 2),
+                        "main_thread_wait_seconds": round(waited.get(label, 0.0), 2),
                         "peak_rss_mb": round(self._peak.get(label, 0.0), 1)} for label in labels}
 
     def _machine(self, tracked: float) -> dict[str, float]:
@@ -152,6 +161,16 @@ class Sampler:
 
 
 _now = time.monotonic
+
+
+def main_thread_wait(pid: int) -> float:
+    """Seconds the process's main thread (an event loop, in the API and the workers) has spent ready to run but
+    waiting for a core (the second field of /proc/PID/schedstat); 0 where the kernel does not keep it."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 class TransactionCounter:

@@ -127,6 +127,9 @@ def test_open_loop_reports_latency_per_rate_and_counts_the_partners_429s():
     assert ordered(own) and 0 < own["p50"] <= seen["p50"] and own["max"] <= seen["max"], (own, seen)
     assert run["probes"]["postgres_round_trip_seconds"]["p50"] > 0
     assert run["resources"]["api"]["cpu_seconds"] > 0 and len(run["load_average"]) == 3
+    # how long the API's event loop waited for a core: some, never more than the run lasted (schedstat's field)
+    assert 0 <= run["resources"]["api"]["main_thread_wait_seconds"] <= run["duration_seconds"], run["resources"]
+    assert sum(resource["main_thread_wait_seconds"] for resource in run["resources"].values()) > 0, run["resources"]
     assert f"{run['rate_limited']} answered 429" in result.stderr
     assert report["webhooks"]["bad_signatures"] == 0
 
