@@ -230,11 +230,12 @@ class PartnerDesk:
     async def create(self, partner: PartnerAccount, intake: Intake) -> tuple[OrderView, bool]:
         """Store the order and start its lifecycle. The same request again returns the same delivery (created False).
 
-        The quote is read (Deliveries) and the addresses located first; then Integrations is asked for an order
-        stored before under the same id, who holds the quote and the store, and the order is stored with its
-        customer's data sealed, in one statement (a concurrent create of the same order or quote fails it, and
-        is answered as a replay or refused). The checks refuse in the order they always have: a replay passes
-        them all.
+        The quote is read (Deliveries) and the addresses located first; then Integrations is asked who holds the
+        quote and the store, and the order is stored with its customer's data sealed, in one statement. A new
+        order takes no other round trip: only when a check refuses it or the insert fails (the partner's order id
+        or the quote is taken, by an earlier or a concurrent create) is the order stored before under the same id
+        looked up, and a replay of it answered as it was (created False) whatever the checks say now; a different
+        body under that id is 409 `duplicate_delivery`, and otherwise the refusal stands.
         The partner is answered once the order is stored; its workflow starts right after (`_start_soon`).
         """
         stored_quote = await self._stored_quote(partner.id, intake.quote_id) if intake.quote_id else None
@@ -242,16 +243,15 @@ class PartnerDesk:
         dropoff = await self._geocode(intake.dropoff, intake.dropoff_address)
         try:  # each statement commits on its own; the order and its sealed data go in together, in one statement
             async with self.databases.lookups(Service.INTEGRATIONS)() as session:
-                earlier = await self._earlier(session, partner.id, intake)
-                if earlier is None:
-                    order, pii_id = await self._store(session, partner, intake, stored_quote, pickup, dropoff)
-        except IntegrityError:  # a concurrent create won: same order id (a replay) or the same quote (used)
+                order, pii_id = await self._store(session, partner, intake, stored_quote, pickup, dropoff)
+        except (Refusal, IntegrityError) as refused:
             async with self.databases.lookups(Service.INTEGRATIONS)() as session:
                 earlier = await self._earlier(session, partner.id, intake)
-            if earlier is None:
+            if earlier is None and isinstance(refused, Refusal):
+                raise
+            if earlier is None:  # not the order id, so the quote: a concurrent create used it
                 raise Refusal(409, "used_quote", f"quote {intake.quote_id} was used by another delivery",
                               intake.name("quote_id")) from None
-        if earlier is not None:
             if earlier.restart is not None:  # its start may have been lost (a crash right after storing)
                 self._start_soon(earlier.restart)
             return await self.views.view_of(earlier.order), False

@@ -5,13 +5,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from api.limits import RateLimiter
 from api.tracking import PAGES
 from core.crypto import vault_from_settings
 from core.services import Service
 from services.integrations import credentials
+from services.deliveries.models import Quote
 from services.integrations.models import PII, PartnerDelivery
 from services.integrations.sealing import unseal
 from tests.support.robots import RobotDriver
@@ -67,9 +68,21 @@ async def test_a_quote_prices_the_trip_and_is_used_once(market):
         unknown = await partner.post("/v1/deliveries", json={**market.order(), "quote_id": str(uuid.uuid4())})
         assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_quote"
         assert await order_count(market.platform, market.partner_id) == before
-        # Creating the same order again with its quote is the same delivery.
+        # Creating the same order again with its quote is the same delivery, even once the quote has expired (a
+        # replay is answered as it was, whatever its checks say now); another body under its id is a duplicate.
         again = await partner.post("/v1/deliveries", json={**order, "quote_id": offer["id"]})
         assert again.status_code == 200 and again.json()["id"] == view["id"]
+        async with market.platform.databases.sessions(Service.DELIVERIES).begin() as session:
+            await session.execute(update(Quote).where(Quote.id == uuid.UUID(offer["id"]))
+                                  .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        late = await partner.post("/v1/deliveries", json={**order, "quote_id": offer["id"]})
+        assert late.status_code == 200 and late.json()["id"] == view["id"], late.text
+        changed = {**order, "quote_id": offer["id"], "customer": {**order["customer"], "name": "Someone Else"}}
+        duplicate = await partner.post("/v1/deliveries", json=changed)
+        assert duplicate.status_code == 409 and duplicate.json()["code"] == "duplicate_delivery", duplicate.text
+        expired = await partner.post("/v1/deliveries", json={**market.order(), "quote_id": offer["id"]})
+        assert expired.status_code == 422 and expired.json()["code"] == "expired_quote", expired.text
+        assert await order_count(market.platform, market.partner_id) == before
         await partner.post(f"/v1/deliveries/{view['id']}/cancel", json={"reason": "other"})
 
 
