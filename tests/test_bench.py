@@ -172,6 +172,7 @@ def test_the_open_loop_figures_in_the_docs_are_the_committed_reports():
                  "bench-open-loop-78ba229.json", "bench-open-loop-fde1817.json", "bench-open-loop-bf276da.json",
                  "bench-open-loop-d0b7c20.json", "bench-open-loop-0bdd054.json", "bench-open-loop-ab9bf61.json",
                  "bench-open-loop-85ec790.json", "bench-open-loop-0db65f4.json", "bench-open-loop-5944cf0.json",
+                 "bench-open-loop-6749d7d.json",
                  "bench/background-niceness/before.json", "bench/background-niceness/two-api-processes.json",
                  "bench/background-niceness/by-hand.json", "bench/background-niceness/after.json",
                  "bench/post-tail/A.json",
@@ -193,7 +194,8 @@ def test_the_closed_loop_figures_in_the_docs_are_the_committed_report():
 
 @pytest.mark.parametrize("folder, names", [("start-after-answer", ("old-1", "new-1", "old-2", "new-2")),
                                            ("background-niceness", ("quick-nice0-1", "quick-nice5-1",
-                                                                    "quick-nice0-2", "quick-nice5-2"))])
+                                                                    "quick-nice0-2", "quick-nice5-2")),
+                                           ("create-without-lookup", ("before-1", "after-1", "before-2", "after-2"))])
 def test_each_compared_runs_rows_in_the_docs_are_its_committed_report(folder, names):
     """docs/benchmarks.md quotes each compared report's concurrency-10 rows as `python -m bench.runner` prints
     them, each line labelled with the report's name."""
@@ -206,15 +208,37 @@ def test_each_compared_runs_rows_in_the_docs_are_its_committed_report(folder, na
         assert len(rows) >= 3 and all(f"{name}: {row}" in docs for row in rows), name
 
 
-def test_the_alternating_open_loops_in_the_docs_are_the_committed_reports():
-    """docs/benchmarks.md quotes each alternating open loop by its one row of the second table the bench prints."""
+PREEMPTION_RUNS = ("as-started", "temporal-nice", "temporal-batch", "as-started-2")
+
+
+@pytest.mark.parametrize("folder, names", [("background-niceness", ("open-nice0-1", "open-nice5-1", "open-nice0-2",
+                                                                    "open-nice5-2")),
+                                           ("preemption", PREEMPTION_RUNS),
+                                           ("create-without-lookup", ("open-before-1", "open-after-1",
+                                                                      "open-before-2", "open-after-2"))])
+def test_each_compared_open_loops_row_in_the_docs_is_its_committed_report(folder, names):
+    """docs/benchmarks.md quotes each compared open loop by its one row of the second table the bench prints."""
     from bench.runner import open_loop_table
 
     docs = set((ROOT / "docs" / "benchmarks.md").read_text().splitlines())
-    for name in ("open-nice0-1", "open-nice5-1", "open-nice0-2", "open-nice5-2"):
-        report = json.loads((ROOT / "docs" / "bench" / "background-niceness" / f"{name}.json").read_text())
+    for name in names:
+        report = json.loads((ROOT / "docs" / "bench" / folder / f"{name}.json").read_text())
         second = "\n".join(open_loop_table(report)).split("\n\n")[1].splitlines()
         assert len(second) == 3 and second[2] in docs, name
+
+
+def test_the_preemption_figures_in_the_docs_are_the_committed_summaries():
+    """docs/benchmarks.md quotes what `bench.preemption` printed for each run (its rows labelled with the run), and
+    the share table of the first run whole."""
+    docs = set((ROOT / "docs" / "benchmarks.md").read_text().splitlines())
+    for name in PREEMPTION_RUNS:
+        printed = (ROOT / "docs" / "bench" / "preemption" / f"{name}.txt").read_text().splitlines()
+        assert printed[0].startswith(f"$ docs/bench/preemption/run.sh {name} "), printed[0]
+        rows = [line for line in printed if line.startswith(("| preempted", "| asleep"))]
+        assert len(rows) == 2 and all(f"| {name} {row}" in docs for row in rows), name
+        if name == PREEMPTION_RUNS[0]:
+            shares = [line for line in printed if line.endswith("% |")]
+            assert shares and all(line in docs for line in shares), shares
 
 
 def test_the_repeated_runs_in_the_docs_are_the_committed_reports():
