@@ -97,7 +97,8 @@ def summary(found: list[Switch], pid: int, labels: dict[int, str]) -> dict:
 
 def lines_of(result: dict) -> list[str]:
     lines = [f"{result['seconds']} s recorded; the thread ran {result['ran_seconds']} s",
-             "| switched out | times | waited for a core, s | p50 / p99 / max ms | over 10 ms |", "|---|---|---|---|---|"]
+             "| switched out | times | waited for a core, s | p50 / p99 / max ms | over 10 ms |",
+             "|---|---|---|---|---|"]
     for key, label in (("after_preemption", "preempted (could run on)"), ("after_wakeup", "asleep, then woken")):
         w = result[key]
         lines.append(f"| {label} | {w['count']} | {w['total_seconds']:.2f} | {w['p50_ms']:.2f} / {w['p99_ms']:.2f} / "

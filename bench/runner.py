@@ -440,6 +440,7 @@ def open_loop_table(report: dict) -> list[str]:
               "429 | load avg (1 min) |", "|---|---|---|---|---|---|---|---|---|"]
     ms = lambda v: "-" if v is None else f"{v * 1000:.0f}"
     sec = lambda v: "-" if v is None else f"{v:.2f}"
+    tenths = lambda v: "-" if v is None else f"{v:.1f}"
     for run in result["runs"]:
         post, life = run["api_post_seconds"], run["latency_seconds"]
         share = "-" if run["fraction_of_max"] is None else f"{run['fraction_of_max']:g}"
@@ -456,11 +457,11 @@ def open_loop_table(report: dict) -> list[str]:
         post, start = run["api_post_seconds"], run["probes"]["temporal_start_workflow_seconds"]
         trip, cpu = run["probes"]["postgres_round_trip_seconds"], run.get("cpu_seconds_per_delivery", {})
         own, api = run.get("api_own_post_seconds", {}), run["resources"].get("api", {})
-        waited = api.get("main_thread_wait_seconds")
         lines.append(f"| {run['rate_per_second']:g} | {ms(post['p50'])} / {ms(post['p99'])} | "
                      f"{ms(own.get('p50'))} / {ms(own.get('p99'))} / {ms(own.get('max'))} | "
                      f"{ms(start['p50'])} / {ms(start['p99'])} | {trip['p50'] * 1000:.1f} / {trip['p99'] * 1000:.1f} | "
-                     f"{ms(cpu.get('api'))} | {api.get('cpu_seconds', 0):.1f} / {'-' if waited is None else f'{waited:.1f}'} | "
+                     f"{ms(cpu.get('api'))} | {tenths(api.get('cpu_seconds'))} / "
+                     f"{tenths(api.get('main_thread_wait_seconds'))} | "
                      f"{run['machine']['other_cpu_seconds']:.0f} | "
                      f"{100 * run['machine']['utilisation']:.0f}% |")
     return lines

@@ -247,9 +247,10 @@ class PartnerDesk:
         except (Refusal, IntegrityError) as refused:
             async with self.databases.lookups(Service.INTEGRATIONS)() as session:
                 earlier = await self._earlier(session, partner.id, intake)
-            if earlier is None and isinstance(refused, Refusal):
-                raise
-            if earlier is None:  # not the order id, so the quote: a concurrent create used it
+            if earlier is None:
+                if isinstance(refused, Refusal):
+                    raise
+                # the insert failed, and not on the order id: on the quote, which a concurrent create used
                 raise Refusal(409, "used_quote", f"quote {intake.quote_id} was used by another delivery",
                               intake.name("quote_id")) from None
             if earlier.restart is not None:  # its start may have been lost (a crash right after storing)
