@@ -25,6 +25,7 @@ from temporalio.client import Client
 
 from bench.bare import BARE_WORKFLOW_QUEUE, BareDeliveryWorkflow, BareScript, bare_queue
 from bench.history import BACKGROUND_QUEUES, bare_script, codec_cost, delivery_shape
+from bench.inflight import temporal_counters
 from bench.open_loop import ARRIVALS, LATE_SECONDS, RATE_LIMITED, Probes, create_and_follow, drive_open
 from bench.receiver import Receiver
 from bench.sampler import Sampler, TransactionCounter
@@ -314,6 +315,20 @@ def cpu_per_completed(resources: dict, completed: int) -> dict:
     return per
 
 
+TEMPORAL_METRICS_LAG = 2.0  # the Temporal server publishes its counters about once a second
+
+
+async def temporal_requests_since(url: str, first: dict[str, float], completed: int) -> dict[str, float]:
+    """Temporal's requests (`<counter> <service> <operation>`, as `temporal_counters` keys them) per completed
+    delivery or bare workflow since its counters read `first`, most first; read once the last ones are out."""
+    await asyncio.sleep(TEMPORAL_METRICS_LAG)
+    last = await temporal_counters(url)
+    if not completed:
+        return {}
+    per = {key: round((value - first.get(key, 0)) / completed, 2) for key, value in last.items()}
+    return dict(sorted(((key, value) for key, value in per.items() if value > 0), key=lambda item: -item[1]))
+
+
 def budget_text(options: BenchOptions) -> str:
     return f" or {options.run_seconds:g}s of creating" if options.run_seconds else ""
 
@@ -344,13 +359,18 @@ OPEN_LOOP_CONNECTIONS = 1000
 
 
 async def closed_loop_run(options: BenchOptions, http: httpx.AsyncClient, receiver: Receiver, fleet: dict,
-                          sampler: Sampler, transactions: TransactionCounter, concurrency: int) -> dict:
-    """One closed-loop run of ours at `concurrency`, with its resources and its databases' transactions."""
+                          sampler: Sampler, transactions: TransactionCounter, concurrency: int,
+                          metrics_url: str) -> dict:
+    """One closed-loop run of ours at `concurrency`, with its resources, its databases' transactions and the
+    requests Temporal served meanwhile (its metrics at `metrics_url`)."""
     await transactions.start()
+    temporal_before = await temporal_counters(metrics_url)
     sampler.start()
     ours = await drive_ours(http, receiver, fleet, options.deliveries, concurrency, options.timeout,
                             f"c{concurrency}-{int(time.time())}", options.run_seconds)
     ours["resources"] = await sampler.stop()
+    ours["temporal_requests_per_delivery"] = await temporal_requests_since(metrics_url, temporal_before,
+                                                                          ours["delivered"])
     ours["machine"] = sampler.machine
     ours["load_average"] = [round(v, 2) for v in os.getloadavg()]
     ours["cpu_seconds_per_delivery"] = cpu_per_completed(ours["resources"], ours["delivered"])
@@ -359,7 +379,8 @@ async def closed_loop_run(options: BenchOptions, http: httpx.AsyncClient, receiv
 
 
 async def open_loop(options: BenchOptions, http: httpx.AsyncClient, receiver: Receiver, fleet: dict,
-                    sampler: Sampler, transactions: TransactionCounter, say: Say, probes: Probes, logs: Path) -> dict:
+                    sampler: Sampler, transactions: TransactionCounter, say: Say, probes: Probes, logs: Path,
+                    metrics_url: str) -> dict:
     """The maximum throughput (measured with the closed loop, or given), then one open-loop run per rate."""
     result: dict = {"late_after_seconds": LATE_SECONDS}
     planned = [(rate, None) for rate in options.rates or []]
@@ -370,7 +391,8 @@ async def open_loop(options: BenchOptions, http: httpx.AsyncClient, receiver: Re
             for concurrency in options.concurrency:
                 say(f"maximum throughput: closed loop at concurrency {concurrency}, up to {options.deliveries} "
                     f"deliveries{budget_text(options)} ...")
-                ours = await closed_loop_run(options, http, receiver, fleet, sampler, transactions, concurrency)
+                ours = await closed_loop_run(options, http, receiver, fleet, sampler, transactions, concurrency,
+                                             metrics_url)
                 say(f"  {ours['delivered']}/{ours['deliveries']} delivered = {ours['throughput_per_second']:.2f}/s; "
                     f"POST p50 {fmt(ours['api_post_seconds']['p50'], 'ms', 1000)} "
                     f"p99 {fmt(ours['api_post_seconds']['p99'], 'ms', 1000)}")
@@ -566,11 +588,12 @@ async def run(options: BenchOptions, base: Settings) -> int:
             if options.open_loop:
                 probes = Probes(client, settings.database_dsn(Service.INTEGRATIONS))
                 report["open_loop"] = await open_loop(options, http, receiver, fleet, sampler, transactions, say,
-                                                      probes, logs)
+                                                      probes, logs, settings.temporal_metrics_url)
             for index, concurrency in enumerate([] if options.open_loop else options.concurrency, 1):
                 say(f"run {index}/{len(options.concurrency)}: concurrency {concurrency}, up to {options.deliveries} "
                     f"deliveries{budget_text(options)} through POST /v1/deliveries ...")
-                ours = await closed_loop_run(options, http, receiver, fleet, sampler, transactions, concurrency)
+                ours = await closed_loop_run(options, http, receiver, fleet, sampler, transactions, concurrency,
+                                             settings.temporal_metrics_url)
                 say(f"  ours: {ours['delivered']}/{ours['deliveries']} delivered in {fmt(ours['duration_seconds'])} "
                     f"= {ours['throughput_per_second']:.2f}/s; lifecycle p50 {fmt(ours['latency_seconds']['p50'])} "
                     f"p95 {fmt(ours['latency_seconds']['p95'])} p99 {fmt(ours['latency_seconds']['p99'])}; "
@@ -636,10 +659,13 @@ async def run(options: BenchOptions, base: Settings) -> int:
             concurrency = run["concurrency"]
             say(f"bare run {index}/{len(runs)}: concurrency {concurrency}, up to {options.deliveries} workflows"
                 f"{budget_text(options)} of {shape['activities']} no-op activities + {shape['updates']} updates ...")
+            temporal_before = await temporal_counters(settings.temporal_metrics_url)
             sampler.start()
             bare = await drive_bare(client, script, options.deliveries, concurrency, options.timeout,
                                     f"c{concurrency}-{int(time.time())}", options.run_seconds)
             bare["resources"] = await sampler.stop()
+            bare["temporal_requests_per_workflow"] = await temporal_requests_since(
+                settings.temporal_metrics_url, temporal_before, bare["completed"])
             bare["machine"] = sampler.machine
             bare["cpu_seconds_per_workflow"] = cpu_per_completed(bare["resources"], bare["completed"])
             run["bare"] = bare
@@ -748,12 +774,46 @@ def closed_loop_table(report: dict) -> list[str]:
             per = run["ours"]["transactions_per_delivery"]
             lines.append(f"| {run['concurrency']} | " + " | ".join(f"{per[s]:g}" for s in services)
                          + f" | **{per['total']:g}** |")
+    lines += temporal_requests_table(report)
     idle = report.get("idle")
     if idle:
         busy = ", ".join(f"{group} {percent:.1f}%" for group, percent in idle["cpu_percent"].items()
                          if not group.startswith("worker ") and group != "bench")
         lines += ["", f"Idle for {idle['seconds']} s before the runs, {report['parameters']['robots_total']} robots "
                       f"and no delivery, CPU of one core: {busy}."]
+    return lines
+
+
+TEMPORAL_FAMILIES = {"service_requests frontend ": "frontend requests",
+                     "persistence_requests ": "persistence requests",
+                     "visibility_persistence_requests ": "visibility writes"}
+
+
+def temporal_requests_table(report: dict) -> list[str]:
+    """What Temporal served per delivery beside per bare workflow, by family of its counters, then the operations
+    whose counts differ by one or more and by a quarter or more (absent from reports before the bench read
+    Temporal's metrics per run)."""
+    runs = [run for run in report["runs"] if run["ours"].get("temporal_requests_per_delivery")
+            and run["bare"].get("temporal_requests_per_workflow")]
+    if not runs:
+        return []
+    total = lambda per, prefix: sum(v for k, v in per.items() if k.startswith(prefix))
+    lines = ["", "| C | Temporal per delivery, ours / bare: " + " | ".join(TEMPORAL_FAMILIES.values()) + " |",
+             "|---|" + "---|" * len(TEMPORAL_FAMILIES)]
+    for run in runs:
+        ours, bare = run["ours"]["temporal_requests_per_delivery"], run["bare"]["temporal_requests_per_workflow"]
+        lines.append(f"| {run['concurrency']} | " + " | ".join(
+            f"{total(ours, prefix):.1f} / {total(bare, prefix):.1f}" for prefix in TEMPORAL_FAMILIES) + " |")
+    ours, bare = runs[0]["ours"]["temporal_requests_per_delivery"], runs[0]["bare"]["temporal_requests_per_workflow"]
+    apart = sorted((key for key in ours.keys() | bare.keys()
+                    if abs(ours.get(key, 0) - bare.get(key, 0)) >= 1
+                    and max(ours.get(key, 0), bare.get(key, 0)) >= 1.25 * min(ours.get(key, 0), bare.get(key, 0))),
+                   key=lambda key: -abs(ours.get(key, 0) - bare.get(key, 0)))
+    if apart:
+        lines += ["", f"Where they differ by one or more per delivery and a quarter or more at "
+                      f"C = {runs[0]['concurrency']} "
+                      "(`<counter> <service> <operation>`, ours / bare): "
+                  + "; ".join(f"`{key}` {ours.get(key, 0):g} / {bare.get(key, 0):g}" for key in apart) + "."]
     return lines
 
 

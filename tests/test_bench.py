@@ -81,6 +81,14 @@ def test_bench_measures_ours_and_bare_from_a_real_history():
         assert ours["resources"][group]["peak_rss_mb"] > 0, ours["resources"]
     assert bare["resources"]["bare workers"]["cpu_seconds"] > 0, bare["resources"]
 
+    # What Temporal served meanwhile, read from its own counters: one start per workflow, for bare exactly the
+    # activities its script plays, for ours most of them (a delivery's last callbacks may finish after the run).
+    temporal_ours, temporal_bare = ours["temporal_requests_per_delivery"], bare["temporal_requests_per_workflow"]
+    assert temporal_ours["service_requests frontend StartWorkflowExecution"] >= 1, temporal_ours
+    assert temporal_bare["service_requests frontend StartWorkflowExecution"] == 1, temporal_bare
+    assert temporal_bare["service_requests frontend RespondActivityTaskCompleted"] == shape["activities"]
+    assert temporal_ours["service_requests frontend RespondActivityTaskCompleted"] > shape["activities"] / 2
+
     # Every service's database ran transactions for the run's deliveries (each writes to all seven).
     transactions = ours["transactions_per_delivery"]
     services = [service for service in transactions if service != "total"]
