@@ -40,6 +40,7 @@ from bench.stack import (
     stack_settings,
 )
 from bench.stats import stats
+from core.children import cpu_split
 from core.services import Service, TaskQueue
 from core.settings import Settings
 from core.temporal import connect
@@ -526,9 +527,13 @@ async def run(options: BenchOptions, base: Settings) -> int:
             f"Temporal {settings.temporal_address}, Postgres port {settings.postgres_port})")
         stack = Stack(settings)
         await asyncio.to_thread(stack.wait_ready)
+        try:  # the simulator and bare's workers run where `up` runs its workers
+            background_cpus = cpu_split(settings.api_cpus)[1]
+        except ValueError as exc:
+            raise BenchError(f"DELIVERY_API_CPUS: {exc}") from None
         report["stack"] = {"api_url": settings.api_url, "temporal_address": settings.temporal_address,
                            "temporal_ui_url": settings.temporal_ui_url, "data_dir": str(data_dir),
-                           "background_niceness": settings.background_niceness}
+                           "background_niceness": settings.background_niceness, "api_cpus": settings.api_cpus}
         say(f"stack up at {settings.api_url} (Temporal {settings.temporal_address}, "
             f"UI {settings.temporal_ui_url}), pid {stack.pid}")
 
@@ -548,14 +553,15 @@ async def run(options: BenchOptions, base: Settings) -> int:
 
         simulator = Process("simulator", [sys.executable, "-m", "simulator", "--api-url", settings.api_url,
                                           "--fleet", str(fleet_path), "--speed", "instant"],
-                            logs / "bench-simulator.log", env, niceness=settings.background_niceness)
+                            logs / "bench-simulator.log", env, niceness=settings.background_niceness,
+                            cpus=background_cpus)
         children.append(simulator)
         extra = []
         for n in range(options.workers_per_queue - 1):
             extra.append(Process(f"worker {options.scale_queue} #{n + 2}",
                                  [sys.executable, str(REPO_ROOT / "worker.py"), "--queue", options.scale_queue],
                                  logs / f"bench-worker-{options.scale_queue}-{n + 2}.log", env,
-                                 niceness=settings.background_niceness))
+                                 niceness=settings.background_niceness, cpus=background_cpus))
         children.extend(extra)
         client = await connect(settings)
         await wait_for_pollers(client, {q.value: (queue_kind(q.value),
@@ -642,7 +648,7 @@ async def run(options: BenchOptions, base: Settings) -> int:
         for n, queues in enumerate(processes, 1):
             argv = [sys.executable, "-m", "bench.bare", *(arg for queue in queues for arg in ("--queue", queue))]
             children.append(Process(f"bare worker {','.join(queues)}", argv, logs / f"bench-bare-{n}.log", env,
-                                    niceness=settings.background_niceness))  # scheduled as ours are
+                                    niceness=settings.background_niceness, cpus=background_cpus))  # as ours
         await wait_for_pollers(client, {q: (queue_kind(q), options.workers_per_queue if q == scaled else 1)
                                         for q in bare_queues})
         layout = {"per-queue": "one process per bare queue", "single": "one process for every bare queue"}.get(

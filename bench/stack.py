@@ -70,15 +70,16 @@ def child_environment(settings: Settings) -> dict[str, str]:
 
 class Process:
     """A child in its own session with its output in a log file, signalled if the bench dies (`up`, on SIGTERM,
-    stops everything it started), at `niceness` below the bench."""
+    stops everything it started), at `niceness` below the bench, on `cpus` alone when given."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str], niceness: int = 0):
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str], niceness: int = 0,
+                 cpus: frozenset[int] | None = None):
         self.name, self.log_path = name, log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             self.popen = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True,
-                                          preexec_fn=before_exec(niceness))
+                                          preexec_fn=before_exec(niceness, cpus))
 
     @property
     def pid(self) -> int:

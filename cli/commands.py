@@ -18,6 +18,8 @@ async def up(args, settings: Settings) -> int:
         if args.api_processes < 1:
             raise CommandError("--api-processes must be at least 1")
         overrides["api_processes"] = args.api_processes
+    if args.api_cpus is not None:
+        overrides["api_cpus"] = args.api_cpus
     return await run_stack(settings.model_copy(update=overrides))
 
 

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--sim-speed", help="simulator speed: a multiple of real time, or 'instant'")
     up.add_argument("--api-processes", type=int, metavar="N",
                     help="API processes serving the one API port (default DELIVERY_API_PROCESSES, 1)")
+    up.add_argument("--api-cpus", metavar="LIST",
+                    help="CPUs for the API alone (`0`, `0-1`, `0,2`); every other process runs on the rest "
+                         "(default DELIVERY_API_CPUS: anywhere)")
 
     demo = commands.add_parser("demo", help="create deliveries through the API and follow them to the end")
     demo.add_argument("--deliveries", type=int, default=10, help="how many deliveries (default 10)")

@@ -22,6 +22,7 @@ class Child:
     stop_signal: int = signal.SIGTERM
     critical: bool = False  # when a critical child dies, the whole stack stops
     niceness: int = 0  # how much lower than `up` it is scheduled: background work yields the CPU to requests
+    cpus: frozenset[int] | None = None  # the only CPUs it runs on (DELIVERY_API_CPUS); None: any
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
@@ -37,7 +38,7 @@ class Child:
                 env=self.env,
                 user=self.user,
                 start_new_session=True,  # Ctrl-C reaches only `up`, which then stops children in order
-                preexec_fn=before_exec(self.niceness),
+                preexec_fn=before_exec(self.niceness, self.cpus),
             )
         self.started_at = time.monotonic()
 

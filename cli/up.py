@@ -14,6 +14,7 @@ import httpx
 from api.serve import WS_PING_SECONDS
 from cli.errors import CommandError
 from cli.supervisor import Child, ChildDied, Supervisor
+from core.children import cpu_list, cpu_split
 from core.embedded import prepare_postgres, prepare_temporal, wait_for_postgres
 from core.migrations import create_databases, upgrade_all
 from core.services import Service, TaskQueue
@@ -115,8 +116,18 @@ def running_stack(settings: Settings) -> dict | None:
     return stack
 
 
+def cpu_placement(settings: Settings) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """The CPUs of the API processes and of every other process `up` starts; None, None: anywhere."""
+    try:
+        return cpu_split(settings.api_cpus)
+    except ValueError as exc:
+        raise CommandError(f"DELIVERY_API_CPUS (up --api-cpus): {exc}") from None
+
+
 def preflight(settings: Settings) -> None:
-    """Refuse to start on ports already in use, naming the setting that chose each port."""
+    """Refuse to start on ports already in use, naming the setting that chose each port, or on CPUs this
+    process may not use."""
+    cpu_placement(settings)
     wanted = [(settings.api_host, settings.api_port, "DELIVERY_API_PORT"),
               (settings.codec_host, settings.codec_port, "DELIVERY_CODEC_PORT")]
     if settings.temporal_embedded:
@@ -170,7 +181,8 @@ def choose_metrics_ports(settings: Settings) -> Settings:
 async def start_postgres(settings: Settings, supervisor: Supervisor, logs: Path) -> None:
     spec = prepare_postgres(settings)
     child = await supervisor.start(
-        Child("postgres", spec.argv, logs / "postgres.log", user=spec.user, stop_signal=spec.stop_signal, critical=True)
+        Child("postgres", spec.argv, logs / "postgres.log", user=spec.user, stop_signal=spec.stop_signal, critical=True,
+              cpus=cpu_placement(settings)[1])
     )
     say(f"postgres starting on {settings.postgres_host}:{settings.postgres_port} (pid {child.pid})")
     maintenance = f"postgresql://postgres@{settings.postgres_host}:{settings.postgres_port}/postgres"
@@ -199,7 +211,8 @@ async def start_temporal(settings: Settings, supervisor: Supervisor, logs: Path)
 
     if settings.temporal_embedded:
         spec = prepare_temporal(settings)
-        child = await supervisor.start(Child("temporal", spec.argv, logs / "temporal.log", critical=True))
+        child = await supervisor.start(Child("temporal", spec.argv, logs / "temporal.log", critical=True,
+                                             cpus=cpu_placement(settings)[1]))
         say(f"temporal dev server starting on {settings.temporal_address} (pid {child.pid})")
     for _ in range(120):
         try:
@@ -223,11 +236,12 @@ async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) 
     python = sys.executable
     ports = worker_metrics_ports(settings)
     processes = worker_processes(settings)
+    api_cpus, other_cpus = cpu_placement(settings)
     for name, queues in processes.items():
         argv = [python, str(REPO_ROOT / "worker.py"), *(arg for queue in queues for arg in ("--queue", queue.value))]
         worker_env = {**env, "DELIVERY_METRICS_PORT": str(ports[name])} if name in ports else env
         await supervisor.start(Child(f"worker {name}", argv, logs / f"worker-{name}.log", env=worker_env,
-                                     niceness=settings.background_niceness))
+                                     niceness=settings.background_niceness, cpus=other_cpus))
     if settings.workers == "per-queue":
         say(f"{len(processes)} workers started, one per task queue")
     elif settings.workers == "single":
@@ -243,13 +257,16 @@ async def start_clients(settings: Settings, supervisor: Supervisor, logs: Path) 
         say(f"worker metrics on http://{settings.metrics_host}:{first}/metrics ({where}), API metrics on "
             f"{settings.api_url}/metrics")
     codec = [python, "-m", "cli.main", "codec-server"]
-    await supervisor.start(Child("codec server", codec, logs / "codec.log", env=env))
+    await supervisor.start(Child("codec server", codec, logs / "codec.log", env=env, cpus=other_cpus))
     say(f"payload codec on {settings.codec_url}: the Temporal UI shows payloads decrypted through it")
     for name, argv in api_processes(settings).items():
-        await supervisor.start(Child(name, argv, logs / f"{name.replace(' ', '-')}.log", env=env))
+        await supervisor.start(Child(name, argv, logs / f"{name.replace(' ', '-')}.log", env=env, cpus=api_cpus))
     if settings.api_processes > 1:
         say(f"{settings.api_processes} API processes on {settings.api_url} (SO_REUSEPORT; each rate-limits on its "
             f"own: a partner may send up to {settings.api_processes} x DELIVERY_API_RATE_LIMIT_PER_SECOND)")
+    if api_cpus:
+        say(f"the API on CPU {cpu_list(api_cpus)} alone, every other process on CPU {cpu_list(other_cpus)} "
+            "(DELIVERY_API_CPUS)")
     await wait_for_health(settings, logs)
     await start_rounds(settings)
 
@@ -286,7 +303,8 @@ async def start_demo_market(settings: Settings, supervisor: Supervisor, logs: Pa
         argv = [sys.executable, "-m", "simulator", "--api-url", settings.api_url,
                 "--fleet", str(demo_file(settings)), "--speed", settings.sim_speed]
         child = await supervisor.start(Child("simulator", argv, logs / "simulator.log",
-                                             env=settings_environment(settings), niceness=settings.background_niceness))
+                                             env=settings_environment(settings), niceness=settings.background_niceness,
+                                             cpus=cpu_placement(settings)[1]))
         say(f"simulator playing {len(demo['robots'])} robots at speed {settings.sim_speed} (pid {child.pid})")
     return demo
 

@@ -2,15 +2,19 @@
 
 import ctypes
 import os
+import re
 import signal
+from collections.abc import Iterable
 
 PR_SET_PDEATHSIG = 1
+CPU_LIST = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
 
 
-def before_exec(niceness: int = 0):
-    """What runs in a child before exec: if its parent (`up`, the bench) is killed outright, it gets SIGTERM;
-    and its scheduling priority is lowered by `niceness` (every thread it starts inherits it). Children are
-    started from the parent's main thread, whose death is the one the signal follows."""
+def before_exec(niceness: int = 0, cpus: frozenset[int] | None = None):
+    """What runs in a child before exec: if its parent (`up`, the bench) is killed outright, it gets SIGTERM; its
+    scheduling priority is lowered by `niceness`; and it runs only on `cpus` when given (every thread and process
+    it starts inherits both). Children are started from the parent's main thread, whose death is the one the
+    signal follows."""
 
     def prepare() -> None:
         try:
@@ -19,5 +23,41 @@ def before_exec(niceness: int = 0):
             pass
         if niceness:
             os.nice(niceness)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
 
     return prepare
+
+
+def parse_cpus(text: str) -> frozenset[int]:
+    """A CPU list as Linux writes one (`0`, `0,2`, `0-3,6`)."""
+    if not CPU_LIST.fullmatch(text):
+        raise ValueError(f"{text!r} is not a CPU list such as 0, 0-1 or 0,2")
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return frozenset(cpus)
+
+
+def cpu_list(cpus: Iterable[int]) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus))
+
+
+def cpu_split(api_cpus: str) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """The CPUs of the API processes and of every other process `up` starts (and the bench's simulator and
+    baseline workers), when the API has CPUs of its own (`DELIVERY_API_CPUS`); None, None when it has not, and
+    the OS places everything. ValueError names what the machine cannot give."""
+    if not api_cpus:
+        return None, None
+    available = frozenset(os.sched_getaffinity(0))
+    api = parse_cpus(api_cpus)
+    if not api:
+        raise ValueError(f"{api_cpus!r} names no CPU")
+    if not api <= available:
+        raise ValueError(f"CPU {cpu_list(api - available)} is not among this process's CPUs "
+                         f"({cpu_list(available)})")
+    if not available - api:
+        raise ValueError(f"CPU {cpu_list(api)} leaves none of this process's CPUs ({cpu_list(available)}) for the "
+                         "rest of the stack")
+    return api, available - api

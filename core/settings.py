@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     background_niceness: int = Field(5, ge=0, le=19, description="How much lower `up` schedules the workers and the "
                                      "simulator than the API (nice): when the CPU is short, partners' and robots' "
                                      "requests go first and background work waits. 0 schedules them all alike")
+    api_cpus: str = Field("", pattern=r"^(\d+(-\d+)?(,\d+(-\d+)?)*)?$",
+                          description="CPUs `up` gives the API processes alone, as a Linux CPU list (`0`, `0-1`, "
+                                      "`0,2`); every other process it starts runs on the remaining ones. Empty: "
+                                      "the OS places every process on any CPU")
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)

@@ -199,6 +199,21 @@ def nice_of_threads(pid: int) -> set[int]:
     return {int(stat.rsplit(")", 1)[1].split()[16]) for stat in stats if stat}
 
 
+def cpus_of_threads(pid: int) -> set[frozenset[int]]:
+    """The CPUs each thread of a process may run on."""
+    try:
+        tasks = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return set()
+    cpus = set()
+    for task in tasks:
+        try:
+            cpus.add(frozenset(os.sched_getaffinity(task)))
+        except OSError:  # the thread ended meanwhile
+            pass
+    return cpus
+
+
 def _command_of(pid: int) -> str:
     return " ".join(arg.decode(errors="replace") for arg in (_read(f"/proc/{pid}/cmdline", True) or b"").split(b"\0")
                     if arg)
@@ -483,6 +498,22 @@ def test_bad_settings_fail_fast_with_one_line(tmp_path_factory):
     assert "Traceback" not in up.stdout + up.stderr, up.output()
     assert len(up.stderr.strip().splitlines()) == 1, up.output()
 
+    # CPUs for the API that this machine cannot give, or that leave none for the rest: refused before anything
+    # starts, naming the setting and the CPUs there are.
+    every_cpu = ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0)))
+    for name, cpus, why in [("missing-cpu", str(max(os.sched_getaffinity(0)) + 1), "is not among"),
+                            ("every-cpu", every_cpu, "leaves none"), ("not-a-list", "0-", "is not a CPU list")]:
+        up = UpProcess(stack, tmp_path_factory.mktemp(f"bad-settings-{name}"), name, "--api-cpus", cpus)
+        try:
+            code = up.process.wait(timeout=30)
+        finally:
+            up.kill()
+            sweep(stack)
+        assert code != 0, up.output()
+        assert "DELIVERY_API_CPUS (up --api-cpus)" in up.stderr and why in up.stderr, up.output()
+        assert "Traceback" not in up.stdout + up.stderr, up.output()
+        assert len(up.stderr.strip().splitlines()) == 1, up.output()
+
 
 @pytest.mark.parametrize("keys", [None, "prod1:not-base64", "prod1:" + "A" * 20], ids=["unset", "not-base64", "short"])
 def test_production_without_a_pii_key_refuses_to_start(tmp_path_factory, keys):
@@ -592,18 +623,30 @@ def answering_processes(stack: Stack, requests: int) -> list[int]:
 
 def test_up_restarts_children_serves_one_port_from_several_api_processes_and_stops_when_temporal_dies(
         tmp_path_factory):
-    """`up --api-processes 2`: both processes answer on the one port; a worker or one API process killed is
-    restarted (the port stays served by the other meanwhile); Temporal killed stops everything."""
+    """`up --api-processes 2 --api-cpus C`: both processes answer on the one port, on CPU C alone, and every other
+    process on the other CPUs; a worker or one API process killed is restarted (the port stays served by the other
+    meanwhile, the restarted one back on C); Temporal killed stops everything."""
     out_dir = tmp_path_factory.mktemp("up-kill-output")
     stack = Stack.fresh(tmp_path_factory.mktemp("up-kill-data"))
     up = None
     try:
-        up = UpProcess(stack, out_dir, "kill", "--api-processes", "2", DELIVERY_SIMULATOR="false")
+        api_cpu, *other_cpus = sorted(os.sched_getaffinity(0))
+        assert other_cpus, "the test needs two CPUs"
+        api_cpus, rest = frozenset([api_cpu]), frozenset(other_cpus)
+        up = UpProcess(stack, out_dir, "kill", "--api-processes", "2", "--api-cpus", str(api_cpu),
+                       DELIVERY_SIMULATOR="false")
         up.wait_ready()
         check_health(stack)
         assert "2 API processes on" in up.stdout, up.output()
+        assert f"the API on CPU {api_cpu} alone, every other process on CPU {','.join(map(str, other_cpus))}" \
+            in up.stdout, up.output()
         pids = stack_children(up, stack, is_api_process)
         assert len(pids) == 2, up.output()
+        others = descendants(up.process.pid) - {up.process.pid, *pids}
+        assert len(others) >= 4, others  # Postgres (and its backends), Temporal, the worker, the codec server
+        assert all(cpus_of_threads(pid) == {api_cpus} for pid in pids), {p: cpus_of_threads(p) for p in pids}
+        assert all(cpus_of_threads(pid) <= {rest} for pid in others), \
+            {_command_of(p): cpus_of_threads(p) for p in others}
         assert set(answering_processes(stack, 24)) == set(pids)  # the kernel spreads new connections over both
 
         # 1. A worker killed outright is reported and restarted; the API stays healthy meanwhile.
@@ -619,6 +662,7 @@ def test_up_restarts_children_serves_one_port_from_several_api_processes_and_sto
         assert set(answering_processes(stack, 10)) == {survivor}
         restarted = int(wait_for_line(up, rf"^\[up\] {name} restarted \(pid (\d+)\)$", 30, offset).group(1))
         assert sorted(stack_children(up, stack, is_api_process)) == sorted([survivor, restarted])
+        assert cpus_of_threads(restarted) == {api_cpus}
         deadline = time.monotonic() + 30
         while restarted not in answering_processes(stack, 10):
             assert time.monotonic() < deadline, f"the restarted API process {restarted} never answered\n{up.output()}"
