@@ -184,7 +184,9 @@ def test_the_open_loop_figures_in_the_docs_are_the_committed_reports():
                  "bench/background-niceness/before.json", "bench/background-niceness/two-api-processes.json",
                  "bench/background-niceness/by-hand.json", "bench/background-niceness/after.json",
                  "bench/post-tail/A.json",
-                 "bench/post-tail/B.json", "bench/post-tail/C.json", "bench/post-tail/D.json"):
+                 "bench/post-tail/B.json", "bench/post-tail/C.json", "bench/post-tail/D.json",
+                 "bench-open-loop-ef54c8e.json", "bench/api-cpus/shared-1.json", "bench/api-cpus/api-cpu-0-1.json",
+                 "bench/api-cpus/shared-2.json", "bench/api-cpus/api-cpu-0-2.json", "bench/api-cpus/hybrid-1.json"):
         report = json.loads((ROOT / "docs" / name).read_text())
         missing = [line for line in open_loop_table(report) if line not in docs]
         assert not missing, f"regenerate with: python -m bench.runner docs/{name}\n" + "\n".join(missing)
@@ -216,7 +218,7 @@ def test_each_compared_runs_rows_in_the_docs_are_its_committed_report(folder, na
         assert len(rows) >= 3 and all(f"{name}: {row}" in docs for row in rows), name
 
 
-PREEMPTION_RUNS = ("as-started", "temporal-nice", "temporal-batch", "as-started-2")
+PREEMPTION_RUNS = ("as-started", "temporal-nice", "temporal-batch", "as-started-2", "hybrid")
 
 
 @pytest.mark.parametrize("folder, names", [("background-niceness", ("open-nice0-1", "open-nice5-1", "open-nice0-2",
@@ -260,7 +262,8 @@ def test_the_repeated_runs_in_the_docs_are_the_committed_reports():
                         ("fde1817", "bench/repeat/fde1817.json"), ("78ba229", "bench/repeat/78ba229.json"),
                         ("8809e63", "bench/repeat/8809e63.json"), ("c8adb2a", "bench/repeat/c8adb2a.json"),
                         ("ab9bf61", "bench/repeat/ab9bf61.json"), ("ab9bf61-2", "bench/repeat/ab9bf61-2.json"),
-                        ("85ec790", "bench/repeat/85ec790.json"), ("0db65f4", "bench/repeat/0db65f4.json")):
+                        ("85ec790", "bench/repeat/85ec790.json"), ("0db65f4", "bench/repeat/0db65f4.json"),
+                        ("6749d7d", "bench/repeat/6749d7d.json")):
         report = json.loads((ROOT / "docs" / path).read_text())
         throughput_and_cpu = "\n".join(closed_loop_table(report)).split("\n\n")[1:3]  # the first two tables
         rows = [line for table in throughput_and_cpu for line in table.splitlines()
@@ -285,7 +288,8 @@ def test_the_in_flight_figures_in_the_docs_are_the_committed_reports():
                  "bench-in-flight-bf276da-shared.json", "bench-in-flight-cache-400.json",
                  "bench-in-flight-fde1817.json", "bench-in-flight-78ba229.json", "bench-in-flight-8809e63.json",
                  "bench-in-flight-c8adb2a.json", "bench-in-flight-ab9bf61.json", "bench-in-flight-85ec790.json",
-                 "bench-in-flight-c6cf24e.json", "bench-in-flight-0db65f4.json", "bench-in-flight-6749d7d.json"):
+                 "bench-in-flight-c6cf24e.json", "bench-in-flight-0db65f4.json", "bench-in-flight-6749d7d.json",
+                 "bench-in-flight-5fda017.json"):
         report = json.loads((ROOT / "docs" / name).read_text())
         missing = [line for line in summary(report).splitlines() if line.strip() not in docs]
         assert not missing, f"regenerate with: python -m bench.inflight docs/{name}\n" + "\n".join(missing)

@@ -1,9 +1,10 @@
 #!/bin/bash
 # Who takes the API's core: an open loop at RATE deliveries/s for 60 s, `perf sched record` on the whole machine
-# for 30 s of it, and `python -m bench.preemption` on the API's event loop thread. MODE sets the Temporal dev
-# server's scheduling once the open loop begins: as-started, nice (+5 on every thread) or batch (SCHED_BATCH).
+# for 30 s of it, and `python -m bench.preemption` on the API's event loop thread. MODE sets the scheduling once
+# the open loop begins: as-started; nice (the Temporal dev server at +5 on every thread); batch (it in
+# SCHED_BATCH); hybrid (the API on CPU 0, Postgres on CPU 1, Temporal, the worker and the simulator in SCHED_IDLE).
 # Writes LABEL.json (the bench's report) and LABEL.txt (the summary) here. Needs perf and the right to trace.
-#   docs/bench/preemption/run.sh LABEL RATE as-started|nice|batch
+#   docs/bench/preemption/run.sh LABEL RATE as-started|nice|batch|hybrid
 set -euo pipefail
 label=$1 rate=$2 mode=$3
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,8 +18,14 @@ temporal=$(pgrep -f "temporal server start-dev")
 case "$mode" in
   nice) for task in /proc/$temporal/task/*; do renice -n 5 -p "$(basename "$task")" > /dev/null; done ;;
   batch) chrt --batch --all-tasks --pid 0 "$temporal" ;;
+  hybrid)
+    for pid in $(pgrep -f "uvicorn api.app"); do taskset -a -p -c 0 "$pid" > /dev/null; done
+    for pid in $(pgrep -x postgres); do taskset -a -p -c 1 "$pid" > /dev/null; done
+    for pid in $temporal $(pgrep -f "worker.py") $(pgrep -f -- "-m simulator"); do
+      chrt --idle --all-tasks --pid 0 "$pid"
+    done ;;
   as-started) ;;
-  *) echo "MODE must be as-started, nice or batch" >&2; kill $bench; exit 2 ;;
+  *) echo "MODE must be as-started, nice, batch or hybrid" >&2; kill $bench; exit 2 ;;
 esac
 sleep 5
 api=$(pgrep -f "uvicorn api.app")
