@@ -814,7 +814,7 @@ def temporal_requests_table(report: dict) -> list[str]:
     apart = sorted((key for key in ours.keys() | bare.keys()
                     if abs(ours.get(key, 0) - bare.get(key, 0)) >= 1
                     and max(ours.get(key, 0), bare.get(key, 0)) >= 1.25 * min(ours.get(key, 0), bare.get(key, 0))),
-                   key=lambda key: -abs(ours.get(key, 0) - bare.get(key, 0)))
+                   key=lambda key: (-abs(ours.get(key, 0) - bare.get(key, 0)), key))
     if apart:
         lines += ["", f"Where they differ by one or more per delivery and a quarter or more at "
                       f"C = {runs[0]['concurrency']} "
