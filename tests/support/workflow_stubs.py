@@ -96,6 +96,8 @@ class Services:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     findings: list[tuple[str, str, datetime | None]] = field(default_factory=list)
+    held: dict[str, tuple[Any, asyncio.Event]] = field(default_factory=dict)
+    answered: list[tuple[str, Any]] = field(default_factory=list)
 
     def fail(self, name: str, error: Exception, times: int | None = 1) -> None:
         """Make activity `name` raise `error` on its next `times` calls (None: on every call)."""
@@ -108,6 +110,17 @@ class Services:
         """Trip monitoring's next finding; until there is one, a trip watch waits."""
         self.findings.append((kind, detail, dropoff_eta))
 
+    def hold(self, name: str, when, gate: asyncio.Event) -> None:
+        """Make activity `name` answer a call whose argument satisfies `when` only once `gate` is set."""
+        self.held[name] = (when, gate)
+
+    async def _pass(self, name: str, arg: Any) -> None:
+        """Answer a call to `name` once any hold on it is released, and note that it was answered."""
+        when, gate = self.held.get(name, (None, None))
+        if gate is not None and when(arg):
+            await gate.wait()
+        self.answered.append((name, arg))
+
     def args(self, name: str) -> list:
         """What the workflow sent to activity `name`, call by call."""
         return [arg for called, arg in self.calls if called == name]
@@ -118,6 +131,13 @@ class Services:
             return len(self.args(name))
 
         await eventually(calls, lambda count: count >= times)
+
+    async def answered_to(self, name: str, check) -> None:
+        """Wait until activity `name` has answered a call whose argument satisfies `check`."""
+        async def answers() -> list:
+            return [arg for called, arg in self.answered if called == name]
+
+        await eventually(answers, lambda args: any(check(arg) for arg in args))
 
     def names(self) -> list[str]:
         return [called for called, _ in self.calls]
@@ -185,6 +205,7 @@ class Services:
     @activity.defn(name="record_status")
     async def record_status(self, change: StatusChange) -> None:
         self._called("record_status", change)
+        await self._pass("record_status", change)
 
     @activity.defn(name="end_attempt")
     async def end_attempt(self, outcome: AttemptOutcome) -> None:
@@ -255,6 +276,7 @@ class Services:
             activity.heartbeat()
             await asyncio.sleep(0.02)
         kind, detail, dropoff_eta = self.findings.pop(0)
+        await self._pass("watch_trip", watch)
         return TripFinding(attempt_id=watch.attempt_id, kind=kind, detail=detail, dropoff_eta=dropoff_eta)
 
     @activity.defn(name="stop_watching")
@@ -273,20 +295,35 @@ class Services:
 
 
 @asynccontextmanager
-async def stub_workers(client: Client, services: Services) -> AsyncIterator[None]:
-    """The delivery workflows on the real workers' sandbox, and a worker of stubs on every activity queue."""
+async def stub_workers(client: Client, services: Services, workflows: bool = True) -> AsyncIterator[None]:
+    """The delivery workflows on the real workers' sandbox (unless `workflows` is False: `serving_workflows` then
+    runs them when the test says), and a worker of stubs on every activity queue."""
     # Heartbeats go out at once, so a trip watch hears it was cancelled before its delivery closes.
     workers = [Worker(client, task_queue=queue.value, activities=services.activities(queue),
                       max_heartbeat_throttle_interval=HEARTBEAT, default_heartbeat_throttle_interval=HEARTBEAT)
                for queue in CLASSES]
-    workers.append(Worker(client, task_queue=TaskQueue.DELIVERY_WORKFLOWS.value,
-                          workflows=[DeliveryWorkflow, FieldTaskWorkflow], workflow_runner=workflow_runner()))
+    if workflows:
+        workers.append(delivery_workflows_worker(client))
     running = [asyncio.create_task(worker.run()) for worker in workers]
     try:
         yield
     finally:
         await asyncio.gather(*(worker.shutdown() for worker in workers))
         await asyncio.gather(*running, return_exceptions=True)
+
+
+def delivery_workflows_worker(client: Client, **options) -> Worker:
+    """A worker of the delivery workflows on the real workers' sandbox."""
+    return Worker(client, task_queue=TaskQueue.DELIVERY_WORKFLOWS.value,
+                  workflows=[DeliveryWorkflow, FieldTaskWorkflow], workflow_runner=workflow_runner(), **options)
+
+
+@asynccontextmanager
+async def serving_workflows(client: Client) -> AsyncIterator[None]:
+    """The delivery workflows served for as long as the block runs, by a worker that caches none of them: each
+    task goes to the shared queue, where the next such worker takes it after this one stopped."""
+    async with delivery_workflows_worker(client, max_cached_workflows=0):
+        yield
 
 
 class Refused(Exception):

@@ -1,11 +1,25 @@
 """How an attempt ends: delivered, timed out, cancelled by the partner, or cut short by the robot or its trip."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.support.lifecycle import DELIVERED_TRAIL
-from tests.support.workflow_stubs import AT_DROPOFF, BACK_TO_STORE, LOAD, LOADED, TO_DROPOFF, TO_PICKUP, Refused
+from tests.support.servers import time_skipping_server
+from tests.support.workflow_stubs import (
+    AT_DROPOFF,
+    BACK_TO_STORE,
+    LOAD,
+    LOADED,
+    QUICK,
+    TO_DROPOFF,
+    TO_PICKUP,
+    Delivery,
+    Refused,
+    serving_workflows,
+    stub_workers,
+)
 
 
 async def test_a_delivery_asks_each_service_in_turn_and_tells_the_partner_every_status(start, services):
@@ -157,6 +171,31 @@ async def test_a_late_robot_tells_the_partner_its_new_dropoff_eta(start, service
     await delivery.play(*TO_PICKUP[1:], *LOAD, *TO_DROPOFF, *LOAD)
     assert (await delivery.result()).status == "delivered"
     assert {callback.dropoff_eta for callback in services.args("send_status_callback")[4:]} == {later}
+
+
+async def test_news_from_the_watch_in_the_workflow_task_that_loads_the_robot_leaves_the_trip_watched(services):
+    """The watch's finding and the robot's loading answered in one workflow task: the watch started for the news
+    is cancelled in the activation that started it, before it was ever scheduled, and the loaded trip is still
+    watched. The workflow worker is stopped while both activities answer, so one task carries both."""
+    loaded = asyncio.Event()
+    services.hold("record_status", lambda change: change.status == "picked_up", loaded)
+    async with time_skipping_server() as env, stub_workers(env.client, services, workflows=False):
+        async with serving_workflows(env.client):
+            delivery = await Delivery.start(env, services, QUICK)
+            await delivery.play(*LOADED)
+            await delivery.until(lambda view: any(change.status == "picked_up"
+                                                  for change in services.args("record_status")))
+        watches = len(services.args("watch_trip"))
+        services.report("late", "behind", dropoff_eta=datetime.now(UTC) + timedelta(hours=1))
+        await services.answered_to("watch_trip", lambda watch: True)
+        loaded.set()
+        await services.answered_to("record_status", lambda change: change.status == "picked_up")
+        await asyncio.sleep(0.5)  # both completions reach Temporal before a workflow worker polls again
+        async with serving_workflows(env.client):
+            await services.called("watch_trip", watches + 1)
+            assert services.args("watch_trip")[-1].loaded
+            await delivery.play(*TO_DROPOFF, *LOAD)
+            assert (await delivery.result()).status == "delivered"
 
 
 async def test_a_degraded_connection_is_shown_and_then_cleared_without_ending_the_attempt(start, services):

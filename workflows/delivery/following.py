@@ -167,10 +167,14 @@ class Following:
             )
             try:
                 finding = await self._watch
-            except ActivityError:
-                if self._watch_again:  # cancelled because the robot was loaded: watch the rest of the trip
+            except (ActivityError, asyncio.CancelledError) as stopped:
+                # Cancelled because the robot was loaded: watch the rest of the trip. A watch cancelled in the
+                # activation that started it was never scheduled, and its handle raises CancelledError itself.
+                if self._watch_again and not self.state.attempt_over:
                     self._watch_again = False
                     continue
+                if isinstance(stopped, asyncio.CancelledError):
+                    raise  # the attempt is over
                 return  # the watch itself broke down: the delivery goes on, unwatched, as the robot reports
             if finding.kind in ATTEMPT_ENDING_FINDINGS:
                 self.state.finding = finding
