@@ -528,7 +528,7 @@ async def run(options: BenchOptions, base: Settings) -> int:
         stack = Stack(settings)
         await asyncio.to_thread(stack.wait_ready)
         try:  # the simulator and bare's workers run where `up` runs its workers
-            background_cpus = cpu_split(settings.api_cpus)[1]
+            background_cpus = cpu_split(settings.api_cpus).others
         except ValueError as exc:
             raise BenchError(f"DELIVERY_API_CPUS: {exc}") from None
         report["stack"] = {"api_url": settings.api_url, "temporal_address": settings.temporal_address,

@@ -14,7 +14,7 @@ import httpx
 from api.serve import WS_PING_SECONDS
 from cli.errors import CommandError
 from cli.supervisor import Child, ChildDied, Supervisor
-from core.children import cpu_list, cpu_split
+from core.children import CpuSplit, cpu_list, cpu_split
 from core.embedded import prepare_postgres, prepare_temporal, wait_for_postgres
 from core.migrations import create_databases, upgrade_all
 from core.services import Service, TaskQueue
@@ -116,8 +116,8 @@ def running_stack(settings: Settings) -> dict | None:
     return stack
 
 
-def cpu_placement(settings: Settings) -> tuple[frozenset[int] | None, frozenset[int] | None]:
-    """The CPUs of the API processes and of every other process `up` starts; None, None: anywhere."""
+def cpu_placement(settings: Settings) -> CpuSplit:
+    """The CPUs of the API processes and of every other process `up` starts (None: any)."""
     try:
         return cpu_split(settings.api_cpus)
     except ValueError as exc:
@@ -182,7 +182,7 @@ async def start_postgres(settings: Settings, supervisor: Supervisor, logs: Path)
     spec = prepare_postgres(settings)
     child = await supervisor.start(
         Child("postgres", spec.argv, logs / "postgres.log", user=spec.user, stop_signal=spec.stop_signal, critical=True,
-              cpus=cpu_placement(settings)[1])
+              cpus=cpu_placement(settings).others)
     )
     say(f"postgres starting on {settings.postgres_host}:{settings.postgres_port} (pid {child.pid})")
     maintenance = f"postgresql://postgres@{settings.postgres_host}:{settings.postgres_port}/postgres"
@@ -212,7 +212,7 @@ async def start_temporal(settings: Settings, supervisor: Supervisor, logs: Path)
     if settings.temporal_embedded:
         spec = prepare_temporal(settings)
         child = await supervisor.start(Child("temporal", spec.argv, logs / "temporal.log", critical=True,
-                                             cpus=cpu_placement(settings)[1]))
+                                             cpus=cpu_placement(settings).others))
         say(f"temporal dev server starting on {settings.temporal_address} (pid {child.pid})")
     for _ in range(120):
         try:
@@ -304,7 +304,7 @@ async def start_demo_market(settings: Settings, supervisor: Supervisor, logs: Pa
                 "--fleet", str(demo_file(settings)), "--speed", settings.sim_speed]
         child = await supervisor.start(Child("simulator", argv, logs / "simulator.log",
                                              env=settings_environment(settings), niceness=settings.background_niceness,
-                                             cpus=cpu_placement(settings)[1]))
+                                             cpus=cpu_placement(settings).others))
         say(f"simulator playing {len(demo['robots'])} robots at speed {settings.sim_speed} (pid {child.pid})")
     return demo
 

@@ -5,6 +5,7 @@ import os
 import re
 import signal
 from collections.abc import Iterable
+from typing import NamedTuple
 
 PR_SET_PDEATHSIG = 1
 CPU_LIST = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
@@ -44,12 +45,19 @@ def cpu_list(cpus: Iterable[int]) -> str:
     return ",".join(str(cpu) for cpu in sorted(cpus))
 
 
-def cpu_split(api_cpus: str) -> tuple[frozenset[int] | None, frozenset[int] | None]:
-    """The CPUs of the API processes and of every other process `up` starts (and the bench's simulator and
-    baseline workers), when the API has CPUs of its own (`DELIVERY_API_CPUS`); None, None when it has not, and
-    the OS places everything. ValueError names what the machine cannot give."""
+class CpuSplit(NamedTuple):
+    """The CPUs of the API processes, and of every other process `up` starts (and the bench's simulator and
+    baseline workers); None: any CPU."""
+
+    api: frozenset[int] | None
+    others: frozenset[int] | None
+
+
+def cpu_split(api_cpus: str) -> CpuSplit:
+    """The CPUs when the API has CPUs of its own (`DELIVERY_API_CPUS`); None for both when it has not, and the
+    OS places everything. ValueError names what the machine cannot give."""
     if not api_cpus:
-        return None, None
+        return CpuSplit(None, None)
     available = frozenset(os.sched_getaffinity(0))
     api = parse_cpus(api_cpus)
     if not api:
@@ -60,4 +68,4 @@ def cpu_split(api_cpus: str) -> tuple[frozenset[int] | None, frozenset[int] | No
     if not available - api:
         raise ValueError(f"CPU {cpu_list(api)} leaves none of this process's CPUs ({cpu_list(available)}) for the "
                          "rest of the stack")
-    return api, available - api
+    return CpuSplit(api, available - api)
